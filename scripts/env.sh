@@ -1,0 +1,23 @@
+# Source this file to use the project's environment in a shell:  . scripts/env.sh
+# It activates the project's venv (ROS 2 Kilted from PyPI wheels, torch, ...; made by
+# scripts/setup) and the colcon install/.
+_vmr_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
+# The venv lives outside the source tree: CMake refuses exported include folders (numpy's)
+# that lie inside the package being built. One venv per clone, keyed by the clone's path.
+VIRTUAL_ENV=${VIDEOMOLMO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/videomolmo_ros/venv-$(printf %s "$_vmr_root" | sha256sum | cut -c1-12)}
+export VIRTUAL_ENV
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+# The venv is the ROS prefix (like /opt/ros/kilted): CMake and ament find packages there.
+export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+if [ -f "$_vmr_root/install/setup.sh" ]; then
+  # colcon's setup scripts read unset variables: relax `set -u` around them.
+  case $- in *u*) _vmr_nounset=1; set +u ;; *) _vmr_nounset= ;; esac
+  COLCON_CURRENT_PREFIX="$_vmr_root/install" . "$_vmr_root/install/setup.sh"
+  [ -z "$_vmr_nounset" ] || set -u
+  # The node's executables, runnable as plain processes (what `ros2 run` would start).
+  export PATH="$_vmr_root/install/videomolmo_ros/lib/videomolmo_ros:$PATH"
+  unset _vmr_nounset
+fi
+unset _vmr_root

@@ -1,0 +1,1 @@
+"""Language-conditioned video grounding for ROS 2 robots."""
