@@ -1,0 +1,142 @@
+"""sensor_msgs/Image fields <-> numpy arrays, without cv_bridge.
+
+ROS's cv_bridge is built against numpy 1 and breaks under numpy 2; this module replaces the
+part of it the package needs. It takes the message's plain fields, so it never imports ROS.
+"""
+
+import array
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Encoding(NamedTuple):
+    """How one ROS image encoding lays out a pixel."""
+
+    dtype: np.dtype
+    channels: int
+    # Indices of the R, G and B channels; None for depth-like data a colour model cannot use.
+    rgb: tuple[int, int, int] | None
+
+
+_U8, _U16, _F32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
+
+# The single source of truth for what the codec supports. 8UC3/8UC4 are BGR(A), as OpenCV reads them.
+ENCODINGS: dict[str, Encoding] = {
+    "rgb8": Encoding(_U8, 3, (0, 1, 2)),
+    "bgr8": Encoding(_U8, 3, (2, 1, 0)),
+    "rgba8": Encoding(_U8, 4, (0, 1, 2)),
+    "bgra8": Encoding(_U8, 4, (2, 1, 0)),
+    "mono8": Encoding(_U8, 1, (0, 0, 0)),
+    "8UC1": Encoding(_U8, 1, (0, 0, 0)),
+    "8UC3": Encoding(_U8, 3, (2, 1, 0)),
+    "8UC4": Encoding(_U8, 4, (2, 1, 0)),
+    "mono16": Encoding(_U16, 1, None),
+    "16UC1": Encoding(_U16, 1, None),
+    "32FC1": Encoding(_F32, 1, None),
+}
+
+
+class ImageDecodeError(ValueError):
+    """An image message (or array) the codec cannot interpret; the message says what is wrong.
+
+    `reason` is a short stable code (unsupported_encoding, bad_size, bad_step, truncated,
+    not_colour, bad_array) under which the node counts the frames it drops.
+    """
+
+    def __init__(self, message: str, reason: str = "bad_array"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _lookup(encoding: str) -> Encoding:
+    try:
+        return ENCODINGS[encoding]
+    except KeyError:
+        supported = ", ".join(ENCODINGS)
+        raise ImageDecodeError(
+            f"unsupported encoding {encoding!r} (supported: {supported})", "unsupported_encoding"
+        ) from None
+
+
+def _shape(height: int, width: int, fmt: Encoding) -> tuple[int, ...]:
+    return (height, width) if fmt.channels == 1 else (height, width, fmt.channels)
+
+
+def _check_array(array: np.ndarray, encoding: str) -> Encoding:
+    """Reject arrays whose dtype or shape does not match `encoding`, rather than mislabel them."""
+    fmt = _lookup(encoding)
+    if array.dtype.kind != fmt.dtype.kind or array.dtype.itemsize != fmt.dtype.itemsize:
+        raise ImageDecodeError(f"{encoding} needs dtype {fmt.dtype}, got {array.dtype}")
+    if array.ndim < 2 or array.shape != _shape(*array.shape[:2], fmt):
+        layout = "H x W" if fmt.channels == 1 else f"H x W x {fmt.channels}"
+        raise ImageDecodeError(f"{encoding} needs an array of shape {layout}, got {array.shape}")
+    return fmt
+
+
+def decode_image(
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data: bytes | bytearray | memoryview | array.array,
+    is_bigendian: bool = False,
+) -> np.ndarray:
+    """The image in its native dtype: H x W for one channel, H x W x C otherwise.
+
+    The result is C-contiguous. Without row padding or byte swapping it is a zero-copy view of
+    `data` (numpy holds a reference, so it outlives the message); otherwise a copy. It is
+    read-only either way, so code that writes into it fails on every camera rather than only
+    on those whose images happen to be zero-copy; `.copy()` it to write.
+    """
+    fmt = _lookup(encoding)
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"image size {width}x{height} (width x height) must be positive", "bad_size")
+    row_bytes = width * fmt.channels * fmt.dtype.itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} is smaller than width*bytes_per_pixel = {row_bytes} for {width}x{height} {encoding}",
+            "bad_step",
+        )
+    nbytes = memoryview(data).nbytes
+    if nbytes < step * height:
+        raise ImageDecodeError(
+            f"data has {nbytes} bytes, expected at least step*height = {step * height} for {width}x{height} {encoding}",
+            "truncated",
+        )
+    rows = np.frombuffer(data, np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
+    pixels = rows.view(fmt.dtype.newbyteorder(">" if is_bigendian else "<"))
+    if not pixels.dtype.isnative:
+        pixels = pixels.astype(fmt.dtype)
+    image = np.ascontiguousarray(pixels.reshape(_shape(height, width, fmt)))
+    image.flags.writeable = False
+    return image
+
+
+def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
+    """A new H x W x 3 uint8 RGB array (C-contiguous, writable) from a decoded colour or mono8 image.
+
+    Always a copy, so the result is independent of the message buffer and safe to hand to torch.
+    """
+    fmt = _check_array(array, encoding)
+    if fmt.rgb is None:
+        raise ImageDecodeError(
+            f"{encoding} is depth/16-bit or float data and cannot feed a colour model; "
+            f"publish a colour image (e.g. rgb8 or bgr8)",
+            "not_colour",
+        )
+    height, width = array.shape[:2]
+    pixels = array.reshape(height, width, fmt.channels)
+    # np.stack, not fancy indexing: indexing the last axis returns a non-C-contiguous array.
+    return np.stack([pixels[:, :, channel] for channel in fmt.rgb], axis=-1)
+
+
+def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
+    """(height, width, step, data) of `array` for a sensor_msgs/Image with is_bigendian = False.
+
+    The inverse of decode_image: rows are unpadded (step = width * bytes per pixel).
+    """
+    fmt = _check_array(array, encoding)
+    height, width = array.shape[:2]
+    data = np.ascontiguousarray(array, dtype=fmt.dtype.newbyteorder("<")).tobytes()
+    return height, width, width * fmt.channels * fmt.dtype.itemsize, data
