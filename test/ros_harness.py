@@ -1,0 +1,137 @@
+"""Running perception_node as a separate process and talking to it over DDS, as a planner would."""
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
+
+from videomolmo_ros.image_codec import encode_image
+
+TEST_DIR = Path(__file__).parent
+DOUBLES = {
+    "pointer_backend": "oracle_doubles:ColorOraclePointerDouble",
+    "propagator_backend": "oracle_doubles:ColorOraclePropagatorDouble",
+}
+
+
+def node_executable() -> Path:
+    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / "perception_node"
+
+
+def installed_params_file() -> Path:
+    return Path(get_package_share_directory("videomolmo_ros")) / "config" / "perception.yaml"
+
+
+class NodeProcess:
+    """perception_node started with the installed params file plus overrides; its log kept."""
+
+    def __init__(self, log_path: Path, overrides: dict[str, object] | None = None):
+        args = [str(node_executable()), "--ros-args", "--params-file", str(installed_params_file())]
+        for name, value in (overrides or {}).items():
+            args += ["-p", f"{name}:={value}"]
+        env = dict(os.environ, PYTHONPATH=f"{TEST_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env["PYTHONUNBUFFERED"] = "1"
+        env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if self.process.poll() is not None:
+                return text in self.log()
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT, as Ctrl-C or launch would
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class Planner:
+    """A test-side node: publishes camera frames and commands, records every output."""
+
+    _count = 0
+
+    def __init__(self):
+        Planner._count += 1
+        self.node = rclpy.create_node(f"test_planner_{Planner._count}")
+        self.lock = threading.Lock()
+        self.received: dict[str, list] = {"targets": [], "tracks": [], "masks": [], "command_status": []}
+        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.command_pub = self.node.create_publisher(GroundingCommand, "command", 10)
+        self.text_pub = self.node.create_publisher(String, "command_text", 10)
+        for topic, msg_type in [
+            ("targets", PointedTargets),
+            ("tracks", ObjectTracks),
+            ("masks", ObjectMasks),
+            ("command_status", CommandStatus),
+        ]:
+            self.node.create_subscription(msg_type, topic, lambda msg, t=topic: self._record(t, msg), 50)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _record(self, topic: str, msg) -> None:
+        with self.lock:
+            self.received[topic].append(msg)
+
+    def get(self, topic: str) -> list:
+        with self.lock:
+            return list(self.received[topic])
+
+    def wait_connected(self, timeout_s: float = 30.0) -> None:
+        """Wait until the node under test subscribes to our image and command topics."""
+        publishers = [self.image_pub, self.command_pub, self.text_pub]
+        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s), (
+            "perception_node never subscribed to image / command / command_text"
+        )
+
+    def send_image(self, array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> None:
+        height, width, step, data = encode_image(array, encoding)
+        msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = frame_id
+        self.image_pub.publish(msg)
+
+    def send_command(self, query: str, id: str = "", mode: int = 1, action: int = 0) -> None:
+        self.command_pub.publish(GroundingCommand(id=id, query=query, mode=mode, action=action))
+
+    def send_text(self, text: str) -> None:
+        self.text_pub.publish(String(data=text))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

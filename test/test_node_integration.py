@@ -1,0 +1,160 @@
+"""perception_node as a separate process over real DDS, driven as a planner would drive it."""
+
+import time
+
+import pytest
+import rclpy
+import yaml
+from ros_harness import DOUBLES, NodeProcess, Planner, installed_params_file, wait_for
+from synthetic_video import default_scene, render
+from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
+
+from videomolmo_ros.mask_codec import decode_masks
+
+FPS = 15.0
+START_S = 1000.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_context():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def planner():
+    p = Planner()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def node(tmp_path):
+    started = []
+
+    def start(overrides=None):
+        process = NodeProcess(tmp_path / "node.log", overrides)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def play(planner, seconds, encoding="rgb8", start_s=START_S):
+    """Publish the synthetic video at FPS; return {stamp_ns: true masks}."""
+    truth = {}
+    scene = default_scene()
+    for k in range(int(seconds * FPS)):
+        t = k / FPS
+        image, masks = render(scene, t)
+        stamp_ns = round((start_s + t) * 1e9)
+        truth[stamp_ns] = masks
+        planner.send_image(image if encoding == "rgb8" else image[:, :, ::-1], encoding, stamp_ns)
+        time.sleep(1 / FPS)
+    return truth
+
+
+def stamp_ns(header):
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def test_targets_tracks_and_masks_follow_the_objects_with_source_headers(node, planner):
+    process = node(DOUBLES)
+    planner.wait_connected()
+    planner.send_text("the red ball")
+    planner.send_command("blue one", id="blue-1", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 4.0, encoding="bgr8")
+    assert wait_for(lambda: {"blue-1"} < {m.command_id for m in planner.get("masks") if m.ids}, 10)
+    assert process.process.poll() is None, process.log()
+
+    statuses = planner.get("command_status")
+    assert [s.state for s in statuses] == [CommandStatus.ACCEPTED] * 2, statuses
+    red_id = next(s.id for s in statuses if s.query == "the red ball")
+    assert red_id.startswith("cmd-"), "the node assigns ids to commands that come without one"
+    colour = {red_id: "red", "blue-1": "blue"}
+
+    targets = planner.get("targets")
+    assert {t.command_id for t in targets} == {red_id, "blue-1"}
+    for msg in targets:
+        assert msg.header.frame_id == "test_camera" and stamp_ns(msg.header) in truth
+        [target] = msg.targets
+        assert truth[stamp_ns(msg.header)][colour[msg.command_id]][round(target.y), round(target.x)]
+
+    tracks = planner.get("tracks")
+    for command_id in colour:
+        ids = {t.id for msg in tracks if msg.command_id == command_id for t in msg.tracks}
+        assert len(ids) == 1, f"{command_id}: one object keeps one id while it moves: {ids}"
+    assert tracks[-1].tracks[0].state == ObjectTrack.STATE_TRACKED
+    assert all(stamp_ns(m.header) in truth and m.header.frame_id == "test_camera" for m in tracks)
+
+    masks = [m for m in planner.get("masks") if m.ids]
+    assert len(masks) > 20, "masks arrive at camera rate"
+    for msg in masks:
+        [mask] = decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+        true = truth[stamp_ns(msg.header)][colour[msg.command_id]]
+        assert (mask & true).sum() / (mask | true).sum() > 0.9
+    track_ids = {(m.command_id, t.id) for m in tracks for t in m.tracks}
+    assert {(m.command_id, m.ids[0]) for m in masks} <= track_ids, "mask ids are track ids"
+    assert process.stop() == 0, "Ctrl-C shuts the node down cleanly"
+
+
+def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
+    process = node(DOUBLES)
+    planner.wait_connected()
+    image, _ = render(default_scene(), 0.0)
+    planner.send_image(image, "rgb8", round(999e9))
+    bad = planner.image_pub.msg_type(height=240, width=320, encoding="yuv422_weird", step=640, data=bytes(240 * 640))
+    planner.image_pub.publish(bad)
+    truncated = planner.image_pub.msg_type(height=240, width=320, encoding="rgb8", step=960, data=bytes(1000))
+    planner.image_pub.publish(truncated)
+    planner.send_text("")
+    planner.send_text("red " * 250_000)  # 1 MB
+    planner.send_command("red", id="bad id with spaces")
+    planner.send_command("", id="nope", action=GroundingCommand.ACTION_STOP)
+    assert wait_for(lambda: len(planner.get("command_status")) == 4, 10)
+    reasons = [s.reason for s in planner.get("command_status")]
+    assert all(s.state == CommandStatus.REJECTED for s in planner.get("command_status"))
+    assert any("empty" in r for r in reasons)
+    assert any("1000000 characters" in r for r in reasons)
+    assert any("no running command has id 'nope'" in r for r in reasons)
+
+    planner.send_command("red", id="r")
+    play(planner, 2.0)
+    assert wait_for(lambda: any(m.ids for m in planner.get("masks")), 10), "still serving after bad input"
+    log = process.log()
+    assert "unsupported encoding 'yuv422_weird'" in log
+    assert "data has 1000 bytes" in log
+    assert "the query is empty" in log
+
+
+def test_a_bad_parameter_stops_start_up_with_the_reason(node):
+    process = node({"image_reliability": "sometimes"})
+    assert process.process.wait(30) == 1
+    assert "image_reliability = 'sometimes'" in process.log()
+
+
+def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner):
+    from rcl_interfaces.srv import ListParameters
+
+    process = node()
+    assert process.wait_for_log("ready on cpu"), process.log()
+    client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(ListParameters.Request())
+    assert wait_for(future.done, 20)
+    declared = set(future.result().result.names)
+    documented = set(yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"])
+    assert documented <= declared, f"in perception.yaml but unknown to the node: {documented - declared}"
+    assert "no pointer_backend set" in process.log()
+
+
+def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
+    node()
+    planner.wait_connected()
+    planner.send_command("red", id="r")
+    assert wait_for(lambda: planner.get("command_status"), 10)
+    [status] = planner.get("command_status")
+    assert status.state == CommandStatus.REJECTED and "pointer_backend" in status.reason

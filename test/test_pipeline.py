@@ -1,0 +1,215 @@
+"""The ROS-free pipeline with the oracle doubles on synthetic video."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
+from synthetic_video import default_scene, render
+
+from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.interfaces import NoOptions
+from videomolmo_ros.pipeline import PerceptionPipeline, PipelineConfig
+
+CPU = torch.device("cpu")
+
+
+class ListSink:
+    """Collects outputs as the node would publish them."""
+
+    def __init__(self):
+        self.targets, self.tracks, self.masks, self.problems = [], [], [], []
+        self.lock = threading.Lock()
+
+    def publish_targets(self, output):
+        with self.lock:
+            self.targets.append(output)
+
+    def publish_tracks(self, output):
+        with self.lock:
+            self.tracks.append(output)
+
+    def publish_masks(self, output):
+        with self.lock:
+            self.masks.append(output)
+
+    def problem(self, key, message):
+        with self.lock:
+            self.problems.append((key, message))
+
+
+def make(pointer_options=None, propagate=True, **config):
+    sink = ListSink()
+    pipeline = PerceptionPipeline(
+        PipelineConfig(**config),
+        CPU,
+        ColorOraclePointerDouble(pointer_options or OracleOptions(), CPU),
+        ColorOraclePropagatorDouble(NoOptions(), CPU) if propagate else None,
+        sink,
+    )
+    pipeline.start()
+    return pipeline, sink
+
+
+def play(pipeline, seconds, fps=20.0, start_s=100.0, scene=None, pace=True):
+    """Feed frames with source stamps start_s + k/fps; return {stamp_ns: true masks}."""
+    scene = scene or default_scene()
+    truth = {}
+    for k in range(int(seconds * fps)):
+        t = k / fps
+        image, masks = render(scene, t)
+        stamp_ns = round((start_s + t) * 1e9)
+        truth[stamp_ns] = masks
+        pipeline.submit_frame(image, stamp_ns, "cam")
+        if pace:
+            time.sleep(1.0 / fps)
+    return truth
+
+
+def wait_for(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_tracks_and_masks_follow_the_named_object_with_one_id():
+    pipeline, sink = make()
+    try:
+        [event] = pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.TRACK))
+        assert event.state is CommandState.ACCEPTED and event.id.startswith("cmd-")
+        truth = play(pipeline, 3.0)
+        assert wait_for(lambda: len(sink.masks) > 20)
+    finally:
+        pipeline.close()
+    assert sink.targets and all(t.command_id == event.id for t in sink.targets)
+    for output in sink.targets:
+        [target] = output.targets
+        mask = truth[output.meta.stamp_ns]["red"]
+        assert mask[round(target.y), round(target.x)], "the target point lies on the red disc"
+    ids = {track.id for output in sink.tracks for track in output.tracks}
+    assert len(ids) == 1, f"one object, one id while it moves and is re-grounded: {ids}"
+    with_masks = [m for m in sink.masks if m.ids]
+    assert len(with_masks) > 20
+    for output in with_masks:
+        assert output.ids == tuple(ids)
+        assert iou(output.masks[0], truth[output.meta.stamp_ns]["red"]) > 0.95
+    assert sink.tracks[-1].tracks[0].state.name == "TRACKED"
+
+
+def test_two_commands_get_distinct_ids_and_stop_removes_tracks():
+    pipeline, sink = make()
+    try:
+        pipeline.submit_command(CommandRequest("r", "red", GroundingMode.TRACK))
+        pipeline.submit_command(CommandRequest("b", "blue", GroundingMode.POINT))
+        play(pipeline, 2.0)
+        assert wait_for(lambda: {"r", "b"} <= {m.command_id for m in sink.masks if m.ids})
+        [stopped] = pipeline.submit_command(CommandRequest("r", "", action=CommandAction.STOP))
+        assert stopped.state is CommandState.STOPPED
+        sink.masks.clear()
+        play(pipeline, 1.0)
+        assert wait_for(lambda: len(sink.masks) > 5)
+    finally:
+        pipeline.close()
+    assert {m.command_id for m in sink.masks} == {"b"}
+    red_ids = {t.id for o in sink.tracks if o.command_id == "r" for t in o.tracks}
+    blue_ids = {t.id for o in sink.tracks if o.command_id == "b" for t in o.tracks}
+    assert red_ids and blue_ids and not red_ids & blue_ids
+
+
+def test_a_slow_model_never_holds_up_tracking():
+    pipeline, sink = make(OracleOptions(delay_s=1.0))
+    started = time.monotonic()
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 3.0)
+        assert wait_for(lambda: sink.targets)
+        masks_before = len(sink.masks)
+        play(pipeline, 1.0)
+    finally:
+        pipeline.close()
+    counts = pipeline.counters.snapshot()
+    assert counts["groundings"] <= time.monotonic() - started + 1, "one 1-second query at a time"
+    assert len(sink.masks) - masks_before >= 10, "masks kept coming at camera rate while the model ran"
+    assert counts["frames_received"] == 80
+    tracked, skipped = counts["frames_tracked"], counts.get("frames_skipped_tracking_busy", 0)
+    assert tracked + skipped <= 80 and tracked > 40
+
+
+def test_stale_results_are_dropped_and_counted():
+    pipeline, sink = make(OracleOptions(delay_s=0.5), max_result_age_s=0.2)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 2.0)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("groundings_dropped_too_old", 0) > 0)
+    finally:
+        pipeline.close()
+    assert not sink.targets
+    assert any("behind the camera" in message for _, message in sink.problems)
+
+
+def test_a_time_jump_restarts_tracks_but_keeps_commands():
+    pipeline, sink = make()
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 1.5, start_s=100.0)
+        assert wait_for(lambda: any(m.ids for m in sink.masks))
+        first_ids = {t.id for o in sink.tracks for t in o.tracks}
+        sink.masks.clear()
+        play(pipeline, 1.5, start_s=50.0)  # the bag looped
+        assert wait_for(lambda: any(m.ids and m.meta.stamp_ns < 60e9 for m in sink.masks))
+    finally:
+        pipeline.close()
+    assert pipeline.counters.snapshot()["time_jump_resets"] == 1
+    assert any("went back" in message for _, message in sink.problems)
+    later_ids = {i for m in sink.masks if m.meta.stamp_ns < 60e9 for i in m.ids}
+    assert later_ids and not later_ids & first_ids
+
+
+def test_model_failures_are_reported_and_other_commands_keep_working():
+    pipeline, sink = make(OracleOptions(fail_on="broken"))
+    try:
+        pipeline.submit_command(CommandRequest("x", "broken red"))
+        pipeline.submit_command(CommandRequest("b", "blue"))
+        play(pipeline, 2.0)
+        assert wait_for(lambda: any(t.command_id == "b" for t in sink.targets))
+    finally:
+        pipeline.close()
+    assert pipeline.counters.snapshot()["grounding_failures"] >= 1
+    assert any("failed" in message for key, message in sink.problems if key == "grounding_failures")
+
+
+def test_without_a_propagator_tracks_come_from_groundings():
+    pipeline, sink = make(propagate=False)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 3.0)
+        assert wait_for(lambda: len(sink.tracks) >= 3)
+    finally:
+        pipeline.close()
+    assert not sink.masks
+    stamps = {o.meta.stamp_ns for o in sink.targets}
+    assert {o.meta.stamp_ns for o in sink.tracks} <= stamps, "tracks carry the stamp of the grounded frame"
+    assert len({t.id for o in sink.tracks for t in o.tracks}) == 1
+
+
+def test_commands_without_a_pointer_are_rejected_with_the_reason():
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSink())
+    [event] = pipeline.submit_command(CommandRequest("", "red"))
+    assert event.state is CommandState.REJECTED and "pointer_backend" in event.reason
+
+
+@pytest.mark.parametrize("shape", [(240, 320, 3), (120, 160, 3)])
+def test_frames_are_buffered_as_given(shape):
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSink())
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    pipeline.submit_frame(image, 5, "cam")
+    assert np.array_equal(pipeline.stream.latest().image.numpy(), image)

@@ -1,0 +1,188 @@
+"""The running grounding commands: validation, ids, add / replace / stop.
+
+Plain Python: the node converts GroundingCommand messages into CommandRequest and reports
+every CommandEvent on `command_status`, so a planner always learns what became of a command.
+"""
+
+import itertools
+import re
+import threading
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+
+class GroundingMode(IntEnum):
+    """Values match GroundingCommand.MODE_*."""
+
+    POINT = 0
+    TRACK = 1
+
+
+class CommandAction(IntEnum):
+    """Values match GroundingCommand.ACTION_*."""
+
+    ADD = 0
+    REPLACE = 1
+    STOP = 2
+    STOP_ALL = 3
+
+
+class CommandState(IntEnum):
+    """Values match CommandStatus.ACCEPTED / REJECTED / STOPPED."""
+
+    ACCEPTED = 0
+    REJECTED = 1
+    STOPPED = 2
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """A command as a planner sent it, before validation."""
+
+    id: str
+    query: str
+    mode: int = GroundingMode.TRACK
+    action: int = CommandAction.ADD
+
+
+@dataclass(frozen=True)
+class Command:
+    """A running command. `generation` tells a replaced command from its successor of the same id."""
+
+    id: str
+    query: str
+    mode: GroundingMode
+    generation: int
+
+
+@dataclass(frozen=True)
+class CommandEvent:
+    """What happened to a request; `id` and `query` are the request's (sanitised) ones."""
+
+    state: CommandState
+    id: str
+    query: str
+    reason: str = ""
+
+
+class Verdict(Enum):
+    """Outcome of query validation."""
+
+    OK = "ok"
+    EMPTY = "empty"
+    TOO_LONG = "too long"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACES = re.compile(r"\s+")
+_ID = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+
+
+def sanitize_query(text: str, max_chars: int) -> tuple[str, Verdict]:
+    """Strip control characters and collapse whitespace; refuse empty or over-long queries.
+
+    An over-long query is refused rather than cut: a truncated instruction can name a
+    different object, and the planner is better told than silently misread.
+    """
+    if len(text) > 8 * max_chars:  # do not even scan megabytes of text
+        return "", Verdict.TOO_LONG
+    clean = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    if not clean:
+        return "", Verdict.EMPTY
+    if len(clean) > max_chars:
+        return "", Verdict.TOO_LONG
+    return clean, Verdict.OK
+
+
+class CommandBook:
+    """The set of running commands, and the round-robin order the grounding worker serves them in."""
+
+    def __init__(self, max_query_chars: int = 512, max_commands: int = 16):
+        self.max_query_chars = max_query_chars
+        self.max_commands = max_commands
+        self._lock = threading.Lock()
+        self._running: dict[str, Command] = {}
+        self._ids = itertools.count(1)
+        self._generations = itertools.count(1)
+        self._turn = 0
+
+    def apply(self, request: CommandRequest) -> list[CommandEvent]:
+        """Carry out a request; return one event per command it accepted, rejected or stopped."""
+        with self._lock:
+            try:
+                action = CommandAction(request.action)
+            except ValueError:
+                return [self._reject(request, request.query[:80], f"unknown action {request.action}")]
+            if action is CommandAction.STOP_ALL:
+                return self._stop_all("stopped by a STOP_ALL command")
+            if action is CommandAction.STOP:
+                return self._stop(request)
+            return self._start(request, replace_all=action is CommandAction.REPLACE)
+
+    def _reject(self, request: CommandRequest, query: str, reason: str) -> CommandEvent:
+        return CommandEvent(CommandState.REJECTED, request.id[:64], query, reason)
+
+    def _stop_all(self, reason: str) -> list[CommandEvent]:
+        events = [CommandEvent(CommandState.STOPPED, c.id, c.query, reason) for c in self._running.values()]
+        self._running.clear()
+        return events
+
+    def _stop(self, request: CommandRequest) -> list[CommandEvent]:
+        command = self._running.pop(request.id, None)
+        if command is None:
+            running = ", ".join(self._running) or "none"
+            return [self._reject(request, "", f"no running command has id {request.id!r} (running: {running})")]
+        return [CommandEvent(CommandState.STOPPED, command.id, command.query, "stopped by a STOP command")]
+
+    def _start(self, request: CommandRequest, replace_all: bool) -> list[CommandEvent]:
+        query, verdict = sanitize_query(request.query, self.max_query_chars)
+        preview = _SPACES.sub(" ", _CONTROL.sub(" ", request.query[:80])).strip()
+        if verdict is Verdict.EMPTY:
+            return [self._reject(request, "", "the query is empty")]
+        if verdict is Verdict.TOO_LONG:
+            return [
+                self._reject(
+                    request,
+                    preview,
+                    f"the query has {len(request.query)} characters; at most {self.max_query_chars} are accepted",
+                )
+            ]
+        try:
+            mode = GroundingMode(request.mode)
+        except ValueError:
+            return [self._reject(request, query, f"unknown mode {request.mode} (0 = point, 1 = track)")]
+        if request.id and not _ID.match(request.id):
+            return [self._reject(request, query, "ids are 1-64 characters of letters, digits and _ . : / -")]
+        events = self._stop_all(f"replaced by command {request.id or '(new)'}") if replace_all else []
+        command_id = request.id or self._new_id()
+        replaced = self._running.pop(command_id, None)
+        if replaced is not None:
+            events.append(CommandEvent(CommandState.STOPPED, replaced.id, replaced.query, "replaced (same id)"))
+        if len(self._running) >= self.max_commands:
+            return [*events, self._reject(request, query, f"{self.max_commands} commands already run")]
+        command = Command(command_id, query, mode, next(self._generations))
+        self._running[command_id] = command
+        return [*events, CommandEvent(CommandState.ACCEPTED, command_id, query)]
+
+    def _new_id(self) -> str:
+        while (candidate := f"cmd-{next(self._ids)}") in self._running:
+            pass
+        return candidate
+
+    def running(self) -> list[Command]:
+        with self._lock:
+            return list(self._running.values())
+
+    def is_current(self, command: Command) -> bool:
+        """True while this very command (not a later one with its id) is running."""
+        with self._lock:
+            return self._running.get(command.id) == command
+
+    def next_turn(self) -> Command | None:
+        """The next command to ground, round-robin, so one query cannot starve the others."""
+        with self._lock:
+            if not self._running:
+                return None
+            commands = list(self._running.values())
+            self._turn = (self._turn + 1) % len(commands)
+            return commands[self._turn]

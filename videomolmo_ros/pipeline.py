@@ -1,0 +1,416 @@
+"""The perception pipeline: frames and commands in, targets, tracks and masks out. No ROS.
+
+Two worker threads keep the camera callback free:
+
+- the grounding worker runs the pointer at its own pace, round-robin over the running
+  commands, each time on the newest context window, and never twice on the same window;
+- the tracking worker steps the mask propagator on the newest camera frame, folds in the
+  grounding results, and publishes tracks and masks at camera rate.
+
+Drop policy (every drop is counted in `counters` under the name given here):
+
+- a camera frame that arrives while the tracking worker is busy is superseded by newer
+  frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
+- a grounding result whose command was stopped or replaced while the model ran is dropped
+  (`groundings_dropped_command_gone`), and so is one whose frames are more than
+  `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
+- a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
+  and propagator; commands keep running (`time_jump_resets`); a grounding of frames from
+  before the reset is dropped (`groundings_dropped_reset`).
+"""
+
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from videomolmo_ros.commands import (
+    Command,
+    CommandAction,
+    CommandBook,
+    CommandEvent,
+    CommandRequest,
+    CommandState,
+)
+from videomolmo_ros.counters import Counters
+from videomolmo_ros.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
+from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.mask_geometry import Box
+from videomolmo_ros.track_manager import TrackerConfig, TrackManager, TrackState
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    stream_frames: int = 4
+    context_frames: int = 8
+    context_fps: float = 2.0
+    max_result_age_s: float = 5.0
+    max_query_chars: int = 512
+    max_commands: int = 16
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+@dataclass(frozen=True)
+class Target:
+    object_id: int
+    label: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class TargetsOutput:
+    """One grounding's points, on the source frame `meta` they were placed on."""
+
+    meta: FrameMeta
+    command_id: str
+    query: str
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class TrackSnapshot:
+    id: int
+    label: str
+    state: TrackState
+    score: float
+    x: float
+    y: float
+    box: Box | None
+    age_ns: int
+
+
+@dataclass(frozen=True)
+class TracksOutput:
+    meta: FrameMeta
+    command_id: str
+    query: str
+    tracks: tuple[TrackSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class MasksOutput:
+    """Boolean H x W masks (numpy, CPU) of the tracks seen on `meta`, in `ids` order."""
+
+    meta: FrameMeta
+    command_id: str
+    ids: tuple[int, ...]
+    masks: tuple[np.ndarray, ...]
+    shape: tuple[int, int]
+
+
+class OutputSink(Protocol):
+    """Where the pipeline's outputs go (the ROS node publishes them). Called from worker threads."""
+
+    def publish_targets(self, output: TargetsOutput) -> None: ...
+
+    def publish_tracks(self, output: TracksOutput) -> None: ...
+
+    def publish_masks(self, output: MasksOutput) -> None: ...
+
+    def problem(self, key: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Grounded:
+    command: Command
+    window: FrameWindow
+    result: GroundingResult
+    epoch: int
+
+
+class PerceptionPipeline:
+    """Owns the buffers, the commands, the tracks and the two workers."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        device: torch.device,
+        pointer: Pointer | None,
+        propagator: MaskPropagator | None,
+        sink: OutputSink,
+    ):
+        self.config = config
+        self.device = device
+        self.pointer = pointer
+        self.propagator = propagator
+        self.sink = sink
+        self.counters = Counters()
+        self.commands = CommandBook(config.max_query_chars, config.max_commands)
+        self.stream = FrameBuffer(config.stream_frames, device)
+        self.context = FrameBuffer(config.context_frames, device, min_interval_s=1.0 / config.context_fps)
+        self.tracker = TrackManager(config.tracker)  # owned by the tracking worker
+        self.last_grounding_s: float | None = None
+        self._wake = threading.Condition()
+        self._results: deque[_Grounded] = deque()
+        self._controls: deque[Callable[[], None]] = deque()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._run, args=(self._tracking_turn,), name="tracking", daemon=True),
+            threading.Thread(target=self._run, args=(self._grounding_turn,), name="grounding", daemon=True),
+        ]
+        self._tracked_seq = -1  # tracking worker only
+        self._grounded: dict[tuple[str, int], int] = {}  # grounding worker only
+        self._epoch = 0  # counts restarts; guarded by _wake
+
+    # ----------------------------------------------------------------- inputs (any thread)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers (a running model call is waited for up to `timeout_s`)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout_s)
+
+    def problem(self, key: str, message: str) -> None:
+        """Count a problem under `key` and report it."""
+        self.counters.add(key)
+        self.sink.problem(key, message)
+
+    def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:
+        """Buffer an H x W x 3 uint8 RGB camera frame. Cheap: called from the image callback."""
+        self.counters.add("frames_received")
+        newest = self.stream.newest()
+        if newest is not None and stamp_ns < newest.stamp_ns:
+            self.problem(
+                "time_jump_resets",
+                f"image stamps went back from {newest.stamp_ns / 1e9:.3f} s to {stamp_ns / 1e9:.3f} s "
+                "(a looping or restarted bag?): buffers, tracks and masks restart; commands keep running",
+            )
+            self._restart()
+        shape = self.stream.frame_shape
+        if shape is not None and shape != image.shape:
+            self.problem(
+                "resolution_changes",
+                f"image size changed from {shape[1]}x{shape[0]} to {image.shape[1]}x{image.shape[0]}: "
+                "buffers, tracks and masks restart",
+            )
+            self._restart()
+        tensor = torch.from_numpy(image).to(self.device)
+        self.stream.push(tensor, stamp_ns, frame_id)
+        self.context.push(tensor, stamp_ns, frame_id)
+        with self._wake:
+            self._wake.notify_all()
+
+    def submit_command(self, request: CommandRequest) -> list[CommandEvent]:
+        """Apply a command; the events say what was accepted, rejected or stopped."""
+        if self.pointer is None and request.action in (CommandAction.ADD, CommandAction.REPLACE):
+            self.counters.add("commands_rejected")
+            reason = "no pointer backend is configured (set the pointer_backend parameter)"
+            return [CommandEvent(CommandState.REJECTED, request.id, request.query[:80], reason)]
+        events = self.commands.apply(request)
+        for event in events:
+            self.counters.add(f"commands_{event.state.name.lower()}")
+            if event.state is CommandState.STOPPED:
+                self._control(lambda command_id=event.id: self._forget_command(command_id))
+        with self._wake:
+            self._wake.notify_all()
+        return events
+
+    def _restart(self) -> None:
+        with self._wake:
+            self._epoch += 1
+        self.stream.clear()
+        self.context.clear()
+        self._control(self._forget_all)
+
+    def _control(self, action: Callable[[], None]) -> None:
+        """Run `action` on the tracking worker, which alone touches tracks and the propagator."""
+        with self._wake:
+            self._controls.append(action)
+            self._wake.notify_all()
+
+    # ----------------------------------------------------------------- workers
+
+    def _run(self, turn: Callable[[], bool]) -> None:
+        """A worker loop: one bug or model failure is reported, never the end of the worker."""
+        while True:
+            try:
+                if not turn():
+                    return
+            except Exception as error:
+                self.problem(
+                    "internal_errors",
+                    f"{threading.current_thread().name} worker: {error!r}\n{traceback.format_exc()}",
+                )
+                time.sleep(0.1)
+
+    def _tracking_has_work(self) -> bool:
+        newest = self.stream.newest()
+        fresh_frame = self.propagator is not None and newest is not None and newest.seq > self._tracked_seq
+        return bool(self._controls or self._results or fresh_frame)
+
+    def _tracking_turn(self) -> bool:
+        with self._wake:
+            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work())
+            if self._stopping:
+                return False
+            controls, self._controls = list(self._controls), deque()
+            results, self._results = list(self._results), deque()
+        for action in controls:
+            action()
+        for grounded in results:
+            self._apply_grounding(grounded)
+        if self.propagator is not None:
+            frame = self.stream.latest()
+            if frame is not None and frame.meta.seq > self._tracked_seq:
+                if self._tracked_seq >= 0:
+                    self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
+                self._tracked_seq = frame.meta.seq
+                self._track(frame)
+        return True
+
+    def _next_grounding(self) -> tuple[Command, FrameWindow] | None:
+        """The next command with a context window it has not been grounded on yet."""
+        newest = self.context.newest()
+        if newest is None:
+            return None
+        running = self.commands.running()
+        self._grounded = {key: seq for key, seq in self._grounded.items() if key[0] in {c.id for c in running}}
+        for _ in range(len(running)):
+            command = self.commands.next_turn()
+            if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
+                window = self.context.window(self.config.context_frames)
+                return (command, window) if window is not None else None
+        return None
+
+    def _grounding_turn(self) -> bool:
+        choice = None
+
+        def ready() -> bool:
+            nonlocal choice
+            choice = None if self._stopping else self._next_grounding()
+            return self._stopping or choice is not None
+
+        with self._wake:
+            self._wake.wait_for(ready)
+            if self._stopping:
+                return False
+            epoch = self._epoch
+        command, window = choice
+        self._grounded[(command.id, command.generation)] = window.metas[-1].seq
+        started = time.monotonic()
+        try:
+            result = self.pointer.ground(window, command.query, command.mode)
+        except Exception as error:
+            self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
+            return True
+        finally:
+            self.last_grounding_s = time.monotonic() - started
+        self.counters.add("groundings")
+        with self._wake:
+            self._results.append(_Grounded(command, window, result, epoch))
+            self._wake.notify_all()
+        return True
+
+    # ----------------------------------------------------------------- tracking worker only
+
+    def _forget_command(self, command_id: str) -> None:
+        removed = self.tracker.remove_command(command_id)
+        if self.propagator is not None and removed:
+            self.propagator.remove(removed)
+
+    def _forget_all(self) -> None:
+        self.tracker.clear()
+        self._tracked_seq = -1
+        if self.propagator is not None:
+            self.propagator.reset()
+
+    def _apply_grounding(self, grounded: _Grounded) -> None:
+        command, window, result = grounded.command, grounded.window, grounded.result
+        if not self.commands.is_current(command):
+            self.counters.add("groundings_dropped_command_gone")
+            return
+        with self._wake:
+            if grounded.epoch != self._epoch:
+                self.counters.add("groundings_dropped_reset")
+                return
+        newest = self.stream.newest()
+        age_s = 0.0 if newest is None else (newest.stamp_ns - window.metas[-1].stamp_ns) / 1e9
+        if age_s > self.config.max_result_age_s:
+            self.problem(
+                "groundings_dropped_too_old",
+                f"grounding of {command.query!r} dropped: its frames are {age_s:.1f} s behind the camera "
+                f"(max_result_age_s = {self.config.max_result_age_s})",
+            )
+            return
+        for problem in result.problems:
+            self.problem("model_output_problems", f"model output for {command.query!r}: {problem}")
+        points = self._valid_points(window, result.points, command.query)
+        if not points:
+            self.sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
+            return
+        index = max(p.frame_index for p in points)
+        frame = window.frame(index)
+        on_frame = [(p.x, p.y, p.label or command.query) for p in points if p.frame_index == index]
+        ids = self.tracker.associate(command.id, on_frame, (frame.height, frame.width), frame.meta.stamp_ns)
+        targets = tuple(Target(i, label, x, y) for i, (x, y, label) in zip(ids, on_frame, strict=True))
+        self.sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
+        if self.propagator is not None:
+            self.propagator.add_prompts(frame, {i: [(x, y)] for i, (x, y, _) in zip(ids, on_frame, strict=True)})
+        else:
+            self.tracker.update_from_points(ids, on_frame)
+            self._publish_tracks(command, frame.meta)
+
+    def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
+        height, width = window.images.shape[1:3]
+        valid = [p for p in points if 0 <= p.frame_index < len(window) and 0 <= p.x < width and 0 <= p.y < height]
+        if len(valid) < len(points):
+            self.problem(
+                "model_output_problems",
+                f"{len(points) - len(valid)} point(s) for {query!r} fell outside the {len(window)}-frame "
+                f"{width}x{height} window and were dropped",
+            )
+        return valid
+
+    def _track(self, frame: Frame) -> None:
+        try:
+            stepped = self.propagator.step(frame)
+        except Exception as error:
+            self.problem("propagation_failures", f"mask propagation failed: {error!r}")
+            return
+        self.counters.add("frames_tracked")
+        masks = {
+            object_id: (m.mask.detach().to("cpu", torch.bool).numpy(), float(m.score))
+            for object_id, m in stepped.items()
+            if tuple(m.mask.shape) == (frame.height, frame.width)
+        }
+        if len(masks) < len(stepped):
+            self.problem(
+                "propagation_failures",
+                f"{len(stepped) - len(masks)} mask(s) ignored: not of the frame size {frame.width}x{frame.height}",
+            )
+        for command in self.commands.running():
+            deleted = self.tracker.update_from_masks(command.id, masks)
+            if deleted:
+                self.propagator.remove(deleted)
+            self._publish_tracks(command, frame.meta)
+            seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
+            self.sink.publish_masks(
+                MasksOutput(
+                    frame.meta,
+                    command.id,
+                    tuple(t.id for t in seen),
+                    tuple(t.mask for t in seen),
+                    (frame.height, frame.width),
+                )
+            )
+
+    def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
+        snapshots = tuple(
+            TrackSnapshot(t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns)
+            for t in self.tracker.tracks(command.id)
+        )
+        self.sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))
