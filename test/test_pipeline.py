@@ -213,3 +213,16 @@ def test_frames_are_buffered_as_given(shape):
     image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
     pipeline.submit_frame(image, 5, "cam")
     assert np.array_equal(pipeline.stream.latest().image.numpy(), image)
+
+
+def test_no_model_step_and_no_skips_counted_while_no_command_runs():
+    pipeline, sink = make()
+    try:
+        play(pipeline, 1.0)
+        time.sleep(0.2)
+    finally:
+        pipeline.close()
+    counts = pipeline.counters.snapshot()
+    assert counts["frames_received"] == 20
+    assert "frames_tracked" not in counts and "frames_skipped_tracking_busy" not in counts
+    assert not sink.tracks and not sink.masks

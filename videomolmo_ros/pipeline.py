@@ -266,10 +266,12 @@ class PerceptionPipeline:
         if self.propagator is not None:
             frame = self.stream.latest()
             if frame is not None and frame.meta.seq > self._tracked_seq:
-                if self._tracked_seq >= 0:
+                idle = not self.commands.running()  # nothing to track: not a skip, and no model step
+                if self._tracked_seq >= 0 and not idle:
                     self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
                 self._tracked_seq = frame.meta.seq
-                self._track(frame)
+                if not idle:
+                    self._track(frame)
         return True
 
     def _next_grounding(self) -> tuple[Command, FrameWindow] | None:
@@ -278,7 +280,8 @@ class PerceptionPipeline:
         if newest is None:
             return None
         running = self.commands.running()
-        self._grounded = {key: seq for key, seq in self._grounded.items() if key[0] in {c.id for c in running}}
+        running_ids = {c.id for c in running}
+        self._grounded = {key: seq for key, seq in self._grounded.items() if key[0] in running_ids}
         for _ in range(len(running)):
             command = self.commands.next_turn()
             if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
