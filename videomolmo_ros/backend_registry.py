@@ -30,7 +30,7 @@ def resolve(spec: str, kind: type) -> type:
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
+    except (ImportError, ValueError, TypeError) as error:  # not found, or a malformed module path
         raise BackendError(f"{kind.__name__} backend {spec!r}: cannot import {module_name!r}: {error}") from error
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, kind)):

@@ -75,7 +75,7 @@ class Verdict(Enum):
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
-_ID = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 
 
 def sanitize_query(text: str, max_chars: int) -> tuple[str, Verdict]:
@@ -92,6 +92,11 @@ def sanitize_query(text: str, max_chars: int) -> tuple[str, Verdict]:
     if len(clean) > max_chars:
         return "", Verdict.TOO_LONG
     return clean, Verdict.OK
+
+
+def _preview(text: str) -> str:
+    """The start of a query, cleaned, to echo back in a rejection."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text[:80])).strip()
 
 
 class CommandBook:
@@ -112,9 +117,12 @@ class CommandBook:
             try:
                 action = CommandAction(request.action)
             except ValueError:
-                return [self._reject(request, request.query[:80], f"unknown action {request.action}")]
+                return [self._reject(request, _preview(request.query), f"unknown action {request.action}")]
             if action is CommandAction.STOP_ALL:
-                return self._stop_all("stopped by a STOP_ALL command")
+                # Always answered, so a planner waiting for the reply gets one: empty id = all.
+                return self._stop_all("stopped by a STOP_ALL command") or [
+                    CommandEvent(CommandState.STOPPED, "", "", "STOP_ALL: no command was running")
+                ]
             if action is CommandAction.STOP:
                 return self._stop(request)
             return self._start(request, replace_all=action is CommandAction.REPLACE)
@@ -136,14 +144,13 @@ class CommandBook:
 
     def _start(self, request: CommandRequest, replace_all: bool) -> list[CommandEvent]:
         query, verdict = sanitize_query(request.query, self.max_query_chars)
-        preview = _SPACES.sub(" ", _CONTROL.sub(" ", request.query[:80])).strip()
         if verdict is Verdict.EMPTY:
             return [self._reject(request, "", "the query is empty")]
         if verdict is Verdict.TOO_LONG:
             return [
                 self._reject(
                     request,
-                    preview,
+                    _preview(request.query),
                     f"the query has {len(request.query)} characters; at most {self.max_query_chars} are accepted",
                 )
             ]
@@ -151,7 +158,7 @@ class CommandBook:
             mode = GroundingMode(request.mode)
         except ValueError:
             return [self._reject(request, query, f"unknown mode {request.mode} (0 = point, 1 = track)")]
-        if request.id and not _ID.match(request.id):
+        if request.id and not _ID.fullmatch(request.id):
             return [self._reject(request, query, "ids are 1-64 characters of letters, digits and _ . : / -")]
         events = self._stop_all(f"replaced by command {request.id or '(new)'}") if replace_all else []
         command_id = request.id or self._new_id()

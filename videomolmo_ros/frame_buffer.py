@@ -75,17 +75,19 @@ class _Slot:
 class FrameBuffer:
     """A fixed-capacity ring of frames on `device`, safe to use from several threads.
 
-    `min_interval_s` decimates the stream: a frame closer in source time than that to the
-    newest buffered frame is not stored (a 2 fps context window for a video model, fed from a
-    30 fps camera, holds 4 s of video in 8 slots).
+    `sample_period_s` decimates the stream: source time is cut into slots of that length from
+    the first frame on, and only the first frame of each slot is stored, so the kept rate is
+    exactly 1 / period on average whatever the camera's stamp rounding or jitter (a 2 Hz
+    context window for a video model, fed from a 30 fps camera, holds 4 s of video in 8 slots).
     """
 
-    def __init__(self, capacity: int, device: torch.device | str = "cpu", min_interval_s: float = 0.0):
+    def __init__(self, capacity: int, device: torch.device | str = "cpu", sample_period_s: float = 0.0):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.device = torch.device(device)
-        self.min_interval_ns = round(min_interval_s * 1e9)
+        self.sample_period_ns = round(sample_period_s * 1e9)
+        self._origin_ns = 0  # start of the first sampling slot
         self._lock = threading.Lock()
         self._ring: torch.Tensor | None = None
         self._slots = [_Slot() for _ in range(capacity)]
@@ -127,10 +129,12 @@ class FrameBuffer:
                         f"frame stamp {stamp_ns / 1e9:.3f} s is older than the newest buffered "
                         f"frame ({newest.stamp_ns / 1e9:.3f} s)"
                     )
-                if stamp_ns - newest.stamp_ns < self.min_interval_ns:
+                if self.sample_period_ns and self._slot_of(stamp_ns) <= self._slot_of(newest.stamp_ns):
                     return None
             if self._ring is None or tuple(self._ring.shape[1:]) != tuple(image.shape):
                 self._allocate(tuple(image.shape))
+            if self._newest is None:
+                self._origin_ns = int(stamp_ns)
             meta = FrameMeta(self._next_seq, int(stamp_ns), frame_id)
             slot_index = meta.seq % self.capacity
             source = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
@@ -139,6 +143,9 @@ class FrameBuffer:
             self._next_seq += 1
             self._newest = meta
             return meta
+
+    def _slot_of(self, stamp_ns: int) -> int:
+        return (stamp_ns - self._origin_ns) // self.sample_period_ns
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._ring = None  # release the old ring before allocating the new one

@@ -144,7 +144,7 @@ class PerceptionPipeline:
         self.counters = Counters()
         self.commands = CommandBook(config.max_query_chars, config.max_commands)
         self.stream = FrameBuffer(config.stream_frames, device)
-        self.context = FrameBuffer(config.context_frames, device, min_interval_s=1.0 / config.context_fps)
+        self.context = FrameBuffer(config.context_frames, device, sample_period_s=1.0 / config.context_fps)
         self.tracker = TrackManager(config.tracker)  # owned by the tracking worker
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
