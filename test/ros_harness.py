@@ -8,6 +8,7 @@ from pathlib import Path
 
 import rclpy
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from polling import wait_for
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -126,12 +127,3 @@ class Planner:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
-
-
-def wait_for(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False

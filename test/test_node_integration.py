@@ -5,7 +5,8 @@ import time
 import pytest
 import rclpy
 import yaml
-from ros_harness import DOUBLES, NodeProcess, Planner, installed_params_file, wait_for
+from polling import wait_for
+from ros_harness import DOUBLES, NodeProcess, Planner, installed_params_file
 from synthetic_video import default_scene, render
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 

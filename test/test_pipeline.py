@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
+from polling import wait_for
 from synthetic_video import default_scene, render
 
 from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
@@ -66,15 +67,6 @@ def play(pipeline, seconds, fps=20.0, start_s=100.0, scene=None, pace=True):
         if pace:
             time.sleep(1.0 / fps)
     return truth
-
-
-def wait_for(predicate, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def iou(a, b):

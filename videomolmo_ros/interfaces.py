@@ -61,14 +61,18 @@ class NoOptions:
     """For backends that take no options."""
 
 
-class Pointer(ABC):
-    """A video grounding model: frames + query -> points per frame."""
+class Backend:
+    """What every backend shares: its parsed `Options` and the device it runs on."""
 
     Options: type = NoOptions
 
     def __init__(self, options: object, device: torch.device):
         self.options = options
         self.device = device
+
+
+class Pointer(Backend, ABC):
+    """A video grounding model: frames + query -> points per frame."""
 
     @abstractmethod
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
@@ -80,14 +84,8 @@ class Pointer(ABC):
         """
 
 
-class MaskPropagator(ABC):
+class MaskPropagator(Backend, ABC):
     """Points -> masks, carried through frames. Object ids are the pipeline's track ids."""
-
-    Options: type = NoOptions
-
-    def __init__(self, options: object, device: torch.device):
-        self.options = options
-        self.device = device
 
     @abstractmethod
     def add_prompts(self, frame: Frame, prompts: Mapping[int, Sequence[tuple[float, float]]]) -> None:
