@@ -1,7 +1,14 @@
-"""Test set-up: the test doubles live beside the tests, one torch thread per process."""
+"""Test set-up: the test doubles live beside the tests, one torch thread per process, no hub access."""
 
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+# Tests never reach the model hub, and never see the user's model cache: set before any import of
+# huggingface_hub, which reads these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
 
 import torch
 

@@ -8,6 +8,7 @@ import yaml
 from polling import wait_for
 from ros_harness import DOUBLES, NodeProcess, Planner, installed_params_file
 from synthetic_video import default_scene, render
+from tiny_molmo2 import write_tiny_molmo2
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 
 from videomolmo_ros.mask_codec import decode_masks
@@ -159,3 +160,17 @@ def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node,
     assert wait_for(lambda: planner.get("command_status"), 10)
     [status] = planner.get("command_status")
     assert status.state == CommandStatus.REJECTED and "pointer_backend" in status.reason
+
+
+def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
+    overrides = {"pointer_backend": "molmo2", "pointer.model": str(checkpoint), "pointer.max_new_tokens": 64}
+    process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 4.0)
+    assert wait_for(lambda: any(t.command_id == "m" for t in planner.get("targets")), 30), process.log()
+    for msg in planner.get("targets"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets), "points land in the source image"
+    assert "Molmo2Pointer" in process.log()

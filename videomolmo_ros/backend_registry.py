@@ -10,7 +10,9 @@ from videomolmo_ros.interfaces import Pointer
 
 # Registered names -> "module:Class". Imported only when chosen, so a user of one backend
 # never pays for (or needs the dependencies of) another.
-POINTERS: dict[str, str] = {}
+POINTERS: dict[str, str] = {
+    "molmo2": "videomolmo_ros.molmo2_pointer:Molmo2Pointer",
+}
 PROPAGATORS: dict[str, str] = {}
 
 
