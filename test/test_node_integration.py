@@ -133,15 +133,21 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
 
 
 def test_a_bad_parameter_stops_start_up_with_the_reason(node):
-    process = node({"image_reliability": "sometimes"})
+    process = node({"image_reliability": "sometimes", "pointer_backend": "''"})
     assert process.process.wait(30) == 1
     assert "image_reliability = 'sometimes'" in process.log()
 
 
-def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner):
+def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):
+    process = node()  # the shipped defaults: Molmo2-4B, which this machine does not have
+    assert process.process.wait(60) == 1
+    assert "hf download allenai/Molmo2-4B" in process.log()
+
+
+def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
     from rcl_interfaces.srv import ListParameters
 
-    process = node()
+    process = node({"pointer.model": str(write_tiny_molmo2(tmp_path / "molmo2"))})
     assert process.wait_for_log("ready on cpu"), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
     assert client.wait_for_service(timeout_sec=20)
@@ -150,11 +156,11 @@ def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, plann
     declared = set(future.result().result.names)
     documented = set(yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"])
     assert documented <= declared, f"in perception.yaml but unknown to the node: {documented - declared}"
-    assert "no pointer_backend set" in process.log()
 
 
 def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
-    node()
+    process = node({"pointer_backend": "''"})
+    assert process.wait_for_log("no pointer_backend set"), process.log()
     planner.wait_connected()
     planner.send_command("red", id="r")
     assert wait_for(lambda: planner.get("command_status"), 10)

@@ -72,7 +72,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 32, layers: int = 2, image_size: int = 56):
     """A Molmo2 config small enough for CPU tests; `hidden`/`layers` scale it for benchmarks."""
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in CHAT_TOKENS + IMAGE_TOKENS}
-    head_size = ids["<|im_end|>"] + 1  # the image tokens fall outside the output layer
+    head_size = max(ids[token] for token in CHAT_TOKENS) + 1  # the image tokens fall outside the output layer
     text = Molmo2TextConfig(
         hidden_size=hidden,
         num_attention_heads=4,

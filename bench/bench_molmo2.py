@@ -1,0 +1,99 @@
+"""Where a Molmo2 query's time goes: preprocessing, prefill, decode; and visual tokens per frame.
+
+    . scripts/env.sh && python bench/bench_molmo2.py [--frames 8] [--tokens 32]
+
+Random-weight checkpoints built from configs (no download): the tiny one the tests use and a
+mid-size one with Molmo2's real 378 px frames (81 visual tokens per frame) and a wider, deeper
+decoder. All figures come from one run on this machine, side by side; the ratios carry over to
+other machines better than the absolute times.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+from tiny_molmo2 import write_tiny_molmo2
+
+from videomolmo_ros.commands import GroundingMode
+from videomolmo_ros.frame_buffer import FrameBuffer
+from videomolmo_ros.molmo2_pointer import Molmo2Options, Molmo2Pointer
+
+CONFIGS = {
+    "tiny": {"hidden": 32, "layers": 2, "image_size": 56},
+    "mid": {"hidden": 256, "layers": 4, "image_size": 378},
+}
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    result = fn()  # warm up
+    start = time.perf_counter()
+    for _ in range(repeat):
+        result = fn()
+    return (time.perf_counter() - start) / repeat, result
+
+
+def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, float]:
+    pointer = Molmo2Pointer(Molmo2Options(model=str(folder), max_new_tokens=tokens), torch.device("cpu"))
+    buffer = FrameBuffer(frames)
+    rng = np.random.default_rng(0)
+    for k in range(frames):
+        buffer.push(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), round(k * 0.5e9), "cam")
+    window = buffer.window(frames)
+    prompt = "Point to the red mug."
+    prep_s, inputs = timed(lambda: pointer.prepare(window, prompt), repeat)
+    with torch.inference_mode():
+        prefill_s, _ = timed(lambda: pointer.model(**inputs), repeat)
+        # Exactly `tokens` new tokens, unconstrained, so decode time per token is comparable.
+        total_s, _ = timed(
+            lambda: pointer.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False),
+            repeat,
+        )
+    regex = pointer.answer_regex(GroundingMode.POINT, window.seconds_since_first())
+    constrained_s, _ = timed(lambda: pointer.generate(inputs, regex), repeat)
+    patch_id = pointer.model.config.image_patch_id
+    return {
+        "visual_per_frame": int((inputs["input_ids"] == patch_id).sum()) / frames,
+        "prompt_tokens": inputs["input_ids"].shape[1],
+        "prep": prep_s,
+        "prefill": prefill_s,
+        "decode_per_token": (total_s - prefill_s) / (tokens - 1),
+        "constrained_query": constrained_s,
+        "params_m": sum(p.numel() for p in pointer.model.parameters()) / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8, help="context frames per query")
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per query")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    print(f"{args.frames} frames of 640x480 per query, {args.tokens} new tokens, CPU fp32, 1 thread")
+    print(
+        f"{'config':>7} {'params M':>9} {'vis tok/frame':>14} {'prompt tok':>11} {'prep ms':>9} {'prefill ms':>11} "
+        f"{'decode ms/tok':>14} {'prefill/prep':>13} {'decode/prefill':>15} {'constrained query ms':>21}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, config in CONFIGS.items():
+            r = measure(write_tiny_molmo2(Path(tmp) / name, **config), args.frames, args.tokens, args.repeat)
+            print(
+                f"{name:>7} {r['params_m']:9.2f} {r['visual_per_frame']:14.0f} {r['prompt_tokens']:11d} "
+                f"{r['prep'] * 1e3:9.1f} {r['prefill'] * 1e3:11.1f} {r['decode_per_token'] * 1e3:14.2f} "
+                f"{r['prefill'] / r['prep']:13.2f} {r['decode_per_token'] * args.tokens / r['prefill']:15.2f} "
+                f"{r['constrained_query'] * 1e3:21.1f}"
+            )
+    print("decode/prefill: decoding all new tokens against one prefill; constrained query: prep excluded.")
+
+
+if __name__ == "__main__":
+    main()
