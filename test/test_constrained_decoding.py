@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tiny_molmo2 import byte_level_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, PreTrainedTokenizerFast
 
 from videomolmo_ros.constrained_decoding import (
@@ -34,16 +34,7 @@ MAX_NEW_TOKENS = molmo2_max_new_tokens(GROUPS, POINTS)
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level BPE without merges (any text round-trips), plus special and extra text tokens."""
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    core = Tokenizer(models.BPE(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=CHAT_TOKENS + IMAGE_TOKENS,
-    )
+    fast = byte_level_tokenizer(CHAT_TOKENS + IMAGE_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.add_tokens(TEXT_TOKENS)
     assert fast.convert_tokens_to_ids(TEXT_TOKENS) == [262, 263, 264]
     return fast

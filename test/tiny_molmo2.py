@@ -52,18 +52,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE with no merges: every byte is a token, so any text round-trips."""
+def byte_level_tokenizer(special_tokens: list[str], **roles: str) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with no merges (every byte a token, so any text round-trips), then the
+    special tokens in order from id 256; `roles` names eos_token, pad_token, ... among them."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     core = Tokenizer(models.BPE(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<|im_end|>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=CHAT_TOKENS + IMAGE_TOKENS,
+    return PreTrainedTokenizerFast(tokenizer_object=core, additional_special_tokens=special_tokens, **roles)
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """Molmo2's special tokens on a byte-level vocabulary."""
+    tokenizer = byte_level_tokenizer(
+        CHAT_TOKENS + IMAGE_TOKENS, bos_token="<|im_end|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
     tokenizer.image_token, tokenizer.video_token = "<|image|>", "<|video|>"
     return tokenizer
