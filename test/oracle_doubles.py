@@ -92,3 +92,14 @@ class ColorOraclePropagatorDouble(MaskPropagator):
 
     def reset(self) -> None:
         self._objects.clear()
+
+
+class ScriptedPointerDouble(Pointer):
+    """Answers every query with the same scripted result (pipeline tests of what an answer does)."""
+
+    def __init__(self, result: GroundingResult):
+        super().__init__(None, torch.device("cpu"))
+        self.result = result
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        return self.result

@@ -218,3 +218,47 @@ def test_no_model_step_and_no_skips_counted_while_no_command_runs():
     assert counts["frames_received"] == 20
     assert "frames_tracked" not in counts and "frames_skipped_tracking_busy" not in counts
     assert not sink.tracks and not sink.masks
+
+
+def test_track_answers_prompt_each_object_at_its_latest_sighting():
+    from videomolmo_ros.interfaces import GroundedPoint
+    from videomolmo_ros.pipeline import latest_sightings
+
+    ball = [GroundedPoint(k, 10.0 + k, 20.0, "ball", 1) for k in range(4)]
+    cup = [GroundedPoint(k, 50.0, 60.0 + k, "cup", 2) for k in range(2)]  # hidden after frame 1
+    chosen = latest_sightings(cup + ball)
+    assert [(p.object_id, p.frame_index) for p in chosen] == [(2, 1), (1, 3)]
+
+
+def test_point_answers_prompt_the_latest_frame_with_points():
+    from videomolmo_ros.interfaces import GroundedPoint
+    from videomolmo_ros.pipeline import latest_sightings
+
+    points = [GroundedPoint(0, 1.0, 1.0), GroundedPoint(2, 5.0, 5.0), GroundedPoint(2, 9.0, 9.0)]
+    assert latest_sightings(points) == points[1:]
+
+
+def test_an_object_seen_only_early_in_the_window_still_gets_a_track_and_a_target():
+    from oracle_doubles import ScriptedPointerDouble
+
+    from videomolmo_ros.interfaces import GroundedPoint, GroundingResult
+
+    answer = GroundingResult(
+        (GroundedPoint(0, 40.0, 40.0, "cup", 2), GroundedPoint(1, 200.0, 100.0, "ball", 1)), "scripted"
+    )
+    sink = ListSink()
+    pipeline = PerceptionPipeline(
+        PipelineConfig(context_frames=2, context_fps=20.0), CPU, ScriptedPointerDouble(answer), None, sink
+    )
+    pipeline.start()
+    try:
+        play(pipeline, 0.3)  # the 2-frame window is full before the first query
+        pipeline.submit_command(CommandRequest("t", "things", GroundingMode.TRACK))
+        play(pipeline, 0.5, start_s=101.0)
+        assert wait_for(lambda: len(sink.targets) >= 2)
+    finally:
+        pipeline.close()
+    first, second = sink.targets[:2]
+    assert first.meta.stamp_ns < second.meta.stamp_ns, "one targets message per source frame, in time order"
+    assert [t.label for t in first.targets] == ["cup"] and [t.label for t in second.targets] == ["ball"]
+    assert len({t.id for o in sink.tracks for t in o.tracks}) == 2

@@ -125,6 +125,23 @@ class _Grounded:
     epoch: int
 
 
+def latest_sightings(points: list[GroundedPoint]) -> list[GroundedPoint]:
+    """The points that become prompts: each object's most recent sighting in the window.
+
+    With model object ids (Molmo2 track mode numbers objects consistently within one answer),
+    each object's latest point, so an object out of sight in the last frames keeps its last
+    position; without ids (pointing), the points of the latest frame that has any.
+    """
+    if all(p.object_id is not None for p in points):
+        latest: dict[int, GroundedPoint] = {}
+        for p in points:
+            if p.object_id not in latest or p.frame_index > latest[p.object_id].frame_index:
+                latest[p.object_id] = p
+        return sorted(latest.values(), key=lambda p: (p.frame_index, p.object_id))
+    index = max(p.frame_index for p in points)
+    return [p for p in points if p.frame_index == index]
+
+
 class PerceptionPipeline:
     """Owns the buffers, the commands, the tracks and the two workers."""
 
@@ -355,17 +372,20 @@ class PerceptionPipeline:
         if not points:
             self.sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
             return
-        index = max(p.frame_index for p in points)
-        frame = window.frame(index)
-        on_frame = [(p.x, p.y, p.label or command.query) for p in points if p.frame_index == index]
-        ids = self.tracker.associate(command.id, on_frame, (frame.height, frame.width), frame.meta.stamp_ns)
-        targets = tuple(Target(i, label, x, y) for i, (x, y, label) in zip(ids, on_frame, strict=True))
-        self.sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
-        if self.propagator is not None:
-            self.propagator.add_prompts(frame, {i: [(x, y)] for i, (x, y, _) in zip(ids, on_frame, strict=True)})
-        else:
-            self.tracker.update_from_points(ids, on_frame)
-            self._publish_tracks(command, frame.meta)
+        sightings = latest_sightings(points)
+        observed = [(p.x, p.y, p.label or command.query) for p in sightings]
+        last = window.metas[max(p.frame_index for p in sightings)]
+        ids = self.tracker.associate(command.id, observed, tuple(window.images.shape[1:3]), last.stamp_ns)
+        for index in sorted({p.frame_index for p in sightings}):
+            here = [(i, p) for i, p in zip(ids, sightings, strict=True) if p.frame_index == index]
+            frame = window.frame(index)
+            targets = tuple(Target(i, p.label or command.query, p.x, p.y) for i, p in here)
+            self.sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
+            if self.propagator is not None:
+                self.propagator.add_prompts(frame, {i: [(p.x, p.y)] for i, p in here})
+        if self.propagator is None:
+            self.tracker.update_from_points(ids, observed)
+            self._publish_tracks(command, last)
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
