@@ -90,6 +90,15 @@ class ColorOraclePropagatorDouble(MaskPropagator):
         for object_id in object_ids:
             self._objects.pop(object_id, None)
 
+    def propagate(
+        self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool
+    ) -> list[dict[int, ObjectMask]]:
+        order = list(reversed(frames)) if reverse else list(frames)
+        session = ColorOraclePropagatorDouble(self.options, self.device)
+        session.add_prompts(order[0], prompts)
+        masks = [session.step(frame) for frame in order]
+        return masks[::-1] if reverse else masks
+
     def reset(self) -> None:
         self._objects.clear()
 

@@ -262,3 +262,42 @@ def test_an_object_seen_only_early_in_the_window_still_gets_a_track_and_a_target
     assert first.meta.stamp_ns < second.meta.stamp_ns, "one targets message per source frame, in time order"
     assert [t.label for t in first.targets] == ["cup"] and [t.label for t in second.targets] == ["ball"]
     assert len({t.id for o in sink.tracks for t in o.tracks}) == 2
+
+
+def test_bidirectional_fusion_publishes_every_frame_once_late_and_on_the_object():
+    pipeline, sink = make(fusion="bidirectional", fusion_max_lag_frames=200, context_fps=4.0)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        truth = play(pipeline, 3.0)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("fusion_frames_fused", 0) > 5)
+    finally:
+        pipeline.close()
+    stamps = [m.meta.stamp_ns for m in sink.masks]
+    assert stamps == sorted(stamps) and len(stamps) == len(set(stamps)), "each frame once, in order"
+    counts = pipeline.counters.snapshot()
+    assert counts["fusion_frames_fused"] + counts.get("fusion_frames_unfused", 0) == len(sink.masks)
+    assert len(sink.masks) < counts["frames_tracked"], "frames after the last keyframe are still held"
+    for output in sink.masks:
+        if output.ids:
+            assert iou(output.masks[0], truth[output.meta.stamp_ns]["red"]) > 0.95
+
+
+def test_without_keyframes_fusion_releases_frames_at_the_lag_bound_and_counts_them():
+    pipeline, sink = make(OracleOptions(delay_s=60.0), fusion="bidirectional", fusion_max_lag_frames=5)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 1.0)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("fusion_frames_unfused_lag", 0) > 3)
+    finally:
+        pipeline.close(timeout_s=0.1)
+    assert sink.masks, "frames are not held forever"
+
+
+def test_bidirectional_fusion_needs_a_propagator_with_a_backward_pass():
+    from videomolmo_ros.interfaces import MaskPropagator
+
+    class ForwardOnly(MaskPropagator):
+        add_prompts = step = remove = reset = lambda *args: {}
+
+    with pytest.raises(ValueError, match="backward pass"):
+        PerceptionPipeline(PipelineConfig(fusion="bidirectional"), CPU, None, ForwardOnly(None, CPU), ListSink())

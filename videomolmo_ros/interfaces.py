@@ -106,3 +106,13 @@ class MaskPropagator(Backend, ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget every object and all temporal state (a time jump, a restart)."""
+
+    def propagate(
+        self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool
+    ) -> list[dict[int, ObjectMask]]:
+        """Masks over a span of frames from prompts on its last (reverse) or first frame; optional.
+
+        A separate pass that leaves the live state untouched: the backward pass of bidirectional
+        mask fusion. Returns one dict per frame, in the order of `frames`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot propagate over a span of frames")

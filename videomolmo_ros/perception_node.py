@@ -97,6 +97,11 @@ class PerceptionNode(Node):
             ),
             max_query_chars=p("max_query_chars", 512, "longer queries are rejected", (1, 100_000)),
             max_commands=p("max_commands", 16, "commands running at once", (1, 1024)),
+            fusion=p("fusion", "forward", "forward (masks at once) or bidirectional (VideoMolmo fusion, late)"),
+            fusion_iou_threshold=p("fusion_iou_threshold", 0.7, "IoU above which fused masks intersect", (0.0, 1.0)),
+            fusion_max_lag_frames=p(
+                "fusion_max_lag_frames", 30, "frames held for fusion before release unfused", (1, 10_000)
+            ),
             tracker=TrackerConfig(
                 confirm_frames=p("tracker.confirm_frames", 3, "frames seen before tentative -> tracked", (1, 1000)),
                 max_lost_frames=p(

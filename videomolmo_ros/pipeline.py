@@ -40,7 +40,8 @@ from videomolmo_ros.commands import (
 )
 from videomolmo_ros.counters import Counters
 from videomolmo_ros.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
-from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.mask_fusion import TAU, FixedLagFuser, ReleasedFrame
 from videomolmo_ros.mask_geometry import Box
 from videomolmo_ros.track_manager import TrackerConfig, TrackManager, TrackState
 
@@ -54,6 +55,9 @@ class PipelineConfig:
     max_query_chars: int = 512
     max_commands: int = 16
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
+    fusion_iou_threshold: float = TAU
+    fusion_max_lag_frames: int = 30
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,14 @@ class OutputSink(Protocol):
 
 
 @dataclass(frozen=True)
+class _Tracked:
+    """A tracked frame held for fusion, with the forward pass's scores."""
+
+    frame: Frame
+    scores: dict[int, float]
+
+
+@dataclass(frozen=True)
 class _Grounded:
     command: Command
     window: FrameWindow
@@ -163,6 +175,7 @@ class PerceptionPipeline:
         self.stream = FrameBuffer(config.stream_frames, device)
         self.context = FrameBuffer(config.context_frames, device, sample_period_s=1.0 / config.context_fps)
         self.tracker = TrackManager(config.tracker)  # owned by the tracking worker
+        self._fuser = self._make_fuser(config, propagator)  # owned by the tracking worker
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
         self._results: deque[_Grounded] = deque()
@@ -175,6 +188,20 @@ class PerceptionPipeline:
         self._tracked_seq = -1  # tracking worker only
         self._grounded: dict[tuple[str, int], int] = {}  # grounding worker only
         self._epoch = 0  # counts restarts; guarded by _wake
+
+    @staticmethod
+    def _make_fuser(config: PipelineConfig, propagator: MaskPropagator | None) -> FixedLagFuser | None:
+        """None in the zero-lag forward mode; else the fuser holding frames until the next keyframe."""
+        if config.fusion not in ("forward", "bidirectional"):
+            raise ValueError(f"fusion {config.fusion!r}: use forward or bidirectional")
+        if config.fusion == "forward":
+            return None
+        if propagator is None or type(propagator).propagate is MaskPropagator.propagate:
+            name = type(propagator).__name__ if propagator else "no propagator"
+            raise ValueError(f"fusion bidirectional needs a propagator with a backward pass; {name} has none")
+        return FixedLagFuser(
+            config.fusion_max_lag_frames, config.fusion_iou_threshold, key=lambda t: t.frame.meta.stamp_ns
+        )
 
     # ----------------------------------------------------------------- inputs (any thread)
 
@@ -343,6 +370,8 @@ class PerceptionPipeline:
             self.propagator.remove(removed)
 
     def _forget_all(self) -> None:
+        if self._fuser is not None:
+            self.counters.add("fusion_frames_dropped_reset", self._fuser.reset())
         self.tracker.clear()
         self._tracked_seq = -1
         if self.propagator is not None:
@@ -382,10 +411,13 @@ class PerceptionPipeline:
             targets = tuple(Target(i, p.label or command.query, p.x, p.y) for i, p in here)
             self.sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
             if self.propagator is not None:
-                self.propagator.add_prompts(frame, {i: [(p.x, p.y)] for i, p in here})
+                prompts = {i: [(p.x, p.y)] for i, p in here}
+                self.propagator.add_prompts(frame, prompts)
         if self.propagator is None:
             self.tracker.update_from_points(ids, observed)
             self._publish_tracks(command, last)
+        elif self._fuser is not None:
+            self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
@@ -405,6 +437,18 @@ class PerceptionPipeline:
             self.problem("propagation_failures", f"mask propagation failed: {error!r}")
             return
         self.counters.add("frames_tracked")
+        masks = self._cpu_masks(stepped, frame)
+        if self._fuser is None:
+            self._publish_frame(frame.meta, masks)
+            return
+        tracked = _Tracked(frame, {object_id: score for object_id, (_, score) in masks.items()})
+        timeouts = self._fuser.timeouts
+        released = self._fuser.push(tracked, {object_id: mask for object_id, (mask, _) in masks.items()})
+        self.counters.add("fusion_frames_unfused_lag", self._fuser.timeouts - timeouts)
+        self._publish_released(released)
+
+    def _cpu_masks(self, stepped: dict[int, ObjectMask], frame: Frame) -> dict[int, tuple[np.ndarray, float]]:
+        """The propagator's masks as CPU numpy (once per frame), minus any of the wrong size."""
         masks = {
             object_id: (m.mask.detach().to("cpu", torch.bool).numpy(), float(m.score))
             for object_id, m in stepped.items()
@@ -415,20 +459,52 @@ class PerceptionPipeline:
                 "propagation_failures",
                 f"{len(stepped) - len(masks)} mask(s) ignored: not of the frame size {frame.width}x{frame.height}",
             )
+        return masks
+
+    def _fuse_keyframe(self, keyframe: Frame, prompts: dict[int, list[tuple[float, float]]]) -> None:
+        """Backward pass from the keyframe's prompts over the held frames; release them fused.
+
+        The keyframe lands on the newest held frame at or before it (the tracking worker may
+        have skipped the keyframe's own frame); if that is not the keyframe, the keyframe is
+        appended so the backward pass starts from the prompted image.
+        """
+        stamp = keyframe.meta.stamp_ns
+        held = [t for t in self._fuser.held() if t.frame.meta.stamp_ns <= stamp]
+        if not held:
+            self.counters.add("fusion_missed_keyframes")
+            return
+        anchor = held[-1]
+        span = [*self._fuser.frames_needing_backward(anchor), anchor]
+        frames = [t.frame for t in span] + ([keyframe] if anchor.frame.meta.stamp_ns != stamp else [])
+        try:
+            backward = self.propagator.propagate(frames, prompts, reverse=True)
+        except Exception as error:
+            self.problem("propagation_failures", f"backward pass for mask fusion failed: {error!r}")
+            backward = []
+        by_frame = {
+            t.frame.meta.stamp_ns: {i: mask for i, (mask, _) in self._cpu_masks(masks, t.frame).items()}
+            for t, masks in zip(span, backward, strict=False)  # `backward` may also cover the keyframe
+        }
+        self._publish_released(self._fuser.keyframe(anchor, by_frame))
+
+    def _publish_released(self, released: list[ReleasedFrame]) -> None:
+        for item in released:
+            self.counters.add("fusion_frames_fused" if item.fused else "fusion_frames_unfused")
+            scores = item.meta.scores
+            masks = {i: (mask, scores.get(i, 1.0)) for i, mask in item.masks.items() if mask is not None}
+            self._publish_frame(item.meta.frame.meta, masks)
+
+    def _publish_frame(self, meta: FrameMeta, masks: dict[int, tuple[np.ndarray, float]]) -> None:
+        """Update every command's tracks from one frame's masks and publish its tracks and masks."""
         for command in self.commands.running():
             deleted = self.tracker.update_from_masks(command.id, masks)
             if deleted:
                 self.propagator.remove(deleted)
-            self._publish_tracks(command, frame.meta)
+            self._publish_tracks(command, meta)
             seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
+            shape = next(iter(masks.values()))[0].shape if masks else self.stream.frame_shape[:2]
             self.sink.publish_masks(
-                MasksOutput(
-                    frame.meta,
-                    command.id,
-                    tuple(t.id for t in seen),
-                    tuple(t.mask for t in seen),
-                    (frame.height, frame.width),
-                )
+                MasksOutput(meta, command.id, tuple(t.id for t in seen), tuple(t.mask for t in seen), tuple(shape))
             )
 
     def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
