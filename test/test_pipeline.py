@@ -301,3 +301,14 @@ def test_bidirectional_fusion_needs_a_propagator_with_a_backward_pass():
 
     with pytest.raises(ValueError, match="backward pass"):
         PerceptionPipeline(PipelineConfig(fusion="bidirectional"), CPU, None, ForwardOnly(None, CPU), ListSink())
+
+
+def test_a_frame_with_the_previous_frames_stamp_is_dropped_and_counted():
+    sink = ListSink()
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, sink)
+    image, _ = render(default_scene(), 0.0)
+    for _ in range(3):
+        pipeline.submit_frame(image, 7, "cam")
+    assert len(pipeline.stream) == 1
+    assert pipeline.counters.snapshot()["frames_rejected_duplicate_stamp"] == 2
+    assert "same stamp" in sink.problems[0][1]

@@ -14,6 +14,8 @@ Drop policy (every drop is counted in `counters` under the name given here):
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
+- a frame with the same stamp as the newest one is a duplicate and dropped
+  (`frames_rejected_duplicate_stamp`);
 - a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
   and propagator; commands keep running (`time_jump_resets`); a grounding of frames from
   before the reset is dropped (`groundings_dropped_reset`).
@@ -227,6 +229,13 @@ class PerceptionPipeline:
         """Buffer an H x W x 3 uint8 RGB camera frame. Cheap: called from the image callback."""
         self.counters.add("frames_received")
         newest = self.stream.newest()
+        if newest is not None and stamp_ns == newest.stamp_ns:
+            self.problem(
+                "frames_rejected_duplicate_stamp",
+                f"image stamped {stamp_ns / 1e9:.3f} s dropped: the previous image has the same stamp "
+                "(a driver publishing a frame twice?)",
+            )
+            return
         if newest is not None and stamp_ns < newest.stamp_ns:
             self.problem(
                 "time_jump_resets",
