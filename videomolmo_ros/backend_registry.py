@@ -13,7 +13,9 @@ from videomolmo_ros.interfaces import Pointer
 POINTERS: dict[str, str] = {
     "molmo2": "videomolmo_ros.molmo2_pointer:Molmo2Pointer",
 }
-PROPAGATORS: dict[str, str] = {}
+PROPAGATORS: dict[str, str] = {
+    "sam2": "videomolmo_ros.sam2_propagator:Sam2Propagator",
+}
 
 
 class BackendError(RuntimeError):
