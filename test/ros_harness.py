@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import rclpy
+import yaml
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from polling import wait_for
 from rclpy.executors import SingleThreadedExecutor
@@ -22,6 +23,7 @@ DOUBLES = {
     "pointer_backend": "oracle_doubles:ColorOraclePointerDouble",
     "propagator_backend": "oracle_doubles:ColorOraclePropagatorDouble",
 }
+NO_BACKENDS = {"pointer_backend": "", "propagator_backend": ""}
 
 
 def node_executable() -> Path:
@@ -36,9 +38,11 @@ class NodeProcess:
     """perception_node started with the installed params file plus overrides; its log kept."""
 
     def __init__(self, log_path: Path, overrides: dict[str, object] | None = None):
+        # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
+        override_file = log_path.with_suffix(".params.yaml")
+        override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
         args = [str(node_executable()), "--ros-args", "--params-file", str(installed_params_file())]
-        for name, value in (overrides or {}).items():
-            args += ["-p", f"{name}:={value}"]
+        args += ["--params-file", str(override_file)]
         env = dict(os.environ, PYTHONPATH=f"{TEST_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         env["PYTHONUNBUFFERED"] = "1"
         env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"

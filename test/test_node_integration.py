@@ -6,9 +6,10 @@ import pytest
 import rclpy
 import yaml
 from polling import wait_for
-from ros_harness import DOUBLES, NodeProcess, Planner, installed_params_file
+from ros_harness import DOUBLES, NO_BACKENDS, NodeProcess, Planner, installed_params_file
 from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
+from tiny_sam2 import tiny_options, write_tiny_sam2
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 
 from videomolmo_ros.mask_codec import decode_masks
@@ -133,7 +134,7 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
 
 
 def test_a_bad_parameter_stops_start_up_with_the_reason(node):
-    process = node({"image_reliability": "sometimes", "pointer_backend": "''"})
+    process = node({**NO_BACKENDS, "image_reliability": "sometimes"})
     assert process.process.wait(30) == 1
     assert "image_reliability = 'sometimes'" in process.log()
 
@@ -144,11 +145,18 @@ def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):
     assert "hf download allenai/Molmo2-4B" in process.log()
 
 
+def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
+    process = node({"pointer_backend": ""})  # the shipped SAM2 default, without its checkpoint
+    assert process.process.wait(60) == 1
+    assert "sam2.1_hiera_tiny.pt" in process.log() and "propagator.checkpoint" in process.log()
+
+
 def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
     from rcl_interfaces.srv import ListParameters
 
-    process = node({"pointer.model": str(write_tiny_molmo2(tmp_path / "molmo2"))})
-    assert process.wait_for_log("ready on cpu"), process.log()
+    sam2 = {f"propagator.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    process = node({"pointer.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
+    assert process.wait_for_log("ready on cpu", 60), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
     assert client.wait_for_service(timeout_sec=20)
     future = client.call_async(ListParameters.Request())
@@ -159,7 +167,7 @@ def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, plann
 
 
 def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
-    process = node({"pointer_backend": "''"})
+    process = node(NO_BACKENDS)
     assert process.wait_for_log("no pointer_backend set"), process.log()
     planner.wait_connected()
     planner.send_command("red", id="r")
@@ -180,3 +188,20 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets), "points land in the source image"
     assert "Molmo2Pointer" in process.log()
+
+
+def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    sam2 = {f"propagator.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="s")
+    truth = play(planner, 4.0)
+    assert wait_for(lambda: len(planner.get("masks")) > 5, 30), process.log()
+    assert "Sam2Propagator" in process.log()
+    tracks = {stamp_ns(m.header): m for m in planner.get("tracks")}
+    for msg in planner.get("masks"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert (msg.height, msg.width) == (240, 320), "masks at the source image's size"
+        masks = decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+        assert len(masks) == len(msg.ids)
+        assert set(msg.ids) <= {t.id for t in tracks[stamp_ns(msg.header)].tracks}
