@@ -314,3 +314,14 @@ def test_resolve_device_cuda_without_gpu_is_a_helpful_value_error(spec):
 def test_resolve_device_garbage_is_a_value_error(spec):
     with pytest.raises(ValueError, match=spec):
         resolve_device(spec)
+
+
+def test_a_feature_put_through_a_window_reaches_later_windows():
+    buffer = FrameBuffer(capacity=3)
+    push_frames(buffer, 3)
+    first = buffer.window(3)
+    assert first.put_feature(2, "vit", "features of frame 2")
+    push_frames(buffer, 1, start=3)
+    later = buffer.window(3)
+    assert later.features[1] == {"vit": "features of frame 2"}, "the same frame, one slot older"
+    assert not first.put_feature(0, "vit", "x"), "frame 0 has left the buffer"

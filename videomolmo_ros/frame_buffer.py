@@ -10,6 +10,7 @@ ring: the camera thread keeps overwriting slots while a slow model is still read
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +50,19 @@ class FrameWindow:
     metas: tuple[FrameMeta, ...]
     images: torch.Tensor  # K x H x W x 3 uint8
     features: tuple[dict[str, Any], ...]
+    # Where a feature computed for one of these frames is kept (the buffer they came from).
+    store: Callable[[FrameMeta, str, Any], bool] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.metas)
+
+    def put_feature(self, index: int, key: str, value: Any) -> bool:
+        """Cache a feature of frame `index` in its buffer, so later windows get it for free.
+
+        False when the frame has left the buffer (or the window has no buffer behind it).
+        """
+        self.features[index][key] = value
+        return self.store is not None and self.store(self.metas[index], key, value)
 
     def frame(self, index: int) -> Frame:
         return Frame(self.metas[index], self.images[index])
@@ -181,6 +192,7 @@ class FrameBuffer:
                 metas=tuple(self._slots[i].meta for i in indices),
                 images=images,
                 features=tuple(dict(self._slots[i].features) for i in indices),
+                store=self.put_feature,
             )
 
     def latest(self) -> Frame | None:
