@@ -388,3 +388,14 @@ def test_long_garbage_parses_in_linear_time(name: str) -> None:
     assert result.problems
     if name == "unclosed elements":
         assert len(result.points) == 600_000 // 30
+
+
+def test_answers_land_on_the_buffered_frame_with_the_nearest_real_timestamp():
+    from videomolmo_ros.point_grammar import to_grounding_result
+
+    text = '<tracks coords="0.4 1 500 250;1.1 1 100 900">mug</tracks>'
+    result = to_grounding_result(parse_molmo2(text), [0.0, 0.37, 1.12, 1.5], 640, 480, text)
+    landed = [(p.frame_index, p.x, p.y, p.object_id) for p in result.points]
+    assert landed == [(1, 320.0, 120.0, 1), (2, 64.0, 432.0, 1)]
+    v1 = to_grounding_result(parse_molmo_v1('<point x="50.0" y="25.0" alt="mug">mug</point>'), [0.0, 0.5], 200, 100, "")
+    assert [(p.frame_index, p.x, p.y) for p in v1.points] == [(1, 100.0, 25.0)], "v1 answers are about the last frame"

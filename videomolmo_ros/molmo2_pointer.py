@@ -15,8 +15,8 @@ from videomolmo_ros.backend_registry import BackendError
 from videomolmo_ros.commands import GroundingMode
 from videomolmo_ros.constrained_decoding import grammar_logits_processor, molmo2_answer_regex
 from videomolmo_ros.frame_buffer import FrameWindow
-from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, Pointer
-from videomolmo_ros.point_grammar import ParseResult, nearest_frame, parse_molmo2
+from videomolmo_ros.interfaces import GroundingResult, Pointer
+from videomolmo_ros.point_grammar import parse_molmo2, to_grounding_result
 
 # What the model was trained to answer, per mode; the query is the user's (already sanitised).
 PROMPTS = {GroundingMode.POINT: "Point to {query}.", GroundingMode.TRACK: "Track {query}."}
@@ -37,21 +37,6 @@ class Molmo2Options:
     server_url: str = ""  # OpenAI-compatible server (e.g. http://gpu-host:8000/v1); empty: run in-process
     server_model: str = ""  # model name on the server; empty: `model`
     server_timeout_s: float = 30.0
-
-
-def grounding_result(parsed: ParseResult, frame_times_s: list[float], width: int, height: int, raw: str):
-    """Parsed points -> points on the window's frames (nearest real timestamp), in pixels."""
-    last = len(frame_times_s) - 1
-    points = tuple(
-        GroundedPoint(
-            last if p.time_s is None else nearest_frame(p.time_s, frame_times_s),
-            *p.to_pixels(width, height),
-            p.label,
-            p.object_id,
-        )
-        for p in parsed.points
-    )
-    return GroundingResult(points, raw, parsed.problems)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -160,7 +145,7 @@ class Molmo2Pointer(Pointer):
         else:
             times = window.seconds_since_first()
             text = self.generate(self.prepare(window, prompt), self.answer_regex(mode, times))
-        return grounding_result(parse_molmo2(text), times, window.images.shape[2], window.images.shape[1], text)
+        return to_grounding_result(parse_molmo2(text), times, window.images.shape[2], window.images.shape[1], text)
 
     def prepare(self, window: FrameWindow, prompt: str):
         """Processor inputs for the window's frames with their real timestamps, on the model's device."""

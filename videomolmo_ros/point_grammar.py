@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 
+from videomolmo_ros.interfaces import GroundedPoint, GroundingResult
+
 MOLMO2_NONE_POINTS = "There are none."
 MOLMO2_NONE_TRACKS = "No tracks available."
 MOLMO_V1_NONE = "There are none."
@@ -380,3 +382,21 @@ def _v1_point(pair: dict[str, str], suffix: str, label: str) -> tuple[ParsedPoin
     if not (0 <= x_value <= 100 and 0 <= y_value <= 100):
         return None, f"out-of-range point {text} dropped: coordinates must be 0-100"
     return ParsedPoint(x_value / 100, y_value / 100, label, None, int(suffix or 1), PointKind.POINT), None
+
+
+def to_grounding_result(
+    parsed: ParseResult, frame_times_s: list[float], width: int, height: int, raw: str
+) -> GroundingResult:
+    """Parsed points -> points on a window's frames (nearest real timestamp; single-frame Molmo v1
+    answers: the last frame), in pixels, with what could not be parsed."""
+    last = len(frame_times_s) - 1
+    points = tuple(
+        GroundedPoint(
+            last if p.time_s is None else nearest_frame(p.time_s, frame_times_s),
+            *p.to_pixels(width, height),
+            p.label,
+            p.object_id,
+        )
+        for p in parsed.points
+    )
+    return GroundingResult(points, raw, parsed.problems)
