@@ -93,7 +93,7 @@ def test_a_missing_checkpoint_says_what_to_download_and_where(tmp_path):
         backend_registry.create("molmo2", Pointer, CPU, {"model": "allenai/Molmo2-4B"})
     message = str(error.value)
     assert "allenai/Molmo2-4B" in message and "hf download allenai/Molmo2-4B" in message
-    assert "pointer.model" in message and "cache" in message
+    assert "molmo2.model" in message and "cache" in message
     with pytest.raises(BackendError, match=r"no config\.json"):
         backend_registry.create("molmo2", Pointer, CPU, {"model": str(tmp_path)})  # an empty folder
 

@@ -10,8 +10,11 @@ from ros_harness import DOUBLES, NO_BACKENDS, NodeProcess, Planner, installed_pa
 from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
+from tiny_videomolmo import write_tiny_videomolmo_with_tokenizer
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 
+from videomolmo_ros import backend_registry
+from videomolmo_ros.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.mask_codec import decode_masks
 
 FPS = 15.0
@@ -148,14 +151,14 @@ def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):
 def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
     process = node({"pointer_backend": ""})  # the shipped SAM2 default, without its checkpoint
     assert process.process.wait(60) == 1
-    assert "sam2.1_hiera_tiny.pt" in process.log() and "propagator.checkpoint" in process.log()
+    assert "sam2.1_hiera_tiny.pt" in process.log() and "sam2.checkpoint" in process.log()
 
 
 def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
     from rcl_interfaces.srv import ListParameters
 
-    sam2 = {f"propagator.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
-    process = node({"pointer.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
+    sam2 = {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    process = node({"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
     assert process.wait_for_log("ready on cpu", 60), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
     assert client.wait_for_service(timeout_sec=20)
@@ -163,7 +166,14 @@ def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, plann
     assert wait_for(future.done, 20)
     declared = set(future.result().result.names)
     documented = set(yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"])
-    assert documented <= declared, f"in perception.yaml but unknown to the node: {documented - declared}"
+    backends = {**backend_registry.POINTERS, **backend_registry.PROPAGATORS}
+    core = {name for name in documented if name.partition(".")[0] not in backends}
+    assert core <= declared, f"in perception.yaml but unknown to the node: {core - declared}"
+    for backend in backends:
+        options = {name.partition(".")[2] for name in documented if name.startswith(f"{backend}.")}
+        kind = Pointer if backend in backend_registry.POINTERS else MaskPropagator
+        assert options == set(backend_registry.option_defaults(backend_registry.resolve(backend, kind))), backend
+    assert {"molmo2.model", "sam2.checkpoint"} <= declared, "the selected backends' options are parameters"
 
 
 def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
@@ -178,7 +188,7 @@ def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node,
 
 def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
     checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
-    overrides = {"pointer_backend": "molmo2", "pointer.model": str(checkpoint), "pointer.max_new_tokens": 64}
+    overrides = {"pointer_backend": "molmo2", "molmo2.model": str(checkpoint), "molmo2.max_new_tokens": 64}
     process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
@@ -191,7 +201,7 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
 
 
 def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
-    sam2 = {f"propagator.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    sam2 = {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
     process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="s")
@@ -205,3 +215,26 @@ def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tm
         masks = decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
         assert len(masks) == len(msg.ids)
         assert set(msg.ids) <= {t.id for t in tracks[stamp_ns(msg.header)].tracks}
+
+
+def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    checkpoint = str(write_tiny_videomolmo_with_tokenizer(tmp_path / "videomolmo"))
+    process = node(
+        {
+            "pointer_backend": "videomolmo",
+            "videomolmo.model": checkpoint,
+            "videomolmo.tokenizer": checkpoint,
+            "videomolmo.max_new_tokens": 400,
+            "context_frames": 5,
+            "context_fps": 30.0,
+            "propagator_backend": DOUBLES["propagator_backend"],
+        }
+    )
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="v", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 3.0)
+    assert wait_for(lambda: any(t.command_id == "v" for t in planner.get("targets")), 30), process.log()
+    for msg in planner.get("targets"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets)
+    assert "VideoMolmoPointer" in process.log()

@@ -147,7 +147,7 @@ def test_unreachable_server_fails_fast_naming_the_url():
         client.complete(_video()[0], "Point to the red disc.", max_tokens=16)
     assert time.monotonic() - start < 2.0
     assert url in str(raised.value)
-    assert "pointer.server_url" in str(raised.value)
+    assert "molmo2.server_url" in str(raised.value)
     with pytest.raises(RemoteGroundingError, match=re.escape(url)):
         client.check()
 

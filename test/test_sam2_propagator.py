@@ -276,7 +276,7 @@ def test_remove_and_reset(checkpoint):
 
 
 def test_missing_checkpoint_says_what_to_download_and_which_parameter(tmp_path):
-    with pytest.raises(BackendError, match=r"sam2\.1_hiera_tiny\.pt.*propagator\.checkpoint"):
+    with pytest.raises(BackendError, match=r"sam2\.1_hiera_tiny\.pt.*sam2\.checkpoint"):
         backend_registry.create("sam2", MaskPropagator, CPU, {})
     with pytest.raises(BackendError, match=r"not a file.*sam2\.1_hiera_small\.pt"):
         backend_registry.create("sam2", MaskPropagator, CPU, {"config": "small", "checkpoint": str(tmp_path / "x.pt")})
@@ -289,7 +289,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_refused(checkpoint):
 
 def test_bad_options_are_refused(checkpoint):
     for bad in ({"image_size": 500}, {"max_conditioning_frames": 1}, {"memory_frames": 0}):
-        with pytest.raises(BackendError, match="propagator\\."):
+        with pytest.raises(BackendError, match=r"sam2\."):
             make(checkpoint, **bad)
 
 

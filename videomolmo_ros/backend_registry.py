@@ -12,6 +12,7 @@ from videomolmo_ros.interfaces import Pointer
 # never pays for (or needs the dependencies of) another.
 POINTERS: dict[str, str] = {
     "molmo2": "videomolmo_ros.molmo2_pointer:Molmo2Pointer",
+    "videomolmo": "videomolmo_ros.videomolmo_pointer:VideoMolmoPointer",
 }
 PROPAGATORS: dict[str, str] = {
     "sam2": "videomolmo_ros.sam2_propagator:Sam2Propagator",
@@ -42,6 +43,16 @@ def resolve(spec: str, kind: type) -> type:
             f"{kind.__name__} backend {spec!r}: {target} is not a subclass of videomolmo_ros.interfaces.{kind.__name__}"
         )
     return cls
+
+
+def parameter_prefix(spec: str) -> str:
+    """Where a backend's options live among the node's parameters: `<name>.<option>`.
+
+    Each backend has its own namespace (molmo2.model, sam2.checkpoint, ...), so one params file
+    can configure every backend and switching backends never hands one backend another's values.
+    A user class `package.module:Class` gets `Class`.
+    """
+    return spec.rpartition(":")[2]
 
 
 def option_defaults(cls: type) -> dict[str, object]:

@@ -6,7 +6,7 @@ and carries them from frame to frame at camera rate. Both are plain Python + tor
 backend can be written, tested and benchmarked without ROS.
 
 To add your own backend, subclass one of these, give it an `Options` dataclass (each field
-becomes a ROS parameter `pointer.<field>` or `propagator.<field>`), and name it in the node's
+becomes a ROS parameter `<ClassName>.<field>`), and name it in the node's
 parameters as `package.module:ClassName`.
 """
 

@@ -39,28 +39,28 @@ class Molmo2Options:
     server_timeout_s: float = 30.0
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device, param: str = "molmo2.dtype") -> torch.dtype:
     """bfloat16 on GPU, float32 on CPU (CPUs without bf16 units run bf16 several times slower)."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in dtypes:
-        raise BackendError(f"pointer.dtype {name!r}: use auto, {', '.join(dtypes)}")
+        raise BackendError(f"{param} {name!r}: use auto, {', '.join(dtypes)}")
     return dtypes[name]
 
 
-def quantization_config(name: str, device: torch.device):
+def quantization_config(name: str, device: torch.device, param: str = "molmo2.quantization"):
     """A bitsandbytes config for 4/8-bit weights, or None; refused where bitsandbytes cannot run."""
     if name == "none":
         return None
     if name not in ("4bit", "8bit"):
-        raise BackendError(f"pointer.quantization {name!r}: use none, 4bit or 8bit")
+        raise BackendError(f"{param} {name!r}: use none, 4bit or 8bit")
     if device.type != "cuda":
-        raise BackendError(f"pointer.quantization {name} needs a CUDA GPU (device is {device}); use none on CPU")
+        raise BackendError(f"{param} {name} needs a CUDA GPU (device is {device}); use none on CPU")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
-        raise BackendError(f"pointer.quantization {name} needs bitsandbytes: pip install bitsandbytes") from error
+        raise BackendError(f"{param} {name} needs bitsandbytes: pip install bitsandbytes") from error
     from transformers import BitsAndBytesConfig
 
     if name == "4bit":
@@ -77,7 +77,7 @@ def missing_checkpoint(model: str, error: Exception) -> BackendError:
         f"Molmo2 checkpoint {model!r} could not be loaded{offline}. It is not a local folder with a "
         f"checkpoint, and not in the Hugging Face cache {constants.HF_HUB_CACHE}. Download it on a machine with "
         f"internet (`hf download {model}`, then copy the cache folder), or put config.json, the *.safetensors "
-        f"weights and the tokenizer/processor files in a folder and set pointer.model to it. ({error})"
+        f"weights and the tokenizer/processor files in a folder and set molmo2.model to it. ({error})"
     )
 
 
@@ -90,7 +90,7 @@ def load_molmo2(options: Molmo2Options, device: torch.device):
     common = {"revision": options.revision or None, "trust_remote_code": options.trust_remote_code}
     if os.path.exists(options.model) and not os.path.isfile(os.path.join(options.model, "config.json")):
         raise BackendError(
-            f"pointer.model {options.model!r} is not a checkpoint folder (no config.json in it); give a folder "
+            f"molmo2.model {options.model!r} is not a checkpoint folder (no config.json in it); give a folder "
             "holding config.json, the *.safetensors weights and the processor files, or a hub id"
         )
     try:

@@ -118,8 +118,9 @@ class PerceptionNode(Node):
         if not spec:
             return None
         cls = backend_registry.resolve(spec, kind)
+        prefix = backend_registry.parameter_prefix(spec)
         options = {
-            name: self._param(f"{role}.{name}", default, f"option of {cls.__name__}")
+            name: self._param(f"{prefix}.{name}", default, f"option of {cls.__name__}")
             for name, default in backend_registry.option_defaults(cls).items()
         }
         return backend_registry.create(spec, kind, self.device, options)

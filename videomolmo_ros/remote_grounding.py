@@ -140,7 +140,7 @@ class OpenAIVideoClient:
             if isinstance(error.reason, TimeoutError):
                 raise self._timeout() from error
             raise RemoteGroundingError(
-                f"cannot reach {self._who()} ({error.reason}); check pointer.server_url and that the server is running"
+                f"cannot reach {self._who()} ({error.reason}); check molmo2.server_url and that the server is running"
             ) from error
         except TimeoutError as error:  # the answer started but did not finish in time
             raise self._timeout() from error

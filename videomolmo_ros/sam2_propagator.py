@@ -98,18 +98,18 @@ def check_options(options: Sam2Options) -> None:
     """Refuse settings the model cannot run with, naming the parameter."""
     if options.image_size < 0 or options.image_size % 32:
         raise BackendError(
-            f"propagator.image_size {options.image_size}: use 0 (the config's 1024) or a multiple of 32 "
+            f"sam2.image_size {options.image_size}: use 0 (the config's 1024) or a multiple of 32 "
             "(the backbone's 4 px patches in 8-patch windows)"
         )
     if options.memory_frames < 1:
-        raise BackendError(f"propagator.memory_frames {options.memory_frames}: keep at least 1 (16 is exact)")
+        raise BackendError(f"sam2.memory_frames {options.memory_frames}: keep at least 1 (16 is exact)")
     if options.max_conditioning_frames < 2:
         raise BackendError(
-            f"propagator.max_conditioning_frames {options.max_conditioning_frames}: keep at least 2 "
+            f"sam2.max_conditioning_frames {options.max_conditioning_frames}: keep at least 2 "
             "(the first prompt and the newest)"
         )
     if options.feature_cache_frames < 1:
-        raise BackendError(f"propagator.feature_cache_frames {options.feature_cache_frames}: keep at least 1")
+        raise BackendError(f"sam2.feature_cache_frames {options.feature_cache_frames}: keep at least 1")
 
 
 def missing_checkpoint(options: Sam2Options) -> BackendError | None:
@@ -118,12 +118,12 @@ def missing_checkpoint(options: Sam2Options) -> BackendError | None:
     if options.checkpoint and path.is_file():
         return None
     wanted = checkpoint_file(options.config)
-    where = f"propagator.checkpoint {options.checkpoint!r} is not a file" if options.checkpoint else "no checkpoint"
+    where = f"sam2.checkpoint {options.checkpoint!r} is not a file" if options.checkpoint else "no checkpoint"
     return BackendError(
         f"SAM2: {where}. Download {wanted} from Meta's SAM 2.1 release ({RELEASE_URL}{wanted}, or the "
         f"Hugging Face repo facebook/{wanted[:-3].replace('_', '-')}), put it on this machine (e.g. "
-        f"~/models/sam2/{wanted}) and set propagator.checkpoint to its path; it must match "
-        f"propagator.config ({config_name(options.config)})."
+        f"~/models/sam2/{wanted}) and set sam2.checkpoint to its path; it must match "
+        f"sam2.config ({config_name(options.config)})."
     )
 
 
@@ -161,11 +161,11 @@ def load_sam2(options: Sam2Options, device: torch.device):
     except HydraException as error:
         raise BackendError(
             f"SAM2 config {config!r} with overrides {overrides}: {error} "
-            "(check propagator.config, propagator.image_size and propagator.config_overrides)"
+            "(check sam2.config, sam2.image_size and sam2.config_overrides)"
         ) from error
     except (pickle.UnpicklingError, EOFError, KeyError) as error:
         raise BackendError(
-            f"propagator.checkpoint {checkpoint} is not a SAM2 checkpoint (a torch file holding "
+            f"sam2.checkpoint {checkpoint} is not a SAM2 checkpoint (a torch file holding "
             f"{{'model': state_dict}}, as Meta's release ships): {type(error).__name__}"
         ) from error
     except torch.OutOfMemoryError:
@@ -173,7 +173,7 @@ def load_sam2(options: Sam2Options, device: torch.device):
     except RuntimeError as error:  # load_state_dict: the weights of another model size
         raise BackendError(
             f"SAM2 checkpoint {checkpoint} does not load into config {config} with overrides {overrides}: "
-            f"{_shortened(error)}. Does propagator.checkpoint match propagator.config (tiny, small, base_plus, "
+            f"{_shortened(error)}. Does sam2.checkpoint match sam2.config (tiny, small, base_plus, "
             "large)?"
         ) from error
 
