@@ -99,3 +99,17 @@ def test_a_missing_checkpoint_says_what_to_download(tmp_path):
         backend_registry.create("videomolmo", Pointer, CPU, {})
     with pytest.raises(BackendError, match=r"config\.json"):
         backend_registry.create("videomolmo", Pointer, CPU, {"model": str(tmp_path)})
+
+
+def test_quantization_needs_a_gpu(checkpoint):
+    with pytest.raises(BackendError, match=r"videomolmo\.quantization 4bit needs a CUDA GPU"):
+        make(checkpoint, quantization="4bit")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes 4-bit runs on a CUDA GPU only")
+def test_four_bit_weights_still_answer_in_grammar(checkpoint):
+    pytest.importorskip("bitsandbytes", reason="4-bit needs bitsandbytes")
+    options = {"model": str(checkpoint), "tokenizer": str(checkpoint), "quantization": "4bit", "max_points": 3}
+    pointer = backend_registry.create("videomolmo", Pointer, torch.device("cuda"), options)
+    result = pointer.ground(next(stream(1)).window(5), "the mug", GroundingMode.POINT)
+    assert re.fullmatch(molmo_v1_answer_regex(3), result.raw_output)

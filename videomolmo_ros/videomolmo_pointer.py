@@ -128,7 +128,7 @@ class VideoMolmoPointer(Pointer):
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         """Mode does not change the prompt: VideoMolmo points; the node's tracker keeps identities."""
         newest = len(window) - 1
-        frame = preprocess_frame(window.images[newest], self.settings)
+        frame = preprocess_frame(window.images[newest].to(self.device), self.settings)
         inputs = build_model_inputs(self.tokenizer, pointing_prompt(query), frame, self.settings)
         current = self.features(window, newest, frame.images)
         past = [self.features(window, i) for i in range(max(0, newest - PAST_FRAMES), newest)]
