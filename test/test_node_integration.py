@@ -120,7 +120,7 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
     planner.send_text("red " * 250_000)  # 1 MB
     planner.send_command("red", id="bad id with spaces")
     planner.send_command("", id="nope", action=GroundingCommand.ACTION_STOP)
-    assert wait_for(lambda: len(planner.get("command_status")) == 4, 10)
+    assert wait_for(lambda: len(planner.get("command_status")) >= 4, 30), process.log()
     reasons = [s.reason for s in planner.get("command_status")]
     assert all(s.state == CommandStatus.REJECTED for s in planner.get("command_status"))
     assert any("empty" in r for r in reasons)
@@ -129,7 +129,8 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
 
     planner.send_command("red", id="r")
     play(planner, 2.0)
-    assert wait_for(lambda: any(m.ids for m in planner.get("masks")), 10), "still serving after bad input"
+    serving = wait_for(lambda: any(m.ids for m in planner.get("masks")), 30)
+    assert serving, f"not serving after bad input:\n{process.log()}"
     log = process.log()
     assert "unsupported encoding 'yuv422_weird'" in log
     assert "data has 1000 bytes" in log
