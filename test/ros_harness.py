@@ -14,6 +14,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from synthetic_video import default_scene, render
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 
 from videomolmo_ros.image_codec import encode_image
@@ -131,3 +132,25 @@ class Planner:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
+
+
+FPS = 15.0
+START_S = 1000.0
+
+
+def play(planner, seconds, encoding="rgb8", start_s=START_S):
+    """Publish the synthetic video at FPS; return {stamp_ns: true masks}."""
+    truth = {}
+    scene = default_scene()
+    for k in range(int(seconds * FPS)):
+        t = k / FPS
+        image, masks = render(scene, t)
+        stamp_ns = round((start_s + t) * 1e9)
+        truth[stamp_ns] = masks
+        planner.send_image(image if encoding == "rgb8" else image[:, :, ::-1], encoding, stamp_ns)
+        time.sleep(1 / FPS)
+    return truth
+
+
+def stamp_ns(header):
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

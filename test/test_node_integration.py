@@ -1,12 +1,10 @@
 """perception_node as a separate process over real DDS, driven as a planner would drive it."""
 
-import time
-
 import pytest
 import rclpy
 import yaml
 from polling import wait_for
-from ros_harness import DOUBLES, NO_BACKENDS, NodeProcess, Planner, installed_params_file
+from ros_harness import DOUBLES, NO_BACKENDS, NodeProcess, Planner, installed_params_file, play, stamp_ns
 from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
@@ -16,9 +14,6 @@ from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 from videomolmo_ros import backend_registry
 from videomolmo_ros.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.mask_codec import decode_masks
-
-FPS = 15.0
-START_S = 1000.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,24 +42,6 @@ def node(tmp_path):
     yield start
     for process in started:
         process.stop()
-
-
-def play(planner, seconds, encoding="rgb8", start_s=START_S):
-    """Publish the synthetic video at FPS; return {stamp_ns: true masks}."""
-    truth = {}
-    scene = default_scene()
-    for k in range(int(seconds * FPS)):
-        t = k / FPS
-        image, masks = render(scene, t)
-        stamp_ns = round((start_s + t) * 1e9)
-        truth[stamp_ns] = masks
-        planner.send_image(image if encoding == "rgb8" else image[:, :, ::-1], encoding, stamp_ns)
-        time.sleep(1 / FPS)
-    return truth
-
-
-def stamp_ns(header):
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def test_targets_tracks_and_masks_follow_the_objects_with_source_headers(node, planner):

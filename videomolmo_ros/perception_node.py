@@ -1,27 +1,42 @@
-"""perception_node: the ROS 2 shell around the perception pipeline.
+"""perception_node: the ROS 2 shell around the perception pipeline, as a managed (lifecycle) node.
 
 It converts messages, hands them to the ROS-free pipeline and publishes what the pipeline
 produces, stamped with the source image's header. Everything else lives in the core modules.
+
+- configure: reads and validates the parameters, loads the models;
+- activate: subscribes, starts the workers, offers the Ground action and the command services;
+- deactivate: stops work and frees the GPU memory the buffers held (models stay loaded);
+- cleanup / shutdown: releases the models too.
+
+By default it drives itself to active (`autostart`), so `ros2 run` and launch just work;
+`autostart: false` waits for a lifecycle manager.
 
     perception_node --ros-args --params-file config/perception.yaml
 """
 
 import functools
+import gc
 import sys
+import time
 import traceback
+import uuid
 
 import rclpy
+import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from videomolmo_ros import backend_registry, ros_messages
-from videomolmo_ros.commands import CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.counters import ProblemLog
 from videomolmo_ros.device import resolve_device
+from videomolmo_ros.goal_watch import GoalWatch
 from videomolmo_ros.image_codec import ImageDecodeError
 from videomolmo_ros.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
@@ -29,6 +44,7 @@ from videomolmo_ros.pipeline import MasksOutput, PerceptionPipeline, PipelineCon
 from videomolmo_ros.track_manager import TrackerConfig
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+_GOAL_POLL_S = 0.05
 
 
 class ConfigError(ValueError):
@@ -48,23 +64,47 @@ def guarded(callback):
     return run
 
 
-class PerceptionNode(Node):
+class PerceptionNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("perception_node")
-        self.pipeline: PerceptionPipeline | None = None  # rclpy may destroy a node whose set-up failed
+        self.pipeline: PerceptionPipeline | None = None
+        self._backends: tuple = (None, None)
+        self._live: list = []  # subscriptions, services, action server, timer: made at activate
+        self._watches: dict[str, GoalWatch] = {}
         self._problems = ProblemLog(self.get_logger().warning)
-        self.device = resolve_device(self._param("device", "auto", "auto, cpu, cuda or cuda:N"))
-        config = self._pipeline_config()
-        pointer = self._backend("pointer", Pointer)
-        propagator = self._backend("propagator", MaskPropagator)
-        self.mask_compression = self._param("mask_png_compression", 1, "PNG level of ObjectMasks data", (0, 9))
-        self.pipeline = PerceptionPipeline(config, self.device, pointer, propagator, self)
-        self._make_topics()
-        period = self._param("stats_period_s", 10.0, "how often counters are logged (0 = never)", (0.0, 3600.0))
         self._last_stats: dict[str, int] = {}
-        if period > 0:
-            self.create_timer(period, self._log_stats)
+        self.autostart = self._param("autostart", True, "configure and activate at start-up")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.device = resolve_device(self._param("device", "auto", "auto, cpu, cuda or cuda:N"))
+            self.config = self._pipeline_config()
+            self.image_qos = self._image_qos()
+            self.mask_compression = self._param("mask_png_compression", 1, "PNG level of ObjectMasks data", (0, 9))
+            self.stats_period_s = self._param("stats_period_s", 10.0, "counters log period (0 = never)", (0.0, 3600.0))
+            self._backends = (self._backend("pointer", Pointer), self._backend("propagator", MaskPropagator))
+        except (ConfigError, backend_registry.BackendError, ValueError) as error:
+            self.get_logger().fatal(f"cannot configure: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._status_pub = self.create_lifecycle_publisher(CommandStatus, "command_status", 20)
+        self._targets_pub = self.create_lifecycle_publisher(PointedTargets, "targets", 10)
+        self._tracks_pub = self.create_lifecycle_publisher(ObjectTracks, "tracks", 10)
+        self._masks_pub = self.create_lifecycle_publisher(ObjectMasks, "masks", 10)
+        names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
+        self.get_logger().info(f"configured on {self.device}: pointer, propagator = {names}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        pointer, propagator = self._backends
+        try:
+            self.pipeline = PerceptionPipeline(self.config, self.device, pointer, propagator, self)
+        except ValueError as error:
+            self.get_logger().fatal(f"cannot activate: {error}")
+            return TransitionCallbackReturn.FAILURE
         self.pipeline.start()
+        self._make_interfaces()
         self.get_logger().info(
             f"ready on {self.device}: pointer {type(pointer).__name__ if pointer else 'none'}, "
             f"propagator {type(propagator).__name__ if propagator else 'none'}; "
@@ -72,16 +112,57 @@ class PerceptionNode(Node):
         )
         if pointer is None:
             self.get_logger().warning("no pointer_backend set: commands will be rejected")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_work()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_work(self) -> None:
+        """Stop subscriptions, services and workers; free what the buffers held on the GPU."""
+        for entity in self._live:
+            entity.destroy() if isinstance(entity, ActionServer) else self._destroy(entity)
+        self._live = []
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def release(self) -> None:
+        """Everything the node holds, models included (cleanup, shutdown, exit)."""
+        self._stop_work()
+        self._backends = (None, None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _destroy(self, entity) -> None:
+        for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):
+            if destroy(entity):
+                return
 
     # ------------------------------------------------------------------ parameters
 
     def _param(self, name: str, default, description: str, bounds: tuple | None = None):
-        descriptor = ParameterDescriptor(description=description)
-        if bounds is not None and isinstance(default, int) and not isinstance(default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
-        elif bounds is not None and isinstance(default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1])]
-        value = self.declare_parameter(name, default, descriptor).value
+        """Declare (once: configure may run again) and read a parameter, enforcing its bounds."""
+        if not self.has_parameter(name):
+            descriptor = ParameterDescriptor(description=description)
+            if bounds is not None and isinstance(default, int) and not isinstance(default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
+            elif bounds is not None and isinstance(default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1])]
+            self.declare_parameter(name, default, descriptor)
+        value = self.get_parameter(name).value
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(f"parameter {name} = {value} is outside [{bounds[0]}, {bounds[1]}]")
         return value
@@ -113,6 +194,17 @@ class PerceptionNode(Node):
             ),
         )
 
+    def _image_qos(self) -> QoSProfile:
+        reliability = self._param("image_reliability", "best_effort", "best_effort or reliable")
+        if reliability not in RELIABILITY:
+            raise ConfigError(f"parameter image_reliability = {reliability!r}: use best_effort or reliable")
+        return QoSProfile(
+            history=qos_profile_sensor_data.history,
+            depth=self._param("image_queue_depth", 5, "image subscription keep-last depth", (1, 100)),
+            reliability=RELIABILITY[reliability],
+            durability=qos_profile_sensor_data.durability,
+        )
+
     def _backend(self, role: str, kind: type):
         spec = self._param(f"{role}_backend", "", f"{role}: a registered name or package.module:Class")
         if not spec:
@@ -125,26 +217,33 @@ class PerceptionNode(Node):
         }
         return backend_registry.create(spec, kind, self.device, options)
 
-    # ------------------------------------------------------------------ topics
+    # ------------------------------------------------------------------ topics, services, action
 
-    def _make_topics(self) -> None:
-        reliability = self._param("image_reliability", "best_effort", "best_effort or reliable")
-        if reliability not in RELIABILITY:
-            raise ConfigError(f"parameter image_reliability = {reliability!r}: use best_effort or reliable")
-        depth = self._param("image_queue_depth", 5, "image subscription keep-last depth", (1, 100))
-        image_qos = QoSProfile(
-            history=qos_profile_sensor_data.history,
-            depth=depth,
-            reliability=RELIABILITY[reliability],
-            durability=qos_profile_sensor_data.durability,
-        )
-        self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+    def _make_interfaces(self) -> None:
+        from videomolmo_ros.action import Ground
+        from videomolmo_ros.srv import ListCommands, StopCommand
+
+        planner_group = ReentrantCallbackGroup()  # a goal waits for results while others run
+        self._image_sub = self.create_subscription(Image, "image", self._on_image, self.image_qos)
         self._command_sub = self.create_subscription(GroundingCommand, "command", self._on_command, 10)
-        self.create_subscription(String, "command_text", self._on_command_text, 10)
-        self._status_pub = self.create_publisher(CommandStatus, "command_status", 20)
-        self._targets_pub = self.create_publisher(PointedTargets, "targets", 10)
-        self._tracks_pub = self.create_publisher(ObjectTracks, "tracks", 10)
-        self._masks_pub = self.create_publisher(ObjectMasks, "masks", 10)
+        self._live = [
+            self._image_sub,
+            self._command_sub,
+            self.create_subscription(String, "command_text", self._on_command_text, 10),
+            self.create_service(ListCommands, "list_commands", self._list_commands, callback_group=planner_group),
+            self.create_service(StopCommand, "stop_command", self._stop_command, callback_group=planner_group),
+            ActionServer(
+                self,
+                Ground,
+                "ground",
+                execute_callback=self._execute_goal,
+                goal_callback=lambda goal: GoalResponse.ACCEPT,
+                cancel_callback=lambda goal: CancelResponse.ACCEPT,
+                callback_group=planner_group,
+            ),
+        ]
+        if self.stats_period_s > 0:
+            self._live.append(self.create_timer(self.stats_period_s, self._log_stats))
 
     @guarded
     def _on_image(self, msg: Image) -> None:
@@ -165,22 +264,93 @@ class PerceptionNode(Node):
     def _on_command_text(self, msg: String) -> None:
         self._apply(CommandRequest("", msg.data, GroundingMode.TRACK))
 
-    def _apply(self, request: CommandRequest) -> None:
+    def _apply(self, request: CommandRequest):
+        """Carry out a command request; log and publish every event; return the events."""
         now = self.get_clock().now().nanoseconds
-        for event in self.pipeline.submit_command(request):
+        events = self.pipeline.submit_command(request)
+        for event in events:
             text = f"command {event.id or '(no id)'} {event.state.name.lower()}: {event.query!r} {event.reason}"
             if event.state is CommandState.REJECTED:
                 self.get_logger().warning(text.rstrip())
             else:
                 self.get_logger().info(text.rstrip())
             self._status_pub.publish(ros_messages.status_msg(event, now))
+        return events
+
+    def _list_commands(self, request, response):
+        running = self.pipeline.commands.running() if self.pipeline else []
+        response.ids = [c.id for c in running]
+        response.queries = [c.query for c in running]
+        response.modes = [int(c.mode) for c in running]
+        return response
+
+    def _stop_command(self, request, response):
+        action = CommandAction.STOP if request.id else CommandAction.STOP_ALL
+        events = self._apply(CommandRequest(request.id, "", action=action))
+        response.success = all(e.state is CommandState.STOPPED for e in events)
+        response.message = "; ".join(f"{e.id or 'all'}: {e.reason}" for e in events)
+        return response
+
+    def _execute_goal(self, goal_handle):
+        """Run the goal's query as a command until the result is in, the goal times out or is cancelled."""
+        from videomolmo_ros.action import Ground
+
+        goal, result = goal_handle.request, Ground.Result()
+        result.command_id = f"goal-{uuid.uuid4().hex[:8]}"
+        if goal.camera:
+            return self._finish(goal_handle.abort, result, "camera selection is not supported yet: leave it empty")
+        watch = GoalWatch(GroundingMode(goal.mode) if goal.mode in (0, 1) else GroundingMode.POINT, goal.track_frames)
+        self._watches[result.command_id] = watch
+        try:
+            [*_, event] = self._apply(CommandRequest(result.command_id, goal.query, goal.mode))
+            if event.state is CommandState.REJECTED:
+                return self._finish(goal_handle.abort, result, event.reason)
+            return self._wait_for_goal(goal_handle, goal, watch, result)
+        finally:
+            self._watches.pop(result.command_id, None)
+            if self.pipeline is not None and any(c.id == result.command_id for c in self.pipeline.commands.running()):
+                self._apply(CommandRequest(result.command_id, "", action=CommandAction.STOP))
+
+    def _wait_for_goal(self, goal_handle, goal, watch: GoalWatch, result):
+        from videomolmo_ros.action import Ground
+
+        timeout_s = goal.timeout.sec + goal.timeout.nanosec / 1e9
+        deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+        while True:
+            for targets in watch.feedback():
+                goal_handle.publish_feedback(Ground.Feedback(targets=ros_messages.targets_msg(targets)))
+            if goal_handle.is_cancel_requested:
+                return self._finish(goal_handle.canceled, result, "cancelled", watch)
+            if watch.done():
+                result.success = True
+                return self._finish(goal_handle.succeed, result, "", watch)
+            if time.monotonic() > deadline or self.pipeline is None:
+                reason = f"no result within {timeout_s:.1f} s" if self.pipeline else "the node was deactivated"
+                return self._finish(goal_handle.abort, result, reason, watch)
+            time.sleep(_GOAL_POLL_S)
+
+    @staticmethod
+    def _finish(close, result, message: str, watch: GoalWatch | None = None):
+        result.message = message
+        if watch is not None:
+            targets = watch.confident or watch.targets
+            if targets is not None:
+                result.targets = ros_messages.targets_msg(targets)
+            if watch.tracks is not None:
+                result.tracks = ros_messages.tracks_msg(watch.tracks)
+        close()
+        return result
 
     # ------------------------------------------------------------------ pipeline sink (worker threads)
 
     def publish_targets(self, output: TargetsOutput) -> None:
+        if (watch := self._watches.get(output.command_id)) is not None:
+            watch.on_targets(output)
         self._targets_pub.publish(ros_messages.targets_msg(output))
 
     def publish_tracks(self, output: TracksOutput) -> None:
+        if (watch := self._watches.get(output.command_id)) is not None:
+            watch.on_tracks(output)
         self._tracks_pub.publish(ros_messages.tracks_msg(output))
 
     def publish_masks(self, output: MasksOutput) -> None:
@@ -190,30 +360,29 @@ class PerceptionNode(Node):
         self._problems.report(key, message)
 
     def _log_stats(self) -> None:
-        counts = self.pipeline.counters.snapshot()
+        counts = self.pipeline.counters.snapshot() if self.pipeline else {}
         if counts != self._last_stats:
             self._last_stats = counts
             self.get_logger().info("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
-    def destroy_node(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.close()
-        super().destroy_node()
-
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
+    node = PerceptionNode()
+    if node.autostart:
+        configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if not configured or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 1
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
     try:
-        node = PerceptionNode()
-    except (ConfigError, backend_registry.BackendError, ValueError) as error:
-        rclpy.logging.get_logger("perception_node").fatal(f"cannot start: {error}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node.release()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
