@@ -1,0 +1,229 @@
+"""The node's health as a few named statuses, ready to publish as diagnostic_msgs/DiagnosticArray.
+
+An operator (rqt_robot_monitor, a fleet dashboard) should see at a glance whether the camera is
+arriving, outputs are going out and how late, the model is answering, and whether anything was
+dropped or reset recently, without reading logs. The node feeds `HealthMonitor` one event per
+image and per published frame (any thread) and asks for `report` on a timer; this module knows
+nothing of ROS (the node converts `HealthStatus` to DiagnosticStatus).
+
+Memory is bounded on an endless stream: rates and latencies come from a sliding window of the
+last `window_s` seconds holding at most `max_events` events.
+"""
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+# Counters (see pipeline.py) that say something was dropped, skipped or rejected.
+DROP_COUNTERS = (
+    "frames_rejected_",
+    "frames_skipped_",
+    "groundings_dropped_",
+    "fusion_frames_unfused_lag",
+    "commands_rejected",
+)
+# Of those, the ones worth a warning when they grow: lost data or refused requests. Skipped
+# frames (tracking slower than the camera) and frames released unfused are the designed
+# degradation, reported but not warned about.
+WARN_COUNTERS = ("frames_rejected_", "groundings_dropped_", "commands_rejected")
+NOT_AVAILABLE = "n/a"
+# A clock going back further than this is a jump (a looping bag under sim time) and empties the
+# windows; less is two threads' events arriving slightly out of order, which is harmless.
+CLOCK_JUMP_S = 1.0
+
+
+class Level(IntEnum):
+    """Values match diagnostic_msgs/DiagnosticStatus levels."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    name: str
+    level: Level
+    message: str
+    values: dict[str, str]
+
+
+class _Window:
+    """Event times, each with a value, of the last `span_s` seconds, at most `max_events` of them."""
+
+    def __init__(self, span_s: float, max_events: int):
+        self._span_s = span_s
+        self._events: deque[tuple[float, float]] = deque(maxlen=max_events)
+
+    def add(self, now_s: float, value: float) -> None:
+        self.prune(now_s)
+        self._events.append((now_s, value))
+
+    def prune(self, now_s: float) -> None:
+        """Forget events older than the window; all of them if the clock jumped back."""
+        if self._events and self._events[-1][0] > now_s + CLOCK_JUMP_S:
+            self._events.clear()
+        while self._events and self._events[0][0] < now_s - self._span_s:
+            self._events.popleft()
+
+    def rate_hz(self, now_s: float) -> float:
+        """Events per second since the oldest one in the window: falls towards 0 as soon as events stop."""
+        self.prune(now_s)
+        elapsed = now_s - self._events[0][0] if self._events else 0.0
+        return (len(self._events) - 1) / elapsed if elapsed > 0 else 0.0
+
+    def percentiles(self, now_s: float, qs: tuple[float, ...]) -> tuple[float, ...] | None:
+        self.prune(now_s)
+        if not self._events:
+            return None
+        return tuple(float(v) for v in np.percentile([value for _, value in self._events], qs))
+
+
+class HealthMonitor:
+    """Thread-safe: fed from the node's callbacks and workers, read by the diagnostics timer.
+
+    `now_s` must be the clock the image stamps are in (the node's ROS clock, sim time under
+    `use_sim_time`), so that stamp -> receipt and stamp -> publish latencies mean something.
+    "Since the last report" means since the previous `report` call.
+    """
+
+    def __init__(self, stall_after_s: float = 2.0, window_s: float = 5.0, max_events: int = 2048):
+        if stall_after_s <= 0 or window_s <= 0 or max_events < 2:
+            raise ValueError("stall_after_s and window_s must be > 0 and max_events >= 2")
+        self.stall_after_s = stall_after_s
+        self._lock = threading.Lock()
+        self._images = _Window(window_s, max_events)  # value: stamp -> receipt delay, s
+        self._outputs = _Window(window_s, max_events)  # value: stamp -> publish latency, s
+        self._last_image_s: float | None = None
+        self._last_output_s: float | None = None
+        self._last_output_stamp_ns: int | None = None
+        self._reported: dict[str, int] = {}
+
+    def image_received(self, stamp_ns: int, now_s: float) -> None:
+        with self._lock:
+            self._images.add(now_s, now_s - stamp_ns / 1e9)
+            self._last_image_s = now_s
+
+    def outputs_published(self, stamp_ns: int, now_s: float) -> None:
+        """One tracked frame's outputs went out. Repeats for the same frame (one per command) count once."""
+        with self._lock:
+            if stamp_ns == self._last_output_stamp_ns:
+                return
+            self._last_output_stamp_ns = stamp_ns
+            self._outputs.add(now_s, now_s - stamp_ns / 1e9)
+            self._last_output_s = now_s
+
+    def report(
+        self,
+        now_s: float,
+        counters: Mapping[str, int],
+        buffer_fill: tuple[int, int],
+        grounding_latency_s: float | None,
+        model_state: str,
+        gpu_memory_bytes: int | None,
+    ) -> list[HealthStatus]:
+        """The statuses now; `counters` is the pipeline's counter snapshot (PerceptionPipeline.counters)."""
+        with self._lock:
+            new = {name: max(count - self._reported.get(name, 0), 0) for name, count in counters.items()}
+            self._reported = dict(counters)
+            return [
+                self._camera(now_s),
+                self._output_status(now_s),
+                _grounding(counters, new, grounding_latency_s),
+                _drops(counters, new),
+                _time(counters, new),
+                _buffers(buffer_fill),
+                _model(model_state, gpu_memory_bytes),
+            ]
+
+    def _camera(self, now_s: float) -> HealthStatus:
+        name = "camera input"
+        if self._last_image_s is None:
+            return HealthStatus(name, Level.STALE, "no image received yet", {})
+        age_s = max(now_s - self._last_image_s, 0.0)
+        rate = self._images.rate_hz(now_s)
+        values = {"rate_hz": f"{rate:.2f}", "last_frame_age_s": f"{age_s:.2f}"}
+        values.update(_latency_values("delay", self._images, now_s))
+        if age_s > self.stall_after_s:
+            return HealthStatus(name, Level.WARN, f"no image for {age_s:.1f} s: the camera stalled", values)
+        return HealthStatus(name, Level.OK, f"{rate:.1f} Hz", values)
+
+    def _output_status(self, now_s: float) -> HealthStatus:
+        name = "outputs"
+        if self._last_output_s is None:
+            return HealthStatus(name, Level.OK, "no tracked frame published yet (no track command running?)", {})
+        rate = self._outputs.rate_hz(now_s)
+        values = {"rate_hz": f"{rate:.2f}", "last_output_age_s": f"{max(now_s - self._last_output_s, 0.0):.2f}"}
+        values.update(_latency_values("latency", self._outputs, now_s))
+        message = f"{rate:.1f} Hz, stamp to publish p50 {values['latency_p50_ms']} ms p99 {values['latency_p99_ms']} ms"
+        return HealthStatus(name, Level.OK, message, values)
+
+
+def _latency_values(prefix: str, window: _Window, now_s: float) -> dict[str, str]:
+    """p50 and p99 in ms over the window, "n/a" when it is empty."""
+    quantiles = window.percentiles(now_s, (50, 99))
+    p50, p99 = (NOT_AVAILABLE, NOT_AVAILABLE) if quantiles is None else (f"{q * 1e3:.1f}" for q in quantiles)
+    return {f"{prefix}_p50_ms": p50, f"{prefix}_p99_ms": p99}
+
+
+def _grounding(counters: Mapping[str, int], new: Mapping[str, int], latency_s: float | None) -> HealthStatus:
+    failures_new = new.get("grounding_failures", 0)
+    values = {
+        "last_latency_s": NOT_AVAILABLE if latency_s is None else f"{latency_s:.3f}",
+        "groundings": str(counters.get("groundings", 0)),
+        "failures": str(counters.get("grounding_failures", 0)),
+        "failures_new": str(failures_new),
+    }
+    if failures_new:
+        return HealthStatus("grounding", Level.WARN, f"{failures_new} failure(s) since the last report", values)
+    if latency_s is None:
+        return HealthStatus("grounding", Level.OK, "no grounding yet", values)
+    return HealthStatus("grounding", Level.OK, f"last query took {latency_s:.2f} s", values)
+
+
+def _drops(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
+    """Totals since start and since the last report, per reason; "<name>_new" is since the last report."""
+    names = sorted(name for name in counters if name.startswith(DROP_COUNTERS))
+    values = {"total": str(sum(counters[n] for n in names)), "total_new": str(sum(new[n] for n in names))}
+    for name in names:
+        values[name] = str(counters[name])
+        values[f"{name}_new"] = str(new[name])
+    warned = [f"{new[n]} {n}" for n in names if new[n] and n.startswith(WARN_COUNTERS)]
+    if warned:
+        return HealthStatus("drops", Level.WARN, "since the last report: " + ", ".join(warned), values)
+    others = [f"{new[n]} {n}" for n in names if new[n]]
+    message = "nothing rejected or dropped since the last report" + (f" ({', '.join(others)})" if others else "")
+    return HealthStatus("drops", Level.OK, message, values)
+
+
+def _time(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
+    jumps = new.get("time_jump_resets", 0)
+    values = {"time_jump_resets": str(counters.get("time_jump_resets", 0)), "time_jump_resets_new": str(jumps)}
+    if jumps:
+        message = (
+            f"image stamps went backwards {jumps} time(s) since the last report (a looping or restarted bag?): "
+            "buffers, tracks and masks were reset"
+        )
+        return HealthStatus("time", Level.WARN, message, values)
+    return HealthStatus("time", Level.OK, "stamps moving forward", values)
+
+
+def _buffers(fill: tuple[int, int]) -> HealthStatus:
+    held, capacity = fill
+    return HealthStatus(
+        "buffers", Level.OK, f"{held}/{capacity} frames", {"held": str(held), "capacity": str(capacity)}
+    )
+
+
+def _model(state: str, gpu_memory_bytes: int | None) -> HealthStatus:
+    values = {"state": state}
+    message = state
+    if gpu_memory_bytes is not None:
+        values["gpu_memory_bytes"] = str(gpu_memory_bytes)
+        message += f", {gpu_memory_bytes / 2**20:.0f} MiB GPU memory"
+    return HealthStatus("model", Level.OK, message, values)
