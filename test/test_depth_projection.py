@@ -279,3 +279,17 @@ def test_every_target_gets_a_position_or_a_reason() -> None:
         "no_valid_depth",
     ]
     assert positions[0].xyz == (0.0, 0.0, 2.0)
+
+
+def test_depth_sync_pairs_frames_with_the_nearest_depth_within_tolerance():
+    from videomolmo_ros.depth_projection import DepthSync
+
+    intrinsics = CameraIntrinsics(100.0, 100.0, 2.0, 2.0, 4, 4)
+    sync = DepthSync(tolerance_s=0.02, capacity=3)
+    for ms in (0, 33, 66, 100):
+        sync.add(DepthImage.from_raw(np.full((4, 4), 1000, np.uint16), "16UC1", intrinsics, ms * 1_000_000))
+    assert sync.find(70_000_000).stamp_ns == 66_000_000
+    assert sync.find(0) is None, "the oldest fell out of the bounded history"
+    assert sync.find(150_000_000) is None, "nothing within 20 ms"
+    sync.add(DepthImage.from_raw(np.full((4, 4), 1000, np.uint16), "16UC1", intrinsics, 5_000_000))
+    assert sync.find(100_000_000) is None, "a looping bag forgets the depth from before the jump"

@@ -27,6 +27,8 @@ Images are assumed rectified (pinhole model): CameraInfo's distortion coefficien
 """
 
 import math
+import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -323,3 +325,31 @@ class Localizer:
             k=c.mad_k,
             min_band_m=c.min_band_m,
         )
+
+
+class DepthSync:
+    """Recent depth images by stamp, to pair each colour frame with the depth taken with it.
+
+    A depth image pairs with a colour frame when their stamps differ by at most `tolerance_s`
+    (drivers that align depth to colour stamp both with the same time; separate sensors drift by
+    a few ms). The newest `capacity` depth images are kept, so memory is bounded.
+    """
+
+    def __init__(self, tolerance_s: float = 0.02, capacity: int = 30):
+        self.tolerance_ns = round(tolerance_s * 1e9)
+        self._images: deque[DepthImage] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def add(self, depth: DepthImage) -> None:
+        with self._lock:
+            if self._images and depth.stamp_ns < self._images[-1].stamp_ns:
+                self._images.clear()  # time went back (a looping bag): older depth no longer applies
+            self._images.append(depth)
+
+    def find(self, stamp_ns: int) -> DepthImage | None:
+        """The depth image closest in time to `stamp_ns`, if within the tolerance."""
+        with self._lock:
+            best = min(self._images, key=lambda d: abs(d.stamp_ns - stamp_ns), default=None)
+        if best is None or abs(best.stamp_ns - stamp_ns) > self.tolerance_ns:
+            return None
+        return best

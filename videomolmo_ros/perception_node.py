@@ -23,21 +23,27 @@ import uuid
 
 import rclpy
 import torch
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
+from visualization_msgs.msg import Marker, MarkerArray
 
 from videomolmo_ros import backend_registry, ros_messages
 from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.counters import ProblemLog
+from videomolmo_ros.debug_overlay import draw_overlay, track_colour
+from videomolmo_ros.depth_projection import CameraIntrinsics, DepthImage, DepthSync, Localizer
 from videomolmo_ros.device import resolve_device
 from videomolmo_ros.goal_watch import GoalWatch
-from videomolmo_ros.image_codec import ImageDecodeError
+from videomolmo_ros.health import HealthMonitor
+from videomolmo_ros.image_codec import ImageDecodeError, decode_image, encode_image
 from videomolmo_ros.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 from videomolmo_ros.pipeline import MasksOutput, PerceptionPipeline, PipelineConfig, TargetsOutput, TracksOutput
@@ -45,6 +51,10 @@ from videomolmo_ros.track_manager import TrackerConfig
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 _GOAL_POLL_S = 0.05
+# Parameters that can change while the node runs; the others need a reconfigure.
+RUNTIME_PARAMETERS = frozenset(
+    {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
+)
 
 
 class ConfigError(ValueError):
@@ -73,7 +83,13 @@ class PerceptionNode(LifecycleNode):
         self._watches: dict[str, GoalWatch] = {}
         self._problems = ProblemLog(self.get_logger().warning)
         self._last_stats: dict[str, int] = {}
+        self._health = HealthMonitor()
+        self._depths = DepthSync()
+        self._intrinsics: CameraIntrinsics | None = None
+        self._last_tracks: dict[str, TracksOutput] = {}
+        self._last_targets: dict[str, TargetsOutput] = {}
         self.autostart = self._param("autostart", True, "configure and activate at start-up")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -84,6 +100,12 @@ class PerceptionNode(LifecycleNode):
             self.image_qos = self._image_qos()
             self.mask_compression = self._param("mask_png_compression", 1, "PNG level of ObjectMasks data", (0, 9))
             self.stats_period_s = self._param("stats_period_s", 10.0, "counters log period (0 = never)", (0.0, 3600.0))
+            self.use_depth = self._param("use_depth", False, "3D positions from the depth and camera_info topics")
+            self.depth_unit_divisor = self._param(
+                "depth_unit_divisor", 0.0, "raw depth per metre (0: 1000 for 16UC1, 1 for 32FC1)", (0.0, 1e9)
+            )
+            self._depths = DepthSync(self._param("depth_sync_tolerance_s", 0.02, "depth-colour stamp gap", (0.0, 1.0)))
+            self.target_frame = self._param("target_frame", "", "frame to express positions in (needs tf2)")
             self._backends = (self._backend("pointer", Pointer), self._backend("propagator", MaskPropagator))
         except (ConfigError, backend_registry.BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
@@ -92,6 +114,14 @@ class PerceptionNode(LifecycleNode):
         self._targets_pub = self.create_lifecycle_publisher(PointedTargets, "targets", 10)
         self._tracks_pub = self.create_lifecycle_publisher(ObjectTracks, "tracks", 10)
         self._masks_pub = self.create_lifecycle_publisher(ObjectMasks, "masks", 10)
+        self._debug_image_pub = self.create_lifecycle_publisher(Image, "debug_image", 2)
+        self._debug_markers_pub = self.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
+        self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.target_frame:
+            self.get_logger().warning(
+                f"target_frame {self.target_frame!r} is set, but transforming positions with tf2 is not "
+                "implemented yet: positions stay in the camera's optical frame (the source header's frame_id)"
+            )
         names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
         self.get_logger().info(f"configured on {self.device}: pointer, propagator = {names}")
         return TransitionCallbackReturn.SUCCESS
@@ -244,6 +274,10 @@ class PerceptionNode(LifecycleNode):
         ]
         if self.stats_period_s > 0:
             self._live.append(self.create_timer(self.stats_period_s, self._log_stats))
+        self._live.append(self.create_timer(1.0, self._publish_diagnostics))
+        if self.use_depth:
+            self._live.append(self.create_subscription(Image, "depth", self._on_depth, self.image_qos))
+            self._live.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, 10))
 
     @guarded
     def _on_image(self, msg: Image) -> None:
@@ -254,7 +288,33 @@ class PerceptionNode(LifecycleNode):
             source = msg.header.frame_id or "(no frame_id)"
             self.pipeline.problem(f"frames_rejected_{error.reason}", f"image from {source} dropped: {error}")
             return
-        self.pipeline.submit_frame(rgb, ros_messages.stamp_ns(msg.header.stamp), msg.header.frame_id)
+        stamp = ros_messages.stamp_ns(msg.header.stamp)
+        self._health.image_received(stamp, self._now_s())
+        self.pipeline.submit_frame(rgb, stamp, msg.header.frame_id)
+
+    @guarded
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._intrinsics = CameraIntrinsics.from_camera_info(list(msg.k), msg.width, msg.height)
+
+    @guarded
+    def _on_depth(self, msg: Image) -> None:
+        """Keep depth (registered to the colour camera) to give targets and tracks 3D positions."""
+        if self._intrinsics is None:
+            self.pipeline.problem("depth_dropped_no_camera_info", "depth image dropped: no camera_info received yet")
+            return
+        try:
+            raw = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+            depth = DepthImage.from_raw(
+                raw,
+                msg.encoding,
+                self._intrinsics.scaled_to(msg.width, msg.height),
+                ros_messages.stamp_ns(msg.header.stamp),
+                self.depth_unit_divisor or None,
+            )
+        except ValueError as error:
+            self.pipeline.problem("depth_rejected", f"depth image dropped: {error}")
+            return
+        self._depths.add(depth)
 
     @guarded
     def _on_command(self, msg: GroundingCommand) -> None:
@@ -346,15 +406,118 @@ class PerceptionNode(LifecycleNode):
     def publish_targets(self, output: TargetsOutput) -> None:
         if (watch := self._watches.get(output.command_id)) is not None:
             watch.on_targets(output)
-        self._targets_pub.publish(ros_messages.targets_msg(output))
+        msg = ros_messages.targets_msg(output)
+        self._fill_positions(output.meta.stamp_ns, [(t.x, t.y, None) for t in output.targets], msg.targets)
+        self._last_targets[output.command_id] = output
+        self._targets_pub.publish(msg)
 
     def publish_tracks(self, output: TracksOutput) -> None:
         if (watch := self._watches.get(output.command_id)) is not None:
             watch.on_tracks(output)
-        self._tracks_pub.publish(ros_messages.tracks_msg(output))
+        msg = ros_messages.tracks_msg(output)
+        self._fill_positions(output.meta.stamp_ns, [(t.x, t.y, t.mask) for t in output.tracks], msg.tracks)
+        self._last_tracks[output.command_id] = output
+        self._tracks_pub.publish(msg)
+        self._health.outputs_published(output.meta.stamp_ns, self._now_s())
+        if self._debug_markers_pub.get_subscription_count() > 0:
+            self._debug_markers_pub.publish(self._markers(msg))
 
     def publish_masks(self, output: MasksOutput) -> None:
         self._masks_pub.publish(ros_messages.masks_msg(output, self.mask_compression))
+        if self._debug_image_pub.get_subscription_count() > 0:
+            self._publish_debug_image(output)
+
+    def _fill_positions(self, stamp_ns: int, points: list, items: list) -> None:
+        """3D positions from the depth image taken with the frame; every miss is counted by reason."""
+        if not self.use_depth or not points:
+            return
+        depth = self._depths.find(stamp_ns)
+        shape = self.pipeline.stream.frame_shape if self.pipeline else None
+        if depth is None or self._intrinsics is None or shape is None:
+            self.pipeline.counters.add("positions_missing_no_depth", len(points))
+            return
+        localizer = Localizer((shape[1], shape[0]), self._intrinsics, depth)
+        for item, position in zip(items, localizer.locate_all(points), strict=True):
+            if position.xyz is None:
+                self.pipeline.counters.add(f"positions_missing_{position.reason}")
+                continue
+            item.position = Point(x=position.xyz[0], y=position.xyz[1], z=position.xyz[2])
+            item.has_position = True
+
+    def _publish_debug_image(self, output: MasksOutput) -> None:
+        frame = self.pipeline.stream.get(output.meta.seq) if self.pipeline else None
+        tracks = self._last_tracks.get(output.command_id)
+        if frame is None or tracks is None or tracks.meta != output.meta:
+            return  # the frame left the ring already: nothing to draw on
+        targets = self._last_targets.get(output.command_id)
+        image = draw_overlay(frame.image.cpu().numpy(), tracks.tracks, output, targets)
+        height, width, step, data = encode_image(image, "rgb8")
+        msg = Image(header=ros_messages.source_header(output.meta), height=height, width=width)
+        msg.encoding, msg.step, msg.data = "rgb8", step, data
+        self._debug_image_pub.publish(msg)
+
+    @staticmethod
+    def _markers(msg: ObjectTracks) -> MarkerArray:
+        """A sphere and a text label at each track's 3D position (tracks without one are skipped)."""
+        markers = MarkerArray()
+        for track in msg.tracks:
+            if not track.has_position:
+                continue
+            r, g, b = (c / 255 for c in track_colour(track.id))
+            for kind, offset in ((Marker.SPHERE, 0.0), (Marker.TEXT_VIEW_FACING, -0.08)):
+                marker = Marker(header=msg.header, ns=f"{msg.command_id}/{kind}", id=track.id, type=kind)
+                marker.pose.position = Point(x=track.position.x, y=track.position.y + offset, z=track.position.z)
+                marker.pose.orientation.w = 1.0
+                marker.scale.x = marker.scale.y = marker.scale.z = 0.05
+                marker.color.r, marker.color.g, marker.color.b, marker.color.a = r, g, b, 0.9
+                marker.text = f"{track.id}: {track.label}"
+                marker.lifetime.nanosec = 500_000_000
+                markers.markers.append(marker)
+        return markers
+
+    def _publish_diagnostics(self) -> None:
+        if self.pipeline is None:
+            return
+        gpu = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else None
+        statuses = self._health.report(
+            self._now_s(),
+            self.pipeline.counters.snapshot(),
+            (len(self.pipeline.stream), self.pipeline.stream.capacity),
+            self.pipeline.last_grounding_s,
+            "active",
+            gpu,
+        )
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        for status in statuses:
+            array.status.append(
+                DiagnosticStatus(
+                    level=bytes([int(status.level)]),
+                    name=f"{self.get_name()}: {status.name}",
+                    message=status.message,
+                    hardware_id=self.get_fully_qualified_name(),
+                    values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
+                )
+            )
+        self._diagnostics_pub.publish(array)
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Apply safe changes at once; refuse bad values and changes that need a reconfigure."""
+        if self.pipeline is None:
+            return SetParametersResult(successful=True)  # before activation, configure reads them
+        changes = {}
+        for param in params:
+            if param.name not in RUNTIME_PARAMETERS:
+                return SetParametersResult(successful=False, reason=f"{param.name} needs a reconfigure")
+            changes[param.name] = param.value
+        try:
+            self.pipeline.reconfigure(**changes)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
 
     def problem(self, key: str, message: str) -> None:
         self._problems.report(key, message)

@@ -26,7 +26,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -90,6 +90,7 @@ class TrackSnapshot:
     y: float
     box: Box | None
     age_ns: int
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # for 3D and debug views
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,17 @@ class PerceptionPipeline:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout_s)
+
+    def reconfigure(self, **changes: float) -> None:
+        """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
+        tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
+        top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
+        try:
+            config = replace(self.config, **top, tracker=replace(self.config.tracker, **tracker))
+        except TypeError as error:
+            raise ValueError(f"not a runtime setting: {error}") from error
+        self.config = config
+        self.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
     def problem(self, key: str, message: str) -> None:
         """Count a problem under `key` and report it."""
@@ -518,7 +530,7 @@ class PerceptionPipeline:
 
     def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
         snapshots = tuple(
-            TrackSnapshot(t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns)
+            TrackSnapshot(t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns, t.mask)
             for t in self.tracker.tracks(command.id)
         )
         self.sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))
