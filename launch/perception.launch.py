@@ -19,8 +19,14 @@ ARGUMENTS = {
         "parameters of perception_node (backends and their options live here)",
     ),
     "image": ("image", "camera image topic (sensor_msgs/Image)"),
+    "depth": ("depth", "depth image registered to the camera (16UC1 mm or 32FC1 m)"),
+    "camera_info": ("camera_info", "the colour camera's sensor_msgs/CameraInfo"),
+    "use_depth": ("false", "3D positions for targets and tracks from depth"),
     "namespace": ("", "namespace of the node and its topics"),
     "device": ("auto", "auto, cpu, cuda or cuda:N"),
+    "pointer": ("molmo2", "grounding backend: molmo2, videomolmo or package.module:Class"),
+    "propagator": ("sam2", "mask propagator backend: sam2, empty for none, or package.module:Class"),
+    "debug": ("true", "offer the debug_image and debug_markers topics"),
     "use_sim_time": ("false", "true when replaying a bag with `ros2 bag play --clock`"),
 }
 
@@ -37,10 +43,14 @@ def generate_launch_description() -> LaunchDescription:
             arg("params_file"),
             {
                 "device": ParameterValue(arg("device"), value_type=str),
+                "pointer_backend": ParameterValue(arg("pointer"), value_type=str),
+                "propagator_backend": ParameterValue(arg("propagator"), value_type=str),
+                "use_depth": ParameterValue(arg("use_depth"), value_type=bool),
+                "debug_views": ParameterValue(arg("debug"), value_type=bool),
                 "use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool),
             },
         ],
-        remappings=[("image", arg("image"))],
+        remappings=[("image", arg("image")), ("depth", arg("depth")), ("camera_info", arg("camera_info"))],
     )
     declared = [DeclareLaunchArgument(name, default_value=v, description=text) for name, (v, text) in ARGUMENTS.items()]
     return LaunchDescription([*declared, node])

@@ -32,10 +32,14 @@ def test_launch_file_arguments_cover_topics_params_device_and_sim_time():
     tree = ast.parse(LAUNCH_FILE.read_text())
     [table] = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS"]
     names = {ast.literal_eval(key) for key in table.keys}
-    assert {"params_file", "image", "namespace", "device", "use_sim_time"} <= names
+    assert {"params_file", "image", "depth", "camera_info", "use_depth", "namespace", "device"} <= names
+    assert {"pointer", "propagator", "debug", "use_sim_time"} <= names
     assert (SHARE / "config" / "perception.yaml").is_file(), "the default params_file is installed"
     remapped = ast.unparse(_node_call()["remappings"])
-    assert "'image'" in remapped
+    assert all(f"'{topic}'" in remapped for topic in ("image", "depth", "camera_info"))
+    overridden = ast.unparse(_node_call()["parameters"])
+    for parameter in ("device", "pointer_backend", "propagator_backend", "use_depth", "debug_views", "use_sim_time"):
+        assert f"'{parameter}'" in overridden, f"launch argument for {parameter} reaches the node"
 
 
 def test_launch_description_builds_with_ros_launch():
@@ -46,4 +50,4 @@ def test_launch_description_builds_with_ros_launch():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     declared = {a.name for a in description.get_launch_arguments()}
-    assert {"params_file", "image", "namespace", "device", "use_sim_time"} <= declared
+    assert {"params_file", "image", "depth", "camera_info", "use_depth", "pointer", "use_sim_time"} <= declared

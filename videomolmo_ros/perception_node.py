@@ -106,6 +106,7 @@ class PerceptionNode(LifecycleNode):
             )
             self._depths = DepthSync(self._param("depth_sync_tolerance_s", 0.02, "depth-colour stamp gap", (0.0, 1.0)))
             self.target_frame = self._param("target_frame", "", "frame to express positions in (needs tf2)")
+            self.debug_views = self._param("debug_views", True, "offer debug_image and debug_markers")
             self._backends = (self._backend("pointer", Pointer), self._backend("propagator", MaskPropagator))
         except (ConfigError, backend_registry.BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
@@ -419,12 +420,12 @@ class PerceptionNode(LifecycleNode):
         self._last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
         self._health.outputs_published(output.meta.stamp_ns, self._now_s())
-        if self._debug_markers_pub.get_subscription_count() > 0:
+        if self.debug_views and self._debug_markers_pub.get_subscription_count() > 0:
             self._debug_markers_pub.publish(self._markers(msg))
 
     def publish_masks(self, output: MasksOutput) -> None:
         self._masks_pub.publish(ros_messages.masks_msg(output, self.mask_compression))
-        if self._debug_image_pub.get_subscription_count() > 0:
+        if self.debug_views and self._debug_image_pub.get_subscription_count() > 0:
             self._publish_debug_image(output)
 
     def _fill_positions(self, stamp_ns: int, points: list, items: list) -> None:
