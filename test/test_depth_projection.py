@@ -293,3 +293,12 @@ def test_depth_sync_pairs_frames_with_the_nearest_depth_within_tolerance():
     assert sync.find(150_000_000) is None, "nothing within 20 ms"
     sync.add(DepthImage.from_raw(np.full((4, 4), 1000, np.uint16), "16UC1", intrinsics, 5_000_000))
     assert sync.find(100_000_000) is None, "a looping bag forgets the depth from before the jump"
+
+
+def test_transform_point_rotates_then_translates():
+    from videomolmo_ros.depth_projection import transform_point
+
+    quarter_turn_about_z = (0.0, 0.0, math.sin(math.pi / 4), math.cos(math.pi / 4))
+    x, y, z = transform_point((1.0, 0.0, 2.0), (0.5, 0.0, -1.0), quarter_turn_about_z)
+    assert (x, y, z) == pytest.approx((0.5, 1.0, 1.0))
+    assert transform_point((1.0, 2.0, 3.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)) == pytest.approx((1.0, 2.0, 3.0))

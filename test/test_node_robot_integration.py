@@ -81,7 +81,7 @@ def play_with_depth(planner, seconds, depth_scale=2):
 
 
 def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
-    process = node({**DOUBLES, "use_depth": True})
+    process = node({**DOUBLES, "use_depth": True, "target_frame": "base_link"})
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
     play_with_depth(planner, 3.0)
@@ -95,6 +95,12 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
             assert track.position.y == pytest.approx((track.y - CY) / FY * track.position.z, abs=0.01)
     located = [t for m in planner.get("targets") for t in m.targets if t.has_position]
     assert located and all(t.position.z == pytest.approx(0.8, abs=0.01) for t in located)
+    framed = [m.position_frame_id for m in planner.get("tracks") if any(t.has_position for t in m.tracks)]
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:  # here: said once, positions in the camera frame, and the outputs say so
+        assert process.log().count("tf2_ros is not installed") == 1
+        assert set(framed) == {"test_camera"}
 
 
 def test_diagnostics_report_rates_and_drops(node, planner):

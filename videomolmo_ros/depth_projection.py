@@ -353,3 +353,18 @@ class DepthSync:
         if best is None or abs(best.stamp_ns - stamp_ns) > self.tolerance_ns:
             return None
         return best
+
+
+def transform_point(
+    xyz: tuple[float, float, float],
+    translation: tuple[float, float, float],
+    rotation_xyzw: tuple[float, float, float, float],
+) -> tuple[float, float, float]:
+    """A point moved by a rigid transform (as tf2 gives it: translation and unit quaternion x, y, z, w)."""
+    qx, qy, qz, qw = rotation_xyzw
+    px, py, pz = xyz
+    # v' = v + 2 w (q x v) + 2 q x (q x v), with q the vector part.
+    cx, cy, cz = qy * pz - qz * py, qz * px - qx * pz, qx * py - qy * px
+    dx, dy, dz = qy * cz - qz * cy, qz * cx - qx * cz, qx * cy - qy * cx
+    tx, ty, tz = translation
+    return px + 2 * (qw * cx + dx) + tx, py + 2 * (qw * cy + dy) + ty, pz + 2 * (qw * cz + dz) + tz

@@ -39,7 +39,7 @@ from videomolmo_ros import backend_registry, ros_messages
 from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.counters import ProblemLog
 from videomolmo_ros.debug_overlay import draw_overlay, track_colour
-from videomolmo_ros.depth_projection import CameraIntrinsics, DepthImage, DepthSync, Localizer
+from videomolmo_ros.depth_projection import CameraIntrinsics, DepthImage, DepthSync, Localizer, transform_point
 from videomolmo_ros.device import resolve_device
 from videomolmo_ros.goal_watch import GoalWatch
 from videomolmo_ros.health import HealthMonitor
@@ -86,6 +86,7 @@ class PerceptionNode(LifecycleNode):
         self._health = HealthMonitor()
         self._depths = DepthSync()
         self._intrinsics: CameraIntrinsics | None = None
+        self._tf_buffer = None
         self._last_tracks: dict[str, TracksOutput] = {}
         self._last_targets: dict[str, TargetsOutput] = {}
         self.autostart = self._param("autostart", True, "configure and activate at start-up")
@@ -118,11 +119,7 @@ class PerceptionNode(LifecycleNode):
         self._debug_image_pub = self.create_lifecycle_publisher(Image, "debug_image", 2)
         self._debug_markers_pub = self.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
-        if self.target_frame:
-            self.get_logger().warning(
-                f"target_frame {self.target_frame!r} is set, but transforming positions with tf2 is not "
-                "implemented yet: positions stay in the camera's optical frame (the source header's frame_id)"
-            )
+        self._tf_buffer = self._transform_listener() if self.target_frame else None
         names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
         self.get_logger().info(f"configured on {self.device}: pointer, propagator = {names}")
         return TransitionCallbackReturn.SUCCESS
@@ -408,7 +405,8 @@ class PerceptionNode(LifecycleNode):
         if (watch := self._watches.get(output.command_id)) is not None:
             watch.on_targets(output)
         msg = ros_messages.targets_msg(output)
-        self._fill_positions(output.meta.stamp_ns, [(t.x, t.y, None) for t in output.targets], msg.targets)
+        points = [(t.x, t.y, None) for t in output.targets]
+        msg.position_frame_id = self._fill_positions(output.meta, points, msg.targets)
         self._last_targets[output.command_id] = output
         self._targets_pub.publish(msg)
 
@@ -416,7 +414,8 @@ class PerceptionNode(LifecycleNode):
         if (watch := self._watches.get(output.command_id)) is not None:
             watch.on_tracks(output)
         msg = ros_messages.tracks_msg(output)
-        self._fill_positions(output.meta.stamp_ns, [(t.x, t.y, t.mask) for t in output.tracks], msg.tracks)
+        points = [(t.x, t.y, t.mask) for t in output.tracks]
+        msg.position_frame_id = self._fill_positions(output.meta, points, msg.tracks)
         self._last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
         self._health.outputs_published(output.meta.stamp_ns, self._now_s())
@@ -428,15 +427,18 @@ class PerceptionNode(LifecycleNode):
         if self.debug_views and self._debug_image_pub.get_subscription_count() > 0:
             self._publish_debug_image(output)
 
-    def _fill_positions(self, stamp_ns: int, points: list, items: list) -> None:
-        """3D positions from the depth image taken with the frame; every miss is counted by reason."""
+    def _fill_positions(self, meta, points: list, items: list) -> str:
+        """3D positions from the depth image taken with the frame; every miss is counted by reason.
+
+        Returns the frame the positions are in ("" when none was filled).
+        """
         if not self.use_depth or not points:
-            return
-        depth = self._depths.find(stamp_ns)
+            return ""
+        depth = self._depths.find(meta.stamp_ns)
         shape = self.pipeline.stream.frame_shape if self.pipeline else None
         if depth is None or self._intrinsics is None or shape is None:
             self.pipeline.counters.add("positions_missing_no_depth", len(points))
-            return
+            return ""
         localizer = Localizer((shape[1], shape[0]), self._intrinsics, depth)
         for item, position in zip(items, localizer.locate_all(points), strict=True):
             if position.xyz is None:
@@ -444,6 +446,40 @@ class PerceptionNode(LifecycleNode):
                 continue
             item.position = Point(x=position.xyz[0], y=position.xyz[1], z=position.xyz[2])
             item.has_position = True
+        return self._to_target_frame(meta.stamp_ns, meta.frame_id, items)
+
+    def _transform_listener(self):
+        """A tf2 buffer fed by a listener, or None (said once) where tf2_ros is not installed."""
+        try:
+            import tf2_ros
+        except ImportError:
+            self.get_logger().warning(
+                f"target_frame {self.target_frame!r} is set but tf2_ros is not installed: positions stay in "
+                "the camera's optical frame (position_frame_id says which)"
+            )
+            return None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self)
+        return buffer
+
+    def _to_target_frame(self, stamp_ns: int, source_frame: str, items: list) -> str:
+        """Move filled positions into target_frame when tf2 knows the transform; the frame they are in."""
+        if self._tf_buffer is None:
+            return source_frame
+        from rclpy.time import Time
+
+        try:
+            transform = self._tf_buffer.lookup_transform(self.target_frame, source_frame, Time(nanoseconds=stamp_ns))
+        except Exception as error:  # tf2's lookup errors have no common base class besides Exception
+            self.pipeline.problem("positions_untransformed", f"positions stay in {source_frame}: {error}")
+            return source_frame
+        t, r = transform.transform.translation, transform.transform.rotation
+        for item in items:
+            if item.has_position:
+                p = item.position
+                x, y, z = transform_point((p.x, p.y, p.z), (t.x, t.y, t.z), (r.x, r.y, r.z, r.w))
+                item.position = Point(x=x, y=y, z=z)
+        return self.target_frame
 
     def _publish_debug_image(self, output: MasksOutput) -> None:
         frame = self.pipeline.stream.get(output.meta.seq) if self.pipeline else None
