@@ -14,3 +14,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(1)
+
+# DDS fixtures (planner, node) for the node tests.
+pytest_plugins = ["ros_fixtures"]

@@ -207,6 +207,7 @@ class SharedClock:
     def __init__(self):
         self.now = T0
         self._lock = threading.Lock()
+        self.ordered = threading.Lock()
 
     def tick(self):
         with self._lock:
@@ -222,9 +223,12 @@ def test_events_from_several_threads_while_reporting():
     def feeder(offset):
         start.wait()
         for k in range(2000):
-            now = clock.tick()
-            monitor.image_received(round(now * 1e9), now)
-            monitor.outputs_published(k * 10 + offset, now)
+            # Read the clock and report under one lock, as a real clock's readings reach the monitor
+            # in order (a per-tick test clock would otherwise run ahead while a thread waits for the GIL).
+            with clock.ordered:
+                now = clock.tick()
+                monitor.image_received(round(now * 1e9), now)
+                monitor.outputs_published(k * 10 + offset, now)
 
     def reporter():
         start.wait()

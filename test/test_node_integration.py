@@ -2,11 +2,9 @@
 
 import time
 
-import pytest
-import rclpy
 import yaml
 from polling import wait_for
-from ros_harness import DOUBLES, NO_BACKENDS, NodeProcess, Planner, installed_params_file, play, stamp_ns
+from ros_harness import DOUBLES, NO_BACKENDS, installed_params_file, play, stamp_ns
 from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
@@ -16,34 +14,6 @@ from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 from videomolmo_ros import backend_registry
 from videomolmo_ros.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.mask_codec import decode_masks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture
-def planner():
-    p = Planner()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def node(tmp_path):
-    started = []
-
-    def start(overrides=None):
-        process = NodeProcess(tmp_path / "node.log", overrides)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def test_targets_tracks_and_masks_follow_the_objects_with_source_headers(node, planner):

@@ -2,44 +2,15 @@
 
 import threading
 
-import pytest
-import rclpy
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, NodeProcess, Planner, play, stamp_ns
+from ros_harness import DOUBLES, play, stamp_ns
 from synthetic_video import default_scene, render
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands, StopCommand
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture
-def planner():
-    p = Planner()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def node(tmp_path):
-    started = []
-
-    def start(overrides=None):
-        started.append(NodeProcess(tmp_path / f"node{len(started)}.log", overrides))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def call(planner, service_type, name, request, timeout_s=20.0):

@@ -4,13 +4,12 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from polling import wait_for
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, play, stamp_ns
+from ros_harness import DOUBLES, FPS, START_S, play, stamp_ns
 from sensor_msgs.msg import CameraInfo, Image
 from synthetic_video import default_scene, render
 from visualization_msgs.msg import MarkerArray
@@ -20,33 +19,6 @@ from videomolmo_ros.image_codec import encode_image
 FX = FY = 300.0
 CX, CY = 160.0, 120.0
 DISC_DEPTH_MM, FLOOR_DEPTH_MM = 800, 2000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture
-def planner():
-    p = Planner()
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def node(tmp_path):
-    started = []
-
-    def start(overrides=None):
-        started.append(NodeProcess(tmp_path / f"node{len(started)}.log", overrides))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def subscribe(planner, msg_type, topic, qos=10):
