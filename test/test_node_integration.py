@@ -88,6 +88,11 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
     assert "the query is empty" in log
 
 
+def tiny_sam2_parameters(folder) -> dict[str, object]:
+    """The node parameters that load a tiny random SAM2 written to `folder`."""
+    return {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()}
+
+
 def test_a_bad_parameter_stops_start_up_with_the_reason(node):
     process = node({**NO_BACKENDS, "image_reliability": "sometimes"})
     assert process.process.wait(30) == 1
@@ -109,7 +114,7 @@ def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
 def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
     from rcl_interfaces.srv import ListParameters
 
-    sam2 = {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    sam2 = tiny_sam2_parameters(tmp_path)
     process = node({"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
     assert process.wait_for_log("ready on cpu", 60), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
@@ -153,7 +158,7 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
 
 
 def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
-    sam2 = {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(tmp_path)).items()}
+    sam2 = tiny_sam2_parameters(tmp_path)
     process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="s")

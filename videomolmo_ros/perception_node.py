@@ -57,6 +57,13 @@ RUNTIME_PARAMETERS = frozenset(
 )
 
 
+def _free_memory() -> None:
+    """Return what dropped tensors held to the GPU, so other processes (and nvidia-smi) see it free."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class ConfigError(ValueError):
     """A parameter value the node cannot run with; the message names the parameter."""
 
@@ -162,17 +169,13 @@ class PerceptionNode(LifecycleNode):
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        _free_memory()
 
     def release(self) -> None:
         """Everything the node holds, models included (cleanup, shutdown, exit)."""
         self._stop_work()
         self._backends = (None, None)
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        _free_memory()
 
     def _destroy(self, entity) -> None:
         for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):

@@ -460,7 +460,7 @@ class PerceptionPipeline:
         self.counters.add("frames_tracked")
         masks = self._cpu_masks(stepped, frame)
         if self._fuser is None:
-            self._publish_frame(frame.meta, masks)
+            self._publish_frame(frame, masks)
             return
         tracked = _Tracked(frame, {object_id: score for object_id, (_, score) in masks.items()})
         timeouts = self._fuser.timeouts
@@ -513,20 +513,19 @@ class PerceptionPipeline:
             self.counters.add("fusion_frames_fused" if item.fused else "fusion_frames_unfused")
             scores = item.meta.scores
             masks = {i: (mask, scores.get(i, 1.0)) for i, mask in item.masks.items() if mask is not None}
-            self._publish_frame(item.meta.frame.meta, masks)
+            self._publish_frame(item.meta.frame, masks)
 
-    def _publish_frame(self, meta: FrameMeta, masks: dict[int, tuple[np.ndarray, float]]) -> None:
+    def _publish_frame(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
         """Update every command's tracks from one frame's masks and publish its tracks and masks."""
+        shape = (frame.height, frame.width)
         for command in self.commands.running():
             deleted = self.tracker.update_from_masks(command.id, masks)
             if deleted:
                 self.propagator.remove(deleted)
-            self._publish_tracks(command, meta)
+            self._publish_tracks(command, frame.meta)
             seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
-            shape = next(iter(masks.values()))[0].shape if masks else self.stream.frame_shape[:2]
-            self.sink.publish_masks(
-                MasksOutput(meta, command.id, tuple(t.id for t in seen), tuple(t.mask for t in seen), tuple(shape))
-            )
+            ids, seen_masks = tuple(t.id for t in seen), tuple(t.mask for t in seen)
+            self.sink.publish_masks(MasksOutput(frame.meta, command.id, ids, seen_masks, shape))
 
     def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
         snapshots = tuple(
