@@ -48,6 +48,8 @@ def test_input_rate_frame_age_and_delay():
     status = report(monitor, last + 0.01)["camera input"]
     assert status.level == Level.OK
     assert float(status.values["rate_hz"]) == pytest.approx(30, rel=0.02)
+    counted = report(monitor, last + 0.01, {"frames_received": 301})["camera input"]
+    assert counted.values["frames_received"] == "301"  # includes frames rejected before the rate counts them
     assert float(status.values["last_frame_age_s"]) == pytest.approx(0.01, abs=0.005)
     assert float(status.values["delay_p50_ms"]) == pytest.approx(20, abs=0.5)
 
@@ -168,6 +170,9 @@ def test_buffers_and_model():
     statuses = report(HealthMonitor(), T0, buffer_fill=(3, 8), model_state="ready", gpu=3 * 2**30)
     assert statuses["buffers"].values == {"held": "3", "capacity": "8"}
     assert statuses["model"].values == {"state": "ready", "gpu_memory_bytes": str(3 * 2**30)}
+    budgeted = HealthMonitor().report(T0, {}, (3, 8), None, "ready", None, (2 * 2**20, 8 * 2**20))
+    buffers = {s.name: s for s in budgeted}["buffers"]
+    assert buffers.values["budget_bytes"] == str(8 * 2**20) and "2.0 of 8.0 MiB budgeted" in buffers.message
     assert "3072 MiB" in statuses["model"].message
     assert report(HealthMonitor(), T0, model_state="cpu")["model"].values == {"state": "cpu"}
 

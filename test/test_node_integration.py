@@ -94,9 +94,9 @@ def tiny_sam2_parameters(folder) -> dict[str, object]:
 
 
 def test_a_bad_parameter_stops_start_up_with_the_reason(node):
-    process = node({**NO_BACKENDS, "image_reliability": "sometimes"})
+    process = node({**NO_BACKENDS, "cameras.main.reliability": "sometimes"})
     assert process.process.wait(30) == 1
-    assert "image_reliability = 'sometimes'" in process.log()
+    assert "cameras.main.reliability = 'sometimes'" in process.log()
 
 
 def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):

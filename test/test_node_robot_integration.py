@@ -83,7 +83,7 @@ def test_diagnostics_report_rates_and_drops(node, planner):
     planner.send_command("red", id="r")
     play(planner, 2.5)
     assert wait_for(lambda: len(diagnostics) >= 2, 10), process.log()
-    statuses = {s.name.split(": ", 1)[1]: s for s in diagnostics[-1].status}
+    statuses = {s.name.rsplit(": ", 1)[1]: s for s in diagnostics[-1].status}
     assert {"camera input", "outputs", "grounding", "drops", "time", "buffers", "model"} <= set(statuses)
     rate = float({kv.key: kv.value for kv in statuses["camera input"].values}["rate_hz"])
     assert 5 < rate < 25, f"camera input rate {rate} Hz while {FPS} Hz are sent"

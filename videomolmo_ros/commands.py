@@ -7,6 +7,7 @@ every CommandEvent on `command_status`, so a planner always learns what became o
 import itertools
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -43,6 +44,7 @@ class CommandRequest:
     query: str
     mode: int = GroundingMode.TRACK
     action: int = CommandAction.ADD
+    camera: str = ""  # "" = the default camera, "a,b" = several, "*" = every camera
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Command:
     query: str
     mode: GroundingMode
     generation: int
+    cameras: tuple[str, ...] = ("",)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class CommandEvent:
     id: str
     query: str
     reason: str = ""
+    cameras: tuple[str, ...] = ()
 
 
 class Verdict(Enum):
@@ -94,22 +98,43 @@ def sanitize_query(text: str, max_chars: int) -> tuple[str, Verdict]:
     return clean, Verdict.OK
 
 
+def select_cameras(spec: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The cameras a command names: "" = the first (default) one, "*" = all, else comma-separated names.
+
+    Raises ValueError naming the known cameras for a name that is not one of them.
+    """
+    if not spec.strip():
+        return (names[0],)
+    if spec.strip() == "*":
+        return tuple(names)
+    chosen = tuple(dict.fromkeys(part.strip() for part in spec.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in names]
+    if unknown or not chosen:
+        raise ValueError(f"unknown camera {', '.join(unknown) or spec!r} (cameras: {', '.join(names)})")
+    return chosen
+
+
 def _preview(text: str) -> str:
     """The start of a query, cleaned, to echo back in a rejection."""
     return _SPACES.sub(" ", _CONTROL.sub(" ", text[:80])).strip()
 
 
 class CommandBook:
-    """The set of running commands, and the round-robin order the grounding worker serves them in."""
+    """The set of running commands, and the round-robin order the grounding workers serve them in.
 
-    def __init__(self, max_query_chars: int = 512, max_commands: int = 16):
+    One book serves every camera (`cameras`, the first is the default), so ids, replace and stop
+    mean the same on all of them; each camera's workers read the commands that name it.
+    """
+
+    def __init__(self, max_query_chars: int = 512, max_commands: int = 16, cameras: Sequence[str] = ("",)):
         self.max_query_chars = max_query_chars
         self.max_commands = max_commands
+        self.cameras = tuple(cameras)
         self._lock = threading.Lock()
         self._running: dict[str, Command] = {}
         self._ids = itertools.count(1)
         self._generations = itertools.count(1)
-        self._turn = 0
+        self._turns: dict[str, int] = {}
 
     def apply(self, request: CommandRequest) -> list[CommandEvent]:
         """Carry out a request; return one event per command it accepted, rejected or stopped."""
@@ -131,7 +156,7 @@ class CommandBook:
         return CommandEvent(CommandState.REJECTED, request.id[:64], query, reason)
 
     def _stop_all(self, reason: str) -> list[CommandEvent]:
-        events = [CommandEvent(CommandState.STOPPED, c.id, c.query, reason) for c in self._running.values()]
+        events = [CommandEvent(CommandState.STOPPED, c.id, c.query, reason, c.cameras) for c in self._running.values()]
         self._running.clear()
         return events
 
@@ -140,7 +165,9 @@ class CommandBook:
         if command is None:
             running = ", ".join(self._running) or "none"
             return [self._reject(request, "", f"no running command has id {request.id!r} (running: {running})")]
-        return [CommandEvent(CommandState.STOPPED, command.id, command.query, "stopped by a STOP command")]
+        return [
+            CommandEvent(CommandState.STOPPED, command.id, command.query, "stopped by a STOP command", command.cameras)
+        ]
 
     def _start(self, request: CommandRequest, replace_all: bool) -> list[CommandEvent]:
         query, verdict = sanitize_query(request.query, self.max_query_chars)
@@ -160,36 +187,43 @@ class CommandBook:
             return [self._reject(request, query, f"unknown mode {request.mode} (0 = point, 1 = track)")]
         if request.id and not _ID.fullmatch(request.id):
             return [self._reject(request, query, "ids are 1-64 characters of letters, digits and _ . : / -")]
+        try:
+            cameras = select_cameras(request.camera, self.cameras)
+        except ValueError as error:
+            return [self._reject(request, query, str(error))]
         events = self._stop_all(f"replaced by command {request.id or '(new)'}") if replace_all else []
         command_id = request.id or self._new_id()
         replaced = self._running.pop(command_id, None)
         if replaced is not None:
-            events.append(CommandEvent(CommandState.STOPPED, replaced.id, replaced.query, "replaced (same id)"))
+            events.append(
+                CommandEvent(CommandState.STOPPED, replaced.id, replaced.query, "replaced (same id)", replaced.cameras)
+            )
         if len(self._running) >= self.max_commands:
             return [*events, self._reject(request, query, f"{self.max_commands} commands already run")]
-        command = Command(command_id, query, mode, next(self._generations))
+        command = Command(command_id, query, mode, next(self._generations), cameras)
         self._running[command_id] = command
-        return [*events, CommandEvent(CommandState.ACCEPTED, command_id, query)]
+        return [*events, CommandEvent(CommandState.ACCEPTED, command_id, query, cameras=cameras)]
 
     def _new_id(self) -> str:
         while (candidate := f"cmd-{next(self._ids)}") in self._running:
             pass
         return candidate
 
-    def running(self) -> list[Command]:
+    def running(self, camera: str | None = None) -> list[Command]:
+        """The running commands; with `camera`, those that run on it."""
         with self._lock:
-            return list(self._running.values())
+            return [c for c in self._running.values() if camera is None or camera in c.cameras]
 
     def is_current(self, command: Command) -> bool:
         """True while this very command (not a later one with its id) is running."""
         with self._lock:
             return self._running.get(command.id) == command
 
-    def next_turn(self) -> Command | None:
-        """The next command to ground, round-robin, so one query cannot starve the others."""
+    def next_turn(self, camera: str = "") -> Command | None:
+        """The next command to ground on `camera`, round-robin, so one query cannot starve the others."""
         with self._lock:
-            if not self._running:
+            commands = [c for c in self._running.values() if camera in c.cameras]
+            if not commands:
                 return None
-            commands = list(self._running.values())
-            self._turn = (self._turn + 1) % len(commands)
-            return commands[self._turn]
+            self._turns[camera] = (self._turns.get(camera, -1) + 1) % len(commands)
+            return commands[self._turns[camera]]

@@ -25,6 +25,7 @@ class FrameMeta:
     seq: int
     stamp_ns: int
     frame_id: str
+    camera: str = ""  # the name of the camera (the node's cameras.names entry)
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,15 @@ class FrameBuffer:
     context window for a video model, fed from a 30 fps camera, holds 4 s of video in 8 slots).
     """
 
-    def __init__(self, capacity: int, device: torch.device | str = "cpu", sample_period_s: float = 0.0):
+    def __init__(
+        self, capacity: int, device: torch.device | str = "cpu", sample_period_s: float = 0.0, camera: str = ""
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.device = torch.device(device)
         self.sample_period_ns = round(sample_period_s * 1e9)
+        self.camera = camera
         self._origin_ns = 0  # start of the first sampling slot
         self._lock = threading.Lock()
         self._ring: torch.Tensor | None = None
@@ -146,7 +150,7 @@ class FrameBuffer:
                 self._allocate(tuple(image.shape))
             if self._newest is None:
                 self._origin_ns = int(stamp_ns)
-            meta = FrameMeta(self._next_seq, int(stamp_ns), frame_id)
+            meta = FrameMeta(self._next_seq, int(stamp_ns), frame_id, self.camera)
             slot_index = meta.seq % self.capacity
             source = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
             self._ring[slot_index].copy_(source, non_blocking=False)

@@ -126,28 +126,33 @@ class HealthMonitor:
         grounding_latency_s: float | None,
         model_state: str,
         gpu_memory_bytes: int | None,
+        buffer_memory: tuple[int, int] | None = None,
     ) -> list[HealthStatus]:
-        """The statuses now; `counters` is the pipeline's counter snapshot (PerceptionPipeline.counters)."""
+        """The statuses now; `counters` is the pipeline's counter snapshot (PerceptionPipeline.counters).
+
+        `buffer_memory` is (bytes the frame rings hold now, bytes budgeted for them at configure).
+        """
         with self._lock:
             new = {name: max(count - self._reported.get(name, 0), 0) for name, count in counters.items()}
             self._reported = dict(counters)
             return [
-                self._camera(now_s),
+                self._camera(now_s, counters),
                 self._output_status(now_s),
                 _grounding(counters, new, grounding_latency_s),
                 _drops(counters, new),
                 _time(counters, new),
-                _buffers(buffer_fill),
+                _buffers(buffer_fill, buffer_memory),
                 _model(model_state, gpu_memory_bytes),
             ]
 
-    def _camera(self, now_s: float) -> HealthStatus:
+    def _camera(self, now_s: float, counters: Mapping[str, int]) -> HealthStatus:
         name = "camera input"
+        received = {"frames_received": str(counters.get("frames_received", 0))}
         if self._last_image_s is None:
-            return HealthStatus(name, Level.STALE, "no image received yet", {})
+            return HealthStatus(name, Level.STALE, "no image received yet", received)
         age_s = max(now_s - self._last_image_s, 0.0)
         rate = self._images.rate_hz(now_s)
-        values = {"rate_hz": f"{rate:.2f}", "last_frame_age_s": f"{age_s:.2f}"}
+        values = {**received, "rate_hz": f"{rate:.2f}", "last_frame_age_s": f"{age_s:.2f}"}
         values.update(_latency_values("delay", self._images, now_s))
         if age_s > self.stall_after_s:
             return HealthStatus(name, Level.WARN, f"no image for {age_s:.1f} s: the camera stalled", values)
@@ -213,11 +218,13 @@ def _time(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
     return HealthStatus("time", Level.OK, "stamps moving forward", values)
 
 
-def _buffers(fill: tuple[int, int]) -> HealthStatus:
+def _buffers(fill: tuple[int, int], memory: tuple[int, int] | None) -> HealthStatus:
     held, capacity = fill
-    return HealthStatus(
-        "buffers", Level.OK, f"{held}/{capacity} frames", {"held": str(held), "capacity": str(capacity)}
-    )
+    values, message = {"held": str(held), "capacity": str(capacity)}, f"{held}/{capacity} frames"
+    if memory is not None:
+        values |= {"memory_bytes": str(memory[0]), "budget_bytes": str(memory[1])}
+        message += f", {memory[0] / 2**20:.1f} of {memory[1] / 2**20:.1f} MiB budgeted"
+    return HealthStatus("buffers", Level.OK, message, values)
 
 
 def _model(state: str, gpu_memory_bytes: int | None) -> HealthStatus:

@@ -1,13 +1,16 @@
-"""sensor_msgs/Image fields <-> numpy arrays, without cv_bridge.
+"""sensor_msgs/Image and CompressedImage fields <-> numpy arrays, without cv_bridge.
 
 ROS's cv_bridge is built against numpy 1 and breaks under numpy 2; this module replaces the
 part of it the package needs. It takes the message's plain fields, so it never imports ROS.
 """
 
 import array
+import io
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image as PilImage
 
 
 class Encoding(NamedTuple):
@@ -41,7 +44,7 @@ class ImageDecodeError(ValueError):
     """An image message (or array) the codec cannot interpret; the message says what is wrong.
 
     `reason` is a short stable code (unsupported_encoding, bad_size, bad_step, truncated,
-    not_colour, bad_array) under which the node counts the frames it drops.
+    not_colour, bad_array, unsupported_format, corrupt) under which the node counts the frames it drops.
     """
 
     def __init__(self, message: str, reason: str = "bad_array"):
@@ -140,3 +143,38 @@ def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes
     height, width = array.shape[:2]
     data = np.ascontiguousarray(array, dtype=fmt.dtype.newbyteorder("<")).tobytes()
     return height, width, width * fmt.channels * fmt.dtype.itemsize, data
+
+
+# CompressedImage formats: compressed_image_transport writes "jpeg"/"png", optionally after the
+# source encoding ("bgr8; jpeg compressed bgr8"); the payload is a standard JPEG or PNG file.
+_COMPRESSED = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
+
+
+def decode_compressed(fmt: str, data: bytes) -> np.ndarray:
+    """An H x W x 3 uint8 RGB array from a sensor_msgs/CompressedImage's `format` and `data`.
+
+    Strict: a truncated or damaged payload is an error (ImageDecodeError, reason "corrupt"),
+    never a half-grey frame handed to the models.
+    """
+    words = fmt.lower().replace(";", " ").split()
+    if "compresseddepth" in words:
+        raise ImageDecodeError(f"format {fmt!r} is compressed depth, not a colour image", "unsupported_format")
+    expected = {_COMPRESSED[w] for w in words if w in _COMPRESSED}
+    if not expected and words:
+        known = ", ".join(sorted(_COMPRESSED))
+        raise ImageDecodeError(f"unsupported compressed format {fmt!r} (supported: {known})", "unsupported_format")
+    what = f"corrupt {fmt or 'compressed'} payload of {len(data)} bytes"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PilImage.DecompressionBombWarning)
+            image = PilImage.open(io.BytesIO(bytes(data)))
+            image.load()
+    except PilImage.UnidentifiedImageError:
+        raise ImageDecodeError(f"{what}: not a JPEG or PNG file", "corrupt") from None
+    except (OSError, SyntaxError, ValueError, PilImage.DecompressionBombWarning) as error:
+        raise ImageDecodeError(f"{what}: {error}", "corrupt") from error
+    if expected and image.format not in expected:
+        raise ImageDecodeError(f"format says {fmt!r} but the payload is {image.format}", "corrupt")
+    if image.mode not in ("RGB", "RGBA", "L", "P", "LA", "CMYK", "YCbCr"):
+        raise ImageDecodeError(f"{image.format} of mode {image.mode} is not an 8-bit colour image", "not_colour")
+    return np.asarray(image.convert("RGB")).copy()

@@ -25,7 +25,8 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -60,6 +61,7 @@ class PipelineConfig:
     fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
     fusion_iou_threshold: float = TAU
     fusion_max_lag_frames: int = 30
+    camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,37 @@ def latest_sightings(points: list[GroundedPoint]) -> list[GroundedPoint]:
     return [p for p in points if p.frame_index == index]
 
 
+class TakeTurns:
+    """A lock handed over in arrival order: cameras sharing one model take turns, none starves.
+
+    (threading.Lock lets the thread that just released it take it straight back.)
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        me = object()
+        with self._wake:
+            self._queue.append(me)
+            self._wake.wait_for(lambda: self._queue[0] is me)
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._queue.popleft()
+                self._wake.notify_all()
+
+
 class PerceptionPipeline:
-    """Owns the buffers, the commands, the tracks and the two workers."""
+    """Owns one camera's buffers, tracks and two workers.
+
+    Several cameras run one pipeline each, sharing the command book (`commands`), the track id
+    counter (`track_ids`, so ids are unique across cameras) and turns on the pointer model
+    (`pointer_turns`); each pipeline needs its own propagator (MaskPropagator.for_another_camera).
+    """
 
     def __init__(
         self,
@@ -167,17 +198,24 @@ class PerceptionPipeline:
         pointer: Pointer | None,
         propagator: MaskPropagator | None,
         sink: OutputSink,
+        commands: CommandBook | None = None,
+        track_ids: Iterator[int] | None = None,
+        pointer_turns: TakeTurns | None = None,
     ):
         self.config = config
+        self.camera = config.camera
         self.device = device
         self.pointer = pointer
         self.propagator = propagator
         self.sink = sink
         self.counters = Counters()
-        self.commands = CommandBook(config.max_query_chars, config.max_commands)
-        self.stream = FrameBuffer(config.stream_frames, device)
-        self.context = FrameBuffer(config.context_frames, device, sample_period_s=1.0 / config.context_fps)
-        self.tracker = TrackManager(config.tracker)  # owned by the tracking worker
+        self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
+        self._pointer_turns = pointer_turns or TakeTurns()
+        self.stream = FrameBuffer(config.stream_frames, device, camera=config.camera)
+        self.context = FrameBuffer(
+            config.context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera
+        )
+        self.tracker = TrackManager(config.tracker, track_ids)  # owned by the tracking worker
         self._fuser = self._make_fuser(config, propagator)  # owned by the tracking worker
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
@@ -233,9 +271,9 @@ class PerceptionPipeline:
         self.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
     def problem(self, key: str, message: str) -> None:
-        """Count a problem under `key` and report it."""
+        """Count a problem under `key` and report it (naming the camera, when it has a name)."""
         self.counters.add(key)
-        self.sink.problem(key, message)
+        self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
 
     def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:
         """Buffer an H x W x 3 uint8 RGB camera frame. Cheap: called from the image callback."""
@@ -278,11 +316,16 @@ class PerceptionPipeline:
         events = self.commands.apply(request)
         for event in events:
             self.counters.add(f"commands_{event.state.name.lower()}")
+        self.commands_changed(events)
+        return events
+
+    def commands_changed(self, events: list[CommandEvent]) -> None:
+        """Forget the tracks of stopped commands and wake the workers (the book may be shared)."""
+        for event in events:
             if event.state is CommandState.STOPPED:
                 self._control(lambda command_id=event.id: self._forget_command(command_id))
         with self._wake:
             self._wake.notify_all()
-        return events
 
     def _restart(self) -> None:
         with self._wake:
@@ -331,7 +374,7 @@ class PerceptionPipeline:
         if self.propagator is not None:
             frame = self.stream.latest()
             if frame is not None and frame.meta.seq > self._tracked_seq:
-                idle = not self.commands.running()  # nothing to track: not a skip, and no model step
+                idle = not self.commands.running(self.camera)  # nothing to track: not a skip, no model step
                 if self._tracked_seq >= 0 and not idle:
                     self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
                 self._tracked_seq = frame.meta.seq
@@ -344,11 +387,11 @@ class PerceptionPipeline:
         newest = self.context.newest()
         if newest is None:
             return None
-        running = self.commands.running()
+        running = self.commands.running(self.camera)
         running_ids = {c.id for c in running}
         self._grounded = {key: seq for key, seq in self._grounded.items() if key[0] in running_ids}
         for _ in range(len(running)):
-            command = self.commands.next_turn()
+            command = self.commands.next_turn(self.camera)
             if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
                 window = self.context.window(self.config.context_frames)
                 return (command, window) if window is not None else None
@@ -369,19 +412,25 @@ class PerceptionPipeline:
             epoch = self._epoch
         command, window = choice
         self._grounded[(command.id, command.generation)] = window.metas[-1].seq
-        started = time.monotonic()
         try:
-            result = self.pointer.ground(window, command.query, command.mode)
+            result = self._ground(window, command)
         except Exception as error:
             self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
             return True
-        finally:
-            self.last_grounding_s = time.monotonic() - started
         self.counters.add("groundings")
         with self._wake:
             self._results.append(_Grounded(command, window, result, epoch))
             self._wake.notify_all()
         return True
+
+    def _ground(self, window: FrameWindow, command: Command) -> GroundingResult:
+        """One pointer call, in this camera's turn on the model; its time (not the wait) is reported."""
+        with self._pointer_turns.turn():
+            started = time.monotonic()
+            try:
+                return self.pointer.ground(window, command.query, command.mode)
+            finally:
+                self.last_grounding_s = time.monotonic() - started
 
     # ----------------------------------------------------------------- tracking worker only
 
@@ -518,7 +567,7 @@ class PerceptionPipeline:
     def _publish_frame(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
         """Update every command's tracks from one frame's masks and publish its tracks and masks."""
         shape = (frame.height, frame.width)
-        for command in self.commands.running():
+        for command in self.commands.running(self.camera):
             deleted = self.tracker.update_from_masks(command.id, masks)
             if deleted:
                 self.propagator.remove(deleted)

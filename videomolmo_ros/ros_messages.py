@@ -41,12 +41,17 @@ def rgb_from_image(msg: Image) -> np.ndarray:
 
 
 def request_from_msg(msg: GroundingCommand) -> CommandRequest:
-    return CommandRequest(msg.id, msg.query, msg.mode, msg.action)
+    return CommandRequest(msg.id, msg.query, msg.mode, msg.action, msg.camera)
 
 
 def status_msg(event: CommandEvent, now_ns: int) -> CommandStatus:
     return CommandStatus(
-        stamp=time_msg(now_ns), id=event.id, query=event.query, state=int(event.state), reason=event.reason
+        stamp=time_msg(now_ns),
+        id=event.id,
+        query=event.query,
+        camera=",".join(event.cameras),
+        state=int(event.state),
+        reason=event.reason,
     )
 
 
@@ -55,6 +60,7 @@ def targets_msg(output: TargetsOutput) -> PointedTargets:
         header=source_header(output.meta),
         command_id=output.command_id,
         query=output.query,
+        camera=output.meta.camera,
         targets=[PointedTarget(object_id=t.object_id, label=t.label, x=t.x, y=t.y) for t in output.targets],
     )
 
@@ -79,7 +85,11 @@ def tracks_msg(output: TracksOutput) -> ObjectTracks:
             )
         )
     return ObjectTracks(
-        header=source_header(output.meta), command_id=output.command_id, query=output.query, tracks=tracks
+        header=source_header(output.meta),
+        command_id=output.command_id,
+        query=output.query,
+        camera=output.meta.camera,
+        tracks=tracks,
     )
 
 
@@ -88,6 +98,7 @@ def masks_msg(output: MasksOutput, compression: int) -> ObjectMasks:
     return ObjectMasks(
         header=source_header(output.meta),
         command_id=output.command_id,
+        camera=output.meta.camera,
         ids=list(output.ids),
         height=height,
         width=width,

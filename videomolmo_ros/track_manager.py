@@ -16,7 +16,7 @@ distance to the track's point as a fraction of the image diagonal; pairs above
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -62,12 +62,15 @@ _INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track'
 
 
 class TrackManager:
-    """Tracks of every command; ids are unique across commands for the node's lifetime."""
+    """Tracks of every command; ids are unique across commands for the node's lifetime.
 
-    def __init__(self, config: TrackerConfig | None = None):
+    Managers of several cameras share one `ids` counter, so ids are unique across cameras too.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, ids: Iterator[int] | None = None):
         self.config = config or TrackerConfig()
         self._tracks: dict[int, Track] = {}
-        self._ids = itertools.count(1)
+        self._ids = ids if ids is not None else itertools.count(1)
 
     def tracks(self, command_id: str) -> list[Track]:
         return [t for t in self._tracks.values() if t.command_id == command_id]
