@@ -76,6 +76,15 @@ class NodeProcess:
         return self.process.returncode
 
 
+def image_msg(array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> Image:
+    """A sensor_msgs/Image of `array`, as a camera driver publishes it."""
+    height, width, step, data = encode_image(array, encoding)
+    msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
 class Planner:
     """A test-side node: publishes camera frames and commands, records every output."""
 
@@ -117,11 +126,7 @@ class Planner:
         )
 
     def send_image(self, array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> None:
-        height, width, step, data = encode_image(array, encoding)
-        msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        msg.header.frame_id = frame_id
-        self.image_pub.publish(msg)
+        self.image_pub.publish(image_msg(array, encoding, stamp_ns, frame_id))
 
     def send_command(self, query: str, id: str = "", mode: int = 1, action: int = 0) -> None:
         self.command_pub.publish(GroundingCommand(id=id, query=query, mode=mode, action=action))

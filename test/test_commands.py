@@ -12,6 +12,7 @@ from videomolmo_ros.commands import (
     GroundingMode,
     Verdict,
     sanitize_query,
+    select_cameras,
 )
 
 ADD, REPLACE, STOP, STOP_ALL = CommandAction.ADD, CommandAction.REPLACE, CommandAction.STOP, CommandAction.STOP_ALL
@@ -266,3 +267,48 @@ def test_stop_all_with_nothing_running_is_still_answered():
 def test_unknown_action_echoes_a_cleaned_query():
     [event] = CommandBook().apply(CommandRequest("", "red\x00\nmug", action=9))
     assert event.state is CommandState.REJECTED and event.query == "red mug"
+
+
+# ----------------------------------------------------------------- cameras
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("", ("head",)),
+        ("  ", ("head",)),
+        ("wrist", ("wrist",)),
+        ("wrist, head,wrist", ("wrist", "head")),
+        ("*", ("head", "wrist", "base")),
+    ],
+)
+def test_select_cameras(spec, expected):
+    assert select_cameras(spec, ("head", "wrist", "base")) == expected
+
+
+@pytest.mark.parametrize("spec", ["tail", "head,tail", ","])
+def test_select_cameras_refuses_unknown_names_listing_the_known_ones(spec):
+    with pytest.raises(ValueError, match=r"unknown camera .*\(cameras: head, wrist\)"):
+        select_cameras(spec, ("head", "wrist"))
+
+
+def test_a_command_runs_on_the_cameras_it_names_and_each_camera_takes_its_own_turns():
+    book = CommandBook(cameras=("head", "wrist"))
+    [on_head] = book.apply(CommandRequest("a", "red", action=ADD))
+    [on_both] = book.apply(CommandRequest("b", "blue", action=ADD, camera="*"))
+    [on_wrist] = book.apply(CommandRequest("c", "green", action=ADD, camera="wrist"))
+    assert (on_head.cameras, on_both.cameras, on_wrist.cameras) == (("head",), ("head", "wrist"), ("wrist",))
+    assert [c.id for c in book.running("head")] == ["a", "b"]
+    assert [c.id for c in book.running("wrist")] == ["b", "c"]
+    assert {book.next_turn("wrist").id for _ in range(4)} == {"b", "c"}
+    assert [book.next_turn("head").id for _ in range(2)] == ["a", "b"], "wrist's turns do not move head's"
+    [stopped] = book.apply(CommandRequest("b", "", action=STOP))
+    assert stopped.state is STOPPED and stopped.cameras == ("head", "wrist"), "a stop acts on every camera"
+
+
+def test_a_command_naming_an_unknown_camera_is_rejected_and_nothing_changes():
+    book = CommandBook(cameras=("head", "wrist"))
+    add(book, "a")
+    [event] = book.apply(CommandRequest("a", "blue", action=REPLACE, camera="tail"))
+    assert event.state is REJECTED and "unknown camera 'tail'" in event.reason
+    assert running_ids(book) == ["a"]

@@ -1,5 +1,6 @@
-"""image_codec: sensor_msgs/Image fields <-> numpy, as a camera driver would send them."""
+"""image_codec: sensor_msgs/Image and CompressedImage fields <-> numpy, as a camera driver would send them."""
 
+import io
 from array import array
 
 import numpy as np
@@ -7,8 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from PIL import Image
 
-from videomolmo_ros.image_codec import ENCODINGS, ImageDecodeError, decode_image, encode_image, to_rgb8
+from videomolmo_ros.image_codec import (
+    ENCODINGS,
+    ImageDecodeError,
+    decode_compressed,
+    decode_image,
+    encode_image,
+    to_rgb8,
+)
 
 
 def _image_arrays(encoding: str) -> st.SearchStrategy[np.ndarray]:
@@ -211,3 +220,60 @@ def test_encode_rejects_wrong_dtype_instead_of_truncating() -> None:
 def test_encode_writes_little_endian_from_a_big_endian_array() -> None:
     big = np.array([[1234]], ">u2")
     assert encode_image(big, "16UC1") == (1, 1, 2, (1234).to_bytes(2, "little"))
+
+
+# ----------------------------------------------------------------- CompressedImage
+
+
+def _compressed(image: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+SCENE = np.zeros((48, 64, 3), np.uint8)
+SCENE[10:30, 5:25] = (220, 30, 30)
+SCENE[20:40, 35:60] = (30, 60, 220)
+
+
+@pytest.mark.parametrize("fmt", ["png", "rgb8; png compressed rgb8", ""])
+def test_png_decodes_exactly_to_rgb(fmt: str) -> None:
+    decoded = decode_compressed(fmt, _compressed(SCENE, "PNG"))
+    assert decoded.dtype == np.uint8 and decoded.flags.writeable and np.array_equal(decoded, SCENE)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "bgr8; jpeg compressed bgr8"])
+def test_jpeg_decodes_to_rgb_not_bgr(fmt: str) -> None:
+    decoded = decode_compressed(fmt, array("B", _compressed(SCENE, "JPEG", quality=95)))  # as rclpy hands it
+    assert decoded.shape == SCENE.shape
+    assert np.abs(decoded.astype(int) - SCENE).mean() < 8  # lossy, but close
+    assert decoded[15, 10, 0] > 150 and decoded[30, 50, 2] > 150, "red stays red, blue stays blue"
+
+
+def test_mono_png_becomes_grey_rgb() -> None:
+    grey = np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    decoded = decode_compressed("png", _compressed(grey, "PNG"))
+    assert decoded.shape == (48, 64, 3) and np.array_equal(decoded[:, :, 1], grey)
+
+
+@pytest.mark.parametrize(
+    "fmt, data, message",
+    [
+        ("jpeg", _compressed(SCENE, "JPEG")[:300], "(?i)truncated"),
+        ("png", _compressed(SCENE, "PNG")[:-40], "truncated"),
+        ("jpeg", b"\xff\xd8\xff" + bytes(200), "not a JPEG or PNG file"),
+        ("jpeg", b"", "payload of 0 bytes"),
+        ("jpeg", _compressed(SCENE, "PNG"), "format says 'jpeg' but the payload is PNG"),
+    ],
+)
+def test_a_corrupt_payload_is_an_error_not_a_grey_frame(fmt: str, data: bytes, message: str) -> None:
+    with pytest.raises(ImageDecodeError, match=message) as error:
+        decode_compressed(fmt, data)
+    assert error.value.reason == "corrupt"
+
+
+@pytest.mark.parametrize("fmt", ["16UC1; compressedDepth png", "theora", "bmp"])
+def test_formats_that_are_not_colour_jpeg_or_png_are_refused(fmt: str) -> None:
+    with pytest.raises(ImageDecodeError) as error:
+        decode_compressed(fmt, _compressed(SCENE, "PNG"))
+    assert error.value.reason == "unsupported_format"

@@ -1,5 +1,6 @@
 """The ROS-free pipeline with the oracle doubles on synthetic video."""
 
+import itertools
 import threading
 import time
 
@@ -8,11 +9,11 @@ import pytest
 import torch
 from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
 from polling import wait_for
-from synthetic_video import default_scene, render
+from synthetic_video import MovingDisc, default_scene, render
 
-from videomolmo_ros.commands import CommandAction, CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.interfaces import NoOptions
-from videomolmo_ros.pipeline import PerceptionPipeline, PipelineConfig
+from videomolmo_ros.pipeline import PerceptionPipeline, PipelineConfig, TakeTurns
 
 CPU = torch.device("cpu")
 
@@ -312,3 +313,68 @@ def test_a_frame_with_the_previous_frames_stamp_is_dropped_and_counted():
     assert len(pipeline.stream) == 1
     assert pipeline.counters.snapshot()["frames_rejected_duplicate_stamp"] == 2
     assert "same stamp" in sink.problems[0][1]
+
+
+def test_two_cameras_share_commands_and_track_ids_but_not_frames():
+    """One pipeline per camera, as the node runs them: each tracks its own scene, ids never collide."""
+    book = CommandBook(cameras=("head", "wrist"))
+    ids, turns = itertools.count(1), TakeTurns()
+    sinks = {name: ListSink() for name in ("head", "wrist")}
+    pipelines = {
+        name: PerceptionPipeline(
+            PipelineConfig(camera=name),
+            CPU,
+            ColorOraclePointerDouble(OracleOptions(), CPU),
+            ColorOraclePropagatorDouble(NoOptions(), CPU),
+            sinks[name],
+            book,
+            ids,
+            turns,
+        )
+        for name in ("head", "wrist")
+    }
+    wrist_scene = [MovingDisc("red", 100, 120, 30, 5.0, 20), MovingDisc("green", 220, 120, 30, 7.0, 25)]
+    for pipeline in pipelines.values():
+        pipeline.start()
+    try:
+        pipelines["head"].submit_command(CommandRequest("both", "red", GroundingMode.TRACK, camera="*"))
+        events = pipelines["head"].submit_command(CommandRequest("g", "green", GroundingMode.TRACK, camera="wrist"))
+        pipelines["wrist"].commands_changed(events)
+        threads = [
+            threading.Thread(target=play, args=(pipelines["head"], 2.0)),
+            threading.Thread(target=play, args=(pipelines["wrist"], 2.0), kwargs={"scene": wrist_scene}),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert wait_for(lambda: all(any(m.ids for m in sink.masks) for sink in sinks.values()))
+    finally:
+        for pipeline in pipelines.values():
+            pipeline.close()
+    track_ids = {name: {(o.command_id, t.id) for o in sink.tracks for t in o.tracks} for name, sink in sinks.items()}
+    assert {c for c, _ in track_ids["head"]} == {"both"}, "green runs on the wrist only"
+    assert {c for c, _ in track_ids["wrist"]} == {"both", "g"}
+    head_ids, wrist_ids = ({i for _, i in pairs} for pairs in track_ids.values())
+    assert len(head_ids) == 1 and len(wrist_ids) == 2 and not head_ids & wrist_ids, "ids unique across cameras"
+    for name, sink in sinks.items():
+        assert {o.meta.camera for o in [*sink.targets, *sink.tracks, *sink.masks]} == {name}
+
+
+def test_cameras_take_turns_on_a_shared_model_in_arrival_order():
+    turns, order = TakeTurns(), []
+
+    def camera(name):
+        for _ in range(5):
+            with turns.turn():
+                order.append(name)
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=camera, args=(name,)) for name in ("head", "wrist")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(order) == ["head"] * 5 + ["wrist"] * 5
+    switches = sum(a != b for a, b in itertools.pairwise(order))
+    assert switches >= 7, f"neither camera holds the model for several turns in a row: {order}"

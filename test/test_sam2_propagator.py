@@ -303,3 +303,19 @@ def test_image_size_overrides_the_model_input_and_its_feature_grid(checkpoint):
     assert propagator.model.image_size == 256
     propagator.add_prompts(frame(0), {1: [RED]})
     assert tuple(propagator.step(frame(1))[1].mask.shape) == (240, 320)
+
+
+def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint):
+    head = make(checkpoint)
+    wrist = head.for_another_camera()
+    assert wrist.model is head.model, "one copy of the weights for every camera"
+    stepped(head, range(4), {1: [RED]})
+    stepped(wrist, range(10, 14), {2: [BLUE]})
+    assert sorted(head.step(frame(4))) == [1] and sorted(wrist.step(frame(14))) == [2]
+    head.reset()
+    assert sorted(wrist.step(frame(15))) == [2], "resetting one camera leaves the other tracking"
+    alone = make(checkpoint)
+    stepped(alone, range(10, 14), {2: [BLUE]})
+    for k in (14, 15):
+        alone.step(frame(k))
+    assert torch.equal(wrist.step(frame(16))[2].mask, alone.step(frame(16))[2].mask), "twin tracks as if alone"

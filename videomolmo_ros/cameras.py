@@ -12,7 +12,7 @@ from dataclasses import dataclass
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
-MB = 1024 * 1024
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class BufferBudget:
         return sum(self.per_camera.values())
 
     def text(self) -> str:
-        parts = ", ".join(f"{name} {size / MB:.1f} MB" for name, size in self.per_camera.items())
-        return f"{self.total / MB:.1f} MB for {self.frames_per_camera} frames per camera ({parts})"
+        parts = ", ".join(f"{name} {size / MIB:.1f} MiB" for name, size in self.per_camera.items())
+        return f"{self.total / MIB:.1f} MiB for {self.frames_per_camera} frames per camera ({parts})"
 
 
 def buffer_budget(cameras: Sequence[CameraConfig], stream_frames: int, context_frames: int) -> BufferBudget:
@@ -96,6 +96,6 @@ def check_budget(budget: BufferBudget, available: int | None, where: str) -> Non
     """Raise ValueError with the numbers when the buffers cannot fit in `available` bytes (None: no limit)."""
     if available is not None and budget.total > available:
         raise ValueError(
-            f"frame buffers need {budget.text()}, but only {available / MB:.1f} MB {where}: lower "
+            f"frame buffers need {budget.text()}, but only {available / MIB:.1f} MiB {where}: lower "
             "stream_frames / context_frames or the cameras' max_width / max_height, or use fewer cameras"
         )

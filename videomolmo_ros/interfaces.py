@@ -10,7 +10,6 @@ becomes a ROS parameter `<ClassName>.<field>`), and name it in the node's
 parameters as `package.module:ClassName`.
 """
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,14 +108,12 @@ class MaskPropagator(Backend, ABC):
         """Forget every object and all temporal state (a time jump, a restart)."""
 
     def for_another_camera(self) -> "MaskPropagator":
-        """A propagator for one more camera: the same model weights, its own temporal state.
+        """A propagator for one more camera, with its own temporal state.
 
-        The default copies this object shallowly (sharing the weights) and resets the copy;
-        override it when a backend keeps per-stream state that `reset` does not rebuild.
+        The default builds another one from the same options (weights loaded again); a backend
+        with large weights overrides this to share them between cameras.
         """
-        twin = copy.copy(self)
-        twin.reset()
-        return twin
+        return type(self)(self.options, self.device)
 
     def propagate(
         self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool

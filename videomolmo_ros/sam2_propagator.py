@@ -35,6 +35,7 @@ sam2 is pinned (1.1.0 = facebookresearch/sam2@2b90b9f) because this module calls
 `SAM2VideoPredictor`.
 """
 
+import copy
 import importlib.util
 import pickle
 import threading
@@ -317,6 +318,12 @@ class Sam2Propagator(MaskPropagator):
         self._next_index = 0
         with self._cache_lock:
             self._cache: OrderedDict[int, Features] = OrderedDict()
+
+    def for_another_camera(self) -> "Sam2Propagator":
+        """Shares the model (and its read-only caches); reset gives the twin its own streaming state."""
+        twin = copy.copy(self)
+        twin.reset()
+        return twin
 
     # ------------------------------------------------------------------ bidirectional fusion
 
