@@ -112,3 +112,11 @@ class ScriptedPointerDouble(Pointer):
 
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         return self.result
+
+
+class WrongColourPointerDouble(ColorOraclePointerDouble):
+    """Points at every object whose colour the query does not name: a confident wrong answer."""
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        others = " ".join(name for name in COLOURS if name not in query.lower())
+        return super().ground(window, others, mode)

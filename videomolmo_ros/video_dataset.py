@@ -1,0 +1,230 @@
+"""Referring video segmentation datasets stored as folders of frames, read without extra packages.
+
+Two layouts, both with `<root>/JPEGImages/<video>/<frame>.jpg` and `<root>/meta_expressions.json`
+= {"videos": {video: {"expressions": {id: {"exp": text, "obj_id": ...}}, "frames": [frame, ...]}}}:
+
+- Ref-DAVIS17 / Ref-YouTube-VOS: `<root>/Annotations/<video>/<frame>.png`, palette (indexed)
+  PNGs whose pixel value is the object id (0 background); `obj_id` is one id ("1"). A frame
+  without a PNG has no ground truth and is not scored.
+- MeViS: `<root>/mask_dict.json` = {anno_id: [COCO RLE or null, one per frame]}; `obj_id` and
+  `anno_id` are lists (an expression may name several objects; null: not in that frame).
+
+Validation splits that ship no masks (neither Annotations/ nor mask_dict.json) cannot be scored.
+COCO's compressed RLE is decoded here rather than through pycocotools, which would add a
+compiled dependency for twenty lines of code.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, laid out otherwise or inconsistent; the message says where."""
+
+
+# ---------------------------------------------------------------- COCO run-length encoding
+
+# Compressed counts: each count is cut into 5-bit groups, least significant first, written as
+# chr(48 + group), with 0x20 set on every group but the last; the last group's 0x10 is the sign.
+# From the fourth count on, the count two places back is subtracted first (runs of the same
+# value tend to have similar lengths, so the differences are short).
+_OFFSET, _MORE, _SIGN, _BITS = 48, 0x20, 0x10, 5
+
+
+def rle_decode(rle: Mapping) -> np.ndarray:
+    """The H x W bool mask of a COCO RLE: {"size": [h, w], "counts": str (compressed) or list}."""
+    height, width = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if isinstance(counts, str):
+        counts = _counts_from_string(counts)
+    if sum(counts) != height * width or min(counts, default=0) < 0:
+        raise DatasetError(f"RLE counts cover {sum(counts)} pixels, not the {height}x{width} of its size")
+    runs = np.arange(len(counts)) % 2 == 1  # runs alternate 0, 1, 0, ... starting with background
+    return np.repeat(runs, counts).reshape((height, width), order="F")  # column-major
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """The compressed COCO RLE of a 2-D bool mask, as MeViS's mask_dict.json stores it."""
+    flat = np.asarray(mask, bool).ravel(order="F")
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        counts.insert(0, 0)  # counts start with a (here empty) background run
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _counts_to_string(counts)}
+
+
+def _counts_from_string(text: str) -> list[int]:
+    counts: list[int] = []
+    value = shift = 0
+    for char in text:
+        group = ord(char) - _OFFSET
+        value |= (group & 0x1F) << shift
+        shift += _BITS
+        if group & _MORE:
+            continue
+        if group & _SIGN:
+            value -= 1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+        value = shift = 0
+    if shift:
+        raise DatasetError(f"RLE counts string {text[:40]!r} ends inside a number")
+    return counts
+
+
+def _counts_to_string(counts: Sequence[int]) -> str:
+    chars = []
+    for index, count in enumerate(counts):
+        value = count - counts[index - 2] if index > 2 else count
+        while True:
+            group = value & 0x1F
+            value >>= _BITS
+            done = value == -1 if group & _SIGN else value == 0
+            chars.append(chr(_OFFSET + group + (0 if done else _MORE)))
+            if done:
+                break
+    return "".join(chars)
+
+
+# ---------------------------------------------------------------- the dataset
+
+
+@dataclass(frozen=True)
+class ExpressionRef:
+    """One (video, expression) of the dataset, before its frames and masks are read."""
+
+    video: str
+    expression_id: str
+    text: str
+
+    @property
+    def name(self) -> str:
+        """`<video>__<expression id>`: unique in the dataset, safe as a file name."""
+        return f"{self.video}__{self.expression_id}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An expression with its frames and ground truth.
+
+    `object_masks` maps each object the expression names to its bool mask per frame (None on
+    frames without ground truth); `masks` is their union, what the expression refers to.
+    """
+
+    ref: ExpressionRef
+    frame_paths: tuple[Path, ...]
+    object_masks: dict[str, tuple[np.ndarray | None, ...]]
+
+    @cached_property
+    def masks(self) -> list[np.ndarray | None]:
+        per_frame = zip(*self.object_masks.values(), strict=True)
+        return [None if masks[0] is None else np.logical_or.reduce(masks) for masks in per_frame]
+
+
+class VideoDataset:
+    """A dataset folder in one of the layouts above (found from the files present)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"dataset root {self.root} is not a folder")
+        self.videos: dict[str, dict] = _read_json(self.root / "meta_expressions.json").get("videos", {})
+        if (self.root / "mask_dict.json").is_file():
+            self.layout = "mevis"
+        elif (self.root / "Annotations").is_dir():
+            self.layout = "annotations"
+        else:
+            raise DatasetError(
+                f"{self.root} has no ground truth: neither Annotations/ (Ref-DAVIS17, Ref-YouTube-VOS) "
+                "nor mask_dict.json (MeViS); a split without public masks cannot be scored offline"
+            )
+        self._mask_dict: dict[str, list] | None = None
+
+    def expressions(self, videos: Sequence[str] = (), max_per_video: int = 0) -> list[ExpressionRef]:
+        """The expressions of `videos` (all when empty), at most `max_per_video` each (0: all)."""
+        unknown = sorted(set(videos) - set(self.videos))
+        if unknown:
+            raise DatasetError(f"videos not in {self.root / 'meta_expressions.json'}: {', '.join(unknown)}")
+        refs = []
+        for video in videos or sorted(self.videos):
+            expressions = self.videos[video].get("expressions", {})
+            ids = sorted(expressions, key=lambda k: (len(k), k))  # "2" before "10"
+            refs += [ExpressionRef(video, i, str(expressions[i]["exp"])) for i in ids[: max_per_video or None]]
+        if not refs:
+            raise DatasetError(f"no expression in {self.root / 'meta_expressions.json'} for the videos asked for")
+        return refs
+
+    def load(self, ref: ExpressionRef) -> Sample:
+        """Frame paths and ground-truth masks of one expression (every file checked)."""
+        try:
+            entry = self.videos[ref.video]
+            frames = [str(f) for f in entry["frames"]]
+            expression = entry["expressions"][ref.expression_id]
+            paths = tuple(self.root / "JPEGImages" / ref.video / f"{frame}.jpg" for frame in frames)
+            missing = [p for p in paths if not p.is_file()]
+            if missing or not paths:
+                raise DatasetError(f"{len(missing)} of {len(paths)} frame(s) of {ref.video} missing: {missing[:1]}")
+            if self.layout == "mevis":
+                masks = self._rle_masks(ref, expression, len(frames), Image.open(paths[0]).size[::-1])
+            else:
+                masks = self._png_masks(ref, expression, frames)
+        except (KeyError, TypeError, ValueError) as error:
+            raise DatasetError(f"{ref.name}: not laid out as meta_expressions.json should be ({error!r})") from error
+        if not masks or all(m is None for m in next(iter(masks.values()))):
+            raise DatasetError(f"{ref.name}: names no object, or no frame of it has ground truth")
+        return Sample(ref, paths, masks)
+
+    def _png_masks(self, ref: ExpressionRef, expression: dict, frames: list[str]) -> dict:
+        ids = [int(i) for i in _as_list(expression["obj_id"])]
+        masks: dict[str, list[np.ndarray | None]] = {str(i): [] for i in ids}
+        for frame in frames:
+            labels = _label_image(self.root / "Annotations" / ref.video / f"{frame}.png")
+            for i in ids:
+                masks[str(i)].append(None if labels is None else labels == i)
+        return {i: tuple(m) for i, m in masks.items()}
+
+    def _rle_masks(self, ref: ExpressionRef, expression: dict, count: int, shape: tuple[int, int]) -> dict:
+        if self._mask_dict is None:
+            self._mask_dict = _read_json(self.root / "mask_dict.json")
+        masks = {}
+        pairs = zip(_as_list(expression["obj_id"]), _as_list(expression["anno_id"]), strict=True)
+        for obj_id, anno_id in pairs:
+            rles = self._mask_dict.get(str(anno_id))
+            if rles is None or len(rles) != count:
+                found = "none" if rles is None else f"{len(rles)} masks"
+                raise DatasetError(f"mask_dict.json: anno_id {anno_id} of {ref.name} has {found}, not {count}")
+            masks[str(obj_id)] = tuple(np.zeros(shape, bool) if rle is None else rle_decode(rle) for rle in rles)
+        return masks
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DatasetError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path} is not valid JSON: {error}") from error
+
+
+def _label_image(path: Path) -> np.ndarray | None:
+    """Object ids per pixel from an indexed (palette) or grey PNG; None when there is no PNG."""
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L", "I", "I;16"):
+            raise DatasetError(f"{path} is a {image.mode} image: annotations must be indexed (palette) PNGs")
+        return np.asarray(image)
