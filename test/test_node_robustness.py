@@ -101,14 +101,15 @@ COMMANDS = st.builds(
     query=QUERIES,
     mode=st.integers(0, 255),
     action=st.one_of(st.integers(0, 3), st.integers(0, 255)),
+    camera=st.one_of(st.just(""), st.just("*"), st.just("main"), TEXT),
 )
 # Images weigh twice as much as commands and texts.
 MESSAGES = st.lists(st.one_of(images(), images(), COMMANDS, QUERIES), min_size=1, max_size=6)
 
 
 def counters(log: str) -> dict[str, int]:
-    """The node's last `counters: name value, ...` log line, as a dict."""
-    lines = re.findall(r"counters: (.*)", log)
+    """The node's last `counters of camera main: name value, ...` log line, as a dict."""
+    lines = re.findall(r"counters of camera main: (.*)", log)
     assert lines, "the node never logged its counters"
     return {name: int(value) for name, value in (item.rsplit(" ", 1) for item in lines[-1].strip().split(", "))}
 

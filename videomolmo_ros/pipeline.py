@@ -371,15 +371,18 @@ class PerceptionPipeline:
             action()
         for grounded in results:
             self._apply_grounding(grounded)
-        if self.propagator is not None:
-            frame = self.stream.latest()
-            if frame is not None and frame.meta.seq > self._tracked_seq:
-                idle = not self.commands.running(self.camera)  # nothing to track: not a skip, no model step
-                if self._tracked_seq >= 0 and not idle:
-                    self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
-                self._tracked_seq = frame.meta.seq
-                if not idle:
-                    self._track(frame)
+        newest = self.stream.newest()
+        if self.propagator is None or newest is None or newest.seq <= self._tracked_seq:
+            return True
+        if not self.commands.running(self.camera):
+            self._tracked_seq = newest.seq  # nothing to track: not a skip, no frame copy, no model step
+            return True
+        frame = self.stream.latest()
+        if frame is not None:
+            if self._tracked_seq >= 0:
+                self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
+            self._tracked_seq = frame.meta.seq
+            self._track(frame)
         return True
 
     def _next_grounding(self) -> tuple[Command, FrameWindow] | None:
