@@ -8,7 +8,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image as PilImage
 from polling import wait_for
 from rclpy.qos import qos_profile_sensor_data
-from ros_harness import DOUBLES, FPS, START_S, image_msg, stamp_ns
+from ros_harness import DOUBLES, FPS, NO_BACKENDS, START_S, image_msg, stamp_ns
 from sensor_msgs.msg import CompressedImage, Image
 from synthetic_video import MovingDisc, default_scene, render
 from test_node_planner_api import call, goal, send_goal
@@ -182,3 +182,10 @@ def test_buffers_that_do_not_fit_the_memory_limit_fail_at_configure_with_the_num
     log = process.log()
     assert "frame buffers need 73.8 MiB for 12 frames per camera (head 71.2 MiB, wrist 2.6 MiB)" in log
     assert "only 10.0 MiB allowed (buffer_memory_limit_mb)" in log
+
+
+def test_a_misspelt_camera_parameter_is_reported_not_silently_ignored(node):
+    process = node({**NO_BACKENDS, "cameras.names": ["head"], "cameras.haed.image_topic": "/head/image"})
+    assert process.wait_for_log("ready on cpu", 60), process.log()
+    assert "unknown to the node (typos?), ignored: cameras.haed.image_topic" in process.log()
+    assert "head <- image (raw)" in process.log(), "the real camera keeps its default topic"

@@ -168,6 +168,7 @@ class PerceptionNode(LifecycleNode):
         self._debug_markers_pub = self.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
         self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_buffer = self._transform_listener() if self.target_frame else None
+        self._warn_unknown_parameters()
         names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
         self.get_logger().info(
             f"configured on {self.device}: pointer, propagator = {names}; cameras {', '.join(self._cameras)}; "
@@ -315,6 +316,23 @@ class PerceptionNode(LifecycleNode):
         except ValueError as error:
             raise ConfigError(str(error)) from error
         return cameras
+
+    def _warn_unknown_parameters(self) -> None:
+        """Say which given parameters the node has no use for (a typo'd camera or option name).
+
+        rclpy drops them without a word. Options of the backends not chosen are not reported:
+        one params file configures every backend.
+        """
+        backends = {*backend_registry.POINTERS, *backend_registry.PROPAGATORS}
+        unknown = sorted(
+            name
+            for name in self._parameter_overrides
+            if not self.has_parameter(name) and name.split(".")[0] not in backends
+        )
+        if unknown:
+            self.get_logger().warning(
+                f"parameters given but unknown to the node (typos?), ignored: {', '.join(unknown)}"
+            )
 
     def _camera_param(self, camera: str, setting: str, default, description: str, bounds: tuple | None = None):
         return self._param(f"cameras.{camera}.{setting}", default, description, bounds)
