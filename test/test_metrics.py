@@ -17,6 +17,7 @@ from videomolmo_ros.metrics import (
     latency_stats,
     mask_scores,
     match_tracks,
+    mean_mask_scores,
     region_similarity,
     sequence_mask_scores,
     video_pointing_scores,
@@ -159,6 +160,15 @@ def test_sequence_scores_average_over_frames():
     scores = sequence_mask_scores([SQUARE, EMPTY], [SQUARE, SQUARE])
     assert scores == MaskScores(j=0.5, f=0.5)
     assert scores.jf == 0.5
+
+
+def test_mean_of_per_object_scores():
+    assert mean_mask_scores([MaskScores(1.0, 0.5), MaskScores(0.5, 0.0)]) == MaskScores(j=0.75, f=0.25)
+
+
+def test_mean_of_no_scores_is_an_error():
+    with pytest.raises(ValueError):
+        mean_mask_scores([])
 
 
 def test_sequence_scores_need_one_prediction_per_frame():

@@ -7,19 +7,29 @@ or in lockstep (`--rate 0`: the next frame once the node's tracks for the previo
 the commands stored in the bag and those given with `--command` are sent too. Every output of the
 node is written to a new bag with its receive time: `read_outputs` reads it back for scoring.
 
+Ground truth: when the bag holds a topic of videomolmo_ros/msg/ObjectMasks named --truth-topic
+(default /ground_truth/masks), the replay is scored against it (replay_scoring: J, F, J&F, ID
+switches, pointing P/R/F1, counts, latency) into --report (default <output>/score.json), with a
+table at the end. One message per annotated frame: header stamp = that camera frame's stamp, the
+label image (mask_codec) holding the true objects, ids = their ids (command_id and camera are not
+read); the objects with a non-empty mask are the true count. Annotate any subset of the frames;
+the topic is never played to the node.
+
     replay_bag recording/ -o replay_out --rate 0 --command "the red mug"
 """
 
 import argparse
+import json
 import queue
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -28,6 +38,9 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
+
+from videomolmo_ros.mask_codec import decode_label_image, decode_masks
+from videomolmo_ros.replay_scoring import MasksAnswer, ReplayScore, TargetsAnswer, score_replay
 
 PACKAGE = "videomolmo_ros"
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
@@ -39,6 +52,8 @@ OUTPUTS = {
     "masks": f"{PACKAGE}/msg/ObjectMasks",
     "command_status": f"{PACKAGE}/msg/CommandStatus",
 }
+TRUTH_TYPE = OUTPUTS["masks"]
+DEFAULT_TRUTH_TOPIC = "/ground_truth/masks"
 STATUS_ACCEPTED, STATUS_STOPPED = 0, 2
 MODES = {"point": 0, "track": 1}
 ACTION_ADD, ACTION_STOP = 0, 2
@@ -69,6 +84,7 @@ class ReplaySummary:
     commands_sent: int = 0
     outputs: Counter = field(default_factory=Counter)
     frame_stamps: list[int] = field(default_factory=list)  # header stamps of the frames sent, in order
+    frame_sent_ns: list[int] = field(default_factory=list)  # when each was sent, on the receive times' clock
 
     def text(self) -> str:
         recorded = ", ".join(f"{topic} {self.outputs[topic]}" for topic in OUTPUTS)
@@ -195,6 +211,96 @@ def read_outputs(path: Path) -> dict[str, list[RecordedOutput]]:
             msg = typestore.deserialize_cdr(data, connection.msgtype)
             outputs[names[connection.msgtype]].append(RecordedOutput(connection.topic, receive_ns, msg))
     return outputs
+
+
+# ---------------------------------------------------------------------------- ground truth and scoring
+
+
+class LabelMasks(Mapping[int, np.ndarray]):
+    """An ObjectMasks message's masks by id, decoded from its PNG when read: a long bag's stay PNG-sized."""
+
+    def __init__(self, msg) -> None:
+        self._ids = [int(i) for i in msg.ids]
+        self._png, self._height, self._width = bytes(msg.data), msg.height, msg.width
+
+    def __getitem__(self, object_id: int) -> np.ndarray:
+        if object_id not in self._ids:
+            raise KeyError(object_id)
+        return decode_label_image(self._png, self._height, self._width) == self._ids.index(object_id) + 1
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def read_truth(path: Path, topic: str | None) -> dict[int, LabelMasks] | None:
+    """The bag's ground truth by frame stamp, checked before any frame is played; None when it has none.
+
+    A topic named with --truth-topic must be in the bag; the default one may be absent.
+    """
+    typestore = make_typestore()
+    reader = open_bag(path)
+    try:
+        connections = [c for c in reader.connections if c.topic == (topic or DEFAULT_TRUTH_TOPIC)]
+        if not connections:  # (rosbags reads every topic when given no connections)
+            if topic:
+                raise ReplayError(f"ground-truth topic {topic} is not in the bag")
+            return None
+        for connection in connections:
+            _checked_type(connection.topic, connection.msgtype, TRUTH_TYPE)
+        truth: dict[int, LabelMasks] = {}
+        for _, _, data in reader.messages(connections=connections):
+            msg = typestore.deserialize_cdr(data, TRUTH_TYPE)
+            stamp = stamp_ns(msg.header)
+            if stamp in truth:
+                raise ReplayError(f"two ground-truth messages for the frame stamped {stamp}: merge them")
+            truth[stamp] = _checked_truth(msg, stamp)
+        return truth
+    finally:
+        reader.close()
+
+
+def _checked_truth(msg, stamp: int) -> LabelMasks:
+    """A ground-truth message that decodes, with an id per object."""
+    if len(set(msg.ids)) < len(msg.ids):
+        raise ReplayError(f"ground truth of the frame stamped {stamp} repeats ids: {list(msg.ids)}")
+    try:
+        decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+    except ValueError as error:
+        raise ReplayError(f"ground truth of the frame stamped {stamp} does not decode: {error}") from error
+    return LabelMasks(msg)
+
+
+def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> ReplayScore:
+    """Score the outputs recorded in the summary's bag against the ground truth."""
+    outputs = read_outputs(summary.output_bag)
+    masks = [
+        MasksAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, LabelMasks(o.msg)) for o in outputs["masks"]
+    ]
+    targets = [
+        TargetsAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, [(t.x, t.y) for t in o.msg.targets])
+        for o in outputs["targets"]
+    ]
+    queries = {o.msg.id: o.msg.query for o in outputs["command_status"] if o.msg.state == STATUS_ACCEPTED}
+    sent_ns = dict(zip(summary.frame_stamps, summary.frame_sent_ns, strict=True))
+    try:
+        return score_replay(truth, masks, targets, sent_ns, queries)
+    except ValueError as error:
+        raise ReplayError(f"cannot score the replay (its outputs are in {summary.output_bag}): {error}") from error
+
+
+def write_report(args: argparse.Namespace, summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> None:
+    """Score the replay, write the JSON report and print the table."""
+    result = score(summary, truth)
+    path = Path(args.report or Path(args.output) / "score.json")
+    topic = args.truth_topic or DEFAULT_TRUTH_TOPIC
+    try:
+        path.write_text(json.dumps({"bag": args.bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
+    except OSError as error:
+        raise ReplayError(f"cannot write the score report {path}: {error}") from error
+    print(f"score against {topic} -> {path}\n{result.table()}")
 
 
 # ---------------------------------------------------------------------------- ROS side
@@ -391,6 +497,7 @@ class Replay:
             return
         stamp = stamp_ns(self.ros.typestore.deserialize_cdr(data, stream.msgtype).header)
         seen = len(self.ros.track_stamps)
+        self.summary.frame_sent_ns.append(self.ros.node.get_clock().now().nanoseconds)
         self.ros.publishers[stream.node_topic].publish(data)
         self.summary.frames_sent += 1
         self.summary.frame_stamps.append(stamp)
@@ -465,7 +572,10 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="replay_bag", description=__doc__.split("\n\n")[0])
+    description, epilog = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(
+        prog="replay_bag", description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("bag", help="rosbag2 folder (sqlite3 or MCAP) holding the camera stream")
     parser.add_argument("-o", "--output", required=True, help="new bag to record the node's outputs into")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag format")
@@ -479,6 +589,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth-topic", help="bag topic of depth images (default /camera/depth/image_raw, if there)")
     parser.add_argument("--camera-info-topic", help="bag topic of CameraInfo (default /camera/camera_info, if there)")
     parser.add_argument("--command-topic", help="bag topic of GroundingCommands (default: every one of that type)")
+    parser.add_argument("--truth-topic", help=f"bag topic of ground-truth ObjectMasks (default {DEFAULT_TRUTH_TOPIC})")
+    parser.add_argument("--report", help="where to write the score as JSON (default <output>/score.json)")
     parser.add_argument("--node-image", default="image", help="the node's image topic")
     parser.add_argument("--node-depth", default="depth", help="the node's depth topic")
     parser.add_argument("--node-camera-info", default="camera_info", help="the node's camera_info topic")
@@ -496,11 +608,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        truth = read_truth(Path(args.bag), args.truth_topic)
+        if truth is None and args.report:
+            raise ReplayError(f"--report: the bag holds no ground truth on {DEFAULT_TRUTH_TOPIC} to score")
         summary = replay(args)
+        print(summary.text())
+        if truth is not None:
+            write_report(args, summary, truth)
     except ReplayError as error:
         print(f"replay_bag: error: {error}", file=sys.stderr)
         return 1
-    print(summary.text())
     return 0
 
 

@@ -172,8 +172,18 @@ def sequence_mask_scores(predicted: Sequence[np.ndarray], truth: Sequence[np.nda
     """J and F averaged over the frames of a sequence, as DAVIS reports them per object."""
     if len(predicted) != len(truth) or not truth:
         raise ValueError(f"need one predicted mask per truth frame, got {len(predicted)} for {len(truth)}")
-    frames = [mask_scores(p, t) for p, t in zip(predicted, truth, strict=True)]
-    return MaskScores(float(np.mean([s.j for s in frames])), float(np.mean([s.f for s in frames])))
+    return mean_mask_scores([mask_scores(p, t) for p, t in zip(predicted, truth, strict=True)])
+
+
+def mean_mask_scores(scores: Sequence[MaskScores]) -> MaskScores:
+    """The mean J and F of per-frame or per-object scores (DAVIS's J-Mean, F-Mean).
+
+    Apart from `sequence_mask_scores` so a long video can be scored frame by frame without
+    holding every mask, and per-object means can be averaged over objects.
+    """
+    if not scores:
+        raise ValueError("mean_mask_scores needs at least one MaskScores")
+    return MaskScores(float(np.mean([s.j for s in scores])), float(np.mean([s.f for s in scores])))
 
 
 def match_tracks(
