@@ -378,3 +378,22 @@ def test_cameras_take_turns_on_a_shared_model_in_arrival_order():
     assert sorted(order) == ["head"] * 5 + ["wrist"] * 5
     switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 7, f"neither camera holds the model for several turns in a row: {order}"
+
+
+def test_a_forward_gap_restarts_the_grounding_context_but_keeps_tracks():
+    pipeline, sink = make(max_result_age_s=2.0)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 1.5, start_s=100.0)
+        assert wait_for(lambda: any(m.ids for m in sink.masks))
+        first_ids = {t.id for o in sink.tracks for t in o.tracks}
+        play(pipeline, 0.2, start_s=500.0, pace=False)  # the camera stalled for 400 s
+        window = pipeline.context.window(8)
+        play(pipeline, 1.0, start_s=500.25)
+        assert wait_for(lambda: any(m.ids and m.meta.stamp_ns > 500.5e9 for m in sink.masks))
+    finally:
+        pipeline.close()
+    assert all(meta.stamp_ns >= 500e9 for meta in window.metas), "no pre-gap frame in the model's window"
+    assert pipeline.counters.snapshot()["time_gap_context_restarts"] == 1
+    assert any("jumped forward 398." in message for _, message in sink.problems)
+    assert {i for m in sink.masks if m.meta.stamp_ns > 500.5e9 for i in m.ids} == first_ids, "tracks keep their ids"

@@ -207,13 +207,21 @@ def _drops(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
 
 
 def _time(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
-    jumps = new.get("time_jump_resets", 0)
-    values = {"time_jump_resets": str(counters.get("time_jump_resets", 0)), "time_jump_resets_new": str(jumps)}
+    jumps, gaps = new.get("time_jump_resets", 0), new.get("time_gap_context_restarts", 0)
+    values = {
+        "time_jump_resets": str(counters.get("time_jump_resets", 0)),
+        "time_jump_resets_new": str(jumps),
+        "time_gap_context_restarts": str(counters.get("time_gap_context_restarts", 0)),
+        "time_gap_context_restarts_new": str(gaps),
+    }
     if jumps:
         message = (
             f"image stamps went backwards {jumps} time(s) since the last report (a looping or restarted bag?): "
             "buffers, tracks and masks were reset"
         )
+        return HealthStatus("time", Level.WARN, message, values)
+    if gaps:
+        message = f"image stamps jumped forward {gaps} time(s) since the last report: the grounding context restarted"
         return HealthStatus("time", Level.WARN, message, values)
     return HealthStatus("time", Level.OK, "stamps moving forward", values)
 

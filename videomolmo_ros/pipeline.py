@@ -18,7 +18,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
   (`frames_rejected_duplicate_stamp`);
 - a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
   and propagator; commands keep running (`time_jump_resets`); a grounding of frames from
-  before the reset is dropped (`groundings_dropped_reset`).
+  before the reset is dropped (`groundings_dropped_reset`);
+- a frame more than `max_result_age_s` newer than the previous one (a stalled camera, a gap in
+  a bag) empties the context window, not the tracks (`time_gap_context_restarts`).
 """
 
 import threading
@@ -293,6 +295,14 @@ class PerceptionPipeline:
                 "(a looping or restarted bag?): buffers, tracks and masks restart; commands keep running",
             )
             self._restart()
+        elif newest is not None and 0 < self.config.max_result_age_s < (stamp_ns - newest.stamp_ns) / 1e9:
+            self.problem(
+                "time_gap_context_restarts",
+                f"image stamps jumped forward {(stamp_ns - newest.stamp_ns) / 1e9:.1f} s (a stalled camera or a "
+                "gap in a bag): the grounding context restarts so the model never combines frames that far "
+                "apart; tracks keep running",
+            )
+            self.context.clear()
         shape = self.stream.frame_shape
         if shape is not None and shape != image.shape:
             self.problem(
