@@ -165,6 +165,8 @@ def test_a_time_jump_restarts_tracks_but_keeps_commands():
     assert any("went back" in message for _, message in sink.problems)
     later_ids = {i for m in sink.masks if m.meta.stamp_ns < 60e9 for i in m.ids}
     assert later_ids and not later_ids & first_ids
+    stamps = [m.meta.stamp_ns for m in sink.masks]
+    assert len(stamps) == len(set(stamps)), "no frame is published twice around the reset"
 
 
 def test_model_failures_are_reported_and_other_commands_keep_working():

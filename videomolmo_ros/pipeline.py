@@ -455,8 +455,7 @@ class PerceptionPipeline:
     def _forget_all(self) -> None:
         if self._fuser is not None:
             self.counters.add("fusion_frames_dropped_reset", self._fuser.reset())
-        self.tracker.clear()
-        self._tracked_seq = -1
+        self.tracker.clear()  # _tracked_seq stays: sequence numbers keep counting, so no frame is tracked twice
         if self.propagator is not None:
             self.propagator.reset()
 
