@@ -18,13 +18,24 @@ def test_the_budget_is_every_cameras_rings_at_their_largest_frame():
 
 def test_a_budget_that_does_not_fit_fails_with_the_numbers():
     budget = buffer_budget([CameraConfig("head")], stream_frames=4, context_frames=8)  # 1920x1080
-    check_budget(budget, None, "")  # no limit (CPU)
-    check_budget(budget, budget.total, "is free")
+    check_budget(budget, 0.0, None, "cpu")  # no limit on CPU
+    check_budget(budget, 0.0, budget.total, "cuda:0")  # exactly fits the free GPU memory
     with pytest.raises(ValueError) as error:
-        check_budget(budget, 50 * MIB, "is free on cuda:0 after loading the models")
+        check_budget(budget, 0.0, 50 * MIB, "cuda:0")
     message = str(error.value)
-    assert "need 71.2 MiB" in message and "only 50.0 MiB is free on cuda:0" in message
+    assert "need 71.2 MiB" in message and "only 50.0 MiB is free on cuda:0 after loading the models" in message
     assert "context_frames" in message and "max_width" in message, "says what to change"
+
+
+def test_the_smaller_of_the_limit_and_the_free_gpu_memory_applies():
+    budget = buffer_budget([CameraConfig("head", max_width=640, max_height=480)], 4, 8)  # 10.5 MiB
+    with pytest.raises(ValueError, match=r"only 8\.0 MiB allowed \(buffer_memory_limit_mb\)"):
+        check_budget(budget, 8.0, 4096 * MIB, "cuda:0")
+    with pytest.raises(ValueError, match=r"only 9\.0 MiB is free on cuda:1"):
+        check_budget(budget, 100.0, 9 * MIB, "cuda:1")
+    with pytest.raises(ValueError, match="allowed"):
+        check_budget(budget, 10.0, None, "cpu")
+    check_budget(budget, 11.0, None, "cpu")
 
 
 @pytest.mark.parametrize(

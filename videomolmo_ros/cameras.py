@@ -92,9 +92,21 @@ def buffer_budget(cameras: Sequence[CameraConfig], stream_frames: int, context_f
     return BufferBudget({c.name: frames * c.max_width * c.max_height * 3 for c in cameras}, frames)
 
 
-def check_budget(budget: BufferBudget, available: int | None, where: str) -> None:
-    """Raise ValueError with the numbers when the buffers cannot fit in `available` bytes (None: no limit)."""
-    if available is not None and budget.total > available:
+def check_budget(budget: BufferBudget, limit_mb: float, gpu_free: int | None, device: str) -> None:
+    """Raise ValueError with the numbers when the buffers cannot fit.
+
+    The room is the smaller of `limit_mb` (0: none) and the GPU memory free once the models are
+    loaded (`gpu_free`, None on CPU, where only the limit applies).
+    """
+    rooms = []
+    if limit_mb:
+        rooms.append((round(limit_mb * MIB), "allowed (buffer_memory_limit_mb)"))
+    if gpu_free is not None:
+        rooms.append((gpu_free, f"is free on {device} after loading the models"))
+    if not rooms:
+        return
+    available, where = min(rooms)
+    if budget.total > available:
         raise ValueError(
             f"frame buffers need {budget.text()}, but only {available / MIB:.1f} MiB {where}: lower "
             "stream_frames / context_frames or the cameras' max_width / max_height, or use fewer cameras"

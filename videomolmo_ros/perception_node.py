@@ -41,7 +41,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from videomolmo_ros import backend_registry, ros_messages
-from videomolmo_ros.cameras import MIB, CameraConfig, buffer_budget, check_budget, check_cameras
+from videomolmo_ros.cameras import CameraConfig, buffer_budget, check_budget, check_cameras
 from videomolmo_ros.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.counters import ProblemLog
 from videomolmo_ros.debug_overlay import draw_overlay, track_colour
@@ -341,13 +341,9 @@ class PerceptionNode(LifecycleNode):
         """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
         limit_mb = self._param("buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7))
         budget = buffer_budget(cameras, self.config.stream_frames, self.config.context_frames)
-        available, where = (round(limit_mb * MIB), "allowed (buffer_memory_limit_mb)") if limit_mb else (None, "")
-        if self.device.type == "cuda":
-            free = torch.cuda.mem_get_info(self.device)[0]
-            if available is None or free < available:
-                available, where = free, f"is free on {self.device} after loading the models"
+        gpu_free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         try:
-            check_budget(budget, available, where)
+            check_budget(budget, limit_mb, gpu_free, str(self.device))
         except ValueError as error:
             raise ConfigError(str(error)) from error
         return budget
