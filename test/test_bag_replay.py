@@ -1,5 +1,6 @@
 """replay_bag against perception_node (oracle doubles) over DDS, with bags written here by rosbags."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -7,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PilImage
 from ros_harness import DOUBLES, START_S, NodeProcess
 from rosbags.rosbag2 import StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
-from videomolmo_ros.bag_replay import COMMAND_TYPE, TRUTH_TYPE, main, make_typestore, read_outputs
+from videomolmo_ros.bag_replay import COMMAND_TYPE, COMPRESSED_TYPE, TRUTH_TYPE, main, make_typestore, read_outputs
 from videomolmo_ros.mask_codec import decode_masks, encode_masks
 
 FPS = 15.0
@@ -30,17 +32,27 @@ def perception_node(tmp_path_factory):
 
 
 def write_bag(
-    path: Path, storage: StoragePlugin, start_s: float, query: str | None, *, depth=False, truth=False, frames=FRAMES
+    path: Path,
+    storage: StoragePlugin,
+    start_s: float,
+    query: str | None,
+    *,
+    depth=False,
+    truth=False,
+    frames=FRAMES,
+    as_png=False,
 ) -> list[int]:
-    """A bag of synthetic frames (plus one command before them; depth, ground truth of the two discs
-    (red = 1, blue = 2) beside them); the frames' stamps."""
+    """A bag of synthetic frames, raw or as PNG CompressedImage (plus one command before them;
+    depth, ground truth of the two discs (red = 1, blue = 2) beside them); the frames' stamps."""
     typestore = make_typestore()
     image_type = typestore.types["sensor_msgs/msg/Image"]
+    compressed_type = typestore.types[COMPRESSED_TYPE]
     header_type, time_type = typestore.types["std_msgs/msg/Header"], typestore.types["builtin_interfaces/msg/Time"]
     command_type, masks_type = typestore.types[COMMAND_TYPE], typestore.types[TRUTH_TYPE]
     stamps = [round((start_s + k / FPS) * 1e9) for k in range(frames)]
     with Writer(path, version=9, storage_plugin=storage) as writer:
-        images = writer.add_connection(IMAGE_TOPIC, image_type.__msgtype__, typestore=typestore)
+        frame_type = compressed_type if as_png else image_type
+        images = writer.add_connection(IMAGE_TOPIC, frame_type.__msgtype__, typestore=typestore)
         depths = writer.add_connection("/camera/depth/image_raw", image_type.__msgtype__, typestore=typestore)
         truths = writer.add_connection(TRUTH_TOPIC, TRUTH_TYPE, typestore=typestore) if truth else None
         if query is not None:
@@ -50,8 +62,13 @@ def write_bag(
         for k, stamp in enumerate(stamps):
             image, discs = render(default_scene(), k / FPS)
             header = header_type(stamp=time_type(*divmod(stamp, 1_000_000_000)), frame_id="bag_camera")
-            msg = image_type(header, 240, 320, "rgb8", 0, 960, image.reshape(-1))
-            writer.write(images, stamp, typestore.serialize_cdr(msg, image_type.__msgtype__))
+            if as_png:
+                encoded = io.BytesIO()
+                PilImage.fromarray(image).save(encoded, "PNG")
+                msg = compressed_type(header, "png", np.frombuffer(encoded.getvalue(), np.uint8))
+            else:
+                msg = image_type(header, 240, 320, "rgb8", 0, 960, image.reshape(-1))
+            writer.write(images, stamp, typestore.serialize_cdr(msg, frame_type.__msgtype__))
             if depth:
                 far = image_type(header, 240, 320, "16UC1", 0, 640, np.full(240 * 640, 7, np.uint8))
                 writer.write(depths, stamp, typestore.serialize_cdr(far, image_type.__msgtype__))
@@ -102,6 +119,19 @@ def test_lockstep_replay_records_outputs_stamped_with_the_bag_frames(perception_
     assert not (out / "score.json").exists(), "no ground truth, no score"
 
 
+def test_a_compressed_camera_bag_plays_into_a_compressed_camera(tmp_path, capsys):
+    node = NodeProcess(tmp_path / "node.log", {**DOUBLES, "cameras.main.transport": "compressed"})
+    try:
+        assert node.wait_for_log("main <- image (compressed)", 60), node.log()
+        stamps = write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S, "the red ball", as_png=True)
+        out = tmp_path / "out"
+        assert main([str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--drain", "0.3"]) == 0, node.log()
+        check_outputs(out, stamps, lockstep=True)
+        assert f"frames sent: {FRAMES};" in capsys.readouterr().out
+    finally:
+        node.stop()
+
+
 def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
     # Two commands: the bag's names both discs, the command line's only the red one. Stamped before
     # every other test's bag, so the node restarts on the first frame (as for a looping bag) and no
@@ -127,7 +157,7 @@ def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
         assert (command["frames_scored"], command["frames_without_masks"]) == (frames, []), "lockstep"
         assert command["id_switches"] == 0
         assert 0 < command["masks_latency"]["p50_ms"] < 5000
-        first = {}  # the scorer takes a frame's first answer (after the restart frame 0 gets two)
+        first = {}  # the scorer takes a frame's first answer
         for m in masks:
             if m.msg.command_id == command["command_id"]:
                 first.setdefault(stamp_ns(m.msg.header), m.msg)

@@ -8,7 +8,7 @@ the commands stored in the bag and those given with `--command` are sent too. Ev
 node is written to a new bag with its receive time: `read_outputs` reads it back for scoring.
 
 Ground truth: when the bag holds a topic of videomolmo_ros/msg/ObjectMasks named --truth-topic
-(default /ground_truth/masks), the replay is scored against it (replay_scoring: J, F, J&F, ID
+(default /ground_truth/masks), the replay is scored against it (scoring: J, F, J&F, ID
 switches, pointing P/R/F1, counts, latency) into --report (default <output>/score.json), with a
 table at the end. One message per annotated frame: header stamp = that camera frame's stamp, the
 label image (mask_codec) holding the true objects, ids = their ids (command_id and camera are not
@@ -40,11 +40,12 @@ from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
 from videomolmo_ros.mask_codec import decode_label_image, decode_masks
-from videomolmo_ros.replay_scoring import MasksAnswer, ReplayScore, TargetsAnswer, score_replay
+from videomolmo_ros.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 
 PACKAGE = "videomolmo_ros"
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
 # The node's outputs (node-relative names) and their types.
 OUTPUTS = {
     "targets": f"{PACKAGE}/msg/PointedTargets",
@@ -153,7 +154,7 @@ def select_streams(reader: Reader, args: argparse.Namespace) -> list[Stream]:
     listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
     streams = []
     for option, node_topic, default, msgtype in [
-        ("image_topic", args.node_image, "/camera/image_raw", IMAGE_TYPE),
+        ("image_topic", args.node_image, "/camera/image_raw", (IMAGE_TYPE, COMPRESSED_TYPE)),
         ("depth_topic", args.node_depth, "/camera/depth/image_raw", IMAGE_TYPE),
         ("camera_info_topic", args.node_camera_info, "/camera/camera_info", "sensor_msgs/msg/CameraInfo"),
     ]:
@@ -172,9 +173,10 @@ def select_streams(reader: Reader, args: argparse.Namespace) -> list[Stream]:
     return streams
 
 
-def _checked_type(topic: str, found: str, expected: str) -> str:
-    if found != expected:
-        raise ReplayError(f"topic {topic} holds {found}, not {expected}")
+def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> str:
+    allowed = (expected,) if isinstance(expected, str) else expected
+    if found not in allowed:
+        raise ReplayError(f"topic {topic} holds {found}, not {' or '.join(allowed)}")
     return found
 
 
@@ -273,7 +275,7 @@ def _checked_truth(msg, stamp: int) -> LabelMasks:
     return LabelMasks(msg)
 
 
-def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> ReplayScore:
+def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> OutputScores:
     """Score the outputs recorded in the summary's bag against the ground truth."""
     outputs = read_outputs(summary.output_bag)
     masks = [
@@ -286,7 +288,7 @@ def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> ReplayScor
     queries = {o.msg.id: o.msg.query for o in outputs["command_status"] if o.msg.state == STATUS_ACCEPTED}
     sent_ns = dict(zip(summary.frame_stamps, summary.frame_sent_ns, strict=True))
     try:
-        return score_replay(truth, masks, targets, sent_ns, queries)
+        return score_outputs(truth, masks, targets, sent_ns, queries)
     except ValueError as error:
         raise ReplayError(f"cannot score the replay (its outputs are in {summary.output_bag}): {error}") from error
 
@@ -319,7 +321,7 @@ class ReplayNode:
 
     def __init__(self, context, namespace: str, streams: list[Stream], typestore: Typestore, clock: bool):
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 
@@ -327,6 +329,7 @@ class ReplayNode:
         self.typestore = typestore
         ros_types = {
             IMAGE_TYPE: Image,
+            COMPRESSED_TYPE: CompressedImage,
             "sensor_msgs/msg/CameraInfo": CameraInfo,
             COMMAND_TYPE: GroundingCommand,
             **dict(zip(OUTPUTS.values(), [PointedTargets, ObjectTracks, ObjectMasks, CommandStatus], strict=True)),
@@ -585,7 +588,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=tuple(MODES), default="track", help="mode of the --command queries")
     parser.add_argument("--ignore-bag-commands", action="store_true", help="do not send the bag's GroundingCommands")
     parser.add_argument("--keep-commands", action="store_true", help="leave the started commands running at the end")
-    parser.add_argument("--image-topic", help="bag topic of the camera images (default /camera/image_raw)")
+    parser.add_argument(
+        "--image-topic",
+        help="bag topic of the camera images, Image or CompressedImage (default /camera/image_raw); play "
+        "CompressedImage into a node camera with transport: compressed",
+    )
     parser.add_argument("--depth-topic", help="bag topic of depth images (default /camera/depth/image_raw, if there)")
     parser.add_argument("--camera-info-topic", help="bag topic of CameraInfo (default /camera/camera_info, if there)")
     parser.add_argument("--command-topic", help="bag topic of GroundingCommands (default: every one of that type)")

@@ -13,10 +13,11 @@ A wait that passes the per-frame timeout is counted, and the run goes on. As on 
 the first frame a grounding is made on is tracked while the grounding runs, so it usually
 scores without a mask.
 
-Scores are videomolmo_ros.metrics's: J, F and J&F per sequence over the frames with ground
-truth (DAVIS), pointing P/R/F1 of the targets and count accuracy per grounding (Molmo2),
-identity switches (CLEAR-MOT) and latency. Written: report.json, table.md, an overlay GIF per
-sequence and plots.png.
+Scores are videomolmo_ros.scoring's, as replay_bag's: J, F and J&F per sequence of the union
+of the tracks' masks over the frames with ground truth (DAVIS; a frame the pipeline never
+answered scores as finding nothing), pointing P/R/F1 and count accuracy on the annotated frames
+the targets are on (Molmo2), identity switches (CLEAR-MOT), and mask and target latency from
+when each frame was fed. Written: report.json, table.md, an overlay GIF per sequence and plots.png.
 """
 
 import argparse
@@ -44,22 +45,9 @@ from videomolmo_ros.commands import CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.debug_overlay import draw_overlay
 from videomolmo_ros.device import resolve_device
 from videomolmo_ros.interfaces import MaskPropagator, Pointer
-from videomolmo_ros.mask_geometry import interior_point, mask_box
-from videomolmo_ros.metrics import (
-    CountScores,
-    LatencyStats,
-    PointingScores,
-    PointingTruth,
-    VideoPoint,
-    count_accuracy,
-    id_switches,
-    latency_stats,
-    match_tracks,
-    region_similarity,
-    sequence_mask_scores,
-    video_pointing_scores,
-)
+from videomolmo_ros.metrics import CountScores, LatencyStats, PointingScores, count_accuracy, latency_stats
 from videomolmo_ros.pipeline import MasksOutput, PerceptionPipeline, PipelineConfig, TargetsOutput, TracksOutput
+from videomolmo_ros.scoring import MasksAnswer, TargetsAnswer, latency_samples, score_outputs
 from videomolmo_ros.track_manager import TrackerConfig
 from videomolmo_ros.video_dataset import DatasetError, ExpressionRef, Sample, VideoDataset
 
@@ -95,13 +83,14 @@ class LockstepSink:
         self.tracks: dict[int, TracksOutput] = {}
         self.masks_received_ns: dict[int, int] = {}
         self.targets: list[TargetsOutput] = []
+        self.targets_received_ns: list[int] = []
         self.grounding_ends = 0  # groundings applied (targets published, maybe none) or failed
-        self.grounding_end_ns = 0
         self.problems: dict[str, str] = {}  # the first message of each kind
 
     def publish_targets(self, output: TargetsOutput) -> None:
         with self._changed:
             self.targets.append(output)
+            self.targets_received_ns.append(time.monotonic_ns())
             self._grounding_ended()
 
     def publish_tracks(self, output: TracksOutput) -> None:
@@ -122,7 +111,6 @@ class LockstepSink:
 
     def _grounding_ended(self) -> None:
         self.grounding_ends += 1
-        self.grounding_end_ns = time.monotonic_ns()
         self._changed.notify_all()
 
     def wait(self, predicate: Callable[[], bool], deadline: float) -> bool:
@@ -133,16 +121,16 @@ class LockstepSink:
 
 @dataclass
 class SequenceRun:
-    """What the pipeline published for one sequence, by frame index."""
+    """What the pipeline published for one sequence, by frame index, and when (monotonic ns)."""
 
     fps: float
     stamps: list[int]
+    fed_ns: dict[int, int] = field(default_factory=dict)  # frame stamp -> when it was fed
     masks: list[MasksOutput | None] = field(default_factory=list)
+    masks_received_ns: dict[int, int] = field(default_factory=dict)  # frame stamp -> when its masks came
     tracks: list[TracksOutput | None] = field(default_factory=list)
     targets: list[TargetsOutput] = field(default_factory=list)
-    groundings: list[tuple[int, int]] = field(default_factory=list)  # (frame, index of its first target)
-    tracking_latency: list[tuple[int, int]] = field(default_factory=list)  # (fed, masks out), monotonic ns
-    grounding_latency: list[tuple[int, int]] = field(default_factory=list)  # (fed, grounding applied)
+    targets_received_ns: list[int] = field(default_factory=list)  # one per target output
     timeouts: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
@@ -177,7 +165,9 @@ def run_sequence(
         pipeline.close(config.frame_timeout_s)
     run.masks = [sink.masks.get(stamp) for stamp in run.stamps]
     run.tracks = [sink.tracks.get(stamp) for stamp in run.stamps]
-    run.targets, run.problems = list(sink.targets), dict(sink.problems)
+    run.masks_received_ns = dict(sink.masks_received_ns)
+    run.targets, run.targets_received_ns = list(sink.targets), list(sink.targets_received_ns)
+    run.problems = dict(sink.problems)
     run.counters = pipeline.counters.snapshot()
     return run
 
@@ -185,25 +175,15 @@ def run_sequence(
 def _feed(
     pipeline: PerceptionPipeline, sink: LockstepSink, run: SequenceRun, index: int, image: np.ndarray, timeout_s: float
 ) -> None:
-    """Submit one frame and wait for its masks and, if it entered the context window, its grounding.
-
-    The context frames are recorded even without waiting (`timeout_s` 0): the pointing and
-    count ground truth is taken on them.
-    """
+    """Submit one frame and wait for its masks and, if it entered the context window, its grounding."""
     stamp = run.stamps[index]
-    ends_before, targets_before = sink.grounding_ends, len(sink.targets)
-    fed, deadline = time.monotonic_ns(), time.monotonic() + timeout_s
+    ends_before, deadline = sink.grounding_ends, time.monotonic() + timeout_s
+    run.fed_ns[stamp] = time.monotonic_ns()
     pipeline.submit_frame(image, stamp, "dataset")
     newest = pipeline.context.newest()
     grounds = newest is not None and newest.stamp_ns == stamp
     tracked = sink.wait(lambda: stamp in sink.masks, deadline)
-    if tracked:
-        run.tracking_latency.append((fed, sink.masks_received_ns[stamp]))
     grounded = not grounds or sink.wait(lambda: sink.grounding_ends > ends_before, deadline)
-    if grounds:
-        run.groundings.append((index, targets_before))
-        if grounded:
-            run.grounding_latency.append((fed, sink.grounding_end_ns))
     run.timeouts += timeout_s > 0 and not (tracked and grounded)
 
 
@@ -221,110 +201,85 @@ class SequenceResult:
     j: float
     f: float
     jf: float
-    pointing: PointingScores
-    count: CountScores | None  # None: no grounding on a frame with ground truth
-    count_pairs: list[tuple[int, int]]  # (objects on the grounded frame, targets placed) per grounding
+    pointing: PointingScores | None  # None: no targets on a frame with ground truth
+    count: CountScores | None  # likewise
+    count_pairs: list[tuple[int, int]]  # (objects visible, targets placed) per annotated frame pointed at
     id_switches: int
     track_ids: int
     timeouts: int
-    frame_j: list[float | None]
-    tracking_latency: LatencyStats | None
-    grounding_latency: LatencyStats | None
+    frame_j: list[float | None]  # J of the union per frame, None without ground truth
+    tracking_latency: LatencyStats | None  # masks, from when their frame was fed
+    grounding_latency: LatencyStats | None  # targets, likewise
     counters: dict[str, int]
     problems: dict[str, str]
     rejected: str
     latency_samples: dict[str, list[tuple[int, int]]] = field(repr=False, compare=False)  # pooled overall
 
 
-def predicted_union(output: MasksOutput | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The union of a frame's track masks: what the command found."""
-    if output is None or not output.masks:
-        return np.zeros(shape, bool)
-    return np.logical_or.reduce(output.masks)
-
-
 def score(sample: Sample, run: SequenceRun) -> SequenceResult:
-    """Score one run against its sample's ground truth."""
-    truth = sample.masks
-    scored = [k for k, mask in enumerate(truth) if mask is not None]
-    predicted = [predicted_union(output, truth[scored[0]].shape) for output in run.masks]
-    masks = sequence_mask_scores([predicted[k] for k in scored], [truth[k] for k in scored])
-    pairs = _count_pairs(sample, run)
-    samples = {"tracking": run.tracking_latency, "grounding": run.grounding_latency}
+    """Score one run against its sample's ground truth, as replay_bag scores a replay."""
+    truth = {
+        stamp: {obj: masks[k] for obj, masks in sample.object_masks.items()}
+        for k, stamp in enumerate(run.stamps)
+        if sample.masks[k] is not None
+    }
+    masks, targets = _answers(run)
+    queries = {COMMAND_ID: sample.ref.text}  # scored even if it never answered
+    [command] = score_outputs(truth, masks, targets, run.fed_ns, queries, unanswered_found_nothing=True).commands
+    assert command.union is not None, "every annotated frame is scored, and a sample has one"
     return SequenceResult(
         name=sample.ref.name,
         video=sample.ref.video,
         expression_id=sample.ref.expression_id,
         text=sample.ref.text,
-        frames=len(truth),
-        scored_frames=len(scored),
-        j=masks.j,
-        f=masks.f,
-        jf=masks.jf,
-        pointing=video_pointing_scores(_predicted_points(run), _pointing_truth(sample, run)),
-        count=count_accuracy(pairs) if pairs else None,
-        count_pairs=pairs,
-        id_switches=id_switches([_track_assignment(sample, run, k) for k in scored]),
+        frames=len(run.stamps),
+        scored_frames=len(truth),
+        j=command.union.j,
+        f=command.union.f,
+        jf=command.union.jf,
+        pointing=command.pointing,
+        count=command.counts,
+        count_pairs=list(command.count_pairs),
+        id_switches=command.id_switches,
         track_ids=len({t.id for output in run.tracks if output for t in output.tracks}),
         timeouts=run.timeouts,
-        frame_j=[None if t is None else float(region_similarity(p, t)) for p, t in zip(predicted, truth, strict=True)],
-        tracking_latency=latency_stats(run.tracking_latency) if run.tracking_latency else None,
-        grounding_latency=latency_stats(run.grounding_latency) if run.grounding_latency else None,
+        frame_j=[None if (s := command.union_frames.get(stamp)) is None else s.j for stamp in run.stamps],
+        tracking_latency=command.masks_latency,
+        grounding_latency=command.targets_latency,
         counters=run.counters,
         problems=run.problems,
         rejected=run.rejected,
-        latency_samples=samples,
+        latency_samples={
+            "tracking": latency_samples(masks, run.fed_ns),
+            "grounding": latency_samples(targets, run.fed_ns),
+        },
     )
 
 
-def _objects_on(sample: Sample, index: int) -> dict[str, np.ndarray]:
-    """The expression's objects visible on a frame with ground truth."""
-    return {obj: masks[index] for obj, masks in sample.object_masks.items() if masks[index].any()}
-
-
-def _pointing_truth(sample: Sample, run: SequenceRun) -> PointingTruth:
-    """One point per visible object, well inside it, on each grounded frame with ground truth."""
-    truth = sample.masks
-    grounded = [k for k, _ in run.groundings if truth[k] is not None]
-    points = [
-        VideoPoint(run.stamps[k] / 1e9, *interior_point(mask, mask_box(mask)))
-        for k in grounded
-        for mask in _objects_on(sample, k).values()
+def _answers(run: SequenceRun) -> tuple[list[MasksAnswer], list[TargetsAnswer]]:
+    """The run's outputs as the scorer takes them (as replay_bag reads them from its bag)."""
+    masks = [
+        MasksAnswer(COMMAND_ID, stamp, run.masks_received_ns[stamp], dict(zip(o.ids, o.masks, strict=True)))
+        for stamp, o in zip(run.stamps, run.masks, strict=True)
+        if o is not None
     ]
-    height, width = next(m.shape for m in truth if m is not None)
-    masks = {run.stamps[k] / 1e9: truth[k] for k in grounded}
-    return PointingTruth(points, masks, len(truth) / run.fps, width, height)
-
-
-def _predicted_points(run: SequenceRun) -> list[VideoPoint]:
-    return [VideoPoint(o.meta.stamp_ns / 1e9, t.x, t.y) for o in run.targets for t in o.targets]
-
-
-def _count_pairs(sample: Sample, run: SequenceRun) -> list[tuple[int, int]]:
-    """Per grounding: objects visible on its frame, and targets it placed (up to the next grounding's)."""
-    starts = [first for _, first in run.groundings] + [len(run.targets)]
-    return [
-        (len(_objects_on(sample, k)), sum(len(o.targets) for o in run.targets[starts[i] : starts[i + 1]]))
-        for i, (k, _) in enumerate(run.groundings)
-        if sample.masks[k] is not None
+    targets = [
+        TargetsAnswer(COMMAND_ID, o.meta.stamp_ns, received, [(t.x, t.y) for t in o.targets])
+        for o, received in zip(run.targets, run.targets_received_ns, strict=True)
     ]
-
-
-def _track_assignment(sample: Sample, run: SequenceRun, index: int) -> dict:
-    output = run.masks[index]
-    tracks = {} if output is None else {i: m for i, m in zip(output.ids, output.masks, strict=True) if m.any()}
-    return match_tracks(_objects_on(sample, index), tracks)
+    return masks, targets
 
 
 @dataclass(frozen=True)
 class Overall:
-    """Means over sequences (DAVIS's J&F-Mean); counts, switches and latency pooled."""
+    """Means over sequences (DAVIS's J&F-Mean; pointing: over those with any); counts, switches and
+    latency pooled."""
 
     sequences: int
     j: float
     f: float
     jf: float
-    pointing: PointingScores
+    pointing: PointingScores | None
     count: CountScores | None
     id_switches: int
     timeouts: int
@@ -335,7 +290,7 @@ class Overall:
 def summarize(results: Sequence[SequenceResult]) -> Overall:
     """The dataset's numbers from its sequences'."""
 
-    def mean(values: list[float]) -> float:
+    def mean(values: Sequence[float]) -> float:
         return float(np.mean(values))
 
     def pooled(kind: str) -> LatencyStats | None:
@@ -343,15 +298,13 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
         return latency_stats(samples) if samples else None
 
     pairs = [pair for r in results for pair in r.count_pairs]
-    pointing = [r.pointing for r in results]
+    pointing = [dataclasses.astuple(r.pointing) for r in results if r.pointing]
     return Overall(
         sequences=len(results),
         j=mean([r.j for r in results]),
         f=mean([r.f for r in results]),
         jf=mean([r.jf for r in results]),
-        pointing=PointingScores(
-            mean([p.precision for p in pointing]), mean([p.recall for p in pointing]), mean([p.f1 for p in pointing])
-        ),
+        pointing=PointingScores(*map(mean, zip(*pointing, strict=True))) if pointing else None,
         count=count_accuracy(pairs) if pairs else None,
         id_switches=sum(r.id_switches for r in results),
         timeouts=sum(r.timeouts for r in results),
@@ -432,7 +385,7 @@ def _row(
     text: str,
     frames: int,
     masks: SequenceResult | Overall,
-    pointing: PointingScores,
+    pointing: PointingScores | None,
     count: CountScores | None,
     switches: int,
     timeouts: int,
@@ -441,7 +394,8 @@ def _row(
         return "-" if value is None else f"{value:.3f}"
 
     cells = [name, text, str(frames), number(masks.j), number(masks.f), number(masks.jf)]
-    cells += [number(pointing.precision), number(pointing.recall), number(pointing.f1)]
+    cells += [number(pointing and pointing.precision), number(pointing and pointing.recall)]
+    cells += [number(pointing and pointing.f1)]
     cells += [number(count and count.exact), number(count and count.close), str(switches), str(timeouts)]
     return "| " + " | ".join(cells) + " |"
 

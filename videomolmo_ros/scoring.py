@@ -1,8 +1,10 @@
-"""Scores what the node answered during a bag replay against the bag's ground truth.
+"""Scores what the perception pipeline answered against ground-truth masks.
 
-No ROS: bag_replay turns its bags into the plain structures here, so tests and notebooks can
-score hand-made cases. Every number comes from `videomolmo_ros.metrics`, so it means what the
-papers mean by it. Each command is scored on its own, against every ground-truth object.
+One definition for both ways of running it: replay_bag (a bag's ground-truth topic, the node's
+outputs) and evaluate_dataset (a dataset's annotations, the pipeline's outputs). No ROS: each
+turns its run into the plain structures here, so tests and notebooks can score hand-made cases.
+Every number comes from `videomolmo_ros.metrics`, so it means what the papers mean by it. Each
+command is scored on its own, against every ground-truth object.
 """
 
 from collections import defaultdict
@@ -28,7 +30,7 @@ from videomolmo_ros.metrics import (
     video_pointing_scores,
 )
 
-Masks = Mapping[int, np.ndarray]  # object or track id -> bool mask (height x width)
+Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
 # J&F gives partial credit, as DAVIS does, so any overlap pairs a track with an object; whether the
 # track *is* that object, for ID switches, takes CLEAR-MOT's IoU >= 0.5 (match_tracks's default).
@@ -76,30 +78,33 @@ class CommandScore:
 
     command_id: str
     query: str
-    frames_scored: int  # annotated frames the command answered with masks
+    frames_scored: int  # annotated frames scored for masks: those answered (or all, see score_outputs)
     frames_without_masks: tuple[int, ...]  # stamps of the annotated frames it did not answer
     masks: MaskScores | None  # per ground-truth object over its frames, then averaged over objects
-    objects: dict[int, MaskScores]
+    objects: dict[Hashable, MaskScores]
     union: MaskScores | None  # all tracks' masks against all objects', per frame
+    union_frames: dict[int, MaskScores]  # the union's scores on each frame scored, by stamp
     id_switches: int
     pointing_frames: int  # annotated frames the model placed targets on
     pointing: PointingScores | None
+    count_pairs: tuple[tuple[int, int], ...]  # (objects visible, targets placed) per frame pointed at
     counts: CountScores | None
     masks_latency: LatencyStats | None
     targets_latency: LatencyStats | None
 
     def report(self) -> dict:
         report = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
-        report["objects"] = {str(k): _jsonable(v) for k, v in self.objects.items()}
+        for name in ("objects", "union_frames"):  # JSON keys are strings
+            report[name] = {str(k): _jsonable(v) for k, v in getattr(self, name).items()}
         return report
 
 
 @dataclass(frozen=True)
-class ReplayScore:
+class OutputScores:
     """Every command's scores, and what of the ground truth could not be scored."""
 
     frames_annotated: int
-    annotations_not_played: tuple[int, ...]  # ground-truth stamps of no frame the replay sent: not scored
+    annotations_not_played: tuple[int, ...]  # ground-truth stamps of no frame sent: not scored
     commands: tuple[CommandScore, ...]
 
     def report(self) -> dict:
@@ -118,18 +123,23 @@ class ReplayScore:
         return "\n".join(lines)
 
 
-def score_replay(
+def score_outputs(
     truth: Mapping[int, Masks],
     masks: Sequence[MasksAnswer],
     targets: Sequence[TargetsAnswer],
     sent_ns: Mapping[int, int],
     queries: Mapping[str, str] | None = None,
-) -> ReplayScore:
+    unanswered_found_nothing: bool = False,
+) -> OutputScores:
     """Score every command seen (in `queries`, id -> query, or in the outputs) on the annotated frames.
 
-    `truth` is {frame stamp: {object id: mask}}; `sent_ns` maps each frame stamp the replay sent to
-    when it sent it. A recorded frame's stamp lies in the recording's past, so latency runs from the
-    moment the replay published the frame, as a live camera's stamp would.
+    `truth` is {frame stamp: {object id: mask}}; `sent_ns` maps each frame stamp sent to when it
+    was sent. A recorded frame's stamp lies in the recording's past, so latency runs from the
+    moment the frame was sent, as a live camera's stamp would.
+
+    An annotated frame without masks is listed and left out of J and F: a node at camera rate
+    skips frames by design. With `unanswered_found_nothing` it is scored as an empty answer, for
+    runs in lockstep, where only a failure leaves a frame unanswered.
     """
     stamps = sorted(s for s in truth if s in sent_ns)
     ids = list(dict.fromkeys([*(queries or {}), *(a.command_id for a in [*masks, *targets])]))
@@ -142,10 +152,11 @@ def score_replay(
             [a for a in masks if a.command_id == command_id],
             [a for a in targets if a.command_id == command_id],
             sent_ns,
+            unanswered_found_nothing,
         )
         for command_id in ids
     )
-    return ReplayScore(len(truth), tuple(sorted(set(truth) - set(sent_ns))), commands)
+    return OutputScores(len(truth), tuple(sorted(set(truth) - set(sent_ns))), commands)
 
 
 def _score_command(
@@ -156,13 +167,14 @@ def _score_command(
     masks: list[MasksAnswer],
     targets: list[TargetsAnswer],
     sent_ns: Mapping[int, int],
+    unanswered_found_nothing: bool,
 ) -> CommandScore:
     answered = _first_by_stamp(masks)
-    scored = [s for s in stamps if s in answered]
+    scored = stamps if unanswered_found_nothing else [s for s in stamps if s in answered]
     objects, union, switches = _mask_scores(truth, scored, answered)
     placed = _first_by_stamp(targets)
     pointed = [s for s in stamps if s in placed]
-    pointing, counts = _pointing_scores(truth, pointed, placed, stamps) if pointed else (None, None)
+    pointing, pairs = _pointing_scores(truth, pointed, placed, stamps) if pointed else (None, [])
     return CommandScore(
         command_id=command_id,
         query=query,
@@ -170,11 +182,13 @@ def _score_command(
         frames_without_masks=tuple(s for s in stamps if s not in answered),
         masks=mean_mask_scores(list(objects.values())) if objects else None,
         objects=objects,
-        union=union,
+        union=mean_mask_scores(list(union.values())) if union else None,
+        union_frames=union,
         id_switches=switches,
         pointing_frames=len(pointed),
         pointing=pointing,
-        counts=counts,
+        count_pairs=tuple(pairs),
+        counts=count_accuracy(pairs) if pairs else None,
         masks_latency=_latency(masks, sent_ns),
         targets_latency=_latency(targets, sent_ns),
     )
@@ -190,22 +204,29 @@ def _first_by_stamp(answers: Iterable[MasksAnswer | TargetsAnswer]) -> dict:
 
 def _mask_scores(
     truth: Mapping[int, Masks], stamps: list[int], answered: Mapping[int, MasksAnswer]
-) -> tuple[dict[int, MaskScores], MaskScores | None, int]:
-    """Per-object J and F, the union's, and ID switches; frame by frame, so masks are decoded one frame at a time."""
-    per_object: dict[int, list[MaskScores]] = defaultdict(list)
-    union: list[MaskScores] = []
+) -> tuple[dict[Hashable, MaskScores], dict[int, MaskScores], int]:
+    """Per-object J and F, the union's per frame, and ID switches; frame by frame, so masks are
+    decoded one frame at a time. A frame not answered is scored as answered with no mask."""
+    per_object: dict[Hashable, list[MaskScores]] = defaultdict(list)
+    union: dict[int, MaskScores] = {}
     assignments: list[dict[Hashable, Hashable]] = []
     for stamp in stamps:
-        objects, tracks = dict(truth[stamp]), dict(answered[stamp].masks)
+        objects = dict(truth[stamp])
+        tracks = dict(answered[stamp].masks) if stamp in answered else {}
         shape = _frame_shape(stamp, objects, tracks)
         pairs = match_tracks(objects, tracks, min_iou=ANY_OVERLAP)
         for object_id, mask in objects.items():
             predicted = tracks[pairs[object_id]] if object_id in pairs else np.zeros_like(mask)
             per_object[object_id].append(mask_scores(predicted, mask))
-        union.append(mask_scores(_union(tracks.values(), shape), _union(objects.values(), shape)))
-        assignments.append(match_tracks(objects, tracks))
+        union[stamp] = mask_scores(_union(tracks.values(), shape), _union(objects.values(), shape))
+        assignments.append(match_tracks(_present(objects), _present(tracks)))
     objects = {k: mean_mask_scores(v) for k, v in sorted(per_object.items())}
-    return objects, mean_mask_scores(union) if union else None, id_switches(assignments)
+    return objects, union, id_switches(assignments)
+
+
+def _present(masks: Masks) -> dict[Hashable, np.ndarray]:
+    """The non-empty masks: an absent object and an empty track agree (IoU 1) but share no identity."""
+    return {k: m for k, m in masks.items() if m.any()}
 
 
 def _frame_shape(stamp: int, objects: Masks, tracks: Masks) -> tuple[int, ...]:
@@ -225,8 +246,8 @@ def _union(masks: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
 
 def _pointing_scores(
     truth: Mapping[int, Masks], pointed: list[int], placed: Mapping[int, TargetsAnswer], stamps: list[int]
-) -> tuple[PointingScores, CountScores]:
-    """Pointing P/R/F1 and count accuracy on the annotated frames the model placed targets on.
+) -> tuple[PointingScores, list[tuple[int, int]]]:
+    """Pointing P/R/F1 and (true, predicted) counts on the annotated frames the model placed targets on.
 
     Each visible object's true point is its mask's interior point (any point on it would do: a
     prediction scores when it lands on the mask); time is normalised by the annotated span.
@@ -243,11 +264,18 @@ def _pointing_scores(
     height, width = next(iter(masks.values())).shape if masks else (1, 1)  # no true points: nothing is normalised
     duration_s = (stamps[-1] - stamps[0]) / 1e9 or 1.0  # one annotated frame: time plays no part
     pointing = video_pointing_scores(predicted, PointingTruth(points, masks, duration_s, width, height))
-    return pointing, count_accuracy(counts)
+    return pointing, counts
+
+
+def latency_samples(
+    answers: Iterable[MasksAnswer | TargetsAnswer], sent_ns: Mapping[int, int]
+) -> list[tuple[int, int]]:
+    """(sent, received) of every answer about a frame sent: what latency is measured on (and pooled)."""
+    return [(sent_ns[a.stamp_ns], a.receive_ns) for a in answers if a.stamp_ns in sent_ns]
 
 
 def _latency(answers: Iterable[MasksAnswer | TargetsAnswer], sent_ns: Mapping[int, int]) -> LatencyStats | None:
-    samples = [(sent_ns[a.stamp_ns], a.receive_ns) for a in answers if a.stamp_ns in sent_ns]
+    samples = latency_samples(answers, sent_ns)
     return latency_stats(samples) if samples else None
 
 
