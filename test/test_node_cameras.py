@@ -7,7 +7,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image as PilImage
 from polling import wait_for
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_harness import DOUBLES, FPS, NO_BACKENDS, START_S, image_msg, stamp_ns
 from sensor_msgs.msg import CompressedImage, Image
 from synthetic_video import MovingDisc, default_scene, render
@@ -23,11 +23,13 @@ CAMERAS = {
     "cameras.head.image_topic": "head/image",
     "cameras.wrist.image_topic": "wrist/image/compressed",
     "cameras.wrist.transport": "compressed",
+    "cameras.wrist.reliability": "reliable",  # per-camera QoS: this driver publishes reliably
     "cameras.wrist.max_width": 320,
     "cameras.wrist.max_height": 240,
 }
 HEAD_SCENE = default_scene()  # red and blue
 WRIST_SCENE = [MovingDisc("red", 90, 120, 25, 5.0, 22), MovingDisc("green", 220, 120, 30, 7.0, 26)]
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 WRIST_OFFSET_NS = 3_000_000  # the wrist camera's stamps never equal the head's
 FRAME_IDS = {"head": "head_optical", "wrist": "wrist_optical"}
 
@@ -51,7 +53,7 @@ class TwoCameras:
     def __init__(self, planner):
         self.planner = planner
         self.head = planner.node.create_publisher(Image, "head/image", qos_profile_sensor_data)
-        self.wrist = planner.node.create_publisher(CompressedImage, "wrist/image/compressed", qos_profile_sensor_data)
+        self.wrist = planner.node.create_publisher(CompressedImage, "wrist/image/compressed", RELIABLE)
         self.sent = {"head": set(), "wrist": set()}
         self.truth = {"head": {}, "wrist": {}}
 
@@ -189,3 +191,14 @@ def test_a_misspelt_camera_parameter_is_reported_not_silently_ignored(node):
     assert process.wait_for_log("ready on cpu", 60), process.log()
     assert "unknown to the node (typos?), ignored: cameras.haed.image_topic" in process.log()
     assert "head <- image (raw)" in process.log(), "the real camera keeps its default topic"
+
+
+def test_a_raw_frame_larger_than_budgeted_is_rejected_and_counted(node, planner):
+    process = node({**NO_BACKENDS, "cameras.main.max_width": 32, "cameras.main.max_height": 24, "stats_period_s": 0.5})
+    planner.wait_connected()
+    image, _ = render(HEAD_SCENE, 0.0, 40, 30)
+    for k in range(5):  # best effort may lose one
+        planner.send_image(image, "rgb8", round((START_S + k) * 1e9))
+        time.sleep(0.05)
+    assert process.wait_for_log("frames_rejected_too_large", 10), process.log()
+    assert "40x30 is larger than the 32x24 its buffers were budgeted for" in process.log()

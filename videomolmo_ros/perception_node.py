@@ -451,6 +451,7 @@ class PerceptionNode(LifecycleNode):
         camera.pipeline.problem(f"frames_rejected_{reason}", f"image from {source} dropped: {text}")
 
     def _submit_frame(self, camera: _Camera, header, rgb) -> None:
+        """A decoded frame into its camera's pipeline; a malformed message is rejected before, by the codec."""
         if too_large := camera.config.too_large(*rgb.shape[:2]):
             self._reject_frame(camera, header, "too_large", too_large)
             return
