@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from videomolmo_ros.frame_buffer import FrameBuffer
-from videomolmo_ros.image_codec import decode_image, encode_image, to_rgb8
+from videomolmo_ros.io.image_codec import decode_image, encode_image, to_rgb8
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 
 def per_call(fn, repeat: int) -> float:

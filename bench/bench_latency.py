@@ -51,12 +51,12 @@ from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
 from videomolmo_ros.msg import GroundingCommand
 
-from videomolmo_ros.commands import GroundingMode
-from videomolmo_ros.frame_buffer import Frame, FrameBuffer, FrameWindow
-from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, ObjectMask
-from videomolmo_ros.molmo2_pointer import Molmo2Pointer
-from videomolmo_ros.perception_node import PerceptionNode
-from videomolmo_ros.sam2_propagator import Sam2Propagator
+from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, ObjectMask
+from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
+from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
+from videomolmo_ros.node.perception_node import PerceptionNode
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameWindow
 
 SIZES = [(640, 480), (1920, 1080)]
 QUERY = "the red disc"

@@ -21,9 +21,9 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from tiny_molmo2 import write_tiny_molmo2
 
-from videomolmo_ros.commands import GroundingMode
-from videomolmo_ros.frame_buffer import FrameBuffer
-from videomolmo_ros.molmo2_pointer import Molmo2Options, Molmo2Pointer
+from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CONFIGS = {
     "tiny": {"hidden": 32, "layers": 2, "image_size": 56},

@@ -23,12 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from synthetic_video import default_scene, render
 
-from videomolmo_ros import mask_codec
-from videomolmo_ros.commands import CommandRequest
-from videomolmo_ros.frame_buffer import Frame, FrameMeta
-from videomolmo_ros.image_codec import decode_image, encode_image, to_rgb8
-from videomolmo_ros.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
-from videomolmo_ros.pipeline import PerceptionPipeline, PipelineConfig
+from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.io import mask_codec
+from videomolmo_ros.io.image_codec import decode_image, encode_image, to_rgb8
+from videomolmo_ros.pipeline.commands import CommandRequest
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 
 CPU = torch.device("cpu")
 
@@ -132,8 +132,8 @@ def sam2_step_s(width: int, height: int) -> float:
     """One SAM2 hiera-t step at 256 px (random weights saved as a checkpoint, loaded by the backend)."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    from videomolmo_ros.backend_registry import create
-    from videomolmo_ros.sam2_propagator import Sam2Options, hydra_overrides
+    from videomolmo_ros.backends.registry import create
+    from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
 
     options = Sam2Options(image_size=256)
     overrides = hydra_overrides(options)

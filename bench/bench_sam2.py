@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from synthetic_video import default_scene, render
 from tiny_sam2 import tiny_options, write_tiny_sam2
 
-from videomolmo_ros.frame_buffer import Frame, FrameMeta
-from videomolmo_ros.sam2_propagator import Sam2Options, Sam2Propagator, hydra_overrides
+from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
+from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
 
 SCENE = default_scene()
 CLICK = (96.0, 120.0)  # on the red disc's orbit centre

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from tiny_molmo2 import byte_level_tokenizer
 from tiny_videomolmo import MOLMO_TOKENS, random_state, write_checkpoint
 
-from videomolmo_ros.commands import GroundingMode
-from videomolmo_ros.frame_buffer import FrameBuffer
-from videomolmo_ros.videomolmo_model import VisionConfig, tiny_config
-from videomolmo_ros.videomolmo_pointer import VideoMolmoOptions, VideoMolmoPointer
+from videomolmo_ros.backends.videomolmo.model import VisionConfig, tiny_config
+from videomolmo_ros.backends.videomolmo.pointer import VideoMolmoOptions, VideoMolmoPointer
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 
 def write_bench_checkpoint(folder: Path) -> Path:

@@ -1,4 +1,7 @@
-"""Test set-up: the test doubles live beside the tests, one torch thread per process, no hub access."""
+"""Test set-up: the shared doubles and fixtures live in support/, one torch thread per process, no hub access.
+
+The tests mirror the package: node/, pipeline/, backends/, io/, tools/.
+"""
 
 import os
 import sys
@@ -12,7 +15,7 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 torch.set_num_threads(1)
 
 # DDS fixtures (planner, node) for the node tests.

@@ -1,0 +1,123 @@
+"""registry: finding, configuring and building pointer / propagator backends by name."""
+
+import dataclasses
+import sys
+
+import pytest
+import torch
+from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
+
+from videomolmo_ros.backends import registry
+from videomolmo_ros.backends.interfaces import MaskPropagator, NoOptions, Pointer
+from videomolmo_ros.backends.registry import BackendError, create, option_defaults, resolve
+
+POINTER_SPEC = "oracle_doubles:ColorOraclePointerDouble"
+PROPAGATOR_SPEC = "oracle_doubles:ColorOraclePropagatorDouble"
+CPU = torch.device("cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class FactoryOptions:
+    classes: list = dataclasses.field(default_factory=lambda: ["cup", "mug"])
+    threshold: float = 0.5
+
+
+class FactoryPointer(ColorOraclePointerDouble):
+    Options = FactoryOptions
+
+
+def test_resolve_module_colon_class():
+    assert resolve(POINTER_SPEC, Pointer) is ColorOraclePointerDouble
+    assert resolve(PROPAGATOR_SPEC, MaskPropagator) is ColorOraclePropagatorDouble
+
+
+def test_resolve_registered_name(monkeypatch):
+    monkeypatch.setitem(registry.POINTERS, "oracle", POINTER_SPEC)
+    assert resolve("oracle", Pointer) is ColorOraclePointerDouble
+
+
+def test_unknown_name_error_shows_the_module_class_form_and_registered_names(monkeypatch):
+    monkeypatch.setitem(registry.POINTERS, "oracle", POINTER_SPEC)
+    with pytest.raises(BackendError) as error:
+        resolve("molmo-typo", Pointer)
+    message = str(error.value)
+    assert "'molmo-typo'" in message
+    assert "'package.module:ClassName'" in message
+    assert "oracle" in message
+
+
+def test_unimportable_module_is_a_backend_error_naming_the_module():
+    with pytest.raises(BackendError, match="no_such_backend_pkg") as error:
+        resolve("no_such_backend_pkg.models:Pointer", Pointer)
+    assert isinstance(error.value.__cause__, ImportError)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PROPAGATOR_SPEC,  # a backend of the other kind
+        "oracle_doubles:OracleOptions",  # a class, but no backend
+        "oracle_doubles:colour_components",  # not a class at all
+        "oracle_doubles:NoSuchClass",
+    ],
+)
+def test_class_that_is_not_a_pointer_is_refused(spec):
+    with pytest.raises(BackendError, match=r"not a subclass of videomolmo_ros\.backends\.interfaces\.Pointer"):
+        resolve(spec, Pointer)
+
+
+def test_pointer_is_not_accepted_as_a_propagator():
+    with pytest.raises(BackendError, match="MaskPropagator"):
+        resolve(POINTER_SPEC, MaskPropagator)
+
+
+@pytest.mark.parametrize("spec", [":ColorOraclePointerDouble", ".oracle_doubles:ColorOraclePointerDouble"])
+def test_malformed_module_part_is_a_backend_error(spec):
+    with pytest.raises(BackendError):
+        resolve(spec, Pointer)
+
+
+def test_option_defaults_read_the_options_dataclass():
+    assert option_defaults(ColorOraclePointerDouble) == dataclasses.asdict(OracleOptions())
+    assert option_defaults(FactoryPointer) == {"classes": ["cup", "mug"], "threshold": 0.5}
+    assert option_defaults(ColorOraclePropagatorDouble) == {}  # NoOptions
+
+
+def test_create_passes_device_and_options_through():
+    backend = create(POINTER_SPEC, Pointer, CPU, {"fail_on": "boom"})
+    assert isinstance(backend, ColorOraclePointerDouble)
+    assert backend.device == CPU
+    assert backend.options == OracleOptions(fail_on="boom")
+
+
+def test_create_without_options_uses_defaults():
+    assert create(POINTER_SPEC, Pointer, CPU).options == OracleOptions()
+    propagator = create(PROPAGATOR_SPEC, MaskPropagator, CPU, {})
+    assert isinstance(propagator.options, NoOptions)
+
+
+def test_create_with_unknown_option_names_the_accepted_options():
+    with pytest.raises(BackendError) as error:
+        create(POINTER_SPEC, Pointer, CPU, {"fail_on": "x", "dealy_s": 1.0})
+    message = str(error.value)
+    assert "dealy_s" in message
+    assert "delay_s" in message and "fail_on" in message
+
+
+def test_create_with_options_for_a_backend_that_takes_none():
+    with pytest.raises(BackendError, match="it takes: none"):
+        create(PROPAGATOR_SPEC, MaskPropagator, CPU, {"threshold": 0.3})
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("videomolmo_ros.sam2_propagator:Sam2Propagator", registry.PROPAGATORS["sam2"]),
+        ("videomolmo_ros.videomolmo_pointer:VideoMolmoPointer", registry.POINTERS["videomolmo"]),
+    ],
+)
+def test_a_shipped_backend_named_by_its_previous_module_path_still_resolves_with_a_warning(old, new, monkeypatch):
+    kind = MaskPropagator if "sam2" in old else Pointer
+    monkeypatch.delitem(sys.modules, old.partition(":")[0], raising=False)  # warned at the first import
+    with pytest.warns(FutureWarning, match=f"{old.partition(':')[0]} moved to {new.partition(':')[0]}"):
+        assert resolve(old, kind) is resolve(new, kind)

@@ -1,0 +1,322 @@
+"""The SAM2 propagator on a tiny random-weight checkpoint loaded through its real path.
+
+Random weights give meaningless masks, so these tests check structure: shapes and ids, which
+frame a prompt is keyed to (against a fresh propagator prompted on that frame alone), that
+objects never disturb each other, bounded memory on a long stream, and the separate clip session.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from synthetic_video import default_scene, render
+from tiny_sam2 import OVERRIDES, write_tiny_sam2
+from tiny_sam2 import tiny_options as options_for
+
+from videomolmo_ros.backends import registry as backend_registry
+from videomolmo_ros.backends.interfaces import MaskPropagator
+from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
+from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
+
+CPU = torch.device("cpu")
+SCENE = default_scene()
+PERIOD_NS = 33_000_000
+RED, BLUE = (96.0, 120.0), (224.0, 120.0)  # the discs' orbit centres at 320 x 240
+# sam2's predictor warns that it skips hole filling without its CUDA extension (so does the propagator).
+WITHOUT_EXTENSION = pytest.mark.filterwarnings("ignore:cannot import name '_C'")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_sam2(tmp_path_factory.mktemp("sam2"))
+
+
+def make(checkpoint, **extra) -> Sam2Propagator:
+    return backend_registry.create("sam2", MaskPropagator, CPU, options_for(checkpoint, **extra))
+
+
+def frame(k: int, seq: int | None = None, size=(320, 240), offset_ns: int = 0) -> Frame:
+    """Camera frame k of the synthetic video (stamp from k; seq as its buffer numbered it)."""
+    image, _ = render(SCENE, k / 30, *size)
+    meta = FrameMeta(k if seq is None else seq, 10**9 + k * PERIOD_NS + offset_ns, "cam")
+    return Frame(meta, torch.from_numpy(image))
+
+
+def stepped(propagator: Sam2Propagator, ks, prompts_at_first=None):
+    out = {}
+    for k in ks:
+        if prompts_at_first and k == ks[0]:
+            propagator.add_prompts(frame(k), prompts_at_first)
+        out = propagator.step(frame(k))
+    return out
+
+
+def prompt_output(propagator: Sam2Propagator, object_id: int) -> tuple[int, dict]:
+    """The object's newest prompted frame number and what was stored for it."""
+    cond = propagator._session.objects[object_id].cond
+    index = max(cond)
+    return index, cond[index]
+
+
+def same_memories(a: dict, b: dict) -> bool:
+    """The very same stored outputs under the same frame numbers (identity, not equal values)."""
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+
+
+def same_prompt(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[key], b[key]) for key in ("maskmem_features", "pred_masks", "obj_ptr"))
+
+
+def stock_masks(propagator: Sam2Propagator, frames, prompts, folder, reverse: bool) -> list[dict[int, torch.Tensor]]:
+    """sam2's own SAM2VideoPredictor on the same model and the same preprocessed frames.
+
+    Its JPEG folder only sets the frame count and size; its images are swapped for the frames as
+    the propagator preprocesses them, so any difference comes from the tracking itself.
+    """
+    model = propagator.model
+    for k, f in enumerate(frames):
+        Image.fromarray(f.image.numpy()).save(folder / f"{k:05d}.jpg")
+    state = model.init_state(str(folder))
+    with torch.inference_mode():
+        state["images"] = torch.cat([propagator._model_image(f.image) for f in frames])
+    state["cached_features"] = {}
+    start = len(frames) - 1 if reverse else 0
+    for object_id, points in prompts.items():
+        model.add_new_points_or_box(state, start, object_id, np.array(points), np.ones(len(points), np.int32))
+    out: list[dict[int, torch.Tensor]] = [{} for _ in frames]
+    for k, ids, masks in model.propagate_in_video(state, reverse=reverse):
+        out[k] = {i: masks[n, 0] > 0 for n, i in enumerate(ids)}
+    return out
+
+
+@WITHOUT_EXTENSION
+def test_streaming_gives_the_stock_predictors_masks_with_bounded_memory(checkpoint, tmp_path):
+    """Exact: what pruning drops, the model never reads (40 frames, 16 kept)."""
+    propagator = make(checkpoint)
+    frames = [frame(k) for k in range(40)]
+    prompts = {1: [RED], 2: [BLUE, (230.0, 125.0)]}
+    expected = stock_masks(propagator, frames, prompts, tmp_path, reverse=False)
+    propagator.add_prompts(frames[0], prompts)
+    for k, f in enumerate(frames):
+        masks = propagator.step(f)
+        assert sorted(masks) == [1, 2]
+        assert all(torch.equal(masks[i].mask, expected[k][i]) for i in masks), f"frame {k}"
+    assert propagator.kept_memories() == {1: (1, 16), 2: (1, 16)}
+
+
+@WITHOUT_EXTENSION
+def test_propagate_backward_gives_the_stock_predictors_reverse_masks(checkpoint, tmp_path):
+    propagator = make(checkpoint)
+    clip = [frame(k) for k in range(20, 40)]
+    expected = stock_masks(propagator, clip, {3: [BLUE]}, tmp_path, reverse=True)
+    backward = propagator.propagate(clip, {3: [BLUE]}, reverse=True)
+    assert all(torch.equal(backward[k][3].mask, expected[k][3]) for k in range(len(clip)))
+
+
+def test_masks_per_object_at_each_frames_resolution(checkpoint):
+    propagator = make(checkpoint)
+    assert propagator.step(frame(0)) == {}, "no objects, no masks"
+    propagator.add_prompts(frame(0), {7: [RED], 9: [BLUE, (230.0, 125.0)]})
+    for k, size in [(1, (320, 240)), (2, (320, 240)), (3, (160, 96))]:
+        masks = propagator.step(frame(k, size=size))
+        assert sorted(masks) == [7, 9]
+        for m in masks.values():
+            assert m.mask.dtype == torch.bool and tuple(m.mask.shape) == (size[1], size[0])
+            assert 0.0 <= m.score <= 1.0
+
+
+def test_registered_and_loaded_from_the_checkpoint(checkpoint):
+    propagator = make(checkpoint)
+    saved = torch.load(checkpoint, weights_only=True)["model"]
+    assert propagator.model.image_size == 128 and not propagator.model.training
+    assert all(torch.equal(value, saved[name]) for name, value in propagator.model.state_dict().items())
+
+
+def test_image_features_computed_once_per_frame(checkpoint):
+    propagator = make(checkpoint)
+    calls = []
+    forward_image = propagator.model.forward_image
+    propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
+    propagator.add_prompts(frame(0), {1: [RED], 2: [BLUE]})
+    propagator.step(frame(0))
+    propagator.step(frame(1))
+    propagator.add_prompts(frame(1), {3: [RED]})  # late prompt on a recently stepped frame
+    propagator.step(frame(2))
+    assert len(calls) == 3, "frames 0, 1, 2 each encoded once, whatever the objects and prompts"
+
+
+def test_prompt_on_an_older_stepped_frame_is_keyed_to_that_frame(checkpoint):
+    live = make(checkpoint, feature_cache_frames=2)  # frame 3's features are long gone from the cache
+    stepped(live, range(10), {1: [RED]})
+    live.add_prompts(frame(3, seq=503), {2: [BLUE]})  # another buffer's seq: only the stamp counts
+    index, out = prompt_output(live, 2)
+    assert index == 3, "frame 3 was the 4th frame stepped"
+
+    alone = make(checkpoint)
+    alone.add_prompts(frame(3), {2: [BLUE]})
+    wrong = make(checkpoint)
+    wrong.add_prompts(frame(9), {2: [BLUE]})
+    assert same_prompt(out, prompt_output(alone, 2)[1]), "conditioned on frame 3's image"
+    assert not same_prompt(out, prompt_output(wrong, 2)[1]), "not on the newest frame's"
+
+    masks = live.step(frame(10))
+    assert sorted(masks) == [1, 2], "the new object is carried to the next frames"
+    assert sorted(live._session.objects[2].recent) == [10]
+    assert tuple(masks[2].mask.shape) == (240, 320)
+
+
+def test_prompt_on_a_frame_never_stepped_lands_on_the_nearest_stepped_one(checkpoint):
+    live = make(checkpoint)
+    stepped(live, range(10), {1: [RED]})
+    between = frame(5, seq=77, offset_ns=PERIOD_NS // 3)  # camera frame the tracker skipped
+    live.add_prompts(between, {2: [BLUE]})
+    index, out = prompt_output(live, 2)
+    assert index == 5
+    alone = make(checkpoint)
+    alone.add_prompts(between, {2: [BLUE]})
+    assert same_prompt(out, prompt_output(alone, 2)[1]), "conditioned on the given frame's own image"
+
+
+def test_prompt_on_a_frame_newer_than_the_last_stepped_one(checkpoint):
+    live = make(checkpoint)
+    stepped(live, range(5), {1: [RED]})
+    live.add_prompts(frame(8), {2: [BLUE]})  # grounding saw a frame the tracker has not reached
+    index, out = prompt_output(live, 2)
+    assert index == 5, "the next frame number, reserved for that frame"
+    masks = live.step(frame(8))
+    logits = torch.nn.functional.interpolate(out["pred_masks"], (240, 320), mode="bilinear", align_corners=False)
+    expected = logits[0, 0] > 0
+    assert torch.equal(masks[2].mask, expected), "the step of that frame gives the prompt's mask"
+    live.step(frame(9))
+    assert max(live._session.objects[1].recent) == 6, "numbering goes on after the reserved frame"
+
+
+def test_adding_an_object_leaves_the_others_untouched(checkpoint):
+    live, control = make(checkpoint), make(checkpoint)
+    for propagator in (live, control):
+        stepped(propagator, range(6), {4: [RED]})
+    before = dict(live._session.objects[4].recent)
+    live.add_prompts(frame(3), {5: [BLUE]})
+    assert same_memories(live._session.objects[4].recent, before), "no reset: same memories, same frame numbers"
+    for k in range(6, 9):
+        masks, expected = live.step(frame(k)), control.step(frame(k))
+        assert sorted(masks) == [4, 5]
+        assert torch.equal(masks[4].mask, expected[4].mask) and masks[4].score == expected[4].score
+
+
+def test_refreshing_an_object_adds_a_conditioning_frame_and_prunes_the_oldest_but_first(checkpoint):
+    propagator = make(checkpoint, max_conditioning_frames=3)
+    propagator.add_prompts(frame(0), {1: [RED]})
+    for k in range(1, 12):
+        propagator.step(frame(k))
+        if k % 2 == 0:
+            propagator.add_prompts(frame(k), {1: [RED]})
+    assert sorted(propagator._session.objects[1].cond) == [0, 8, 10]
+    assert 8 not in propagator._session.objects[1].recent, "a prompted frame is memory once, as a prompt"
+
+
+def test_memory_is_bounded_on_a_long_stream(checkpoint):
+    propagator = make(checkpoint, memory_frames=16)
+    propagator.add_prompts(frame(0), {1: [RED]})
+    sizes = {}
+    for k in range(2000):
+        propagator.step(frame(k, size=(64, 48)))
+        if k + 1 in (100, 1000, 2000):
+            sizes[k + 1] = (len(propagator.state_tensors()), propagator.state_bytes())
+    assert propagator.kept_memories() == {1: (1, 16)}
+    assert sizes[100] == sizes[1000] == sizes[2000], sizes
+    assert len(propagator._timeline) <= 1024
+
+
+def test_propagate_backward_is_a_separate_session(checkpoint):
+    live, control = make(checkpoint), make(checkpoint)
+    for propagator in (live, control):
+        stepped(propagator, range(4), {1: [RED]})
+    objects_before = {i: (dict(o.cond), dict(o.recent)) for i, o in live._session.objects.items()}
+    timeline_before, cache_before = dict(live._timeline), list(live._cache)
+
+    clip = [frame(k, seq=k + 100) for k in range(20, 28)]
+    backward = live.propagate(clip, {3: [BLUE]}, reverse=True)
+    assert len(backward) == len(clip) and all(sorted(m) == [3] for m in backward)
+    assert all(tuple(m[3].mask.shape) == (240, 320) for m in backward)
+    fresh = make(checkpoint)
+    fresh.add_prompts(clip[-1], {3: [BLUE]})
+    assert torch.equal(backward[-1][3].mask, fresh.step(clip[-1])[3].mask), "conditioned on the last frame"
+    forward = live.propagate(clip, {3: [BLUE]}, reverse=False)
+    assert torch.equal(forward[0][3].mask, make(checkpoint).propagate(clip[:1], {3: [BLUE]}, False)[0][3].mask)
+
+    assert live._session.objects.keys() == objects_before.keys()
+    for i, (cond, recent) in objects_before.items():
+        assert same_memories(live._session.objects[i].cond, cond)
+        assert same_memories(live._session.objects[i].recent, recent)
+    assert dict(live._timeline) == timeline_before and list(live._cache) == cache_before
+    assert torch.equal(live.step(frame(4))[1].mask, control.step(frame(4))[1].mask)
+
+
+def test_propagate_keeps_clip_memory_bounded_too(checkpoint):
+    propagator = make(checkpoint, memory_frames=4)
+    clip = [frame(k, size=(64, 48)) for k in range(12)]
+    masks = propagator.propagate(clip, {1: [(20.0, 24.0)]}, reverse=True)
+    assert [sorted(m) for m in masks] == [[1]] * 12
+    assert propagator.propagate(clip, {}, reverse=True) == [{}] * 12
+    assert propagator.propagate([], {1: [(1.0, 1.0)]}, reverse=False) == []
+
+
+def test_remove_and_reset(checkpoint):
+    propagator = make(checkpoint)
+    stepped(propagator, range(3), {1: [RED], 2: [BLUE]})
+    propagator.remove([1, 42])
+    assert sorted(propagator.step(frame(3))) == [2]
+    assert sorted(propagator.kept_memories()) == [2]
+    propagator.reset()
+    assert propagator.step(frame(4)) == {} and propagator.state_bytes() == 0
+    propagator.add_prompts(frame(5), {3: [RED]})
+    assert prompt_output(propagator, 3)[0] == 1, "numbering restarted: frame 4 was 0"
+
+
+def test_missing_checkpoint_says_what_to_download_and_which_parameter(tmp_path):
+    with pytest.raises(BackendError, match=r"sam2\.1_hiera_tiny\.pt.*sam2\.checkpoint"):
+        backend_registry.create("sam2", MaskPropagator, CPU, {})
+    with pytest.raises(BackendError, match=r"not a file.*sam2\.1_hiera_small\.pt"):
+        backend_registry.create("sam2", MaskPropagator, CPU, {"config": "small", "checkpoint": str(tmp_path / "x.pt")})
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_refused(checkpoint):
+    with pytest.raises(BackendError, match="does not load into config"):
+        backend_registry.create("sam2", MaskPropagator, CPU, {"checkpoint": str(checkpoint)})
+
+
+def test_bad_options_are_refused(checkpoint):
+    for bad in ({"image_size": 500}, {"max_conditioning_frames": 1}, {"memory_frames": 0}):
+        with pytest.raises(BackendError, match=r"sam2\."):
+            make(checkpoint, **bad)
+
+
+def test_image_size_overrides_the_model_input_and_its_feature_grid(checkpoint):
+    assert hydra_overrides(Sam2Options(image_size=512))[:2] == [
+        "++model.image_size=512",
+        "++model.memory_attention.layer.self_attention.feat_sizes=[32,32]",
+    ]
+    tiny_without_size = [o for o in OVERRIDES if "image_size" not in o and "feat_sizes" not in o]
+    propagator = make(checkpoint, image_size=256, config_overrides=" ".join(tiny_without_size))
+    assert propagator.model.image_size == 256
+    propagator.add_prompts(frame(0), {1: [RED]})
+    assert tuple(propagator.step(frame(1))[1].mask.shape) == (240, 320)
+
+
+def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint):
+    head = make(checkpoint)
+    wrist = head.for_another_camera()
+    assert wrist.model is head.model, "one copy of the weights for every camera"
+    stepped(head, range(4), {1: [RED]})
+    stepped(wrist, range(10, 14), {2: [BLUE]})
+    assert sorted(head.step(frame(4))) == [1] and sorted(wrist.step(frame(14))) == [2]
+    head.reset()
+    assert sorted(wrist.step(frame(15))) == [2], "resetting one camera leaves the other tracking"
+    alone = make(checkpoint)
+    stepped(alone, range(10, 14), {2: [BLUE]})
+    for k in (14, 15):
+        alone.step(frame(k))
+    assert torch.equal(wrist.step(frame(16))[2].mask, alone.step(frame(16))[2].mask), "twin tracks as if alone"

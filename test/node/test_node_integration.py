@@ -1,0 +1,197 @@
+"""perception_node as a separate process over real DDS, driven as a planner would drive it."""
+
+import time
+
+import yaml
+from polling import wait_for
+from ros_harness import DOUBLES, NO_BACKENDS, installed_params_file, play, stamp_ns
+from synthetic_video import default_scene, render
+from tiny_molmo2 import write_tiny_molmo2
+from tiny_sam2 import tiny_options, write_tiny_sam2
+from tiny_videomolmo import write_tiny_videomolmo_with_tokenizer
+from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
+
+from videomolmo_ros.backends import registry as backend_registry
+from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.io.mask_codec import decode_masks
+
+
+def test_targets_tracks_and_masks_follow_the_objects_with_source_headers(node, planner):
+    process = node(DOUBLES)
+    planner.wait_connected()
+    planner.send_text("the red ball")
+    planner.send_command("blue one", id="blue-1", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 4.0, encoding="bgr8")
+    assert wait_for(lambda: {"blue-1"} < {m.command_id for m in planner.get("masks") if m.ids}, 10)
+    assert process.process.poll() is None, process.log()
+
+    statuses = planner.get("command_status")
+    assert [s.state for s in statuses] == [CommandStatus.ACCEPTED] * 2, statuses
+    red_id = next(s.id for s in statuses if s.query == "the red ball")
+    assert red_id.startswith("cmd-"), "the node assigns ids to commands that come without one"
+    colour = {red_id: "red", "blue-1": "blue"}
+
+    targets = planner.get("targets")
+    assert {t.command_id for t in targets} == {red_id, "blue-1"}
+    for msg in targets:
+        assert msg.header.frame_id == "test_camera" and stamp_ns(msg.header) in truth
+        [target] = msg.targets
+        assert truth[stamp_ns(msg.header)][colour[msg.command_id]][round(target.y), round(target.x)]
+
+    tracks = planner.get("tracks")
+    for command_id in colour:
+        ids = {t.id for msg in tracks if msg.command_id == command_id for t in msg.tracks}
+        assert len(ids) == 1, f"{command_id}: one object keeps one id while it moves: {ids}"
+    assert tracks[-1].tracks[0].state == ObjectTrack.STATE_TRACKED
+    assert all(stamp_ns(m.header) in truth and m.header.frame_id == "test_camera" for m in tracks)
+
+    masks = [m for m in planner.get("masks") if m.ids]
+    assert len(masks) > 20, "masks arrive at camera rate"
+    for msg in masks:
+        [mask] = decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+        true = truth[stamp_ns(msg.header)][colour[msg.command_id]]
+        assert (mask & true).sum() / (mask | true).sum() > 0.9
+    track_ids = {(m.command_id, t.id) for m in tracks for t in m.tracks}
+    assert {(m.command_id, m.ids[0]) for m in masks} <= track_ids, "mask ids are track ids"
+    assert process.stop() == 0, "Ctrl-C shuts the node down cleanly"
+
+
+def test_bad_input_is_reported_and_the_node_keeps_serving(node, planner):
+    process = node(DOUBLES)
+    planner.wait_connected()
+    image, _ = render(default_scene(), 0.0)
+    bad = planner.image_pub.msg_type(height=240, width=320, encoding="yuv422_weird", step=640, data=bytes(240 * 640))
+    truncated = planner.image_pub.msg_type(height=240, width=320, encoding="rgb8", step=960, data=bytes(1000))
+    for k in range(3):  # camera input is best effort: a single message may be lost, as on a robot
+        planner.send_image(image, "rgb8", round((990 + k) * 1e9))
+        planner.image_pub.publish(bad)
+        planner.image_pub.publish(truncated)
+        time.sleep(0.1)
+    planner.send_text("")
+    planner.send_text("red " * 250_000)  # 1 MB
+    planner.send_command("red", id="bad id with spaces")
+    planner.send_command("", id="nope", action=GroundingCommand.ACTION_STOP)
+    assert wait_for(lambda: len(planner.get("command_status")) >= 4, 30), process.log()
+    reasons = [s.reason for s in planner.get("command_status")]
+    assert all(s.state == CommandStatus.REJECTED for s in planner.get("command_status"))
+    assert any("empty" in r for r in reasons)
+    assert any("1000000 characters" in r for r in reasons)
+    assert any("no running command has id 'nope'" in r for r in reasons)
+
+    planner.send_command("red", id="r")
+    play(planner, 2.0)
+    serving = wait_for(lambda: any(m.ids for m in planner.get("masks")), 30)
+    assert serving, f"not serving after bad input:\n{process.log()}"
+    log = process.log()
+    assert "unsupported encoding 'yuv422_weird'" in log
+    assert "data has 1000 bytes" in log
+    assert "the query is empty" in log
+
+
+def tiny_sam2_parameters(folder) -> dict[str, object]:
+    """The node parameters that load a tiny random SAM2 written to `folder`."""
+    return {f"sam2.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()}
+
+
+def test_a_bad_parameter_stops_start_up_with_the_reason(node):
+    process = node({**NO_BACKENDS, "cameras.main.reliability": "sometimes"})
+    assert process.process.wait(30) == 1
+    assert "cameras.main.reliability = 'sometimes'" in process.log()
+
+
+def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):
+    process = node()  # the shipped defaults: Molmo2-4B, which this machine does not have
+    assert process.process.wait(60) == 1
+    assert "hf download allenai/Molmo2-4B" in process.log()
+
+
+def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
+    process = node({"pointer_backend": ""})  # the shipped SAM2 default, without its checkpoint
+    assert process.process.wait(60) == 1
+    assert "sam2.1_hiera_tiny.pt" in process.log() and "sam2.checkpoint" in process.log()
+
+
+def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
+    from rcl_interfaces.srv import ListParameters
+
+    sam2 = tiny_sam2_parameters(tmp_path)
+    process = node({"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
+    assert process.wait_for_log("ready on cpu", 60), process.log()
+    client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    future = client.call_async(ListParameters.Request())
+    assert wait_for(future.done, 20)
+    declared = set(future.result().result.names)
+    documented = set(yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"])
+    backends = {**backend_registry.POINTERS, **backend_registry.PROPAGATORS}
+    core = {name for name in documented if name.partition(".")[0] not in backends}
+    assert core <= declared, f"in perception.yaml but unknown to the node: {core - declared}"
+    for backend in backends:
+        options = {name.partition(".")[2] for name in documented if name.startswith(f"{backend}.")}
+        kind = Pointer if backend in backend_registry.POINTERS else MaskPropagator
+        assert options == set(backend_registry.option_defaults(backend_registry.resolve(backend, kind))), backend
+    assert {"molmo2.model", "sam2.checkpoint"} <= declared, "the selected backends' options are parameters"
+
+
+def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
+    process = node(NO_BACKENDS)
+    assert process.wait_for_log("no pointer_backend set"), process.log()
+    planner.wait_connected()
+    planner.send_command("red", id="r")
+    assert wait_for(lambda: planner.get("command_status"), 10)
+    [status] = planner.get("command_status")
+    assert status.state == CommandStatus.REJECTED and "pointer_backend" in status.reason
+
+
+def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
+    overrides = {"pointer_backend": "molmo2", "molmo2.model": str(checkpoint), "molmo2.max_new_tokens": 64}
+    process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 4.0)
+    assert wait_for(lambda: any(t.command_id == "m" for t in planner.get("targets")), 30), process.log()
+    for msg in planner.get("targets"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets), "points land in the source image"
+    assert "Molmo2Pointer" in process.log()
+
+
+def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    sam2 = tiny_sam2_parameters(tmp_path)
+    process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="s")
+    truth = play(planner, 4.0)
+    assert wait_for(lambda: len(planner.get("masks")) > 5, 30), process.log()
+    assert "Sam2Propagator" in process.log()
+    tracks = {stamp_ns(m.header): m for m in planner.get("tracks")}
+    for msg in planner.get("masks"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert (msg.height, msg.width) == (240, 320), "masks at the source image's size"
+        masks = decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+        assert len(masks) == len(msg.ids)
+        assert set(msg.ids) <= {t.id for t in tracks[stamp_ns(msg.header)].tracks}
+
+
+def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, planner, tmp_path):
+    checkpoint = str(write_tiny_videomolmo_with_tokenizer(tmp_path / "videomolmo"))
+    process = node(
+        {
+            "pointer_backend": "videomolmo",
+            "videomolmo.model": checkpoint,
+            "videomolmo.tokenizer": checkpoint,
+            "videomolmo.max_new_tokens": 400,
+            "context_frames": 5,
+            "context_fps": 30.0,
+            "propagator_backend": DOUBLES["propagator_backend"],
+        }
+    )
+    planner.wait_connected(60)
+    planner.send_command("the red ball", id="v", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 3.0)
+    assert wait_for(lambda: any(t.command_id == "v" for t in planner.get("targets")), 30), process.log()
+    for msg in planner.get("targets"):
+        assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
+        assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets)
+    assert "VideoMolmoPointer" in process.log()

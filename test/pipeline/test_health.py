@@ -1,0 +1,254 @@
+"""health: the node's diagnostics, computed from events and counters with an injected clock."""
+
+import threading
+import tracemalloc
+
+import pytest
+
+from videomolmo_ros.pipeline.health import HealthMonitor, Level
+
+T0 = 1000.0  # the node's clock, seconds
+
+
+def report(monitor, now_s, counters=None, buffer_fill=(4, 4), grounding_latency_s=None, model_state="ready", gpu=None):
+    statuses = monitor.report(now_s, counters or {}, buffer_fill, grounding_latency_s, model_state, gpu)
+    return {s.name: s for s in statuses}
+
+
+def feed_images(monitor, start_s, hz, seconds, delay_s=0.02):
+    """Frames at `hz` for `seconds` from `start_s`, each received `delay_s` after its stamp; the last time."""
+    now = start_s
+    for k in range(round(hz * seconds)):
+        now = start_s + k / hz
+        monitor.image_received(round((now - delay_s) * 1e9), now)
+    return now
+
+
+def test_levels_match_diagnostic_msgs():
+    assert [Level.OK, Level.WARN, Level.ERROR, Level.STALE] == [0, 1, 2, 3]
+
+
+def test_every_status_is_reported_in_order():
+    names = [s.name for s in HealthMonitor().report(T0, {}, (0, 4), None, "loading", None)]
+    assert names == ["camera input", "outputs", "grounding", "drops", "time", "buffers", "model"]
+
+
+# ----------------------------------------------------------------- camera input
+
+
+def test_camera_is_stale_before_any_frame():
+    status = report(HealthMonitor(), T0)["camera input"]
+    assert status.level == Level.STALE
+    assert "no image" in status.message
+
+
+def test_input_rate_frame_age_and_delay():
+    monitor = HealthMonitor()
+    last = feed_images(monitor, T0, hz=30, seconds=10, delay_s=0.02)
+    status = report(monitor, last + 0.01)["camera input"]
+    assert status.level == Level.OK
+    assert float(status.values["rate_hz"]) == pytest.approx(30, rel=0.02)
+    counted = report(monitor, last + 0.01, {"frames_received": 301})["camera input"]
+    assert counted.values["frames_received"] == "301"  # includes frames rejected before the rate counts them
+    assert float(status.values["last_frame_age_s"]) == pytest.approx(0.01, abs=0.005)
+    assert float(status.values["delay_p50_ms"]) == pytest.approx(20, abs=0.5)
+
+
+def test_rate_follows_a_change_within_the_window():
+    monitor = HealthMonitor(window_s=5.0)
+    last = feed_images(monitor, T0, hz=30, seconds=10)
+    last = feed_images(monitor, last + 0.1, hz=10, seconds=6)
+    assert float(report(monitor, last)["camera input"].values["rate_hz"]) == pytest.approx(10, rel=0.02)
+
+
+def test_stall_warning_then_recovery():
+    monitor = HealthMonitor(stall_after_s=2.0)
+    last = feed_images(monitor, T0, hz=30, seconds=3)
+    assert report(monitor, last + 1.0)["camera input"].level == Level.OK
+    stalled = report(monitor, last + 2.5)["camera input"]
+    assert stalled.level == Level.WARN
+    assert "stalled" in stalled.message and "2.5 s" in stalled.message
+    assert report(monitor, last + 60.0)["camera input"].values["rate_hz"] == "0.00"  # not the old rate
+    last = feed_images(monitor, last + 60.0, hz=30, seconds=1)
+    recovered = report(monitor, last)["camera input"]
+    assert recovered.level == Level.OK
+    assert float(recovered.values["rate_hz"]) == pytest.approx(30, rel=0.02)
+
+
+def test_a_clock_jumping_back_restarts_the_window():
+    monitor = HealthMonitor()
+    feed_images(monitor, T0, hz=30, seconds=5)
+    last = feed_images(monitor, T0 - 100.0, hz=10, seconds=3)  # sim time of a looping bag
+    status = report(monitor, last)["camera input"]
+    assert status.level == Level.OK
+    assert float(status.values["rate_hz"]) == pytest.approx(10, rel=0.02)
+
+
+# ----------------------------------------------------------------- outputs
+
+
+def test_outputs_before_any_is_ok_and_says_so():
+    status = report(HealthMonitor(), T0)["outputs"]
+    assert status.level == Level.OK
+    assert "no tracked frame" in status.message
+
+
+def test_output_rate_and_latency_percentiles():
+    monitor = HealthMonitor(window_s=5.0)
+    now = T0
+    for k in range(100):  # 10 Hz for 10 s; latency 50 ms, except one frame in ten at 120 ms
+        now = T0 + k / 10
+        latency = 0.120 if k % 10 == 0 else 0.050
+        stamp_ns = round((now - latency) * 1e9)
+        monitor.outputs_published(stamp_ns, now)
+        monitor.outputs_published(stamp_ns, now + 0.001)  # a second command's outputs of the same frame
+    status = report(monitor, now)["outputs"]
+    assert status.level == Level.OK
+    assert float(status.values["rate_hz"]) == pytest.approx(10, rel=0.02)
+    assert float(status.values["latency_p50_ms"]) == pytest.approx(50, abs=0.5)
+    assert float(status.values["latency_p99_ms"]) == pytest.approx(120, abs=0.5)
+    idle = report(monitor, now + 10.0)["outputs"]
+    assert idle.values["latency_p50_ms"] == "n/a"
+    assert idle.values["last_output_age_s"] == "10.00"
+
+
+# ----------------------------------------------------------------- counters
+
+
+def test_grounding_failures_warn_once_then_clear():
+    monitor = HealthMonitor()
+    first = report(monitor, T0, {"groundings": 3}, grounding_latency_s=1.25)["grounding"]
+    assert first.level == Level.OK
+    assert first.values == {"last_latency_s": "1.250", "groundings": "3", "failures": "0", "failures_new": "0"}
+    failed = report(monitor, T0 + 1, {"groundings": 3, "grounding_failures": 2}, grounding_latency_s=0.1)["grounding"]
+    assert failed.level == Level.WARN
+    assert failed.message.startswith("2 failure")
+    quiet = report(monitor, T0 + 2, {"groundings": 4, "grounding_failures": 2}, grounding_latency_s=1.0)["grounding"]
+    assert quiet.level == Level.OK
+    assert quiet.values["failures"] == "2" and quiet.values["failures_new"] == "0"
+
+
+def test_drops_warn_when_they_grow_and_clear_on_the_next_quiet_report():
+    monitor = HealthMonitor()
+    counters = {"frames_received": 100, "frames_rejected_encoding": 2, "frames_skipped_tracking_busy": 10}
+    first = report(monitor, T0, counters)["drops"]
+    assert first.level == Level.WARN  # since start is since the last report, the first time
+    assert "2 frames_rejected_encoding" in first.message
+    assert "frames_received" not in first.values
+    counters = {**counters, "frames_rejected_encoding": 5, "groundings_dropped_too_old": 1, "commands_rejected": 1}
+    grown = report(monitor, T0 + 1, counters)["drops"]
+    assert grown.level == Level.WARN
+    assert "3 frames_rejected_encoding" in grown.message and "1 groundings_dropped_too_old" in grown.message
+    assert grown.values["total"] == "17" and grown.values["total_new"] == "5"
+    assert grown.values["frames_rejected_encoding"] == "5" and grown.values["frames_rejected_encoding_new"] == "3"
+    quiet = report(monitor, T0 + 2, counters)["drops"]
+    assert quiet.level == Level.OK
+    assert quiet.values["total_new"] == "0" and quiet.values["total"] == "17"
+
+
+def test_skipped_and_unfused_frames_are_counted_without_a_warning():
+    monitor = HealthMonitor()
+    report(monitor, T0, {"frames_skipped_tracking_busy": 10})
+    counters = {"frames_skipped_tracking_busy": 30, "fusion_frames_unfused_lag": 2, "fusion_frames_fused": 9}
+    status = report(monitor, T0 + 1, counters)["drops"]
+    assert status.level == Level.OK
+    assert "20 frames_skipped_tracking_busy" in status.message
+    assert status.values["fusion_frames_unfused_lag_new"] == "2"
+    assert "fusion_frames_fused" not in status.values
+
+
+def test_time_jump_warns_naming_the_event_then_clears():
+    monitor = HealthMonitor()
+    assert report(monitor, T0, {})["time"].level == Level.OK
+    jumped = report(monitor, T0 + 1, {"time_jump_resets": 1})["time"]
+    assert jumped.level == Level.WARN
+    assert "went backwards" in jumped.message and "reset" in jumped.message
+    assert report(monitor, T0 + 2, {"time_jump_resets": 1})["time"].level == Level.OK
+
+
+def test_buffers_and_model():
+    statuses = report(HealthMonitor(), T0, buffer_fill=(3, 8), model_state="ready", gpu=3 * 2**30)
+    assert statuses["buffers"].values == {"held": "3", "capacity": "8"}
+    assert statuses["model"].values == {"state": "ready", "gpu_memory_bytes": str(3 * 2**30)}
+    budgeted = HealthMonitor().report(T0, {}, (3, 8), None, "ready", None, (2 * 2**20, 8 * 2**20))
+    buffers = {s.name: s for s in budgeted}["buffers"]
+    assert buffers.values["budget_bytes"] == str(8 * 2**20) and "2.0 of 8.0 MiB budgeted" in buffers.message
+    assert "3072 MiB" in statuses["model"].message
+    assert report(HealthMonitor(), T0, model_state="cpu")["model"].values == {"state": "cpu"}
+
+
+# ----------------------------------------------------------------- endless streams, threads
+
+
+def test_memory_is_bounded_after_100k_events():
+    monitor = HealthMonitor(max_events=2048)
+
+    def feed(start, count):
+        for k in range(count):
+            now = T0 + (start + k) / 1000  # 1 kHz: 5000 events in a 5 s window, more than max_events
+            monitor.image_received(round(now * 1e9), now)
+            monitor.outputs_published(round(now * 1e9), now)
+
+    tracemalloc.start()
+    try:
+        feed(0, 100_000)
+        after_100k = tracemalloc.get_traced_memory()[0]
+        feed(100_000, 100_000)
+        after_200k = tracemalloc.get_traced_memory()[0]
+        for _ in range(100_000):  # a burst with one timestamp is bounded by max_events, not by time
+            monitor.image_received(0, T0 + 500)
+        after_burst = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after_100k < 2_000_000
+    assert after_200k - after_100k < 50_000
+    assert after_burst - after_100k < 50_000
+    assert float(report(monitor, T0 + 500)["camera input"].values["rate_hz"]) == 0.0  # a burst has no rate
+
+
+class SharedClock:
+    """One clock for every thread, as the node's clock is: each event moves it by 0.25 ms."""
+
+    def __init__(self):
+        self.now = T0
+        self._lock = threading.Lock()
+        self.ordered = threading.Lock()
+
+    def tick(self):
+        with self._lock:
+            self.now += 0.00025
+            return self.now
+
+
+def test_events_from_several_threads_while_reporting():
+    monitor, clock = HealthMonitor(), SharedClock()
+    start = threading.Barrier(5)
+    errors = []
+
+    def feeder(offset):
+        start.wait()
+        for k in range(2000):
+            # Read the clock and report under one lock, as a real clock's readings reach the monitor
+            # in order (a per-tick test clock would otherwise run ahead while a thread waits for the GIL).
+            with clock.ordered:
+                now = clock.tick()
+                monitor.image_received(round(now * 1e9), now)
+                monitor.outputs_published(k * 10 + offset, now)
+
+    def reporter():
+        start.wait()
+        try:
+            for k in range(200):
+                report(monitor, clock.now, {"frames_rejected_x": k})
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=feeder, args=(i,)) for i in range(4)] + [threading.Thread(target=reporter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    statuses = report(monitor, clock.now)
+    assert float(statuses["camera input"].values["rate_hz"]) == pytest.approx(4000, rel=0.05)
+    assert float(statuses["outputs"].values["rate_hz"]) == pytest.approx(4000, rel=0.05)

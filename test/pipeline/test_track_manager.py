@@ -1,0 +1,289 @@
+"""track_manager and mask_geometry: persistent object ids, track states, boxes and aim points."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from synthetic_video import render
+
+from videomolmo_ros.io.mask_geometry import interior_point, mask_box
+from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager, TrackState
+
+SIZE = (240, 320)  # height, width: diagonal 400 px
+DIAGONAL = 400.0
+
+
+def disc(centre, radius, size=SIZE):
+    rows, cols = np.ogrid[: size[0], : size[1]]
+    return (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius**2
+
+
+def tracks_at(manager, command, *points):
+    """New tracks (of a command with none yet) for points (x, y), as a mask-less grounding makes them."""
+    assert manager.tracks(command) == []
+    points = [(x, y, "obj") for x, y in points]
+    ids = manager.associate(command, points, SIZE, 0)
+    manager.update_from_points(ids, points)
+    assert len(set(ids)) == len(points)
+    return ids
+
+
+def state(manager, command, track_id):
+    [track] = [t for t in manager.tracks(command) if t.id == track_id]
+    return track.state
+
+
+def empty():
+    return np.zeros(SIZE, bool)
+
+
+# ----------------------------------------------------------------- association
+
+
+def test_point_inside_a_track_mask_keeps_its_id_even_when_another_track_is_closer():
+    manager = TrackManager()
+    big, small = tracks_at(manager, "c", (100, 100), (150, 100))
+    manager.update_from_masks("c", {big: (disc((100, 100), 40), 1.0), small: (disc((150, 100), 5), 1.0)})
+    point = (137.0, 100.0, "obj")  # 37 px from the big object's point, 13 px from the small one's
+    assert manager.associate("c", [point], SIZE, 1) == [big]
+
+
+def test_reordered_points_keep_their_ids():
+    manager = TrackManager()
+    a, b = manager.associate("c", [(50, 50, "a"), (250, 180, "b")], SIZE, 0)
+    manager.update_from_points([a, b], [(50, 50, "a"), (250, 180, "b")])
+    assert manager.associate("c", [(252, 178, "b"), (48, 51, "a")], SIZE, 1) == [b, a]
+
+
+def test_assignment_is_global_not_greedy_in_point_order():
+    """The first point is slightly nearer track A, but only A can take the second point."""
+    manager = TrackManager()
+    a, b = tracks_at(manager, "c", (100, 100), (160, 100))
+    # first point: 28 px from A, 32 px from B; second point: 60 px from A, 120 px (too far) from B
+    assert manager.associate("c", [(128, 100, "x"), (40, 100, "x")], SIZE, 1) == [b, a]
+    assert len(manager.tracks("c")) == 2
+
+
+def test_point_beyond_match_distance_starts_a_new_track():
+    manager = TrackManager(TrackerConfig(match_distance=0.15))
+    [old] = tracks_at(manager, "c", (100, 100))
+    near = 100 + 0.1 * DIAGONAL
+    far = 100 + 0.2 * DIAGONAL
+    assert manager.associate("c", [(near, 100, "obj")], SIZE, 1) == [old]
+    [new] = manager.associate("c", [(far, 100, "obj")], SIZE, 2)
+    assert new != old
+    assert sorted(t.id for t in manager.tracks("c")) == sorted([old, new])
+
+
+@dataclass(frozen=True)
+class SlidingDisc:
+    """A disc moving in a straight line (render() only needs colour, radius and centre)."""
+
+    colour: str
+    x0: float
+    y: float
+    vx: float
+    radius: float
+
+    def centre(self, t):
+        return self.x0 + self.vx * t, self.y
+
+
+def centroid(mask):
+    rows, cols = np.nonzero(mask)
+    return float(cols.mean()), float(rows.mean())
+
+
+def test_crossing_objects_keep_their_ids():
+    """Two discs pass each other; groundings arrive late (from 2 frames back) and in either order."""
+    fps = 20.0
+    scene = [SlidingDisc("red", 40, 108, 200, 16), SlidingDisc("blue", 280, 132, -200, 16)]
+    frames = [render(scene, k / fps) for k in range(26)]
+    manager = TrackManager()
+    _, masks = frames[0]
+    red, blue = manager.associate("c", [(*centroid(masks["red"]), "red"), (*centroid(masks["blue"]), "blue")], SIZE, 0)
+    for k in range(1, len(frames)):
+        _, masks = frames[k]
+        manager.update_from_masks("c", {red: (masks["red"], 1.0), blue: (masks["blue"], 1.0)})
+        if k % 3 == 0:  # a slow grounding on an older frame
+            _, seen = frames[k - 2]
+            points = [(*centroid(seen["red"]), "red"), (*centroid(seen["blue"]), "blue")]
+            expected = [red, blue]
+            if k % 2:
+                points.reverse()
+                expected.reverse()
+            assert manager.associate("c", points, SIZE, k) == expected, f"ids swapped at frame {k}"
+    assert sorted(t.id for t in manager.tracks("c")) == sorted([red, blue])
+    [red_track] = [t for t in manager.tracks("c") if t.id == red]
+    assert red_track.x > 160  # red really did cross from the left to the right
+
+
+# ----------------------------------------------------------------- states
+
+
+def test_tentative_becomes_tracked_after_confirm_frames_consecutive_masks():
+    manager = TrackManager(TrackerConfig(confirm_frames=3))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    mask = disc((100, 100), 10)
+    for _ in range(2):
+        manager.update_from_masks("c", {track_id: (mask, 1.0)})
+        assert state(manager, "c", track_id) is TrackState.TENTATIVE
+    manager.update_from_masks("c", {track_id: (mask, 1.0)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+
+
+def test_tentative_streak_restarts_after_a_miss():
+    manager = TrackManager(TrackerConfig(confirm_frames=3))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    mask = disc((100, 100), 10)
+    for masks in [mask, mask, empty(), mask, mask]:
+        manager.update_from_masks("c", {track_id: (masks, 1.0)})
+    assert state(manager, "c", track_id) is TrackState.TENTATIVE
+    manager.update_from_masks("c", {track_id: (mask, 1.0)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+
+
+def test_tentative_unseen_for_more_than_confirm_frames_is_deleted():
+    manager = TrackManager(TrackerConfig(confirm_frames=3, max_lost_frames=50))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    for _ in range(3):
+        assert manager.update_from_masks("c", {track_id: (empty(), 1.0)}) == []
+        assert state(manager, "c", track_id) is TrackState.TENTATIVE
+    assert manager.update_from_masks("c", {}) == [track_id]
+    assert manager.tracks("c") == []
+
+
+def test_tracked_lost_tracked_then_deleted_after_max_lost_frames():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=5))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    mask = disc((100, 100), 10)
+    manager.update_from_masks("c", {track_id: (mask, 0.8)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+    manager.update_from_masks("c", {track_id: (empty(), 0.0)})
+    assert state(manager, "c", track_id) is TrackState.LOST
+    manager.update_from_masks("c", {track_id: (mask, 0.8)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+    for _ in range(5):
+        assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}) == []
+        assert state(manager, "c", track_id) is TrackState.LOST
+    assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}) == [track_id]
+    assert manager.tracks("c") == []
+
+
+def test_mask_smaller_than_min_pixels_counts_as_unseen():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, min_mask_pixels=4))
+    [track_id] = tracks_at(manager, "c", (100, 100))
+    speck = empty()
+    speck[100, 100:103] = True  # 3 pixels
+    manager.update_from_masks("c", {track_id: (speck, 1.0)})
+    assert state(manager, "c", track_id) is TrackState.LOST
+
+
+def test_object_back_within_max_lost_frames_keeps_its_id_when_regrounded_near():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=10))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
+    for _ in range(8):  # out of view
+        manager.update_from_masks("c", {track_id: (empty(), 0.0)})
+    assert manager.associate("c", [(106, 97, "obj")], SIZE, 9) == [track_id]
+    manager.update_from_points([track_id], [(106, 97, "obj")])
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+
+
+def test_object_back_after_deletion_gets_a_new_id():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=2))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
+    for _ in range(3):
+        manager.update_from_masks("c", {})
+    assert manager.associate("c", [(100, 100, "obj")], SIZE, 9) != [track_id]
+
+
+# ----------------------------------------------------------------- commands
+
+
+def test_ids_are_unique_across_commands():
+    manager = TrackManager()
+    a = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0)
+    b = manager.associate("bottles", [(100, 100, "bottle"), (200, 100, "bottle")], SIZE, 0)
+    assert len(set(a + b)) == 4
+    assert sorted(t.id for t in manager.tracks("mugs")) == sorted(a)
+    assert sorted(t.id for t in manager.tracks("bottles")) == sorted(b)
+
+
+def test_masks_of_one_command_do_not_touch_another_commands_tracks():
+    manager = TrackManager(TrackerConfig(confirm_frames=1))
+    [mug] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 0)
+    [bottle] = manager.associate("bottles", [(200, 100, "bottle")], SIZE, 0)
+    manager.update_from_masks("mugs", {mug: (disc((100, 100), 10), 1.0), bottle: (disc((200, 100), 10), 1.0)})
+    assert state(manager, "mugs", mug) is TrackState.TRACKED
+    assert state(manager, "bottles", bottle) is TrackState.TENTATIVE
+
+
+def test_remove_command_removes_only_its_tracks_and_ids_are_not_reused():
+    manager = TrackManager()
+    mugs = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0)
+    [bottle] = manager.associate("bottles", [(50, 50, "bottle")], SIZE, 0)
+    assert sorted(manager.remove_command("mugs")) == sorted(mugs)
+    assert manager.tracks("mugs") == []
+    assert [t.id for t in manager.tracks("bottles")] == [bottle]
+    [again] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 1)
+    assert again not in [*mugs, bottle]
+
+
+# ----------------------------------------------------------------- geometry
+
+
+def test_track_point_lies_inside_a_ring_where_the_centroid_would_not():
+    ring = disc((160, 120), 60) & ~disc((160, 120), 35)
+    manager = TrackManager(TrackerConfig(confirm_frames=1))
+    [track_id] = manager.associate("c", [(160, 35, "ring")], SIZE, 0)
+    manager.update_from_masks("c", {track_id: (ring, 1.0)})
+    [track] = manager.tracks("c")
+    cy, cx = (float(v.mean()) for v in np.nonzero(ring))
+    assert not ring[round(cy), round(cx)]  # the centroid misses the ring
+    assert ring[round(track.y), round(track.x)]
+    # well inside: at least a few pixels from the ring's edges (width 25)
+    assert 35 + 5 < np.hypot(track.x - 160, track.y - 120) < 60 - 5
+
+
+def test_interior_point_of_an_l_shape_is_on_the_shape():
+    mask = np.zeros((100, 100), bool)
+    mask[10:90, 10:25] = True
+    mask[75:90, 10:90] = True
+    x, y = interior_point(mask, mask_box(mask))
+    assert mask[round(y), round(x)]
+
+
+def test_box_is_tight_and_stored_on_the_track():
+    mask = np.zeros(SIZE, bool)
+    mask[40:61, 100:131] = True  # rows 40..60, columns 100..130
+    mask[70, 90] = True  # one stray pixel extends the box
+    assert mask_box(mask) == (90.0, 40.0, 130.0, 70.0)
+    manager = TrackManager(TrackerConfig(confirm_frames=1))
+    [track_id] = manager.associate("c", [(110, 50, "obj")], SIZE, 0)
+    manager.update_from_masks("c", {track_id: (mask, 0.7)})
+    [track] = manager.tracks("c")
+    assert track.box == (90.0, 40.0, 130.0, 70.0)
+    assert track.score == pytest.approx(0.7)
+
+
+def test_box_of_empty_mask_is_none():
+    assert mask_box(np.zeros((5, 5), bool)) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(bool, st.tuples(st.integers(1, 24), st.integers(1, 24))))
+def test_box_is_tight_and_interior_point_on_mask_for_any_mask(mask):
+    box = mask_box(mask)
+    if not mask.any():
+        assert box is None
+        return
+    x0, y0, x1, y1 = (int(v) for v in box)
+    rows, cols = np.nonzero(mask)
+    assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max(), rows.max())
+    x, y = interior_point(mask, box)
+    assert mask[int(y), int(x)]

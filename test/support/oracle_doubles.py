@@ -1,0 +1,122 @@
+"""Test doubles of the pointer and the mask propagator: colour-threshold oracles.
+
+They implement the real interfaces on synthetic video (test/synthetic_video.py), where the
+colour named in the query identifies the object, so the pipeline and the node can be tested
+end to end without model weights. They never ship as backends.
+"""
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from synthetic_video import COLOURS
+
+from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
+
+_TOLERANCE = 40
+
+
+def colour_components(image: np.ndarray, rgb: Sequence[int], min_area: int = 20) -> list[np.ndarray]:
+    """Boolean masks of the connected regions of `image` close to colour `rgb`."""
+    close = np.abs(image.astype(np.int16) - np.asarray(rgb, np.int16)).max(axis=2) <= _TOLERANCE
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(close.astype(np.uint8), connectivity=8)
+    return [labels == k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.nonzero(mask)
+    return float(cols.mean()), float(rows.mean())
+
+
+@dataclass(frozen=True)
+class OracleOptions:
+    delay_s: float = 0.0  # pretend to be a slow model
+    fail_on: str = ""  # raise when the query contains this text (tests of model failures)
+
+
+class ColorOraclePointerDouble(Pointer):
+    """Points at the centroid of every region whose colour the query names, on every frame."""
+
+    Options = OracleOptions
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        if self.options.fail_on and self.options.fail_on in query:
+            raise RuntimeError(f"double told to fail on {self.options.fail_on!r}")
+        time.sleep(self.options.delay_s)
+        colours = [name for name in COLOURS if name in query.lower()]
+        points = []
+        for index in range(len(window)):
+            image = window.images[index].cpu().numpy()
+            for name in colours:
+                for mask in colour_components(image, COLOURS[name]):
+                    x, y = _centroid(mask)
+                    points.append(GroundedPoint(index, x, y, name))
+        return GroundingResult(tuple(points), raw_output=f"{len(points)} points")
+
+
+class ColorOraclePropagatorDouble(MaskPropagator):
+    """Carries each prompted object by its colour: the region nearest its last position."""
+
+    def __init__(self, options: object, device: torch.device):
+        super().__init__(options, device)
+        self._objects: dict[int, tuple[np.ndarray, tuple[float, float]]] = {}
+
+    def add_prompts(self, frame: Frame, prompts: Mapping[int, Sequence[tuple[float, float]]]) -> None:
+        image = frame.image.cpu().numpy()
+        for object_id, points in prompts.items():
+            x, y = points[0]
+            patch = image[max(0, int(y) - 1) : int(y) + 2, max(0, int(x) - 1) : int(x) + 2]
+            self._objects[object_id] = (patch.reshape(-1, 3).mean(axis=0), (x, y))
+
+    def step(self, frame: Frame) -> dict[int, ObjectMask]:
+        image = frame.image.cpu().numpy()
+        masks = {}
+        for object_id, (rgb, last) in self._objects.items():
+            regions = colour_components(image, rgb)
+            if not regions:
+                masks[object_id] = ObjectMask(torch.zeros(image.shape[:2], dtype=torch.bool))
+                continue
+            nearest = min(regions, key=lambda m: np.hypot(*np.subtract(_centroid(m), last)))
+            self._objects[object_id] = (rgb, _centroid(nearest))
+            masks[object_id] = ObjectMask(torch.from_numpy(nearest), score=0.9)
+        return masks
+
+    def remove(self, object_ids: Iterable[int]) -> None:
+        for object_id in object_ids:
+            self._objects.pop(object_id, None)
+
+    def propagate(
+        self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool
+    ) -> list[dict[int, ObjectMask]]:
+        order = list(reversed(frames)) if reverse else list(frames)
+        session = ColorOraclePropagatorDouble(self.options, self.device)
+        session.add_prompts(order[0], prompts)
+        masks = [session.step(frame) for frame in order]
+        return masks[::-1] if reverse else masks
+
+    def reset(self) -> None:
+        self._objects.clear()
+
+
+class ScriptedPointerDouble(Pointer):
+    """Answers every query with the same scripted result (pipeline tests of what an answer does)."""
+
+    def __init__(self, result: GroundingResult):
+        super().__init__(None, torch.device("cpu"))
+        self.result = result
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        return self.result
+
+
+class WrongColourPointerDouble(ColorOraclePointerDouble):
+    """Points at every object whose colour the query does not name: a confident wrong answer."""
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        others = " ".join(name for name in COLOURS if name not in query.lower())
+        return super().ground(window, others, mode)

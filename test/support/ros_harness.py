@@ -1,0 +1,161 @@
+"""Running perception_node as a separate process and talking to it over DDS, as a planner would."""
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+import yaml
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from polling import wait_for
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from synthetic_video import default_scene, render
+from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
+
+from videomolmo_ros.io.image_codec import encode_image
+
+SUPPORT_DIR = Path(__file__).parent  # the shared doubles: importable by the node process too
+DOUBLES = {
+    "pointer_backend": "oracle_doubles:ColorOraclePointerDouble",
+    "propagator_backend": "oracle_doubles:ColorOraclePropagatorDouble",
+}
+NO_BACKENDS = {"pointer_backend": "", "propagator_backend": ""}
+
+
+def node_executable() -> Path:
+    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / "perception_node"
+
+
+def installed_params_file() -> Path:
+    return Path(get_package_share_directory("videomolmo_ros")) / "config" / "perception.yaml"
+
+
+class NodeProcess:
+    """perception_node started with the installed params file plus overrides; its log kept."""
+
+    def __init__(self, log_path: Path, overrides: dict[str, object] | None = None):
+        # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
+        override_file = log_path.with_suffix(".params.yaml")
+        override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
+        args = [str(node_executable()), "--ros-args", "--params-file", str(installed_params_file())]
+        args += ["--params-file", str(override_file)]
+        env = dict(os.environ, PYTHONPATH=f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env["PYTHONUNBUFFERED"] = "1"
+        env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if self.process.poll() is not None:
+                return text in self.log()
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT, as Ctrl-C or launch would
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def image_msg(array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> Image:
+    """A sensor_msgs/Image of `array`, as a camera driver publishes it."""
+    height, width, step, data = encode_image(array, encoding)
+    msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class Planner:
+    """A test-side node: publishes camera frames and commands, records every output."""
+
+    _count = 0
+
+    def __init__(self):
+        Planner._count += 1
+        self.node = rclpy.create_node(f"test_planner_{Planner._count}")
+        self.lock = threading.Lock()
+        self.received: dict[str, list] = {"targets": [], "tracks": [], "masks": [], "command_status": []}
+        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.command_pub = self.node.create_publisher(GroundingCommand, "command", 10)
+        self.text_pub = self.node.create_publisher(String, "command_text", 10)
+        for topic, msg_type in [
+            ("targets", PointedTargets),
+            ("tracks", ObjectTracks),
+            ("masks", ObjectMasks),
+            ("command_status", CommandStatus),
+        ]:
+            self.node.create_subscription(msg_type, topic, lambda msg, t=topic: self._record(t, msg), 50)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _record(self, topic: str, msg) -> None:
+        with self.lock:
+            self.received[topic].append(msg)
+
+    def get(self, topic: str) -> list:
+        with self.lock:
+            return list(self.received[topic])
+
+    def wait_connected(self, timeout_s: float = 30.0) -> None:
+        """Wait until the node under test subscribes to our image and command topics."""
+        publishers = [self.image_pub, self.command_pub, self.text_pub]
+        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s), (
+            "perception_node never subscribed to image / command / command_text"
+        )
+
+    def send_image(self, array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> None:
+        self.image_pub.publish(image_msg(array, encoding, stamp_ns, frame_id))
+
+    def send_command(self, query: str, id: str = "", mode: int = 1, action: int = 0) -> None:
+        self.command_pub.publish(GroundingCommand(id=id, query=query, mode=mode, action=action))
+
+    def send_text(self, text: str) -> None:
+        self.text_pub.publish(String(data=text))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+FPS = 15.0
+START_S = 1000.0
+
+
+def play(planner, seconds, encoding="rgb8", start_s=START_S):
+    """Publish the synthetic video at FPS; return {stamp_ns: true masks}."""
+    truth = {}
+    scene = default_scene()
+    for k in range(int(seconds * FPS)):
+        t = k / FPS
+        image, masks = render(scene, t)
+        stamp_ns = round((start_s + t) * 1e9)
+        truth[stamp_ns] = masks
+        planner.send_image(image if encoding == "rgb8" else image[:, :, ::-1], encoding, stamp_ns)
+        time.sleep(1 / FPS)
+    return truth
+
+
+def stamp_ns(header):
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

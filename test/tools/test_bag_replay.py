@@ -1,0 +1,238 @@
+"""replay_bag against perception_node (oracle doubles) over DDS, with bags written here by rosbags."""
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PilImage
+from ros_harness import DOUBLES, START_S, NodeProcess
+from rosbags.rosbag2 import StoragePlugin, Writer
+from synthetic_video import default_scene, render
+
+from videomolmo_ros.io.mask_codec import decode_masks, encode_masks
+from videomolmo_ros.tools.bag_files import COMMAND_TYPE, COMPRESSED_TYPE, TRUTH_TYPE, make_typestore, read_outputs
+from videomolmo_ros.tools.bag_replay import main
+
+FPS = 15.0
+FRAMES = 20
+IMAGE_TOPIC = "/camera/image_raw"
+TRUTH_TOPIC = "/ground_truth/masks"
+
+
+@pytest.fixture(scope="module")
+def perception_node(tmp_path_factory):
+    """One node for the module: starting one costs seconds; each replay stops its commands at the end."""
+    process = NodeProcess(tmp_path_factory.mktemp("node") / "node.log", DOUBLES)
+    assert process.wait_for_log("ready on", 60), process.log()
+    yield process
+    process.stop()
+
+
+def write_bag(
+    path: Path,
+    storage: StoragePlugin,
+    start_s: float,
+    query: str | None,
+    *,
+    depth=False,
+    truth=False,
+    frames=FRAMES,
+    as_png=False,
+) -> list[int]:
+    """A bag of synthetic frames, raw or as PNG CompressedImage (plus one command before them;
+    depth, ground truth of the two discs (red = 1, blue = 2) beside them); the frames' stamps."""
+    typestore = make_typestore()
+    image_type = typestore.types["sensor_msgs/msg/Image"]
+    compressed_type = typestore.types[COMPRESSED_TYPE]
+    header_type, time_type = typestore.types["std_msgs/msg/Header"], typestore.types["builtin_interfaces/msg/Time"]
+    command_type, masks_type = typestore.types[COMMAND_TYPE], typestore.types[TRUTH_TYPE]
+    stamps = [round((start_s + k / FPS) * 1e9) for k in range(frames)]
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        frame_type = compressed_type if as_png else image_type
+        images = writer.add_connection(IMAGE_TOPIC, frame_type.__msgtype__, typestore=typestore)
+        depths = writer.add_connection("/camera/depth/image_raw", image_type.__msgtype__, typestore=typestore)
+        truths = writer.add_connection(TRUTH_TOPIC, TRUTH_TYPE, typestore=typestore) if truth else None
+        if query is not None:
+            commands = writer.add_connection("/perception/command", COMMAND_TYPE, typestore=typestore)
+            command = command_type(id="", query=query, mode=command_type.MODE_TRACK, action=0, camera="")
+            writer.write(commands, stamps[0] - 1, typestore.serialize_cdr(command, COMMAND_TYPE))
+        for k, stamp in enumerate(stamps):
+            image, discs = render(default_scene(), k / FPS)
+            header = header_type(stamp=time_type(*divmod(stamp, 1_000_000_000)), frame_id="bag_camera")
+            if as_png:
+                encoded = io.BytesIO()
+                PilImage.fromarray(image).save(encoded, "PNG")
+                msg = compressed_type(header, "png", np.frombuffer(encoded.getvalue(), np.uint8))
+            else:
+                msg = image_type(header, 240, 320, "rgb8", 0, 960, image.reshape(-1))
+            writer.write(images, stamp, typestore.serialize_cdr(msg, frame_type.__msgtype__))
+            if depth:
+                far = image_type(header, 240, 320, "16UC1", 0, 640, np.full(240 * 640, 7, np.uint8))
+                writer.write(depths, stamp, typestore.serialize_cdr(far, image_type.__msgtype__))
+            if truths:
+                height, width, png = encode_masks([discs["red"], discs["blue"]])
+                ids, data = np.array([1, 2], np.uint32), np.frombuffer(png, np.uint8)
+                gt = masks_type(header, "", "", ids, height, width, "png", data)
+                writer.write(truths, stamp, typestore.serialize_cdr(gt, TRUTH_TYPE))
+    return stamps
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def check_outputs(out: Path, stamps: list[int], lockstep: bool) -> dict:
+    outputs = read_outputs(out)
+    [accepted, *_] = outputs["command_status"]
+    assert accepted.msg.state == 0 and accepted.msg.query, outputs["command_status"]
+    tracks, masks = outputs["tracks"], outputs["masks"]
+    assert {stamp_ns(m.msg.header) for m in tracks} <= set(stamps)
+    assert all(m.msg.header.frame_id == "bag_camera" for m in tracks + masks)
+    if lockstep:  # the next frame only after the previous frame's tracks: none skipped
+        assert sorted(stamp_ns(m.msg.header) for m in tracks) == stamps
+    with_ids = [m.msg for m in masks if len(m.msg.ids)]
+    assert with_ids, "the red disc is segmented"
+    assert {stamp_ns(m.header) for m in with_ids} <= set(stamps)
+    [mask] = decode_masks(bytes(with_ids[-1].data), with_ids[-1].height, with_ids[-1].width, 1)
+    assert mask.sum() > 100
+    assert [m.receive_ns for m in tracks] == sorted(m.receive_ns for m in tracks)
+    return outputs
+
+
+@pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP], ids=["sqlite3", "mcap"])
+def test_lockstep_replay_records_outputs_stamped_with_the_bag_frames(perception_node, tmp_path, capsys, storage):
+    start = START_S + 100 * storage.value  # stamps never go back between tests sharing the node
+    stamps = write_bag(tmp_path / "bag", storage, start, "the red ball")
+    out_storage = "sqlite3" if storage is StoragePlugin.MCAP else "mcap"  # each reader and writer once
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--storage", out_storage, "--drain", "0.3"]
+    assert main([*args, "--command-topic", "/perception/command"]) == 0, perception_node.log()
+    outputs = check_outputs(out, stamps, lockstep=True)
+    summary = capsys.readouterr().out
+    assert f"frames sent: {FRAMES};" in summary
+    for topic in ("tracks", "masks", "targets", "command_status"):
+        assert f"{topic} {len(outputs[topic])}" in summary, summary
+    assert outputs["command_status"][-1].msg.state == 2, "the replay stops the command it started"
+    assert not (out / "score.json").exists(), "no ground truth, no score"
+
+
+def test_a_compressed_camera_bag_plays_into_a_compressed_camera(tmp_path, capsys):
+    node = NodeProcess(tmp_path / "node.log", {**DOUBLES, "cameras.main.transport": "compressed"})
+    try:
+        assert node.wait_for_log("main <- image (compressed)", 60), node.log()
+        stamps = write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S, "the red ball", as_png=True)
+        out = tmp_path / "out"
+        assert main([str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--drain", "0.3"]) == 0, node.log()
+        check_outputs(out, stamps, lockstep=True)
+        assert f"frames sent: {FRAMES};" in capsys.readouterr().out
+    finally:
+        node.stop()
+
+
+def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
+    # Two commands: the bag's names both discs, the command line's only the red one. Stamped before
+    # every other test's bag, so the node restarts on the first frame (as for a looping bag) and no
+    # context window mixes in another test's frames: J&F does not depend on the order of the tests.
+    frames = 2 * FRAMES  # the frames before the first grounding (a few) weigh less
+    stamps = write_bag(
+        tmp_path / "bag", StoragePlugin.MCAP, 10.0, "the red and the blue ball", truth=True, frames=frames
+    )
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--command", "the red ball", "--drain", "0.3"]
+    assert main(args) == 0, perception_node.log()
+    report = json.loads((out / "score.json").read_text())
+    assert (report["truth_topic"], report["frames_annotated"], report["annotations_not_played"]) == (
+        TRUTH_TOPIC,
+        frames,
+        [],
+    )
+    commands = {c["query"]: c for c in report["commands"]}
+    both, red = commands["the red and the blue ball"], commands["the red ball"]
+    masks = read_outputs(out)["masks"]
+    segmented = {}  # per command, the frames whose masks hold its objects
+    for command in (both, red):
+        assert (command["frames_scored"], command["frames_without_masks"]) == (frames, []), "lockstep"
+        assert command["id_switches"] == 0
+        assert 0 < command["masks_latency"]["p50_ms"] < 5000
+        first = {}  # the scorer takes a frame's first answer
+        for m in masks:
+            if m.msg.command_id == command["command_id"]:
+                first.setdefault(stamp_ns(m.msg.header), m.msg)
+        segmented[command["query"]] = {stamp for stamp, msg in first.items() if len(msg.ids)}
+        share = len(segmented[command["query"]]) / frames
+        assert share >= 0.5, "the oracle grounds the discs within the first frames"
+        # Its masks are the discs exactly: J = F = 1 from the first grounding on, 0 before.
+        assert command["objects"]["1"] == pytest.approx({"j": share, "f": share, "jf": share})
+    assert both["objects"]["2"] == both["objects"]["1"] == both["masks"]
+    assert red["objects"]["2"] == {"j": 0.0, "f": 0.0, "jf": 0.0}, "the blue disc is not asked for"
+    # Union J of the red-only command: the red disc's share of both discs' area where it is segmented.
+    discs = [render(default_scene(), k / FPS)[1] for k in range(frames)]
+    red_share = [d["red"].sum() / (d["red"] | d["blue"]).sum() for d in discs]
+    in_red = [s in segmented["the red ball"] for s in stamps]
+    assert red["union"]["j"] == pytest.approx(np.mean(np.where(in_red, red_share, 0.0)))
+    # The oracle points at each named disc's centroid, always on it: every point is a hit.
+    assert both["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert both["counts"]["exact"] == 1.0
+    # One point per frame for two discs: recall 1/2, F1 2/3; one short of two is still "close".
+    assert red["pointing"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
+    assert red["counts"] == {"exact": 0.0, "close": 1.0}
+    printed = capsys.readouterr().out
+    assert f"score against {TRUTH_TOPIC} -> {out / 'score.json'}" in printed
+    assert "J&F" in printed and "the red ball" in printed
+
+
+def test_a_report_without_ground_truth_exits_non_zero(tmp_path, capsys):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S, None)
+    assert main([str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "s.json")]) == 1
+    assert f"the bag holds no ground truth on {TRUTH_TOPIC}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "nothing was replayed"
+
+
+def test_a_truth_topic_of_another_type_exits_non_zero(tmp_path, capsys):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S, None)
+    assert main([str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--truth-topic", IMAGE_TOPIC]) == 1
+    assert f"topic {IMAGE_TOPIC} holds sensor_msgs/msg/Image, not {TRUTH_TYPE}" in capsys.readouterr().err
+
+
+def test_the_help_tells_the_ground_truth_convention(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "header stamp = that camera frame's stamp" in " ".join(capsys.readouterr().out.split())
+
+
+def test_timed_replay_with_a_command_line_query_and_clock(perception_node, tmp_path, capsys):
+    # Depth under the default topic name is played too; the node (no use_depth) does not subscribe.
+    stamps = write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S + 500, None, depth=True)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "2", "--clock", "--command", "red", "--drain", "0.3"]
+    assert main(args) == 0, perception_node.log()
+    check_outputs(out, stamps, lockstep=False)
+    assert "commands sent: 1" in capsys.readouterr().out
+
+
+def test_a_missing_bag_exits_non_zero_with_the_reason(tmp_path):
+    executable = shutil.which("replay_bag")
+    assert executable, "replay_bag is not on PATH: source scripts/env.sh after scripts/setup"
+    result = subprocess.run(
+        [executable, str(tmp_path / "nope"), "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"no bag at {tmp_path / 'nope'}" in result.stderr
+
+
+def test_an_unknown_topic_exits_non_zero_listing_the_bag_topics(tmp_path, capsys):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S, None)
+    assert main([str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--image-topic", "/nope"]) == 1
+    error = capsys.readouterr().err
+    assert "topic /nope is not in the bag" in error and IMAGE_TOPIC in error
+
+
+def test_no_node_exits_non_zero_saying_it_never_answered(tmp_path, capsys):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S, None)
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--namespace", "/nobody", "--wait", "1"]
+    assert main(args) == 1
+    assert "perception_node never answered: nothing subscribed to /nobody/image" in capsys.readouterr().err

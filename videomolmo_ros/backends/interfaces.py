@@ -1,0 +1,126 @@
+"""The seams between the pipeline and the models: a pointer and a mask propagator.
+
+A *pointer* is a video grounding model: given a window of recent frames and a query, it
+places points on the objects the query names. A *mask propagator* turns points into masks
+and carries them from frame to frame at camera rate. Both are plain Python + torch, so a
+backend can be written, tested and benchmarked without ROS.
+
+To add your own backend, subclass one of these, give it an `Options` dataclass (each field
+becomes a ROS parameter `<ClassName>.<field>`), and name it in the node's
+parameters as `package.module:ClassName`.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
+
+
+@dataclass(frozen=True)
+class GroundedPoint:
+    """A point the model placed: on window frame `frame_index`, in that frame's pixels.
+
+    `object_id` is the model's own identity for the object (Molmo2 track mode numbers objects
+    1, 2, ... within one answer); None when the model gives none (pointing).
+    """
+
+    frame_index: int
+    x: float
+    y: float
+    label: str = ""
+    object_id: int | None = None
+
+
+@dataclass(frozen=True)
+class GroundingResult:
+    """All a pointer found for one query, with what it could not make sense of.
+
+    `problems` lists parts of the model output that were dropped (malformed, out of range);
+    the node logs and counts them while still using the points that did parse.
+    """
+
+    points: tuple[GroundedPoint, ...]
+    raw_output: str = ""
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectMask:
+    """One object's mask on one frame: H x W bool on any device, with a 0-1 confidence."""
+
+    mask: torch.Tensor
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For backends that take no options."""
+
+
+class Backend:
+    """What every backend shares: its parsed `Options` and the device it runs on."""
+
+    Options: type = NoOptions
+
+    def __init__(self, options: object, device: torch.device):
+        self.options = options
+        self.device = device
+
+
+class Pointer(Backend, ABC):
+    """A video grounding model: frames + query -> points per frame."""
+
+    @abstractmethod
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        """Find what `query` names in `window` (oldest frame first, real timestamps in metas).
+
+        Called from the grounding worker thread, one query at a time; may take seconds. It may
+        cache per-frame features with FrameBuffer.put_feature (they arrive in window.features).
+        Raise on a model failure: the pipeline logs it, counts it and keeps serving.
+        """
+
+
+class MaskPropagator(Backend, ABC):
+    """Points -> masks, carried through frames. Object ids are the pipeline's track ids."""
+
+    @abstractmethod
+    def add_prompts(self, frame: Frame, prompts: Mapping[int, Sequence[tuple[float, float]]]) -> None:
+        """Start or refresh objects from positive clicks (pixels) on `frame`.
+
+        `frame` is where the pointer placed the points; it may be older than the last frame
+        passed to `step`, since grounding runs slower than the camera.
+        """
+
+    @abstractmethod
+    def step(self, frame: Frame) -> dict[int, ObjectMask]:
+        """Masks on a new frame for every live object (an empty mask when not visible)."""
+
+    @abstractmethod
+    def remove(self, object_ids: Iterable[int]) -> None:
+        """Forget these objects and everything kept for them."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget every object and all temporal state (a time jump, a restart)."""
+
+    def for_another_camera(self) -> "MaskPropagator":
+        """A propagator for one more camera, with its own temporal state.
+
+        The default builds another one from the same options (weights loaded again); a backend
+        with large weights overrides this to share them between cameras.
+        """
+        return type(self)(self.options, self.device)
+
+    def propagate(
+        self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool
+    ) -> list[dict[int, ObjectMask]]:
+        """Masks over a span of frames from prompts on its last (reverse) or first frame; optional.
+
+        A separate pass that leaves the live state untouched: the backward pass of bidirectional
+        mask fusion. Returns one dict per frame, in the order of `frames`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot propagate over a span of frames")

@@ -1,0 +1,402 @@
+"""The point grammars of Molmo2 and Molmo v1 (VideoMolmo): parse, format and match them.
+
+The models answer in XML-like text (Molmo2 model card, VideoMolmo paper). Generation can stop
+mid-tag and a model can print nonsense, so the parsers never raise: they keep every point that
+parses and describe everything they drop in `problems`, which the node logs and counts.
+The formatters write the exact grammar back (test doubles, round-trip tests), and the
+`*_PATTERN` regexes describe that same output for constrained decoding.
+
+Everything runs in linear time: elements are cut at the next element start, and every regex
+is free of nested ambiguous repetition, so a megabyte of garbage parses in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from itertools import pairwise
+
+from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+
+MOLMO2_NONE_POINTS = "There are none."
+MOLMO2_NONE_TRACKS = "No tracks available."
+MOLMO_V1_NONE = "There are none."
+
+_LABEL = r'[^<>"]*'
+_PER_MILLE = r"(?:[0-9]{3}|1000)"
+_PERCENT = r"(?:100\.0|[0-9]{1,2}\.[0-9])"
+_MOLMO2_FRAME = rf"[0-9]+\.[0-9](?: [0-9]+ {_PER_MILLE} {_PER_MILLE})+"
+_MOLMO2_COORDS = rf"{_MOLMO2_FRAME}(?:;{_MOLMO2_FRAME})*"
+MOLMO2_POINTS_PATTERN = rf'<points coords="{_MOLMO2_COORDS}">{_LABEL}</points>'
+"""One `<points>` element exactly as the formatter writes it (no backreferences, for grammar engines)."""
+MOLMO2_TRACKS_PATTERN = rf'<tracks coords="{_MOLMO2_COORDS}">{_LABEL}</tracks>'
+"""One `<tracks>` element exactly as the formatter writes it."""
+MOLMO_V1_PATTERN = (
+    rf'<point x="{_PERCENT}" y="{_PERCENT}" alt="{_LABEL}">{_LABEL}</point>'
+    rf'|<points(?: x[0-9]+="{_PERCENT}" y[0-9]+="{_PERCENT}")+ alt="{_LABEL}">{_LABEL}</points>'
+)
+"""One Molmo v1 `<point>` or `<points>` element exactly as the formatter writes it."""
+
+_MOLMO2 = "Molmo2"
+_MOLMO_V1 = "Molmo v1"
+
+_ELEMENT_START = re.compile(r"<(points|point|tracks)\b")
+# A value stops at a quote or an angle bracket, so an unclosed quote cannot swallow the label.
+_ATTRIBUTE = re.compile(r'\s+([A-Za-z_][\w-]*)="([^"<>]*)(")?')
+_TAG_CLOSE = re.compile(r"\s*/?>")
+_FRAME_SEPARATOR = re.compile(r"[;\t:,]")
+# Bounded digit runs: int() refuses strings of more than 4300 digits, and no valid value needs more.
+_TIME = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+_INTEGER = re.compile(r"[0-9]{1,9}")
+_NUMBER = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,9})?")  # signed, so negatives are reported as out of range
+_V1_COORDINATE = re.compile(r"([xy])([0-9]{0,6})")
+_COUNT = re.compile(r"\btotal of ([0-9]{1,9})(?![0-9])", re.IGNORECASE)
+_NONE = re.compile(r"\b(?:there are none|no tracks available)\b", re.IGNORECASE)
+_KNOWN_PROSE = re.compile(
+    r"\b(?:counting the|shows a total of [0-9]{1,9}(?![0-9])|there are none|no tracks available)\b|[\s.,;:!]+",
+    re.IGNORECASE,
+)
+
+
+class PointKind(Enum):
+    """What a point's `number` means: a running counter (POINT) or an identity across frames (TRACK)."""
+
+    POINT = "point"
+    TRACK = "track"
+
+
+@dataclass(frozen=True)
+class ParsedPoint:
+    """One point of a model answer, in normalised image coordinates (0..1 of width and height).
+
+    `time_s` is seconds from the first frame the model saw (Molmo2), or None for Molmo v1, whose
+    answer is about its single current frame. `number` is 1-based: an object id when `kind` is
+    TRACK, otherwise the point's position in the answer, which carries no identity.
+    """
+
+    x: float
+    y: float
+    label: str = ""
+    time_s: float | None = None
+    number: int = 1
+    kind: PointKind = PointKind.POINT
+
+    @property
+    def object_id(self) -> int | None:
+        """The model's identity for the object (GroundedPoint.object_id): tracks only."""
+        return self.number if self.kind is PointKind.TRACK else None
+
+    def to_pixels(self, width: int, height: int) -> tuple[float, float]:
+        """Pixel coordinates (value x size), the edge value 1.0 pulled onto the last pixel so it stays in the image."""
+        return min(self.x * width, width - 1.0), min(self.y * height, height - 1.0)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What a model answer says: its points, the count of a counting answer, a "none" answer, and what was dropped.
+
+    `problems` is a tuple like GroundingResult.problems, so it passes through unchanged.
+    """
+
+    points: tuple[ParsedPoint, ...] = ()
+    count: int | None = None
+    none_found: bool = False
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Element:
+    """An element as read from the text: `cut_attribute` names an attribute whose value ran into the end."""
+
+    name: str
+    attributes: dict[str, str]
+    cut_attribute: str | None
+    label: str
+    end: int
+
+
+def nearest_frame(t_seconds: float, frame_times_seconds: Sequence[float]) -> int:
+    """Index of the frame whose time is nearest `t_seconds`; ties go to the earlier frame.
+
+    Frame times are real stamps relative to the first frame the model saw (the times it was
+    shown), so irregular sampling maps correctly, unlike round(t * fps).
+    """
+    if not frame_times_seconds:
+        raise ValueError("nearest_frame needs at least one frame time")
+    times = frame_times_seconds
+    return min(range(len(times)), key=lambda i: (abs(times[i] - t_seconds), times[i]))
+
+
+def parse_molmo2(text: str) -> ParseResult:
+    """Parse a Molmo2 answer; Molmo v1 elements are dropped (they carry no time to place them on a frame)."""
+    return _parse(text, (_MOLMO2,))
+
+
+def parse_molmo_v1(text: str) -> ParseResult:
+    """Parse a Molmo v1 answer; Molmo2 elements are dropped (their times mean nothing for one frame)."""
+    return _parse(text, (_MOLMO_V1,))
+
+
+def parse(text: str) -> ParseResult:
+    """Parse an answer in either grammar, telling them apart per element by its attributes."""
+    return _parse(text, (_MOLMO2, _MOLMO_V1))
+
+
+def format_molmo2_points(points: Iterable[ParsedPoint], count: int | None = None) -> str:
+    """Molmo2's pointing answer: per label a `<points>` numbered 1.. in time order; `count` adds the counting wrapper.
+
+    Points need `time_s`; times print with one decimal, so points 0.05 s apart can share a frame group.
+    """
+    answer = _format_molmo2("points", points)
+    if not answer:
+        return MOLMO2_NONE_POINTS
+    return answer if count is None else f"Counting the {answer} shows a total of {count}."
+
+
+def format_molmo2_tracks(points: Iterable[ParsedPoint]) -> str:
+    """Molmo2's tracking answer: one `<tracks>` per label, each point's `number` written as its object id."""
+    return _format_molmo2("tracks", points) or MOLMO2_NONE_TRACKS
+
+
+def format_molmo_v1(points: Iterable[ParsedPoint]) -> str:
+    """Molmo v1's answer: per label a `<point>` or a `<points>` sorted by x then y, as the model writes it.
+
+    `time_s` is ignored: a v1 answer is about one frame.
+    """
+    elements = []
+    for label, group in _by_label(points).items():
+        coordinates = sorted((_quantise(p.x, 1000) / 10, _quantise(p.y, 1000) / 10) for p in group)
+        if len(coordinates) == 1:
+            ((x, y),) = coordinates
+            elements.append(f'<point x="{x:.1f}" y="{y:.1f}" alt="{label}">{label}</point>')
+        else:
+            pairs = " ".join(f'x{i}="{x:.1f}" y{i}="{y:.1f}"' for i, (x, y) in enumerate(coordinates, start=1))
+            elements.append(f'<points {pairs} alt="{label}">{label}</points>')
+    return " ".join(elements) or MOLMO_V1_NONE
+
+
+def _format_molmo2(tag: str, points: Iterable[ParsedPoint]) -> str:
+    """The elements of a Molmo2 answer, or "" when there are no points."""
+    elements = []
+    for label, group in _by_label(points).items():
+        frames: dict[str, list[str]] = {}
+        for counter, point in enumerate(sorted(group, key=lambda p: p.time_s), start=1):
+            number = point.number if tag == "tracks" else counter
+            x, y = _quantise(point.x, 1000), _quantise(point.y, 1000)
+            frames.setdefault(f"{point.time_s:.1f}", []).append(f"{number} {x:03d} {y:03d}")
+        coords = ";".join(f"{time} {' '.join(entries)}" for time, entries in frames.items())
+        elements.append(f'<{tag} coords="{coords}">{label}</{tag}>')
+    return " ".join(elements)
+
+
+def _by_label(points: Iterable[ParsedPoint]) -> dict[str, list[ParsedPoint]]:
+    """Points grouped by label, labels in order of first appearance: one element per label."""
+    groups: dict[str, list[ParsedPoint]] = {}
+    for point in points:
+        groups.setdefault(point.label, []).append(point)
+    return groups
+
+
+def _quantise(value: float, scale: int) -> int:
+    """`value` (0..1) as an integer 0..scale, clamped so the output is always valid grammar."""
+    return round(min(max(value, 0.0), 1.0) * scale)
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    """A short repr of untrusted text, so a megabyte of garbage makes a one-line problem."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _parse(text: str, grammars: tuple[str, ...]) -> ParseResult:
+    """Read every element (each one ends at the next element start, keeping the scan linear), then the prose."""
+    points: list[ParsedPoint] = []
+    problems: list[str] = []
+    prose: list[str] = []
+    starts = [match.start() for match in _ELEMENT_START.finditer(text)]
+    position = 0
+    for start, limit in pairwise([*starts, len(text)]):
+        prose.append(text[position:start])
+        element, element_problems = _read_element(text, start, limit)
+        found, found_problems = _element_points(element, grammars)
+        points += found
+        problems += element_problems + found_problems
+        position = element.end
+    prose.append(text[position:])
+    outside = " ".join(prose)
+    count = _COUNT.search(outside)
+    leftover = _KNOWN_PROSE.sub(" ", outside).strip()
+    if not text.strip():
+        problems.append("empty output")
+    elif leftover:
+        problems.append(f"unrecognised text dropped: {_preview(leftover)}")
+    return ParseResult(
+        tuple(points),
+        int(count.group(1)) if count else None,
+        _NONE.search(outside) is not None,
+        tuple(problems),
+    )
+
+
+def _read_element(text: str, start: int, limit: int) -> tuple[_Element, list[str]]:
+    """Read the element at `start` without looking past `limit`, noting a cut-off or malformed tag."""
+    opening = _ELEMENT_START.match(text, start)
+    name, position = opening.group(1), opening.end()
+    attributes: dict[str, str] = {}
+    cut_attribute = None
+    problems = []
+    while attribute := _ATTRIBUTE.match(text, position, limit):
+        attributes[attribute.group(1)] = attribute.group(2)
+        position = attribute.end()
+        if attribute.group(3) is None and position == limit:
+            cut_attribute = attribute.group(1)
+            break
+        if attribute.group(3) is None:
+            problems.append(f"<{name}> attribute {_preview(attribute.group(1))} lacks its closing quote")
+    close = _TAG_CLOSE.match(text, position, limit)
+    if close is None:
+        tag_end = text.find(">", position, limit)
+        if tag_end < 0:
+            problems.append(f"truncated <{name}> element: its tag is cut off")
+            return _Element(name, attributes, cut_attribute, "", limit), problems
+        problems.append(f"unexpected text in <{name}> tag dropped: {_preview(text[position:tag_end])}")
+        body = tag_end + 1
+    else:
+        body = close.end()
+    if text[body - 2 : body] == "/>":
+        return _Element(name, attributes, cut_attribute, "", body), problems
+    closing = f"</{name}>"
+    label_end = text.find(closing, body, limit)
+    if label_end >= 0:
+        label = text[body:label_end].strip()
+        return _Element(name, attributes, cut_attribute, label, label_end + len(closing)), problems
+    label_end = text.find("<", body, limit)
+    label_end = limit if label_end < 0 else label_end
+    problems.append(f"<{name}> element lacks its closing tag {closing} (its label may be cut)")
+    return _Element(name, attributes, cut_attribute, text[body:label_end].strip(), label_end), problems
+
+
+def _element_points(element: _Element, grammars: tuple[str, ...]) -> tuple[list[ParsedPoint], list[str]]:
+    """The points of one element, in whichever grammar its attributes show."""
+    label = element.label or element.attributes.get("alt", "")
+    if "coords" in element.attributes:
+        grammar, reader = _MOLMO2, _molmo2_points
+    elif any(_V1_COORDINATE.fullmatch(name) for name in element.attributes):
+        grammar, reader = _MOLMO_V1, _v1_points
+    else:
+        return [], [f"<{element.name}> element without coordinates dropped"]
+    if grammar not in grammars:
+        return [], [f"{grammar} <{element.name}> element dropped: expected {' or '.join(grammars)} output"]
+    return reader(element, label)
+
+
+def _molmo2_points(element: _Element, label: str) -> tuple[list[ParsedPoint], list[str]]:
+    """Points of a `coords` attribute; when it is cut off, its last token may be incomplete and is dropped."""
+    value = element.attributes["coords"]
+    kind = PointKind.TRACK if element.name == "tracks" else PointKind.POINT
+    frames = [group.split() for group in _FRAME_SEPARATOR.split(value)]
+    problems = []
+    if element.cut_attribute == "coords" and value and not value[-1].isspace() and value[-1] not in ";:,":
+        problems.append(f"truncated <{element.name}> element: coords cut off at {_preview(frames[-1].pop())}")
+    if not value.strip():
+        problems.append(f"<{element.name}> element with empty coords")
+    points = []
+    for tokens in frames:
+        found, found_problems = _molmo2_frame(tokens, element.name, kind, label)
+        points += found
+        problems += found_problems
+    return points, problems
+
+
+def _molmo2_frame(tokens: list[str], name: str, kind: PointKind, label: str) -> tuple[list[ParsedPoint], list[str]]:
+    """One frame group `t i x y [i x y ...]`: whole triples are kept, each bad one reported."""
+    if not tokens:
+        return [], []
+    group = _preview(" ".join(tokens))
+    if not _TIME.fullmatch(tokens[0]):
+        return [], [f"malformed group {group} in <{name}> dropped: timestamp {_preview(tokens[0])} is not a number"]
+    time_s, rest = float(tokens[0]), tokens[1:]
+    whole = len(rest) - len(rest) % 3
+    points, problems = [], []
+    for i in range(0, whole, 3):
+        point, problem = _molmo2_point(rest[i : i + 3], time_s, kind, label)
+        if point is None:
+            problems.append(f"{problem} (<{name}> group {group})")
+        else:
+            points.append(point)
+    if not rest:
+        problems.append(f"malformed group {group} in <{name}> dropped: no points")
+    elif whole < len(rest):
+        problems.append(f"incomplete point {_preview(' '.join(rest[whole:]))} dropped (<{name}> group {group})")
+    return points, problems
+
+
+def _molmo2_point(
+    tokens: list[str], time_s: float, kind: PointKind, label: str
+) -> tuple[ParsedPoint | None, str | None]:
+    """A point from `i x y` (x, y per mille), or None and why not."""
+    number, x, y = tokens
+    text = _preview(" ".join(tokens))
+    if not (_INTEGER.fullmatch(number) and _NUMBER.fullmatch(x) and _NUMBER.fullmatch(y)):
+        return None, f"malformed point {text} dropped: not a number"
+    x_value, y_value = float(x), float(y)
+    if not (0 <= x_value <= 1000 and 0 <= y_value <= 1000):
+        return None, f"out-of-range point {text} dropped: coordinates must be 0-1000"
+    return ParsedPoint(x_value / 1000, y_value / 1000, label, time_s, int(number), kind), None
+
+
+def _v1_points(element: _Element, label: str) -> tuple[list[ParsedPoint], list[str]]:
+    """Points of `x="61.5" y="40.6"` or `x1=.. y1=.. x2=..` (percent); a cut-off value is dropped, never guessed."""
+    pairs: dict[str, dict[str, str]] = {}
+    problems = []
+    for name, value in element.attributes.items():
+        coordinate = _V1_COORDINATE.fullmatch(name)
+        if coordinate is None:
+            continue
+        if name == element.cut_attribute:
+            problems.append(f"truncated <{element.name}> element: {name} cut off at {_preview(value)}")
+            continue
+        axis, suffix = coordinate.groups()
+        pairs.setdefault(suffix, {})[axis] = value
+    points = []
+    for suffix in sorted(pairs, key=lambda s: int(s or 0)):
+        point, problem = _v1_point(pairs[suffix], suffix, label)
+        if point is None:
+            problems.append(f"{problem} (<{element.name}>)")
+        else:
+            points.append(point)
+    return points, problems
+
+
+def _v1_point(pair: dict[str, str], suffix: str, label: str) -> tuple[ParsedPoint | None, str | None]:
+    """A point from one x/y pair (percent), or None and why not."""
+    if len(pair) < 2:
+        ((axis, value),) = pair.items()
+        return None, f"incomplete point {axis}{suffix}={_preview(value)} dropped: its other coordinate is missing"
+    x, y = pair["x"], pair["y"]
+    text = f"x{suffix}={_preview(x)} y{suffix}={_preview(y)}"
+    if not (_NUMBER.fullmatch(x) and _NUMBER.fullmatch(y)):
+        return None, f"malformed point {text} dropped: not a number"
+    x_value, y_value = float(x), float(y)
+    if not (0 <= x_value <= 100 and 0 <= y_value <= 100):
+        return None, f"out-of-range point {text} dropped: coordinates must be 0-100"
+    return ParsedPoint(x_value / 100, y_value / 100, label, None, int(suffix or 1), PointKind.POINT), None
+
+
+def to_grounding_result(
+    parsed: ParseResult, frame_times_s: list[float], width: int, height: int, raw: str
+) -> GroundingResult:
+    """Parsed points -> points on a window's frames (nearest real timestamp; single-frame Molmo v1
+    answers: the last frame), in pixels, with what could not be parsed."""
+    last = len(frame_times_s) - 1
+    points = tuple(
+        GroundedPoint(
+            last if p.time_s is None else nearest_frame(p.time_s, frame_times_s),
+            *p.to_pixels(width, height),
+            p.label,
+            p.object_id,
+        )
+        for p in parsed.points
+    )
+    return GroundingResult(points, raw, parsed.problems)

@@ -1,0 +1,75 @@
+"""Find a backend class from a parameter: a registered name or `package.module:Class`."""
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+
+import torch
+
+from videomolmo_ros.backends.interfaces import Pointer
+
+# Registered names -> "module:Class". Imported only when chosen, so a user of one backend
+# never pays for (or needs the dependencies of) another.
+POINTERS: dict[str, str] = {
+    "molmo2": "videomolmo_ros.backends.molmo2.pointer:Molmo2Pointer",
+    "videomolmo": "videomolmo_ros.backends.videomolmo.pointer:VideoMolmoPointer",
+}
+PROPAGATORS: dict[str, str] = {
+    "sam2": "videomolmo_ros.backends.sam2.propagator:Sam2Propagator",
+}
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be found, built or configured; the message says what to change."""
+
+
+def resolve(spec: str, kind: type) -> type:
+    """The class named by `spec` for a backend of `kind` (Pointer or MaskPropagator)."""
+    registry = POINTERS if kind is Pointer else PROPAGATORS
+    target = registry.get(spec, spec)
+    if ":" not in target:
+        known = ", ".join(sorted(registry)) or "none yet"
+        raise BackendError(
+            f"unknown {kind.__name__} backend {spec!r}: use a registered name ({known}) or 'package.module:ClassName'"
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except (ImportError, ValueError, TypeError) as error:  # not found, or a malformed module path
+        raise BackendError(f"{kind.__name__} backend {spec!r}: cannot import {module_name!r}: {error}") from error
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, kind)):
+        raise BackendError(
+            f"{kind.__name__} backend {spec!r}: {target} is not a subclass of "
+            f"videomolmo_ros.backends.interfaces.{kind.__name__}"
+        )
+    return cls
+
+
+def parameter_prefix(spec: str) -> str:
+    """Where a backend's options live among the node's parameters: `<name>.<option>`.
+
+    Each backend has its own namespace (molmo2.model, sam2.checkpoint, ...), so one params file
+    can configure every backend and switching backends never hands one backend another's values.
+    A user class `package.module:Class` gets `Class`.
+    """
+    return spec.rpartition(":")[2]
+
+
+def option_defaults(cls: type) -> dict[str, object]:
+    """The options a backend class takes, with their defaults (declared as ROS parameters)."""
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls.Options)
+    }
+
+
+def create(spec: str, kind: type, device: torch.device, options: Mapping[str, object] | None = None):
+    """Build a backend with `options` (unknown names are an error, not silently ignored)."""
+    cls = resolve(spec, kind)
+    try:
+        parsed = cls.Options(**dict(options or {}))
+    except TypeError as error:
+        known = ", ".join(option_defaults(cls)) or "none"
+        raise BackendError(f"{kind.__name__} backend {spec!r}: bad options ({error}); it takes: {known}") from error
+    return cls(parsed, device)

@@ -1,0 +1,148 @@
+"""Each camera's inputs: image (raw, or compressed on a decoder thread), depth and camera_info into its pipeline.
+
+A callback converts and hands over; it never runs a model. A message it cannot use is
+rejected with its reason and counted on the camera; a bug in a callback is counted and logged
+(`internal_errors`), never the end of the node.
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from videomolmo_ros.io.depth_projection import CameraIntrinsics, DepthImage, DepthSync
+from videomolmo_ros.io.image_codec import ImageDecodeError, decode_compressed, decode_image
+from videomolmo_ros.node import messages
+from videomolmo_ros.node.guarded import guarded
+from videomolmo_ros.node.parameters import NodeSettings
+from videomolmo_ros.pipeline.cameras import CameraConfig
+from videomolmo_ros.pipeline.decode_worker import DecodeWorker
+from videomolmo_ros.pipeline.health import HealthMonitor
+from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
+
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+@dataclass
+class NodeCamera:
+    """One camera's share of the node: settings, pipeline, depth, health, debug view."""
+
+    config: CameraConfig
+    debug_image_pub: object
+    depths: DepthSync
+    health: HealthMonitor = field(default_factory=HealthMonitor)
+    intrinsics: CameraIntrinsics | None = None
+    pipeline: PerceptionPipeline | None = None
+    decoder: DecodeWorker | None = None
+    last_tracks: dict[str, TracksOutput] = field(default_factory=dict)
+    last_targets: dict[str, TargetsOutput] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def image_qos(camera: CameraConfig) -> QoSProfile:
+    """SensorDataQoS with the camera's reliability and queue depth."""
+    return QoSProfile(
+        history=qos_profile_sensor_data.history,
+        depth=camera.queue_depth,
+        reliability=RELIABILITY[camera.reliability],
+        durability=qos_profile_sensor_data.durability,
+    )
+
+
+class CameraInputs:
+    """Subscribes each camera's topics (at activate) and feeds what arrives into the camera's pipeline."""
+
+    def __init__(self, node: Node, settings: NodeSettings):
+        self._node = node
+        self._settings = settings
+
+    def subscribe(self, camera: NodeCamera) -> list:
+        """Image (raw or compressed, with its decoder thread) and, with use_depth, depth and camera_info."""
+        config, qos = camera.config, image_qos(camera.config)
+
+        def bind(callback):
+            return guarded(functools.partial(callback, camera), self._reporter(camera))
+
+        if config.transport == "compressed":
+            camera.decoder = DecodeWorker(
+                bind(self._decode),
+                lambda: camera.pipeline.counters.add("frames_skipped_decoder_busy"),
+                config.queue_depth,
+                f"decode-{config.name}",
+            )
+            subscribe = self._node.create_subscription
+            subscriptions = [subscribe(CompressedImage, config.image_topic, camera.decoder.put, qos)]
+        else:
+            subscriptions = [self._node.create_subscription(Image, config.image_topic, bind(self._on_image), qos)]
+        if self._settings.use_depth and config.depth_topic:
+            subscriptions.append(self._node.create_subscription(Image, config.depth_topic, bind(self._on_depth), qos))
+            subscriptions.append(
+                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), 10)
+            )
+        return subscriptions
+
+    @staticmethod
+    def _reporter(camera: NodeCamera) -> Callable[[str], None]:
+        return lambda text: camera.pipeline.problem("internal_errors", text)
+
+    def _on_image(self, camera: NodeCamera, msg: Image) -> None:
+        try:
+            rgb = messages.rgb_from_image(msg)
+        except ImageDecodeError as error:
+            self._reject_frame(camera, msg.header, error.reason, str(error))
+            return
+        self._submit_frame(camera, msg.header, rgb)
+
+    def _decode(self, camera: NodeCamera, msg: CompressedImage) -> None:
+        """On the camera's decoder thread: the callback only queued the message."""
+        try:
+            rgb = decode_compressed(msg.format, msg.data)
+        except ImageDecodeError as error:
+            self._reject_frame(camera, msg.header, error.reason, str(error))
+            return
+        self._submit_frame(camera, msg.header, rgb)
+
+    @staticmethod
+    def _reject_frame(camera: NodeCamera, header, reason: str, text: str) -> None:
+        camera.pipeline.counters.add("frames_received")
+        source = header.frame_id or "(no frame_id)"
+        camera.pipeline.problem(f"frames_rejected_{reason}", f"image from {source} dropped: {text}")
+
+    def _submit_frame(self, camera: NodeCamera, header, rgb) -> None:
+        """A decoded frame into its camera's pipeline; a malformed message is rejected before, by the codec."""
+        if too_large := camera.config.too_large(*rgb.shape[:2]):
+            self._reject_frame(camera, header, "too_large", too_large)
+            return
+        stamp = messages.stamp_ns(header.stamp)
+        camera.health.image_received(stamp, self._node.get_clock().now().nanoseconds / 1e9)
+        camera.pipeline.submit_frame(rgb, stamp, header.frame_id)
+
+    @staticmethod
+    def _on_camera_info(camera: NodeCamera, msg: CameraInfo) -> None:
+        camera.intrinsics = CameraIntrinsics.from_camera_info(list(msg.k), msg.width, msg.height)
+
+    def _on_depth(self, camera: NodeCamera, msg: Image) -> None:
+        """Keep depth (registered to the colour camera) to give targets and tracks 3D positions."""
+        if camera.intrinsics is None:
+            camera.pipeline.problem("depth_dropped_no_camera_info", "depth image dropped: no camera_info received yet")
+            return
+        try:
+            raw = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+            depth = DepthImage.from_raw(
+                raw,
+                msg.encoding,
+                camera.intrinsics.scaled_to(msg.width, msg.height),
+                messages.stamp_ns(msg.header.stamp),
+                self._settings.depth_unit_divisor or None,
+            )
+        except ValueError as error:
+            camera.pipeline.problem("depth_rejected", f"depth image dropped: {error}")
+            return
+        camera.depths.add(depth)

@@ -1,0 +1,361 @@
+"""The perception pipeline: frames and commands in, targets, tracks and masks out. No ROS.
+
+Two worker threads keep the camera callback free:
+
+- the grounding worker runs the pointer at its own pace, round-robin over the running
+  commands, each time on the newest context window, and never twice on the same window;
+- the tracking worker steps the mask propagator on the newest camera frame, folds in the
+  grounding results, and publishes tracks and masks at camera rate.
+
+Drop policy (every drop is counted in `counters` under the name given here):
+
+- a camera frame that arrives while the tracking worker is busy is superseded by newer
+  frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
+- a grounding result whose command was stopped or replaced while the model ran is dropped
+  (`groundings_dropped_command_gone`), and so is one whose frames are more than
+  `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
+- a frame with the same stamp as the newest one is a duplicate and dropped
+  (`frames_rejected_duplicate_stamp`);
+- a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
+  and propagator; commands keep running (`time_jump_resets`); a grounding of frames from
+  before the reset is dropped (`groundings_dropped_reset`);
+- a frame more than `max_result_age_s` newer than the previous one (a stalled camera, a gap in
+  a bag) empties the context window, not the tracks (`time_gap_context_restarts`).
+"""
+
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.pipeline.commands import (
+    Command,
+    CommandAction,
+    CommandBook,
+    CommandEvent,
+    CommandRequest,
+    CommandState,
+)
+from videomolmo_ros.pipeline.counters import Counters
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
+from videomolmo_ros.pipeline.mask_fusion import TAU
+from videomolmo_ros.pipeline.outputs import OutputSink
+from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
+from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    stream_frames: int = 4
+    context_frames: int = 8
+    context_fps: float = 2.0
+    max_result_age_s: float = 5.0
+    max_query_chars: int = 512
+    max_commands: int = 16
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
+    fusion_iou_threshold: float = TAU
+    fusion_max_lag_frames: int = 30
+    camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
+
+
+class TakeTurns:
+    """A lock handed over in arrival order: cameras sharing one model take turns, none starves.
+
+    (threading.Lock lets the thread that just released it take it straight back.)
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        me = object()
+        with self._wake:
+            self._queue.append(me)
+            self._wake.wait_for(lambda: self._queue[0] is me)
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._queue.popleft()
+                self._wake.notify_all()
+
+
+class PerceptionPipeline:
+    """Owns one camera's buffers, tracks and two workers.
+
+    Several cameras run one pipeline each, sharing the command book (`commands`), the track id
+    counter (`track_ids`, so ids are unique across cameras) and turns on the pointer model
+    (`pointer_turns`); each pipeline needs its own propagator (MaskPropagator.for_another_camera).
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        device: torch.device,
+        pointer: Pointer | None,
+        propagator: MaskPropagator | None,
+        sink: OutputSink,
+        commands: CommandBook | None = None,
+        track_ids: Iterator[int] | None = None,
+        pointer_turns: TakeTurns | None = None,
+    ):
+        self.config = config
+        self.camera = config.camera
+        self.device = device
+        self.pointer = pointer
+        self.propagator = propagator
+        self.sink = sink
+        self.counters = Counters()
+        self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
+        self._pointer_turns = pointer_turns or TakeTurns()
+        self.stream = FrameBuffer(config.stream_frames, device, camera=config.camera)
+        self.context = FrameBuffer(
+            config.context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera
+        )
+        fuser = make_fuser(config.fusion, config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator)
+        tracker = TrackManager(config.tracker, track_ids)
+        self._stage = TrackingStage(  # the tracking worker's alone
+            config.camera, tracker, fuser, propagator, self.commands, sink, self.counters, self.problem
+        )
+        self.last_grounding_s: float | None = None
+        self._wake = threading.Condition()
+        self._results: deque[Grounded] = deque()
+        self._controls: deque[Callable[[], None]] = deque()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._run, args=(self._tracking_turn,), name="tracking", daemon=True),
+            threading.Thread(target=self._run, args=(self._grounding_turn,), name="grounding", daemon=True),
+        ]
+        self._tracked_seq = -1  # tracking worker only
+        self._grounded: dict[tuple[str, int], int] = {}  # grounding worker only
+        self._epoch = 0  # counts restarts; guarded by _wake
+
+    # ----------------------------------------------------------------- inputs (any thread)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers (a running model call is waited for up to `timeout_s`)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout_s)
+
+    def reconfigure(self, **changes: float) -> None:
+        """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
+        tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
+        top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
+        try:
+            config = replace(self.config, **top, tracker=replace(self.config.tracker, **tracker))
+        except TypeError as error:
+            raise ValueError(f"not a runtime setting: {error}") from error
+        self.config = config
+        self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
+
+    def problem(self, key: str, message: str) -> None:
+        """Count a problem under `key` and report it (naming the camera, when it has a name)."""
+        self.counters.add(key)
+        self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
+
+    def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:
+        """Buffer an H x W x 3 uint8 RGB camera frame. Cheap: called from the image callback."""
+        self.counters.add("frames_received")
+        newest = self.stream.newest()
+        if newest is not None and stamp_ns == newest.stamp_ns:
+            self.problem(
+                "frames_rejected_duplicate_stamp",
+                f"image stamped {stamp_ns / 1e9:.3f} s dropped: the previous image has the same stamp "
+                "(a driver publishing a frame twice?)",
+            )
+            return
+        if newest is not None and stamp_ns < newest.stamp_ns:
+            self.problem(
+                "time_jump_resets",
+                f"image stamps went back from {newest.stamp_ns / 1e9:.3f} s to {stamp_ns / 1e9:.3f} s "
+                "(a looping or restarted bag?): buffers, tracks and masks restart; commands keep running",
+            )
+            self._restart()
+        elif newest is not None and 0 < self.config.max_result_age_s < (stamp_ns - newest.stamp_ns) / 1e9:
+            self.problem(
+                "time_gap_context_restarts",
+                f"image stamps jumped forward {(stamp_ns - newest.stamp_ns) / 1e9:.1f} s (a stalled camera or a "
+                "gap in a bag): the grounding context restarts so the model never combines frames that far "
+                "apart; tracks keep running",
+            )
+            self.context.clear()
+        shape = self.stream.frame_shape
+        if shape is not None and shape != image.shape:
+            self.problem(
+                "resolution_changes",
+                f"image size changed from {shape[1]}x{shape[0]} to {image.shape[1]}x{image.shape[0]}: "
+                "buffers, tracks and masks restart",
+            )
+            self._restart()
+        tensor = torch.from_numpy(image).to(self.device)
+        self.stream.push(tensor, stamp_ns, frame_id)
+        self.context.push(tensor, stamp_ns, frame_id)
+        with self._wake:
+            self._wake.notify_all()
+
+    def submit_command(self, request: CommandRequest) -> list[CommandEvent]:
+        """Apply a command; the events say what was accepted, rejected or stopped."""
+        if self.pointer is None and request.action in (CommandAction.ADD, CommandAction.REPLACE):
+            self.counters.add("commands_rejected")
+            reason = "no pointer backend is configured (set the pointer_backend parameter)"
+            return [CommandEvent(CommandState.REJECTED, request.id, request.query[:80], reason)]
+        events = self.commands.apply(request)
+        for event in events:
+            self.counters.add(f"commands_{event.state.name.lower()}")
+        self.commands_changed(events)
+        return events
+
+    def commands_changed(self, events: list[CommandEvent]) -> None:
+        """Forget the tracks of stopped commands and wake the workers (the book may be shared)."""
+        for event in events:
+            if event.state is CommandState.STOPPED:
+                self._control(lambda command_id=event.id: self._stage.forget_command(command_id))
+        with self._wake:
+            self._wake.notify_all()
+
+    def _restart(self) -> None:
+        with self._wake:
+            self._epoch += 1
+        self.stream.clear()
+        self.context.clear()
+        self._control(self._stage.forget_all)  # _tracked_seq stays: no frame is tracked twice
+
+    def _control(self, action: Callable[[], None]) -> None:
+        """Run `action` on the tracking worker, which alone touches tracks and the propagator."""
+        with self._wake:
+            self._controls.append(action)
+            self._wake.notify_all()
+
+    # ----------------------------------------------------------------- workers
+
+    def _run(self, turn: Callable[[], bool]) -> None:
+        """A worker loop: one bug or model failure is reported, never the end of the worker."""
+        while True:
+            try:
+                if not turn():
+                    return
+            except Exception as error:
+                self.problem(
+                    "internal_errors",
+                    f"{threading.current_thread().name} worker: {error!r}\n{traceback.format_exc()}",
+                )
+                time.sleep(0.1)
+
+    def _tracking_has_work(self) -> bool:
+        newest = self.stream.newest()
+        fresh_frame = self.propagator is not None and newest is not None and newest.seq > self._tracked_seq
+        return bool(self._controls or self._results or fresh_frame)
+
+    def _tracking_turn(self) -> bool:
+        with self._wake:
+            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work())
+            if self._stopping:
+                return False
+            controls, self._controls = list(self._controls), deque()
+            results, self._results = list(self._results), deque()
+        for action in controls:
+            action()
+        for grounded in results:
+            self._apply_grounding(grounded)
+        newest = self.stream.newest()
+        if self.propagator is None or newest is None or newest.seq <= self._tracked_seq:
+            return True
+        if not self.commands.running(self.camera):
+            self._tracked_seq = newest.seq  # nothing to track: not a skip, no frame copy, no model step
+            return True
+        frame = self.stream.latest()
+        if frame is not None:
+            if self._tracked_seq >= 0:
+                self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
+            self._tracked_seq = frame.meta.seq
+            self._stage.track(frame)
+        return True
+
+    def _next_grounding(self) -> tuple[Command, FrameWindow] | None:
+        """The next command with a context window it has not been grounded on yet."""
+        newest = self.context.newest()
+        if newest is None:
+            return None
+        running = self.commands.running(self.camera)
+        running_ids = {c.id for c in running}
+        self._grounded = {key: seq for key, seq in self._grounded.items() if key[0] in running_ids}
+        for _ in range(len(running)):
+            command = self.commands.next_turn(self.camera)
+            if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
+                window = self.context.window(self.config.context_frames)
+                return (command, window) if window is not None else None
+        return None
+
+    def _grounding_turn(self) -> bool:
+        choice = None
+
+        def ready() -> bool:
+            nonlocal choice
+            choice = None if self._stopping else self._next_grounding()
+            return self._stopping or choice is not None
+
+        with self._wake:
+            self._wake.wait_for(ready)
+            if self._stopping:
+                return False
+            epoch = self._epoch
+        command, window = choice
+        self._grounded[(command.id, command.generation)] = window.metas[-1].seq
+        try:
+            result = self._ground(window, command)
+        except Exception as error:
+            self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
+            return True
+        self.counters.add("groundings")
+        with self._wake:
+            self._results.append(Grounded(command, window, result, epoch))
+            self._wake.notify_all()
+        return True
+
+    def _ground(self, window: FrameWindow, command: Command) -> GroundingResult:
+        """One pointer call, in this camera's turn on the model; its time (not the wait) is reported."""
+        with self._pointer_turns.turn():
+            started = time.monotonic()
+            try:
+                return self.pointer.ground(window, command.query, command.mode)
+            finally:
+                self.last_grounding_s = time.monotonic() - started
+
+    def _apply_grounding(self, grounded: Grounded) -> None:
+        """Hand a grounding to the tracking stage unless its command, the buffers or its frames moved on."""
+        command, window = grounded.command, grounded.window
+        if not self.commands.is_current(command):
+            self.counters.add("groundings_dropped_command_gone")
+            return
+        with self._wake:
+            if grounded.epoch != self._epoch:
+                self.counters.add("groundings_dropped_reset")
+                return
+        newest = self.stream.newest()
+        age_s = 0.0 if newest is None else (newest.stamp_ns - window.metas[-1].stamp_ns) / 1e9
+        if age_s > self.config.max_result_age_s:
+            self.problem(
+                "groundings_dropped_too_old",
+                f"grounding of {command.query!r} dropped: its frames are {age_s:.1f} s behind the camera "
+                f"(max_result_age_s = {self.config.max_result_age_s})",
+            )
+            return
+        self._stage.apply_grounding(grounded)

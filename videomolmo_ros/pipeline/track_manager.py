@@ -1,0 +1,164 @@
+"""Persistent object identities across grounding queries and frames.
+
+Each grounding adds points; each point is matched to one of its command's tracks or starts
+a new one, so an object keeps its id while it moves, while the model is queried again, and
+while it is briefly out of sight. States follow stated rules:
+
+- TENTATIVE: new, until its mask is seen in `confirm_frames` consecutive frames; deleted if
+  unseen for more than `confirm_frames` frames first (a false detection);
+- TRACKED: its mask is seen in the current frame;
+- LOST: not seen in the current frame; deleted after `max_lost_frames` frames unseen.
+
+Matching a point to tracks: a point inside a track's current mask costs ~0, otherwise its
+distance to the track's point as a fraction of the image diagonal; pairs above
+`match_distance` are not allowed; the Hungarian algorithm picks the cheapest assignment.
+"""
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from videomolmo_ros.io.mask_geometry import Box, interior_point, mask_box
+
+
+class TrackState(IntEnum):
+    """Values match ObjectTrack.STATE_*."""
+
+    TENTATIVE = 0
+    TRACKED = 1
+    LOST = 2
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    confirm_frames: int = 3
+    max_lost_frames: int = 90
+    match_distance: float = 0.15
+    min_mask_pixels: int = 4
+
+
+@dataclass
+class Track:
+    id: int
+    command_id: str
+    label: str
+    x: float
+    y: float
+    created_ns: int
+    state: TrackState = TrackState.TENTATIVE
+    box: Box | None = None
+    score: float = 1.0
+    streak: int = 0  # consecutive frames seen
+    unseen: int = 0  # consecutive frames not seen
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+
+_INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track's mask
+
+
+class TrackManager:
+    """Tracks of every command; ids are unique across commands for the node's lifetime.
+
+    Managers of several cameras share one `ids` counter, so ids are unique across cameras too.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, ids: Iterator[int] | None = None):
+        self.config = config or TrackerConfig()
+        self._tracks: dict[int, Track] = {}
+        self._ids = ids if ids is not None else itertools.count(1)
+
+    def tracks(self, command_id: str) -> list[Track]:
+        return [t for t in self._tracks.values() if t.command_id == command_id]
+
+    def associate(
+        self,
+        command_id: str,
+        points: Sequence[tuple[float, float, str]],
+        image_size: tuple[int, int],
+        stamp_ns: int,
+    ) -> list[int]:
+        """The track id of each (x, y, label) point, creating tracks for unmatched points."""
+        candidates = self.tracks(command_id)
+        height, width = image_size
+        diagonal = math.hypot(width, height)
+        cost = np.full((len(points), len(candidates)), np.inf)
+        for i, (x, y, _) in enumerate(points):
+            for j, track in enumerate(candidates):
+                distance = math.hypot(x - track.x, y - track.y) / diagonal
+                if _inside(track.mask, x, y):
+                    cost[i, j] = distance * _INSIDE_COST
+                elif distance <= self.config.match_distance:
+                    cost[i, j] = distance
+        ids: list[int | None] = [None] * len(points)
+        if candidates and points:
+            rows, cols = linear_sum_assignment(np.where(np.isinf(cost), 1e9, cost))
+            for i, j in zip(rows, cols, strict=True):
+                if np.isfinite(cost[i, j]):
+                    ids[i] = candidates[j].id
+        for i, (x, y, label) in enumerate(points):
+            if ids[i] is None:
+                track = Track(next(self._ids), command_id, label, x, y, created_ns=stamp_ns)
+                self._tracks[track.id] = track
+                ids[i] = track.id
+        return ids
+
+    def update_from_points(self, ids: Sequence[int], points: Sequence[tuple[float, float, str]]) -> None:
+        """Without masks, a grounding is the only sighting: move the tracks to their points."""
+        for track_id, (x, y, _) in zip(ids, points, strict=True):
+            track = self._tracks[track_id]
+            track.x, track.y = x, y
+            self._seen(track)
+
+    def update_from_masks(self, command_id: str, masks: dict[int, tuple[np.ndarray, float]]) -> list[int]:
+        """Update a command's tracks from one frame's masks; return the ids deleted as lost too long."""
+        deleted = []
+        for track in self.tracks(command_id):
+            mask, score = masks.get(track.id, (None, 0.0))
+            box = None
+            if mask is not None and int(mask.sum()) >= self.config.min_mask_pixels:
+                box = mask_box(mask)
+            if box is None:
+                track.mask = None
+                track.streak = 0
+                track.unseen += 1
+                limit = self.config.max_lost_frames
+                if track.state is TrackState.TENTATIVE:
+                    limit = self.config.confirm_frames
+                else:
+                    track.state = TrackState.LOST
+                if track.unseen > limit:
+                    deleted.append(track.id)
+                continue
+            track.mask, track.box, track.score = mask, box, score
+            track.x, track.y = interior_point(mask, box)
+            self._seen(track)
+        for track_id in deleted:
+            del self._tracks[track_id]
+        return deleted
+
+    def _seen(self, track: Track) -> None:
+        track.streak += 1
+        track.unseen = 0
+        if track.state is not TrackState.TENTATIVE or track.streak >= self.config.confirm_frames:
+            track.state = TrackState.TRACKED
+
+    def remove_command(self, command_id: str) -> list[int]:
+        ids = [t.id for t in self.tracks(command_id)]
+        for track_id in ids:
+            del self._tracks[track_id]
+        return ids
+
+    def clear(self) -> None:
+        self._tracks.clear()
+
+
+def _inside(mask: np.ndarray | None, x: float, y: float) -> bool:
+    if mask is None:
+        return False
+    row, col = round(y), round(x)
+    return 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and bool(mask[row, col])

@@ -1,0 +1,226 @@
+"""The tracking worker's state: tracks, the propagator and the fuser, and how groundings and frames update them.
+
+Only the tracking worker calls into a TrackingStage (the pipeline queues every other request
+to it), so nothing here takes a lock.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask
+from videomolmo_ros.pipeline.commands import Command, CommandBook
+from videomolmo_ros.pipeline.counters import Counters
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
+from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
+from videomolmo_ros.pipeline.track_manager import TrackManager
+
+FUSION_MODES = ("forward", "bidirectional")
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """A pointer's answer on its window, for the command it was asked for."""
+
+    command: Command
+    window: FrameWindow
+    result: GroundingResult
+    epoch: int
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """A tracked frame held for fusion, with the forward pass's scores."""
+
+    frame: Frame
+    scores: dict[int, float]
+
+
+def latest_sightings(points: list[GroundedPoint]) -> list[GroundedPoint]:
+    """The points that become prompts: each object's most recent sighting in the window.
+
+    With model object ids (Molmo2 track mode numbers objects consistently within one answer),
+    each object's latest point, so an object out of sight in the last frames keeps its last
+    position; without ids (pointing), the points of the latest frame that has any.
+    """
+    if all(p.object_id is not None for p in points):
+        latest: dict[int, GroundedPoint] = {}
+        for p in points:
+            if p.object_id not in latest or p.frame_index > latest[p.object_id].frame_index:
+                latest[p.object_id] = p
+        return sorted(latest.values(), key=lambda p: (p.frame_index, p.object_id))
+    index = max(p.frame_index for p in points)
+    return [p for p in points if p.frame_index == index]
+
+
+def make_fuser(fusion: str, max_lag_frames: int, iou_threshold: float, propagator: MaskPropagator | None):
+    """None in the zero-lag forward mode; else the fuser holding frames until the next keyframe."""
+    if fusion not in FUSION_MODES:
+        raise ValueError(f"fusion {fusion!r}: use forward or bidirectional")
+    if fusion == "forward":
+        return None
+    if propagator is None or type(propagator).propagate is MaskPropagator.propagate:
+        name = type(propagator).__name__ if propagator else "no propagator"
+        raise ValueError(f"fusion bidirectional needs a propagator with a backward pass; {name} has none")
+    return FixedLagFuser(max_lag_frames, iou_threshold, key=lambda t: t.frame.meta.stamp_ns)
+
+
+class TrackingStage:
+    """Turns groundings into prompts and tracks, and each tracked frame into published tracks and masks."""
+
+    def __init__(
+        self,
+        camera: str,
+        tracker: TrackManager,
+        fuser: FixedLagFuser | None,
+        propagator: MaskPropagator | None,
+        commands: CommandBook,
+        sink: OutputSink,
+        counters: Counters,
+        problem: Callable[[str, str], None],
+    ):
+        self.camera = camera
+        self.tracker = tracker
+        self.propagator = propagator
+        self._fuser = fuser
+        self._commands = commands
+        self._sink = sink
+        self._counters = counters
+        self._problem = problem
+
+    def forget_command(self, command_id: str) -> None:
+        removed = self.tracker.remove_command(command_id)
+        if self.propagator is not None and removed:
+            self.propagator.remove(removed)
+
+    def forget_all(self) -> None:
+        if self._fuser is not None:
+            self._counters.add("fusion_frames_dropped_reset", self._fuser.reset())
+        self.tracker.clear()
+        if self.propagator is not None:
+            self.propagator.reset()
+
+    def apply_grounding(self, grounded: Grounded) -> None:
+        """Publish a grounding's targets and prompt the propagator with them (or update point tracks)."""
+        command, window, result = grounded.command, grounded.window, grounded.result
+        for problem in result.problems:
+            self._problem("model_output_problems", f"model output for {command.query!r}: {problem}")
+        points = self._valid_points(window, result.points, command.query)
+        if not points:
+            self._sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
+            return
+        sightings = latest_sightings(points)
+        observed = [(p.x, p.y, p.label or command.query) for p in sightings]
+        last = window.metas[max(p.frame_index for p in sightings)]
+        ids = self.tracker.associate(command.id, observed, tuple(window.images.shape[1:3]), last.stamp_ns)
+        for index in sorted({p.frame_index for p in sightings}):
+            here = [(i, p) for i, p in zip(ids, sightings, strict=True) if p.frame_index == index]
+            frame = window.frame(index)
+            targets = tuple(Target(i, p.label or command.query, p.x, p.y) for i, p in here)
+            self._sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
+            if self.propagator is not None:
+                prompts = {i: [(p.x, p.y)] for i, p in here}
+                self.propagator.add_prompts(frame, prompts)
+        if self.propagator is None:
+            self.tracker.update_from_points(ids, observed)
+            self._publish_tracks(command, last)
+        elif self._fuser is not None:
+            self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
+
+    def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
+        height, width = window.images.shape[1:3]
+        valid = [p for p in points if 0 <= p.frame_index < len(window) and 0 <= p.x < width and 0 <= p.y < height]
+        if len(valid) < len(points):
+            self._problem(
+                "model_output_problems",
+                f"{len(points) - len(valid)} point(s) for {query!r} fell outside the {len(window)}-frame "
+                f"{width}x{height} window and were dropped",
+            )
+        return valid
+
+    def track(self, frame: Frame) -> None:
+        """Step the propagator on `frame`; publish its tracks and masks (or hold them for fusion)."""
+        try:
+            stepped = self.propagator.step(frame)
+        except Exception as error:
+            self._problem("propagation_failures", f"mask propagation failed: {error!r}")
+            return
+        self._counters.add("frames_tracked")
+        masks = self._cpu_masks(stepped, frame)
+        if self._fuser is None:
+            self._publish_frame(frame, masks)
+            return
+        tracked = _Tracked(frame, {object_id: score for object_id, (_, score) in masks.items()})
+        timeouts = self._fuser.timeouts
+        released = self._fuser.push(tracked, {object_id: mask for object_id, (mask, _) in masks.items()})
+        self._counters.add("fusion_frames_unfused_lag", self._fuser.timeouts - timeouts)
+        self._publish_released(released)
+
+    def _cpu_masks(self, stepped: dict[int, ObjectMask], frame: Frame) -> dict[int, tuple[np.ndarray, float]]:
+        """The propagator's masks as CPU numpy (once per frame), minus any of the wrong size."""
+        masks = {
+            object_id: (m.mask.detach().to("cpu", torch.bool).numpy(), float(m.score))
+            for object_id, m in stepped.items()
+            if tuple(m.mask.shape) == (frame.height, frame.width)
+        }
+        if len(masks) < len(stepped):
+            self._problem(
+                "propagation_failures",
+                f"{len(stepped) - len(masks)} mask(s) ignored: not of the frame size {frame.width}x{frame.height}",
+            )
+        return masks
+
+    def _fuse_keyframe(self, keyframe: Frame, prompts: dict[int, list[tuple[float, float]]]) -> None:
+        """Backward pass from the keyframe's prompts over the held frames; release them fused.
+
+        The keyframe lands on the newest held frame at or before it (the tracking worker may
+        have skipped the keyframe's own frame); if that is not the keyframe, the keyframe is
+        appended so the backward pass starts from the prompted image.
+        """
+        stamp = keyframe.meta.stamp_ns
+        held = [t for t in self._fuser.held() if t.frame.meta.stamp_ns <= stamp]
+        if not held:
+            self._counters.add("fusion_missed_keyframes")
+            return
+        anchor = held[-1]
+        span = [*self._fuser.frames_needing_backward(anchor), anchor]
+        frames = [t.frame for t in span] + ([keyframe] if anchor.frame.meta.stamp_ns != stamp else [])
+        try:
+            backward = self.propagator.propagate(frames, prompts, reverse=True)
+        except Exception as error:
+            self._problem("propagation_failures", f"backward pass for mask fusion failed: {error!r}")
+            backward = []
+        by_frame = {
+            t.frame.meta.stamp_ns: {i: mask for i, (mask, _) in self._cpu_masks(masks, t.frame).items()}
+            for t, masks in zip(span, backward, strict=False)  # `backward` may also cover the keyframe
+        }
+        self._publish_released(self._fuser.keyframe(anchor, by_frame))
+
+    def _publish_released(self, released: list[ReleasedFrame]) -> None:
+        for item in released:
+            self._counters.add("fusion_frames_fused" if item.fused else "fusion_frames_unfused")
+            scores = item.meta.scores
+            masks = {i: (mask, scores.get(i, 1.0)) for i, mask in item.masks.items() if mask is not None}
+            self._publish_frame(item.meta.frame, masks)
+
+    def _publish_frame(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
+        """Update every command's tracks from one frame's masks and publish its tracks and masks."""
+        shape = (frame.height, frame.width)
+        for command in self._commands.running(self.camera):
+            deleted = self.tracker.update_from_masks(command.id, masks)
+            if deleted:
+                self.propagator.remove(deleted)
+            self._publish_tracks(command, frame.meta)
+            seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
+            ids, seen_masks = tuple(t.id for t in seen), tuple(t.mask for t in seen)
+            self._sink.publish_masks(MasksOutput(frame.meta, command.id, ids, seen_masks, shape))
+
+    def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
+        snapshots = tuple(
+            TrackSnapshot(t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns, t.mask)
+            for t in self.tracker.tracks(command.id)
+        )
+        self._sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))

@@ -1,0 +1,284 @@
+"""Rosbag2 files without ROS (the `rosbags` library): this package's message types, bags to play, output
+bags, ground truth and scoring of a replay.
+
+The ROS side of the replay (publishing into the node, recording its answers) is bag_replay.py.
+"""
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
+from videomolmo_ros.tools.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
+
+PACKAGE = "videomolmo_ros"
+COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
+# The node's outputs (node-relative names) and their types.
+OUTPUTS = {
+    "targets": f"{PACKAGE}/msg/PointedTargets",
+    "tracks": f"{PACKAGE}/msg/ObjectTracks",
+    "masks": f"{PACKAGE}/msg/ObjectMasks",
+    "command_status": f"{PACKAGE}/msg/CommandStatus",
+}
+TRUTH_TYPE = OUTPUTS["masks"]
+DEFAULT_TRUTH_TOPIC = "/ground_truth/masks"
+STATUS_ACCEPTED, STATUS_STOPPED = 0, 2
+MODES = {"point": 0, "track": 1}
+ACTION_ADD, ACTION_STOP = 0, 2
+
+
+class ReplayError(Exception):
+    """A reason the replay cannot go on, worded for the user (printed, exit status 1)."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One bag topic played into one node topic."""
+
+    bag_topic: str
+    node_topic: str
+    msgtype: str
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did; with the output bag, what a scorer needs."""
+
+    output_bag: Path
+    frames_sent: int = 0
+    frames_timed_out: int = 0
+    commands_sent: int = 0
+    outputs: Counter = field(default_factory=Counter)
+    frame_stamps: list[int] = field(default_factory=list)  # header stamps of the frames sent, in order
+    frame_sent_ns: list[int] = field(default_factory=list)  # when each was sent, on the receive times' clock
+
+    def text(self) -> str:
+        recorded = ", ".join(f"{topic} {self.outputs[topic]}" for topic in OUTPUTS)
+        late = f" ({self.frames_timed_out} without tracks in time)" if self.frames_timed_out else ""
+        return (
+            f"frames sent: {self.frames_sent}{late}; commands sent: {self.commands_sent}\n"
+            f"outputs recorded: {recorded} -> {self.output_bag}"
+        )
+
+
+@dataclass(frozen=True)
+class RecordedOutput:
+    """One output of the node as the replay received it (msg: a rosbags message dataclass)."""
+
+    topic: str
+    receive_ns: int
+    msg: object
+
+
+# ---------------------------------------------------------------------------- types and bags
+
+
+def message_folder() -> Path:
+    """The package's msg/ folder: installed (ament index) first, else the source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        installed = Path(get_package_share_directory(PACKAGE)) / "msg"
+        if installed.is_dir():
+            return installed
+    except (ImportError, PackageNotFoundError):
+        pass
+    source = Path(__file__).resolve().parents[2] / "msg"
+    if not source.is_dir():
+        raise ReplayError(f"cannot find {PACKAGE}'s msg/ folder (not installed, no source tree)")
+    return source
+
+
+def make_typestore() -> Typestore:
+    """ROS 2 Kilted's standard types plus this package's messages, read from its .msg files."""
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for path in sorted(message_folder().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
+    typestore.register(types)
+    return typestore
+
+
+def open_bag(path: Path) -> Reader:
+    if not path.exists():
+        raise ReplayError(f"no bag at {path}")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as error:  # rosbags raises several unrelated error types for unreadable bags
+        raise ReplayError(f"cannot read the bag {path}: {error}") from error
+    return reader
+
+
+def select_streams(reader: Reader, args: argparse.Namespace) -> list[Stream]:
+    """The bag topics to play: the image always, depth / camera_info / commands when present.
+
+    A topic named on the command line must be in the bag; a default name may be absent.
+    """
+    in_bag = {c.topic: c.msgtype for c in reader.connections}
+    listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
+    streams = []
+    for option, node_topic, default, msgtype in [
+        ("image_topic", args.node_image, "/camera/image_raw", (IMAGE_TYPE, COMPRESSED_TYPE)),
+        ("depth_topic", args.node_depth, "/camera/depth/image_raw", IMAGE_TYPE),
+        ("camera_info_topic", args.node_camera_info, "/camera/camera_info", "sensor_msgs/msg/CameraInfo"),
+    ]:
+        topic = getattr(args, option) or default
+        if topic in in_bag:
+            streams.append(Stream(topic, node_topic, _checked_type(topic, in_bag[topic], msgtype)))
+        elif getattr(args, option) or option == "image_topic":
+            raise ReplayError(f"topic {topic} is not in the bag; its topics: {listing}")
+    if args.command_topic:
+        if args.command_topic not in in_bag:
+            raise ReplayError(f"topic {args.command_topic} is not in the bag; its topics: {listing}")
+        _checked_type(args.command_topic, in_bag[args.command_topic], COMMAND_TYPE)
+    if not args.ignore_bag_commands:
+        wanted = [args.command_topic] if args.command_topic else [t for t, m in in_bag.items() if m == COMMAND_TYPE]
+        streams += [Stream(t, args.node_command, COMMAND_TYPE) for t in wanted]
+    return streams
+
+
+def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> str:
+    allowed = (expected,) if isinstance(expected, str) else expected
+    if found not in allowed:
+        raise ReplayError(f"topic {topic} holds {found}, not {' or '.join(allowed)}")
+    return found
+
+
+class OutputBag:
+    """The new bag holding the node's outputs; written only from the replay's main thread."""
+
+    def __init__(self, path: Path, storage: str, typestore: Typestore, topics: dict[str, str]):
+        if path.exists():
+            raise ReplayError(f"{path} exists already: choose another --output")
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(path, version=9, storage_plugin=plugin)
+        self._writer.open()
+        self._connections = {
+            name: self._writer.add_connection(topic, OUTPUTS[name], typestore=typestore)
+            for name, topic in topics.items()
+        }
+        self.counts: Counter = Counter()
+
+    def write(self, name: str, receive_ns: int, data: bytes) -> None:
+        self._writer.write(self._connections[name], receive_ns, data)
+        self.counts[name] += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def read_outputs(path: Path) -> dict[str, list[RecordedOutput]]:
+    """The scorer's hook: a replay's output bag as {output name: messages in receive order}."""
+    typestore = make_typestore()
+    names = {msgtype: name for name, msgtype in OUTPUTS.items()}
+    outputs: dict[str, list[RecordedOutput]] = {name: [] for name in OUTPUTS}
+    with Reader(path) as reader:
+        for connection, receive_ns, data in reader.messages():
+            msg = typestore.deserialize_cdr(data, connection.msgtype)
+            outputs[names[connection.msgtype]].append(RecordedOutput(connection.topic, receive_ns, msg))
+    return outputs
+
+
+# ---------------------------------------------------------------------------- ground truth and scoring
+
+
+class LabelMasks(Mapping[int, np.ndarray]):
+    """An ObjectMasks message's masks by id, decoded from its PNG when read: a long bag's stay PNG-sized."""
+
+    def __init__(self, msg) -> None:
+        self._ids = [int(i) for i in msg.ids]
+        self._png, self._height, self._width = bytes(msg.data), msg.height, msg.width
+
+    def __getitem__(self, object_id: int) -> np.ndarray:
+        if object_id not in self._ids:
+            raise KeyError(object_id)
+        return decode_label_image(self._png, self._height, self._width) == self._ids.index(object_id) + 1
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def read_truth(path: Path, topic: str | None) -> dict[int, LabelMasks] | None:
+    """The bag's ground truth by frame stamp, checked before any frame is played; None when it has none.
+
+    A topic named with --truth-topic must be in the bag; the default one may be absent.
+    """
+    typestore = make_typestore()
+    reader = open_bag(path)
+    try:
+        connections = [c for c in reader.connections if c.topic == (topic or DEFAULT_TRUTH_TOPIC)]
+        if not connections:  # (rosbags reads every topic when given no connections)
+            if topic:
+                raise ReplayError(f"ground-truth topic {topic} is not in the bag")
+            return None
+        for connection in connections:
+            _checked_type(connection.topic, connection.msgtype, TRUTH_TYPE)
+        truth: dict[int, LabelMasks] = {}
+        for _, _, data in reader.messages(connections=connections):
+            msg = typestore.deserialize_cdr(data, TRUTH_TYPE)
+            stamp = stamp_ns(msg.header)
+            if stamp in truth:
+                raise ReplayError(f"two ground-truth messages for the frame stamped {stamp}: merge them")
+            truth[stamp] = _checked_truth(msg, stamp)
+        return truth
+    finally:
+        reader.close()
+
+
+def _checked_truth(msg, stamp: int) -> LabelMasks:
+    """A ground-truth message that decodes, with an id per object."""
+    if len(set(msg.ids)) < len(msg.ids):
+        raise ReplayError(f"ground truth of the frame stamped {stamp} repeats ids: {list(msg.ids)}")
+    try:
+        decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
+    except ValueError as error:
+        raise ReplayError(f"ground truth of the frame stamped {stamp} does not decode: {error}") from error
+    return LabelMasks(msg)
+
+
+def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> OutputScores:
+    """Score the outputs recorded in the summary's bag against the ground truth."""
+    outputs = read_outputs(summary.output_bag)
+    masks = [
+        MasksAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, LabelMasks(o.msg)) for o in outputs["masks"]
+    ]
+    targets = [
+        TargetsAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, [(t.x, t.y) for t in o.msg.targets])
+        for o in outputs["targets"]
+    ]
+    queries = {o.msg.id: o.msg.query for o in outputs["command_status"] if o.msg.state == STATUS_ACCEPTED}
+    sent_ns = dict(zip(summary.frame_stamps, summary.frame_sent_ns, strict=True))
+    try:
+        return score_outputs(truth, masks, targets, sent_ns, queries)
+    except ValueError as error:
+        raise ReplayError(f"cannot score the replay (its outputs are in {summary.output_bag}): {error}") from error
+
+
+def write_report(args: argparse.Namespace, summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> None:
+    """Score the replay, write the JSON report and print the table."""
+    result = score(summary, truth)
+    path = Path(args.report or Path(args.output) / "score.json")
+    topic = args.truth_topic or DEFAULT_TRUTH_TOPIC
+    try:
+        path.write_text(json.dumps({"bag": args.bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
+    except OSError as error:
+        raise ReplayError(f"cannot write the score report {path}: {error}") from error
+    print(f"score against {topic} -> {path}\n{result.table()}")
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec

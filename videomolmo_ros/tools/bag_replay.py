@@ -1,0 +1,385 @@
+"""replay_bag: play a recorded rosbag2 into a running perception_node and record what it answers.
+
+Reads the bag with the pure-Python `rosbags` library (sqlite3 and MCAP), so it runs where ROS's
+own bag tools (`rosbag2_py`, `ros2 bag`) are not installed. Camera frames (and optional depth and
+camera_info) go to the node's topics with the bag's timing (`--rate 1.0`, `--clock` for sim time)
+or in lockstep (`--rate 0`: the next frame once the node's tracks for the previous one arrived);
+the commands stored in the bag and those given with `--command` are sent too. Every output of the
+node is written to a new bag with its receive time: `read_outputs` reads it back for scoring.
+
+Ground truth: when the bag holds a topic of videomolmo_ros/msg/ObjectMasks named --truth-topic
+(default /ground_truth/masks), the replay is scored against it (scoring: J, F, J&F, ID
+switches, pointing P/R/F1, counts, latency) into --report (default <output>/score.json), with a
+table at the end. One message per annotated frame: header stamp = that camera frame's stamp, the
+label image (mask_codec) holding the true objects, ids = their ids (command_id and camera are not
+read); the objects with a non-empty mask are the true count. Annotate any subset of the frames;
+the topic is never played to the node.
+
+    replay_bag recording/ -o replay_out --rate 0 --command "the red mug"
+"""
+
+import argparse
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.interfaces import Connection
+from rosbags.rosbag2 import Reader
+from rosbags.typesys.store import Typestore
+from tqdm import tqdm
+
+from videomolmo_ros.tools.bag_files import (
+    ACTION_ADD,
+    ACTION_STOP,
+    COMMAND_TYPE,
+    COMPRESSED_TYPE,
+    DEFAULT_TRUTH_TOPIC,
+    IMAGE_TYPE,
+    MODES,
+    OUTPUTS,
+    STATUS_ACCEPTED,
+    STATUS_STOPPED,
+    OutputBag,
+    ReplayError,
+    ReplaySummary,
+    Stream,
+    make_typestore,
+    open_bag,
+    read_truth,
+    select_streams,
+    stamp_ns,
+    write_report,
+)
+
+# Reliable, deep enough that a burst of masks is not lost while the replay is busy.
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+# ---------------------------------------------------------------------------- ROS side
+
+
+class ReplayNode:
+    """The rclpy side: publishers into the node, raw subscriptions to its outputs.
+
+    Callbacks run on a background executor and only queue what they receive (the bag writer is
+    not thread-safe) and note what lockstep waits for: track stamps, command answers.
+    """
+
+    def __init__(self, context, namespace: str, streams: list[Stream], typestore: Typestore, clock: bool):
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+        from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
+
+        self.node = rclpy.create_node("replay_bag", namespace=namespace, context=context)
+        self.typestore = typestore
+        ros_types = {
+            IMAGE_TYPE: Image,
+            COMPRESSED_TYPE: CompressedImage,
+            "sensor_msgs/msg/CameraInfo": CameraInfo,
+            COMMAND_TYPE: GroundingCommand,
+            **dict(zip(OUTPUTS.values(), [PointedTargets, ObjectTracks, ObjectMasks, CommandStatus], strict=True)),
+        }
+        self.publishers = {
+            s.node_topic: self.node.create_publisher(ros_types[s.msgtype], s.node_topic, 10) for s in streams
+        }
+        self.command_pub = self.publishers.get(next((s.node_topic for s in streams if s.msgtype == COMMAND_TYPE), ""))
+        self._clock = Clock
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10) if clock else None
+        self.received: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Condition()
+        self.track_stamps: list[int] = []
+        self.statuses: list = []
+        self.running: set[str] = set()
+        for name, msgtype in OUTPUTS.items():
+            self.node.create_subscription(
+                ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
+            )
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def output_topics(self) -> dict[str, str]:
+        """The fully resolved names of the node's outputs, as the output bag records them."""
+        return {name: self.node.resolve_topic_name(name) for name in OUTPUTS}
+
+    def _on_output(self, name: str, data: bytes) -> None:
+        self.received.put((name, self.node.get_clock().now().nanoseconds, data))
+        if name not in ("tracks", "command_status"):
+            return
+        msg = self.typestore.deserialize_cdr(data, OUTPUTS[name])
+        with self.lock:
+            if name == "tracks":
+                self.track_stamps.append(stamp_ns(msg.header))
+            else:
+                self._on_status(msg)
+            self.lock.notify_all()
+
+    def _on_status(self, msg) -> None:
+        self.statuses.append(msg)
+        if msg.state == STATUS_ACCEPTED:
+            self.running.add(msg.id)
+        elif msg.state == STATUS_STOPPED:
+            self.running.discard(msg.id)
+
+    def wait(self, predicate, timeout_s: float, drain) -> bool:
+        """Wait for `predicate` (checked under the lock), writing received outputs meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            drain()
+            with self.lock:
+                if predicate():
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.lock.wait(min(remaining, 0.05))
+
+    def publish_clock(self, bag_ns: int) -> None:
+        msg = self._clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
+        self.clock_pub.publish(msg)
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+
+# ---------------------------------------------------------------------------- the replay
+
+
+class Replay:
+    """One run: connect, send the commands, play the bag, drain the outputs, stop the commands."""
+
+    def __init__(
+        self, args: argparse.Namespace, reader: Reader, streams: list[Stream], ros: ReplayNode, out: OutputBag
+    ) -> None:
+        self.args, self.reader, self.streams, self.ros, self.out = args, reader, streams, ros, out
+        self.image = streams[0]  # select_streams puts the image stream first
+        self.summary = ReplaySummary(Path(args.output))
+        self._by_topic = {s.bag_topic: s for s in streams}
+        self._sent: set[str] = set()  # ids (or, without one, queries) of the commands sent
+
+    def drain(self) -> None:
+        while True:
+            try:
+                name, receive_ns, data = self.ros.received.get_nowait()
+            except queue.Empty:
+                return
+            self.out.write(name, receive_ns, data)
+
+    def run(self) -> ReplaySummary:
+        self._connect()
+        for query in self.args.command:
+            self._send_command(self._cli_command(query), wait=True)
+            self.summary.commands_sent += 1
+        self._play()
+        self._finish()
+        self.summary.outputs = Counter(self.out.counts)
+        return self.summary
+
+    def _connect(self) -> None:
+        """Wait until the node subscribes to images and commands and publishes tracks; else it is not running.
+
+        Depth and camera_info are not waited for: a node without `use_depth` never subscribes to them.
+        """
+        image_topic = self.image.node_topic
+        publishers = [p for p in (self.ros.publishers[image_topic], self.ros.command_pub) if p is not None]
+        tracks = self.ros.output_topics()["tracks"]
+        connected = self.ros.wait(
+            lambda: all(p.get_subscription_count() > 0 for p in publishers) and self.ros.node.count_publishers(tracks),
+            self.args.wait,
+            self.drain,
+        )
+        if not connected:
+            name = self.ros.node.resolve_topic_name(image_topic)
+            raise ReplayError(
+                f"perception_node never answered: nothing subscribed to {name} within {self.args.wait:g} s"
+            )
+        time.sleep(0.3)  # matching is not symmetric in time: let the node's side match our publishers too
+
+    def _cli_command(self, query: str):
+        from videomolmo_ros.msg import GroundingCommand
+
+        return GroundingCommand(query=query, mode=MODES[self.args.mode], action=ACTION_ADD)
+
+    def _send_command(self, msg, wait: bool) -> None:
+        """Publish a command (a message or the bag's bytes); with `wait`, until the node answers."""
+        answered = len(self.ros.statuses)
+        self.ros.command_pub.publish(msg)
+        sent = self.ros.typestore.deserialize_cdr(msg, COMMAND_TYPE) if isinstance(msg, bytes) else msg
+        self._sent.add(sent.id or sent.query)
+        if wait and not self.ros.wait(lambda: len(self.ros.statuses) > answered, self.args.timeout, self.drain):
+            raise ReplayError(f"perception_node never answered a command within {self.args.timeout:g} s")
+
+    def _events(self) -> Iterator[tuple[Connection, int, bytes]]:
+        connections = [c for c in self.reader.connections if c.topic in self._by_topic]
+        for connection, bag_ns, data in self.reader.messages(connections=connections):
+            yield connection, bag_ns, bytes(data)  # rclpy publishes serialized data only as bytes
+
+    def _play(self) -> None:
+        frames = sum(c.msgcount for c in self.reader.connections if c.topic == self.image.bag_topic)
+        start_wall, start_bag = time.monotonic(), None
+        with tqdm(total=frames, unit="frame", desc="replay", disable=None) as bar:
+            for connection, bag_ns, data in self._events():
+                start_bag = bag_ns if start_bag is None else start_bag
+                if self.args.rate > 0:
+                    self._sleep_until(start_wall + (bag_ns - start_bag) / 1e9 / self.args.rate)
+                if self.ros.clock_pub is not None:
+                    self.ros.publish_clock(bag_ns)
+                self._send(self._by_topic[connection.topic], data)
+                bar.update(connection.topic == self.image.bag_topic)
+
+    def _sleep_until(self, wall: float) -> None:
+        while (remaining := wall - time.monotonic()) > 0:
+            self.drain()
+            time.sleep(min(remaining, 0.01))
+
+    def _send(self, stream: Stream, data: bytes) -> None:
+        if stream.msgtype == COMMAND_TYPE:
+            self._send_command(data, wait=self.args.rate == 0)
+            self.summary.commands_sent += 1
+            return
+        if stream is not self.image:
+            self.ros.publishers[stream.node_topic].publish(data)
+            return
+        stamp = stamp_ns(self.ros.typestore.deserialize_cdr(data, stream.msgtype).header)
+        seen = len(self.ros.track_stamps)
+        self.summary.frame_sent_ns.append(self.ros.node.get_clock().now().nanoseconds)
+        self.ros.publishers[stream.node_topic].publish(data)
+        self.summary.frames_sent += 1
+        self.summary.frame_stamps.append(stamp)
+        if self.args.rate == 0 and not self._wait_for_tracks(seen, stamp):
+            self.summary.frames_timed_out += 1
+        self.drain()
+
+    def _wait_for_tracks(self, seen: int, stamp: int) -> bool:
+        """Lockstep: until tracks of this frame (or a later one) arrive; nothing to wait for when idle."""
+        return self.ros.wait(
+            lambda: not self.ros.running or any(s >= stamp for s in self.ros.track_stamps[seen:]),
+            self.args.timeout,
+            self.drain,
+        )
+
+    def _finish(self) -> None:
+        """Collect the last outputs until the node is quiet, then stop the commands this replay started."""
+        if self.summary.frame_stamps and self.args.rate > 0:
+            last = self.summary.frame_stamps[-1]
+            self.ros.wait(lambda: not self.ros.running or last in self.ros.track_stamps, self.args.timeout, self.drain)
+        self._until_quiet()
+        if not self.args.keep_commands:
+            for command_id in self._started():
+                self._stop(command_id)
+            self._until_quiet()
+        accepted = any(s.state == STATUS_ACCEPTED for s in self.ros.statuses)
+        if self.summary.frames_sent and accepted and not self.ros.track_stamps:
+            raise ReplayError("perception_node never answered: commands were accepted but no tracks arrived")
+
+    def _started(self) -> list[str]:
+        """The running commands this replay started (other clients' commands are left alone)."""
+        with self.ros.lock:
+            accepted = {s.id for s in self.ros.statuses if s.state == STATUS_ACCEPTED and {s.id, s.query} & self._sent}
+            return sorted(accepted & self.ros.running)
+
+    def _stop(self, command_id: str) -> None:
+        from videomolmo_ros.msg import GroundingCommand
+
+        self._send_command(GroundingCommand(id=command_id, action=ACTION_STOP), wait=True)
+
+    def _until_quiet(self) -> None:
+        """Write outputs until none arrived for --drain seconds (late fused masks, status answers)."""
+        while True:
+            before = self.ros.received.qsize() + sum(self.out.counts.values())
+            time.sleep(self.args.drain)
+            self.drain()
+            if self.ros.received.qsize() + sum(self.out.counts.values()) == before:
+                return
+
+
+def replay(args: argparse.Namespace) -> ReplaySummary:
+    """Play the bag into the node; the summary (and the output bag) is what a scorer reads."""
+    typestore = make_typestore()
+    reader = open_bag(Path(args.bag))
+    context = rclpy.Context()
+    ros = out = None
+    try:
+        streams = select_streams(reader, args)
+        if args.command and not any(s.msgtype == COMMAND_TYPE for s in streams):
+            streams.append(Stream("", args.node_command, COMMAND_TYPE))
+        rclpy.init(context=context)
+        ros = ReplayNode(context, args.namespace, streams, typestore, args.clock)
+        out = OutputBag(Path(args.output), args.storage, typestore, ros.output_topics())
+        return Replay(args, reader, streams, ros, out).run()
+    finally:
+        if out is not None:
+            out.close()
+        if ros is not None:
+            ros.close()
+        context.try_shutdown()
+        reader.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    description, epilog = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(
+        prog="replay_bag", description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("bag", help="rosbag2 folder (sqlite3 or MCAP) holding the camera stream")
+    parser.add_argument("-o", "--output", required=True, help="new bag to record the node's outputs into")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag format")
+    parser.add_argument("--rate", type=float, default=1.0, help="bag time speed-up; 0: lockstep with the node")
+    parser.add_argument("--clock", action="store_true", help="publish /clock from the bag (node use_sim_time)")
+    parser.add_argument("--command", action="append", default=[], help="query to send before the frames (repeat)")
+    parser.add_argument("--mode", choices=tuple(MODES), default="track", help="mode of the --command queries")
+    parser.add_argument("--ignore-bag-commands", action="store_true", help="do not send the bag's GroundingCommands")
+    parser.add_argument("--keep-commands", action="store_true", help="leave the started commands running at the end")
+    parser.add_argument(
+        "--image-topic",
+        help="bag topic of the camera images, Image or CompressedImage (default /camera/image_raw); play "
+        "CompressedImage into a node camera with transport: compressed",
+    )
+    parser.add_argument("--depth-topic", help="bag topic of depth images (default /camera/depth/image_raw, if there)")
+    parser.add_argument("--camera-info-topic", help="bag topic of CameraInfo (default /camera/camera_info, if there)")
+    parser.add_argument("--command-topic", help="bag topic of GroundingCommands (default: every one of that type)")
+    parser.add_argument("--truth-topic", help=f"bag topic of ground-truth ObjectMasks (default {DEFAULT_TRUTH_TOPIC})")
+    parser.add_argument("--report", help="where to write the score as JSON (default <output>/score.json)")
+    parser.add_argument("--node-image", default="image", help="the node's image topic")
+    parser.add_argument("--node-depth", default="depth", help="the node's depth topic")
+    parser.add_argument("--node-camera-info", default="camera_info", help="the node's camera_info topic")
+    parser.add_argument("--node-command", default="command", help="the node's command topic")
+    parser.add_argument("--namespace", default="/", help="the node's namespace (relative topic names resolve in it)")
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to connect")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer to a frame/command")
+    parser.add_argument("--drain", type=float, default=1.0, help="quiet seconds that end the recording")
+    args = parser.parse_args(argv)
+    if args.rate < 0:
+        parser.error("--rate must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        truth = read_truth(Path(args.bag), args.truth_topic)
+        if truth is None and args.report:
+            raise ReplayError(f"--report: the bag holds no ground truth on {DEFAULT_TRUTH_TOPIC} to score")
+        summary = replay(args)
+        print(summary.text())
+        if truth is not None:
+            write_report(args, summary, truth)
+    except ReplayError as error:
+        print(f"replay_bag: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Offline evaluation on a video-folder dataset, through the node's own pipeline and without ROS.
+
+Each (video, expression) runs in a fresh PerceptionPipeline with the given pointer and mask
+propagator, so the scores are those of the code the node runs. The frames are fed in order,
+stamped at a fixed rate, the expression is a TRACK command, and each frame waits for the
+pipeline's outputs (lockstep_run.py) instead of racing it.
+
+Scores are videomolmo_ros.tools.scoring's, as replay_bag's: J, F and J&F per sequence of the union
+of the tracks' masks over the frames with ground truth (DAVIS; a frame the pipeline never
+answered scores as finding nothing), pointing P/R/F1 and count accuracy on the annotated frames
+the targets are on (Molmo2), identity switches (CLEAR-MOT), and mask and target latency from
+when each frame was fed. Written: report.json, table.md, an overlay GIF per sequence and plots.png.
+"""
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from videomolmo_ros.backends import registry as backend_registry
+from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.pipeline.device import resolve_device
+from videomolmo_ros.pipeline.pipeline import PipelineConfig
+from videomolmo_ros.pipeline.track_manager import TrackerConfig
+from videomolmo_ros.tools.eval_report import Report, markdown_table, score, summarize, write_gif, write_report
+from videomolmo_ros.tools.lockstep_run import EvalConfig, run_sequence
+from videomolmo_ros.tools.video_dataset import DatasetError, ExpressionRef, VideoDataset
+
+# Pipeline settings a run may change with --param (what VideoMolmo needs: 5 frames at camera rate).
+PIPELINE_PARAMS = ("context_frames", "context_fps")
+
+
+class EvalError(RuntimeError):
+    """A run that cannot start as asked; the message says what to change."""
+
+
+def evaluate(
+    dataset: VideoDataset,
+    refs: Sequence[ExpressionRef],
+    pointer: Pointer,
+    propagator: MaskPropagator,
+    device: torch.device,
+    config: EvalConfig,
+    out_dir: Path,
+    settings: Mapping[str, object] | None = None,
+) -> Report:
+    """Run and score every expression; write report.json, table.md, the GIFs and plots.png.
+
+    `settings` (backends, options, ...) is recorded in the report beside `config`.
+    """
+    if not refs:
+        raise EvalError("no expression to evaluate")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for ref in tqdm(refs, desc="evaluate", unit="seq", disable=None):
+        sample = dataset.load(ref)
+        run = run_sequence(sample, pointer, propagator, device, config)
+        result = score(sample, run)
+        write_gif(out_dir / f"{ref.name}.gif", sample, run, result, config)
+        results.append(result)
+    report = Report(results, summarize(results), {**dataclasses.asdict(config), **(settings or {})})
+    write_report(out_dir, report)
+    return report
+
+
+# ---------------------------------------------------------------- command line
+
+
+def settable_parameters(backends: Mapping[str, type]) -> dict[str, object]:
+    """Every --param name with its default: each backend's options (named as the node's
+    parameters, `<backend>.<option>`), the context window and the tracker thresholds."""
+    base = PipelineConfig()
+    defaults: dict[str, object] = {name: getattr(base, name) for name in PIPELINE_PARAMS}
+    defaults |= {f"tracker.{f.name}": getattr(base.tracker, f.name) for f in dataclasses.fields(TrackerConfig)}
+    for spec, kind in backends.items():
+        prefix = backend_registry.parameter_prefix(spec)
+        cls = backend_registry.resolve(spec, kind)
+        defaults |= {f"{prefix}.{name}": value for name, value in backend_registry.option_defaults(cls).items()}
+    return defaults
+
+
+def parse_params(pairs: Sequence[str], defaults: Mapping[str, object]) -> dict[str, object]:
+    """`name=value` strings -> values of the type of each name's default."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise EvalError(f"--param {pair!r}: use name=value")
+        if name not in defaults:
+            raise EvalError(f"--param {name}: unknown; known: {', '.join(sorted(defaults))}")
+        values[name] = _coerce(name, text, defaults[name])
+    return values
+
+
+def _coerce(name: str, text: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+        if isinstance(default, int | float | str):
+            return type(default)(text)
+    except (KeyError, ValueError):
+        raise EvalError(f"--param {name}={text}: expected a value of type {type(default).__name__}") from None
+    raise EvalError(f"--param {name}: a {type(default).__name__} option cannot be set from the command line")
+
+
+def backend_options(spec: str, values: Mapping[str, object]) -> dict[str, object]:
+    prefix = backend_registry.parameter_prefix(spec) + "."
+    return {name.removeprefix(prefix): value for name, value in values.items() if name.startswith(prefix)}
+
+
+def pipeline_config(values: Mapping[str, object]) -> PipelineConfig:
+    tracker = {k.removeprefix("tracker."): v for k, v in values.items() if k.startswith("tracker.")}
+    top = {k: v for k, v in values.items() if k in PIPELINE_PARAMS}
+    return PipelineConfig(**top, tracker=TrackerConfig(**tracker))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="evaluate_dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", help="dataset folder (Ref-DAVIS17 / Ref-YouTube-VOS or MeViS layout)")
+    parser.add_argument("-o", "--output", required=True, help="folder for report.json, table.md, GIFs, plots.png")
+    parser.add_argument("--pointer", default="molmo2", help="registered name or package.module:Class")
+    parser.add_argument("--propagator", default="sam2", help="registered name or package.module:Class")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="backend option (molmo2.model=..., sam2.checkpoint=...), context_frames, context_fps or "
+        "tracker.*, as the node's parameters (repeat)",
+    )
+    parser.add_argument("--videos", default="", help="comma-separated video names (default: all)")
+    parser.add_argument("--max-expressions", type=int, default=0, help="at most N expressions per video (0: all)")
+    parser.add_argument("--fps", type=float, default=10.0, help="rate to stamp the frames at, Hz")
+    parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame's outputs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    if args.fps <= 0 or args.frame_timeout <= 0 or args.max_expressions < 0:
+        parser.error("--fps and --frame-timeout must be > 0, --max-expressions >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Check the dataset first (cheap), then load the models (slow) and evaluate."""
+    dataset = VideoDataset(args.dataset)
+    refs = dataset.expressions([v for v in args.videos.split(",") if v], args.max_expressions)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise EvalError(str(error)) from error
+    values = parse_params(args.param, settable_parameters({args.pointer: Pointer, args.propagator: MaskPropagator}))
+    # The propagator first: SAM2 loads in seconds, a grounding model can take minutes.
+    propagator = backend_registry.create(
+        args.propagator, MaskPropagator, device, backend_options(args.propagator, values)
+    )
+    pointer = backend_registry.create(args.pointer, Pointer, device, backend_options(args.pointer, values))
+    config = EvalConfig(args.fps, args.frame_timeout, pipeline_config(values))
+    settings = {
+        "dataset": str(dataset.root),
+        "layout": dataset.layout,
+        "pointer": args.pointer,
+        "propagator": args.propagator,
+        "params": values,
+        "device": str(device),
+    }
+    return evaluate(dataset, refs, pointer, propagator, device, config, Path(args.output), settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = run(args)
+    except (BackendError, DatasetError, EvalError) as error:
+        print(f"evaluate_dataset: error: {error}", file=sys.stderr)
+        return 1
+    print(markdown_table(report), end="")
+    print(f"report.json, table.md, plots.png and {len(report.sequences)} GIF(s) in {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
