@@ -21,6 +21,14 @@ def planner(ros_context):
 
 
 @pytest.fixture
+def reliable_planner(ros_context):
+    """A planner whose camera publishes reliably with a deep queue (for a node with RELIABLE_CAMERA)."""
+    p = Planner(reliable_images=True)
+    yield p
+    p.close()
+
+
+@pytest.fixture
 def node(tmp_path):
     """Start perception_node processes (`node(overrides)`); all are stopped after the test."""
     started = []

@@ -11,7 +11,7 @@ import yaml
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from polling import wait_for
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from synthetic_video import default_scene, render
@@ -25,6 +25,10 @@ DOUBLES = {
     "propagator_backend": "oracle_doubles:ColorOraclePropagatorDouble",
 }
 NO_BACKENDS = {"pointer_backend": "", "propagator_backend": ""}
+# A reliable camera with a deep queue (node side) for a Planner(reliable_images=True): every frame
+# sent arrives, so a test can count them exactly instead of allowing for best-effort losses.
+RELIABLE_CAMERA = {"cameras.main.reliability": "reliable", "cameras.main.queue_depth": 1000}
+RELIABLE_IMAGES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def node_executable() -> Path:
@@ -90,12 +94,13 @@ class Planner:
 
     _count = 0
 
-    def __init__(self):
+    def __init__(self, reliable_images: bool = False):
         Planner._count += 1
         self.node = rclpy.create_node(f"test_planner_{Planner._count}")
         self.lock = threading.Lock()
         self.received: dict[str, list] = {"targets": [], "tracks": [], "masks": [], "command_status": []}
-        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        image_qos = RELIABLE_IMAGES if reliable_images else qos_profile_sensor_data
+        self.image_pub = self.node.create_publisher(Image, "image", image_qos)
         self.command_pub = self.node.create_publisher(GroundingCommand, "command", 10)
         self.text_pub = self.node.create_publisher(String, "command_text", 10)
         for topic, msg_type in [

@@ -125,7 +125,7 @@ class Parameters:
                     image_topic=p("image_topic", topic("image"), "sensor_msgs/Image or CompressedImage topic"),
                     transport=p("transport", "raw", "raw (Image) or compressed (CompressedImage: jpeg, png)"),
                     reliability=p("reliability", "best_effort", "best_effort (SensorDataQoS) or reliable"),
-                    queue_depth=p("queue_depth", 5, "image subscription keep-last depth", (1, 100)),
+                    queue_depth=p("queue_depth", 5, "image subscription keep-last depth", (1, 1000)),
                     depth_topic=p("depth_topic", topic("depth"), "registered depth image (use_depth); empty: none"),
                     camera_info_topic=p("camera_info_topic", topic("camera_info"), "the colour camera's CameraInfo"),
                     max_width=p("max_width", 1920, "widest frame; buffers are budgeted for it", (1, 16384)),
