@@ -140,6 +140,15 @@ def test_pointing_and_counting_on_the_frames_with_targets():
     assert score.masks is None and score.union is None
 
 
+def test_two_targets_on_one_of_two_objects_find_only_that_one():
+    # Each object is its own true point with its own mask: the target paired with OTHER's point
+    # is on SQUARE, a miss (scored against the union of both, it would hit).
+    truth = {STAMPS[0]: {1: SQUARE, 2: OTHER}}
+    targets = [TargetsAnswer("cmd-1", STAMPS[0], SENT[STAMPS[0]], [(50, 50), (40, 40)])]
+    [score] = score_outputs(truth, [], targets, SENT).commands
+    assert score.pointing == pytest.approx(PointingScores(0.5, 0.5, 0.5))
+
+
 def test_latency_runs_from_when_the_frame_was_sent():
     truth = {STAMPS[0]: {1: SQUARE}}
     masks = [answer(s, {3: SQUARE}, latency_ms=ms) for s, ms in zip(STAMPS, (10, 20, 30), strict=True)]

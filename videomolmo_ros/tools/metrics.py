@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 from videomolmo_ros.pipeline.mask_fusion import mask_iou
 
@@ -28,15 +29,26 @@ class VideoPoint:
 
 
 @dataclass(frozen=True)
-class PointingTruth:
-    """Ground truth of one video pointing query.
+class TruthPoint:
+    """A ground-truth point, and where a prediction paired with it must land to score.
 
-    `masks` maps the timestamp of each ground-truth point to the target mask (bool, height x
-    width) of that frame: a prediction scores only if it lands on the target.
+    `masks` maps a time (s) to the mask (bool, height x width) of the point's object at that time:
+    a paired prediction hits only at one of those times and on that mask. Molmo2's evaluation data
+    gives each point its own frame's mask; times are compared exactly, so take both sides' times
+    from the same frame stamps.
     """
 
-    points: Sequence[VideoPoint]
+    t_s: float
+    x: float
+    y: float
     masks: Mapping[float, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PointingTruth:
+    """Ground truth of one video pointing query: its points, and the video's duration and size."""
+
+    points: Sequence[TruthPoint]
     duration_s: float
     width: int
     height: int
@@ -50,30 +62,39 @@ class PointingScores:
 
 
 def video_pointing_scores(predicted: Sequence[VideoPoint], truth: PointingTruth) -> PointingScores:
-    """Precision, recall and F1 of predicted points, as the Molmo2 reference evaluation scores them.
+    """Precision, recall and F1 of predicted points, as Molmo2's video pointing evaluation scores them.
 
-    Both sets are normalised (t by the duration, x and y by the image size) so that time and space
-    weigh alike, paired by the Hungarian algorithm on Euclidean distance, and a pair is a true
-    positive when the prediction falls inside the ground-truth mask of its paired point's frame.
+    Both sets are normalised (t by the duration, x and y by the image size, each to 0-100 rounded to
+    0.1, as the reference does before pairing, so ties pair alike), paired by the Hungarian
+    algorithm on Euclidean distance, and a pair is a true positive when the prediction is at a
+    time of its paired point's `masks` and its pixel, rounded, is on that mask.
     Predicting nothing when there is nothing to find scores 1.
     """
     if not predicted and not truth.points:
         return PointingScores(1.0, 1.0, 1.0)
     if not predicted or not truth.points:
         return PointingScores(0.0, 0.0, 0.0)
-    scale = np.array([truth.duration_s, truth.width, truth.height], float)
-    pred = np.array([(p.t_s, p.x, p.y) for p in predicted], float) / scale
-    gt = np.array([(p.t_s, p.x, p.y) for p in truth.points], float) / scale
-    distance = np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=-1)
+    distance = cdist(_normalised(predicted, truth), _normalised(truth.points, truth))
     rows, cols = linear_sum_assignment(distance)
-    hits = sum(_inside(truth.masks[truth.points[c].t_s], predicted[r]) for r, c in zip(rows, cols, strict=True))
+    hits = sum(_hits(predicted[r], truth.points[c]) for r, c in zip(rows, cols, strict=True))
     precision, recall = hits / len(predicted), hits / len(truth.points)
     return PointingScores(precision, recall, _f1(precision, recall))
 
 
-def _inside(mask: np.ndarray, point: VideoPoint) -> bool:
-    """Whether the pixel a point falls on belongs to the mask (a point off the image never does)."""
-    col, row = math.floor(point.x), math.floor(point.y)
+def _normalised(points: Sequence[VideoPoint | TruthPoint], truth: PointingTruth) -> np.ndarray:
+    scale = (truth.duration_s, truth.width, truth.height)
+    return np.array([[round(v / s * 100, 1) for v, s in zip((p.t_s, p.x, p.y), scale, strict=True)] for p in points])
+
+
+def _hits(prediction: VideoPoint, point: TruthPoint) -> bool:
+    """Whether a prediction is at a time of the point's masks and on that mask (off the image: never).
+
+    Pixels are Python-rounded (half to even) as the reference rounds them: x = 9.6 is column 10.
+    """
+    mask = point.masks.get(prediction.t_s)
+    if mask is None:
+        return False
+    col, row = round(prediction.x), round(prediction.y)
     return 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and bool(mask[row, col])
 
 

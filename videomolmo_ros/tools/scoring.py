@@ -20,6 +20,7 @@ from videomolmo_ros.tools.metrics import (
     MaskScores,
     PointingScores,
     PointingTruth,
+    TruthPoint,
     VideoPoint,
     count_accuracy,
     id_switches,
@@ -249,21 +250,22 @@ def _pointing_scores(
 ) -> tuple[PointingScores, list[tuple[int, int]]]:
     """Pointing P/R/F1 and (true, predicted) counts on the annotated frames the model placed targets on.
 
-    Each visible object's true point is its mask's interior point (any point on it would do: a
-    prediction scores when it lands on the mask); time is normalised by the annotated span.
+    Each visible object is one true point, its mask's interior point (any point on it would do: a
+    prediction scores when it lands on the mask), carrying that object's mask on that frame only:
+    a target scores on the object it is paired with, at its time, as in Molmo2's evaluation. Time
+    is normalised by the annotated span.
     """
-    points, masks, predicted, counts = [], {}, [], []
+    points, predicted, counts = [], [], []
     for stamp in pointed:
         t = (stamp - stamps[0]) / 1e9
         visible = [m for m in truth[stamp].values() if m.any()]
-        if visible:
-            masks[t] = _union(visible, visible[0].shape)
-        points += [VideoPoint(t, *interior_point(m, mask_box(m))) for m in visible]
+        points += [TruthPoint(t, *interior_point(m, mask_box(m)), {t: m}) for m in visible]
         predicted += [VideoPoint(t, x, y) for x, y in placed[stamp].points]
         counts.append((len(visible), len(placed[stamp].points)))
-    height, width = next(iter(masks.values())).shape if masks else (1, 1)  # no true points: nothing is normalised
+    # No true points: nothing is normalised by the size.
+    height, width = next(iter(points[0].masks.values())).shape if points else (1, 1)
     duration_s = (stamps[-1] - stamps[0]) / 1e9 or 1.0  # one annotated frame: time plays no part
-    pointing = video_pointing_scores(predicted, PointingTruth(points, masks, duration_s, width, height))
+    pointing = video_pointing_scores(predicted, PointingTruth(points, duration_s, width, height))
     return pointing, counts
 
 
