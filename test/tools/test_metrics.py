@@ -6,21 +6,14 @@ import pytest
 from videomolmo_ros.tools.metrics import (
     CountScores,
     LatencyStats,
-    MaskScores,
     PointingScores,
     PointingTruth,
     TruthPoint,
     VideoPoint,
-    boundary_f_measure,
-    boundary_tolerance,
     count_accuracy,
     id_switches,
     latency_stats,
-    mask_scores,
     match_tracks,
-    mean_mask_scores,
-    region_similarity,
-    sequence_mask_scores,
     video_pointing_scores,
 )
 
@@ -31,8 +24,6 @@ def box(top: int, left: int, bottom: int, right: int, size: int = 100) -> np.nda
     mask[top:bottom, left:right] = True
     return mask
 
-
-EMPTY = box(0, 0, 0, 0)
 
 # ---------------------------------------------------------------- video pointing
 
@@ -116,88 +107,6 @@ def test_count_accuracy_of_nothing_is_an_error():
         count_accuracy([])
 
 
-# ---------------------------------------------------------------- masks: J
-
-
-def test_j_of_overlapping_rectangles():
-    # Two 4 x 4 squares overlapping in 2 x 2: 4 / (16 + 16 - 4) = 1/7
-    assert region_similarity(box(0, 0, 4, 4, 10), box(2, 2, 6, 6, 10)) == pytest.approx(1 / 7)
-
-
-def test_j_of_two_empty_masks_is_one():
-    assert region_similarity(EMPTY, EMPTY) == 1.0
-
-
-# ---------------------------------------------------------------- masks: F
-
-SQUARE = box(30, 30, 70, 70)
-
-
-def shifted_right(columns: int) -> np.ndarray:
-    return box(30, 30 + columns, 70, 70 + columns)
-
-
-def test_tolerance_rounds_up_as_the_davis_code_does():
-    # 0.008 * hypot(100, 100) = 1.13 -> 2 pixels (rounding to nearest would give 1)
-    assert boundary_tolerance((100, 100)) == 2
-
-
-def test_f_of_identical_masks_is_one():
-    assert boundary_f_measure(SQUARE, SQUARE) == 1.0
-
-
-def test_f_of_a_shift_within_the_tolerance_is_one():
-    assert boundary_f_measure(shifted_right(2), SQUARE) == 1.0
-
-
-def test_f_of_a_shift_just_past_the_tolerance_is_below_one():
-    assert boundary_f_measure(shifted_right(3), SQUARE) < 1.0
-
-
-def test_f_of_a_shift_well_past_the_tolerance():
-    # Both boundaries have 160 pixels (seg2bmap of a 40 x 40 square). Shifted by 5, the vertical
-    # edges match only within 2 pixels of a corner and the horizontal ones lose their last 3 pixels:
-    # 38 + 5 + 37 + 0 of the prediction's and 38 + 0 + 38 + 4 of the truth's match, P = R = 0.5.
-    assert boundary_f_measure(shifted_right(5), SQUARE) == pytest.approx(0.5)
-
-
-@pytest.mark.parametrize(
-    ("predicted", "truth", "expected"), [(EMPTY, EMPTY, 1.0), (EMPTY, SQUARE, 0.0), (SQUARE, EMPTY, 0.0)]
-)
-def test_f_with_empty_masks(predicted, truth, expected):
-    assert boundary_f_measure(predicted, truth) == expected
-
-
-# ---------------------------------------------------------------- masks: J&F
-
-
-def test_jf_is_the_mean_of_j_and_f():
-    scores = mask_scores(shifted_right(5), SQUARE)
-    # J = 35 * 40 / (45 * 40) = 7/9
-    assert (scores.j, scores.f, scores.jf) == pytest.approx((7 / 9, 0.5, (7 / 9 + 0.5) / 2))
-
-
-def test_sequence_scores_average_over_frames():
-    # A perfect frame and a missed one.
-    scores = sequence_mask_scores([SQUARE, EMPTY], [SQUARE, SQUARE])
-    assert scores == MaskScores(j=0.5, f=0.5)
-    assert scores.jf == 0.5
-
-
-def test_mean_of_per_object_scores():
-    assert mean_mask_scores([MaskScores(1.0, 0.5), MaskScores(0.5, 0.0)]) == MaskScores(j=0.75, f=0.25)
-
-
-def test_mean_of_no_scores_is_an_error():
-    with pytest.raises(ValueError):
-        mean_mask_scores([])
-
-
-def test_sequence_scores_need_one_prediction_per_frame():
-    with pytest.raises(ValueError):
-        sequence_mask_scores([SQUARE], [SQUARE, SQUARE])
-
-
 # ---------------------------------------------------------------- tracks
 
 
@@ -208,7 +117,7 @@ def test_match_tracks_keeps_pairs_at_half_overlap_or_more():
 
 
 def test_match_tracks_with_nothing_to_match():
-    assert match_tracks({"mug": SQUARE}, {}) == {}
+    assert match_tracks({"mug": box(30, 30, 70, 70)}, {}) == {}
 
 
 def test_id_switches_count_changes_from_the_last_matched_id():

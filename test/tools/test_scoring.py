@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from videomolmo_ros.tools.metrics import CountScores, LatencyStats, MaskScores, PointingScores
+from videomolmo_ros.tools.mask_metrics import MaskScores
+from videomolmo_ros.tools.metrics import CountScores, LatencyStats, PointingScores
 from videomolmo_ros.tools.scoring import MasksAnswer, TargetsAnswer, score_outputs
 
 MS = 1_000_000

@@ -1,17 +1,15 @@
-"""Evaluation metrics, defined as the papers the node's models are scored with define them.
+"""Evaluation metrics, defined as the references the node's models are scored with define them.
 
 Scores computed here can be set beside the published numbers only if they follow the same
-definitions: video pointing and counting as in the Molmo2 reference evaluation, J, F and J&F
-as in the DAVIS benchmark (used by VideoMolmo, and by Molmo2 for tracking), identity switches
-as in CLEAR-MOT. The functions take plain numbers and numpy masks, so a bag replay, a test or a
-notebook can use them without ROS.
+definitions: video pointing and counting as in Molmo2's evaluation code, identity switches as in
+CLEAR-MOT; J, F and J&F (DAVIS 2017) are in `mask_metrics`. The functions take plain numbers and
+numpy masks, so a bag replay, a test or a notebook can use them without ROS.
 """
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
@@ -119,92 +117,6 @@ def count_accuracy(pairs: Sequence[tuple[int, int]]) -> CountScores:
     exact = sum(gt == pred for gt, pred in pairs)
     close = sum(abs(gt - pred) <= 1 + math.floor(0.05 * gt) for gt, pred in pairs)
     return CountScores(exact / len(pairs), close / len(pairs))
-
-
-@dataclass(frozen=True)
-class MaskScores:
-    j: float
-    f: float
-
-    @property
-    def jf(self) -> float:
-        """J&F, the mean of region and boundary scores that VideoMolmo and Molmo2 report."""
-        return (self.j + self.f) / 2
-
-
-def region_similarity(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """DAVIS J: the IoU of two bool masks; two empty masks agree that the object is absent (1)."""
-    return mask_iou(predicted, truth)
-
-
-def boundary_tolerance(shape: tuple[int, ...], bound_th: float = 0.008) -> int:
-    """DAVIS's boundary tolerance in pixels: `bound_th` of the image diagonal, rounded up.
-
-    The DAVIS 2017 evaluation code rounds up (np.ceil), so a 100 x 100 image allows 2 pixels.
-    """
-    return math.ceil(bound_th * math.hypot(shape[0], shape[1]))
-
-
-def boundary_f_measure(predicted: np.ndarray, truth: np.ndarray, bound_th: float = 0.008) -> float:
-    """DAVIS F: the F-measure of boundary pixels matched within `boundary_tolerance`.
-
-    A boundary pixel of one mask is matched when a boundary pixel of the other lies within the
-    tolerance disk, so outlines off by a pixel or two are not penalised as wrong objects.
-    """
-    pred_edge, true_edge = _boundary(predicted), _boundary(truth)
-    n_pred, n_true = np.count_nonzero(pred_edge), np.count_nonzero(true_edge)
-    if n_pred == 0 or n_true == 0:
-        return 1.0 if n_pred == n_true else 0.0
-    disk = _disk(boundary_tolerance(truth.shape, bound_th))
-    precision = np.count_nonzero(pred_edge & _dilate(true_edge, disk)) / n_pred
-    recall = np.count_nonzero(true_edge & _dilate(pred_edge, disk)) / n_true
-    return _f1(precision, recall)
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """DAVIS's 1-pixel boundary (seg2bmap): pixels that differ from their east, south or south-east
-    neighbour; on the last row and column only the neighbour along the edge counts."""
-    seg = mask.astype(bool)
-    east, south, south_east = (np.zeros_like(seg) for _ in range(3))
-    east[:, :-1], south[:-1, :], south_east[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
-    edge = (seg ^ east) | (seg ^ south) | (seg ^ south_east)
-    edge[-1, :] = seg[-1, :] ^ east[-1, :]
-    edge[:, -1] = seg[:, -1] ^ south[:, -1]
-    edge[-1, -1] = False
-    return edge
-
-
-def _disk(radius: int) -> np.ndarray:
-    """The structuring element DAVIS dilates with (skimage's disk): offsets with x^2 + y^2 <= r^2."""
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return (x * x + y * y <= radius * radius).astype(np.uint8)
-
-
-def _dilate(edge: np.ndarray, disk: np.ndarray) -> np.ndarray:
-    return cv2.dilate(edge.astype(np.uint8), disk).astype(bool)
-
-
-def mask_scores(predicted: np.ndarray, truth: np.ndarray) -> MaskScores:
-    """J and F of one frame."""
-    return MaskScores(region_similarity(predicted, truth), boundary_f_measure(predicted, truth))
-
-
-def sequence_mask_scores(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> MaskScores:
-    """J and F averaged over the frames of a sequence, as DAVIS reports them per object."""
-    if len(predicted) != len(truth) or not truth:
-        raise ValueError(f"need one predicted mask per truth frame, got {len(predicted)} for {len(truth)}")
-    return mean_mask_scores([mask_scores(p, t) for p, t in zip(predicted, truth, strict=True)])
-
-
-def mean_mask_scores(scores: Sequence[MaskScores]) -> MaskScores:
-    """The mean J and F of per-frame or per-object scores (DAVIS's J-Mean, F-Mean).
-
-    Apart from `sequence_mask_scores` so a long video can be scored frame by frame without
-    holding every mask, and per-object means can be averaged over objects.
-    """
-    if not scores:
-        raise ValueError("mean_mask_scores needs at least one MaskScores")
-    return MaskScores(float(np.mean([s.j for s in scores])), float(np.mean([s.f for s in scores])))
 
 
 def match_tracks(

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
+from videomolmo_ros.tools.mask_metrics import MaskScores, mask_scores, mean_mask_scores
 from videomolmo_ros.tools.metrics import (
     CountScores,
     LatencyStats,
-    MaskScores,
     PointingScores,
     PointingTruth,
     TruthPoint,
@@ -25,9 +25,7 @@ from videomolmo_ros.tools.metrics import (
     count_accuracy,
     id_switches,
     latency_stats,
-    mask_scores,
     match_tracks,
-    mean_mask_scores,
     video_pointing_scores,
 )
 
