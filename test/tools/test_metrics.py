@@ -11,7 +11,6 @@ from videomolmo_ros.tools.metrics import (
     TruthPoint,
     VideoPoint,
     count_accuracy,
-    id_switches,
     latency_stats,
     match_tracks,
     video_pointing_scores,
@@ -118,22 +117,6 @@ def test_match_tracks_keeps_pairs_at_half_overlap_or_more():
 
 def test_match_tracks_with_nothing_to_match():
     assert match_tracks({"mug": box(30, 30, 70, 70)}, {}) == {}
-
-
-def test_id_switches_count_changes_from_the_last_matched_id():
-    frames = [
-        {"a": 1, "b": 2},
-        {"a": 1, "b": 2},
-        {"a": 3, "b": 2},  # a: 1 -> 3, switch 1
-        {"b": 2},  # a unmatched
-        {"a": 3, "b": 4},  # a back on its last id 3: no switch; b: 2 -> 4, switch 2
-        {"a": 3, "b": 4},
-    ]
-    assert id_switches(frames) == 2
-
-
-def test_reacquired_under_a_new_id_after_a_gap_is_a_switch():
-    assert id_switches([{"a": 1}, {}, {}, {"a": 5}]) == 1
 
 
 # ---------------------------------------------------------------- latency

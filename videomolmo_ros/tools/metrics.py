@@ -1,8 +1,8 @@
 """Evaluation metrics, defined as the references the node's models are scored with define them.
 
 Scores computed here can be set beside the published numbers only if they follow the same
-definitions: video pointing and counting as in Molmo2's evaluation code, identity switches as in
-CLEAR-MOT; J, F and J&F (DAVIS 2017) are in `mask_metrics`. The functions take plain numbers and
+definitions: video pointing and counting as in Molmo2's evaluation code; J, F and J&F (DAVIS
+2017) are in `mask_metrics`, identity switches (CLEAR-MOT) in `clear_mot`. The functions take plain numbers and
 numpy masks, so a bag replay, a test or a notebook can use them without ROS.
 """
 
@@ -122,33 +122,13 @@ def count_accuracy(pairs: Sequence[tuple[int, int]]) -> CountScores:
 def match_tracks(
     truth: Mapping[Hashable, np.ndarray], predicted: Mapping[Hashable, np.ndarray], min_iou: float = 0.5
 ) -> dict[Hashable, Hashable]:
-    """One frame's ground-truth object -> track id pairing: Hungarian on mask IoU, pairs >= `min_iou`.
-
-    At IoU >= 0.5 a track can overlap at most one object that well, the CLEAR-MOT reading of
-    "this track is that object".
-    """
+    """One frame's ground-truth object -> track id pairing: Hungarian on mask IoU, pairs >= `min_iou`."""
     gt_ids, track_ids = list(truth), list(predicted)
     iou = np.array([[mask_iou(truth[g], predicted[t]) for t in track_ids] for g in gt_ids]).reshape(
         len(gt_ids), len(track_ids)
     )
     rows, cols = linear_sum_assignment(iou, maximize=True)
     return {gt_ids[r]: track_ids[c] for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
-
-
-def id_switches(assignments: Sequence[Mapping[Hashable, Hashable]]) -> int:
-    """CLEAR-MOT identity switches over per-frame ground-truth object -> track id assignments.
-
-    A switch is counted whenever an object is matched to a track other than the one it was last
-    matched to, even across frames where it was unmatched: losing an object and picking it up
-    under a new id is exactly the failure a planner holding the old id suffers from.
-    """
-    last: dict[Hashable, Hashable] = {}
-    switches = 0
-    for frame in assignments:
-        for gt_id, track_id in frame.items():
-            switches += gt_id in last and last[gt_id] != track_id
-            last[gt_id] = track_id
-    return switches
 
 
 @dataclass(frozen=True)

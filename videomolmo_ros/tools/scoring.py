@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
+from videomolmo_ros.tools.clear_mot import ClearMotMatcher
 from videomolmo_ros.tools.mask_metrics import MaskScores, mask_scores, mean_mask_scores
 from videomolmo_ros.tools.metrics import (
     CountScores,
@@ -23,7 +24,6 @@ from videomolmo_ros.tools.metrics import (
     TruthPoint,
     VideoPoint,
     count_accuracy,
-    id_switches,
     latency_stats,
     match_tracks,
     video_pointing_scores,
@@ -32,7 +32,7 @@ from videomolmo_ros.tools.metrics import (
 Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
 # J&F gives partial credit, as DAVIS does, so any overlap pairs a track with an object; whether the
-# track *is* that object, for ID switches, takes CLEAR-MOT's IoU >= 0.5 (match_tracks's default).
+# track *is* that object, for ID switches, takes CLEAR-MOT's IoU >= 0.5 (ClearMotMatcher).
 ANY_OVERLAP = 1e-9
 # missed: annotated frames without masks; union: its J&F; count: exact count accuracy; ms: mask latency.
 TABLE_HEADER = (
@@ -208,7 +208,7 @@ def _mask_scores(
     decoded one frame at a time. A frame not answered is scored as answered with no mask."""
     per_object: dict[Hashable, list[MaskScores]] = defaultdict(list)
     union: dict[int, MaskScores] = {}
-    assignments: list[dict[Hashable, Hashable]] = []
+    identities = ClearMotMatcher()
     for stamp in stamps:
         objects = dict(truth[stamp])
         tracks = dict(answered[stamp].masks) if stamp in answered else {}
@@ -218,9 +218,9 @@ def _mask_scores(
             predicted = tracks[pairs[object_id]] if object_id in pairs else np.zeros_like(mask)
             per_object[object_id].append(mask_scores(predicted, mask))
         union[stamp] = mask_scores(_union(tracks.values(), shape), _union(objects.values(), shape))
-        assignments.append(match_tracks(_present(objects), _present(tracks)))
+        identities.update(_present(objects), _present(tracks))
     objects = {k: mean_mask_scores(v) for k, v in sorted(per_object.items())}
-    return objects, union, id_switches(assignments)
+    return objects, union, identities.switches
 
 
 def _present(masks: Masks) -> dict[Hashable, np.ndarray]:
