@@ -5,6 +5,8 @@ import pytest
 
 from videomolmo_ros.tools.mask_metrics import (
     MaskScores,
+    ObjectScores,
+    SequenceObjectScores,
     boundary_f_measure,
     boundary_tolerance,
     mask_scores,
@@ -164,3 +166,54 @@ def test_void_pixels_are_cut_out_of_both_boundaries_for_f():
 
 def test_void_everywhere_a_mask_is_leaves_nothing_to_disagree_on():
     assert mask_scores(SQUARE, EMPTY, void=SQUARE) == MaskScores(1.0, 1.0)
+
+
+# ---------------------------------------------------------------- per-object scores of a sequence
+
+
+def scored(frames: list[tuple[dict, dict]], objects: list, tracks: list) -> SequenceObjectScores:
+    sequence = SequenceObjectScores(objects, tracks)
+    for truth, predicted in frames:
+        sequence.add_frame(truth, predicted)
+    return sequence
+
+
+def test_with_as_many_tracks_as_objects_each_object_gets_one_even_a_poor_one():
+    # As in DAVIS: the object is absent on 3 of 4 frames, and the only track is elsewhere on all 4.
+    # An empty prediction would score 0.75, but a track is there, so the object is scored by it.
+    elsewhere = box(0, 0, 10, 10)
+    frames = [({"a": SQUARE}, {7: elsewhere})] + [({}, {7: elsewhere})] * 3
+    assert scored(frames, ["a"], [7]).assigned() == {"a": ObjectScores(7, MaskScores(0.0, 0.0))}
+
+
+def test_objects_beyond_the_number_of_tracks_score_an_empty_prediction():
+    frames = [({"a": SQUARE, "b": box(0, 0, 10, 10)}, {7: SQUARE}), ({"a": SQUARE}, {7: SQUARE})]
+    assert scored(frames, ["a", "b"], [7]).assigned() == {
+        "a": ObjectScores(7, MaskScores(1.0, 1.0)),
+        "b": ObjectScores(None, MaskScores(0.5, 0.5)),  # found nothing where it was, agreed where it was not
+    }
+
+
+def test_frame_matched_scores_pair_each_frame_anew():
+    swapped = [({"a": SQUARE, "b": EMPTY}, {7: SQUARE}), ({"a": EMPTY, "b": SQUARE}, {7: SQUARE})]
+    sequence = scored(swapped, ["a", "b"], [7])
+    assert sequence.frame_matched() == {"a": MaskScores(1.0, 1.0), "b": MaskScores(1.0, 1.0)}
+    assert sequence.assigned()["a"].scores == MaskScores(0.5, 0.5)
+
+
+def test_void_pixels_are_left_out_of_every_pair():
+    void = box(30, 70, 70, 80)
+    sequence = scored([], ["a"], [7])
+    sequence.add_frame({"a": SQUARE}, {7: box(30, 30, 70, 80)}, void)
+    assert sequence.assigned()["a"].scores == MaskScores(1.0, 1.0)
+
+
+def test_an_undeclared_id_or_another_shape_is_an_error():
+    with pytest.raises(ValueError, match="not declared"):
+        scored([({"a": SQUARE}, {9: SQUARE})], ["a"], [7])
+    with pytest.raises(ValueError, match="different shapes"):
+        scored([({"a": SQUARE}, {7: np.ones((4, 4), bool)})], ["a"], [7])
+
+
+def test_nothing_scored_gives_no_objects():
+    assert scored([], ["a"], [7]).assigned() == {} == scored([], ["a"], [7]).frame_matched()

@@ -12,7 +12,6 @@ from videomolmo_ros.tools.metrics import (
     VideoPoint,
     count_accuracy,
     latency_stats,
-    match_tracks,
     video_pointing_scores,
 )
 
@@ -104,19 +103,6 @@ def test_close_count_tolerance_below_twenty_is_one():
 def test_count_accuracy_of_nothing_is_an_error():
     with pytest.raises(ValueError):
         count_accuracy([])
-
-
-# ---------------------------------------------------------------- tracks
-
-
-def test_match_tracks_keeps_pairs_at_half_overlap_or_more():
-    truth = {"mug": box(0, 0, 10, 10), "cup": box(50, 50, 60, 60)}
-    predicted = {7: box(0, 0, 10, 8), 9: box(50, 55, 60, 65)}  # IoU 0.8 and 50 / 150
-    assert match_tracks(truth, predicted) == {"mug": 7}
-
-
-def test_match_tracks_with_nothing_to_match():
-    assert match_tracks({"mug": box(30, 30, 70, 70)}, {}) == {}
 
 
 # ---------------------------------------------------------------- latency

@@ -2,15 +2,21 @@
 
 J is the region IoU, F the boundary F-measure, J&F their mean, each with DAVIS's optional void
 pixels and its boundary tolerance (a fraction of the image diagonal, or whole pixels from 1 up).
-VideoMolmo and Molmo2 report these numbers for tracking and segmentation. Plain numpy, no ROS.
+A sequence's per-object scores give each object the one track that the Hungarian assignment on
+mean J&F gives it for the whole sequence, as DAVIS scores unsupervised results, so a track
+swapped between two objects costs what it costs. VideoMolmo and Molmo2 report these numbers for
+tracking and segmentation. Plain numpy, no ROS.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,83 @@ def mean_mask_scores(scores: Sequence[MaskScores]) -> MaskScores:
     if not scores:
         raise ValueError("mean_mask_scores needs at least one MaskScores")
     return MaskScores(float(np.mean([s.j for s in scores])), float(np.mean([s.f for s in scores])))
+
+
+@dataclass(frozen=True)
+class ObjectScores:
+    """One object's mean J and F over a sequence, and the track they are of (None: no track was left
+    for it, and it scores as predicted empty)."""
+
+    track: Hashable | None
+    scores: MaskScores
+
+
+class SequenceObjectScores:
+    """Every track's J and F against every object on every frame of a sequence, and the per-object
+    scores made of them, the DAVIS way (`assigned`) and frame by frame (`frame_matched`).
+
+    An object or a track missing from a frame has an empty mask there. Frames come one at a time and
+    only their scores are kept, so a long sequence never holds its masks.
+    """
+
+    def __init__(self, object_ids: Sequence[Hashable], track_ids: Sequence[Hashable]) -> None:
+        self._objects, self._tracks = list(object_ids), list(track_ids)
+        # Per frame, (tracks + 1) x objects: the last row scores an empty prediction.
+        self._j: list[np.ndarray] = []
+        self._f: list[np.ndarray] = []
+
+    def add_frame(self, objects: Masks, tracks: Masks, void: np.ndarray | None = None) -> None:
+        unknown = set(objects) - set(self._objects) | set(tracks) - set(self._tracks)
+        if unknown:
+            raise ValueError(f"ids not declared for this sequence: {sorted(map(str, unknown))}")
+        shapes = {m.shape for m in [*objects.values(), *tracks.values(), *([] if void is None else [void])]}
+        if len(shapes) > 1:
+            raise ValueError(f"masks of different shapes cannot be scored: {sorted(shapes)}")
+        empty = np.zeros(shapes.pop() if shapes else (1, 1), bool)  # nothing at all: every pair agrees
+        keep = _kept(empty, empty, void)
+        radius = boundary_tolerance(empty.shape)
+        truth = [objects.get(o, empty) for o in self._objects]
+        predicted = [tracks.get(t, empty) for t in self._tracks] + [empty]
+        true_outlines = [_Outline(m, keep, radius) for m in truth]
+        self._j.append(np.array([[region_similarity(p, t, void) for t in truth] for p in predicted]))
+        self._f.append(np.array([[_f_measure(_Outline(p, keep, radius), t) for t in true_outlines] for p in predicted]))
+
+    def assigned(self) -> dict[Hashable, ObjectScores]:
+        """DAVIS 2017's per-object scores: each object gets the one track for the whole sequence that
+        the Hungarian assignment on mean J&F gives it (a track right on half the frames scores half);
+        with fewer tracks than objects, those left over get an empty prediction."""
+        if not self._j or not self._objects:
+            return {}
+        j, f = np.stack(self._j, axis=-1), np.stack(self._f, axis=-1)  # (tracks + 1) x objects x frames
+        empty = len(self._tracks)
+        rows = list(range(empty)) + [empty] * max(0, len(self._objects) - empty)
+        j_mean, f_mean = j[rows].mean(axis=2), f[rows].mean(axis=2)
+        picked, columns = linear_sum_assignment(-(j_mean + f_mean) / 2)
+        by_column = {
+            column: ObjectScores(
+                self._tracks[rows[row]] if rows[row] < empty else None,
+                MaskScores(float(j_mean[row, column]), float(f_mean[row, column])),
+            )
+            for row, column in zip(picked, columns, strict=True)
+        }
+        return {o: by_column[k] for k, o in enumerate(self._objects)}
+
+    def frame_matched(self) -> dict[Hashable, MaskScores]:
+        """Per-object scores with tracks paired to objects on each frame anew (Hungarian on IoU, any
+        overlap pairs): how good the masks are whatever their ids, so a swap costs nothing. Not a
+        reference's figure; `assigned` is DAVIS's."""
+        if not self._j:
+            return {}
+        empty, columns = len(self._tracks), np.arange(len(self._objects))
+        j_sum, f_sum = np.zeros(len(self._objects)), np.zeros(len(self._objects))
+        for j, f in zip(self._j, self._f, strict=True):
+            rows = np.full(len(self._objects), empty)
+            for row, column in zip(*linear_sum_assignment(j[:empty], maximize=True), strict=True):
+                if j[row, column] > 0:
+                    rows[column] = row
+            j_sum, f_sum = j_sum + j[rows, columns], f_sum + f[rows, columns]
+        frames = len(self._j)
+        return {o: MaskScores(float(j_sum[k] / frames), float(f_sum[k] / frames)) for k, o in enumerate(self._objects)}
 
 
 def _kept(predicted: np.ndarray, truth: np.ndarray, void: np.ndarray | None) -> np.ndarray:

@@ -7,14 +7,12 @@ numpy masks, so a bag replay, a test or a notebook can use them without ROS.
 """
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
-
-from videomolmo_ros.pipeline.mask_fusion import mask_iou
 
 
 @dataclass(frozen=True)
@@ -117,18 +115,6 @@ def count_accuracy(pairs: Sequence[tuple[int, int]]) -> CountScores:
     exact = sum(gt == pred for gt, pred in pairs)
     close = sum(abs(gt - pred) <= 1 + math.floor(0.05 * gt) for gt, pred in pairs)
     return CountScores(exact / len(pairs), close / len(pairs))
-
-
-def match_tracks(
-    truth: Mapping[Hashable, np.ndarray], predicted: Mapping[Hashable, np.ndarray], min_iou: float = 0.5
-) -> dict[Hashable, Hashable]:
-    """One frame's ground-truth object -> track id pairing: Hungarian on mask IoU, pairs >= `min_iou`."""
-    gt_ids, track_ids = list(truth), list(predicted)
-    iou = np.array([[mask_iou(truth[g], predicted[t]) for t in track_ids] for g in gt_ids]).reshape(
-        len(gt_ids), len(track_ids)
-    )
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    return {gt_ids[r]: track_ids[c] for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
 
 
 @dataclass(frozen=True)
