@@ -176,10 +176,10 @@ def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
     assert red["union"]["j"] == pytest.approx(np.mean(np.where(in_red, red_share, 0.0)))
     # The oracle points at each named disc's centroid, always on it: every point is a hit.
     assert both["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
-    assert both["counts"]["exact"] == 1.0
+    assert both["frame_counts"]["exact"] == 1.0
     # One point per frame for two discs: recall 1/2, F1 2/3; one short of two is still "close".
     assert red["pointing"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
-    assert red["counts"] == {"exact": 0.0, "close": 1.0}
+    assert red["frame_counts"] == {"exact": 0.0, "close": 1.0}
     printed = capsys.readouterr().out
     assert f"score against {TRUTH_TOPIC} -> {out / 'score.json'}" in printed
     assert "J&F" in printed and "the red ball" in printed

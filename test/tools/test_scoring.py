@@ -36,7 +36,7 @@ def test_perfect_masks_score_one():
     assert score.masks == score.union == MaskScores(1.0, 1.0)
     assert score.objects == {1: MaskScores(1.0, 1.0), 2: MaskScores(1.0, 1.0)}
     assert score.id_switches == 0
-    assert score.pointing is None and score.counts is None  # no targets: nothing to score
+    assert score.pointing is None and score.frame_counts is None  # no targets: nothing to score
 
 
 def test_a_shifted_mask_scores_its_iou_and_boundary_f():
@@ -93,7 +93,7 @@ def test_a_command_that_never_answered_scores_zero_in_lockstep():
     truth = {s: {1: SQUARE} for s in STAMPS[:2]}
     [score] = score_outputs(truth, [], [], SENT, {"cmd-1": "the square"}, unanswered_found_nothing=True).commands
     assert score.union == MaskScores(0.0, 0.0) and score.frames_without_masks == tuple(STAMPS[:2])
-    assert score.pointing is None and score.counts is None and score.masks_latency is None
+    assert score.pointing is None and score.frame_counts is None and score.masks_latency is None
 
 
 def test_an_absent_object_and_an_empty_track_share_no_identity():
@@ -171,8 +171,8 @@ def test_pointing_and_counting_on_the_frames_with_targets():
     assert score.pointing_frames == 2
     assert score.pointing == pytest.approx(PointingScores(2 / 3, 2 / 3, 2 / 3))
     # Counts (truth, predicted): (1, 2) and (2, 1); both off by one, within "close".
-    assert score.count_pairs == ((1, 2), (2, 1))
-    assert score.counts == CountScores(exact=0.0, close=1.0)
+    assert score.frame_count_pairs == ((1, 2), (2, 1))
+    assert score.frame_counts == CountScores(exact=0.0, close=1.0)
     assert score.targets_latency == pytest.approx(LatencyStats(200.0, 280.0, 298.0, 300.0))
     assert score.frames_without_masks == tuple(STAMPS)  # a point-mode command: no masks at all
     assert score.masks is None and score.union is None
@@ -223,7 +223,7 @@ def test_the_report_is_json_and_the_table_has_a_row_per_command():
     assert command["objects"] == command["objects_frame_matched"] == {"1": {"j": 1.0, "f": 1.0, "jf": 1.0}}
     assert command["object_tracks"] == {"1": 3}
     assert command["union_frames"] == {str(STAMPS[0]): {"j": 1.0, "f": 1.0, "jf": 1.0}}
-    assert command["count_pairs"] == [[1, 1]]
+    assert command["frame_count_pairs"] == [[1, 1]]
     assert command["frames_without_masks"] == STAMPS[1:]
     assert command["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
     header, row = result.table().splitlines()

@@ -108,7 +108,8 @@ def count_accuracy(pairs: Sequence[tuple[int, int]]) -> CountScores:
     """Exact and "close" accuracy over (ground truth, predicted) counts, as in Molmo2.
 
     Close allows an error of 1 + floor(5 % of the true count), so miscounting a crowd by one or two
-    is not scored like missing the only object.
+    is not scored like missing the only object. Molmo2 gives one pair per video query (the objects in
+    the video, the count it answered); the accuracy is comparable to its number only over such pairs.
     """
     if not pairs:
         raise ValueError("count_accuracy needs at least one (ground truth, predicted) pair")

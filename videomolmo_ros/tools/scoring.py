@@ -32,7 +32,8 @@ from videomolmo_ros.tools.metrics import (
 Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
 # missed: annotated frames without masks; J, F, J&F: per object, one track each (DAVIS); any-id: J&F with
-# tracks matched to objects frame by frame; union: its J&F; count: exact count accuracy; ms: mask latency.
+# tracks matched to objects frame by frame; union: its J&F; count/fr: exact count accuracy per frame;
+# ms: mask latency.
 TABLE_HEADER = (
     "command",
     "query",
@@ -45,7 +46,7 @@ TABLE_HEADER = (
     "union",
     "ID sw",
     "point F1",
-    "count",
+    "count/fr",
     "ms p50/90",
 )
 
@@ -88,8 +89,10 @@ class CommandScore:
     id_switches: int
     pointing_frames: int  # annotated frames the model placed targets on
     pointing: PointingScores | None
-    count_pairs: tuple[tuple[int, int], ...]  # (objects visible, targets placed) per frame pointed at
-    counts: CountScores | None
+    # (objects visible, targets placed) per frame pointed at, and their accuracy: per frame, where
+    # Molmo2 scores one count per video query, so not comparable to its count accuracy.
+    frame_count_pairs: tuple[tuple[int, int], ...]
+    frame_counts: CountScores | None
     masks_latency: LatencyStats | None
     targets_latency: LatencyStats | None
 
@@ -192,8 +195,8 @@ def _score_command(
         id_switches=switches,
         pointing_frames=len(pointed),
         pointing=pointing,
-        count_pairs=tuple(pairs),
-        counts=count_accuracy(pairs) if pairs else None,
+        frame_count_pairs=tuple(pairs),
+        frame_counts=count_accuracy(pairs) if pairs else None,
         masks_latency=_latency(masks, sent_ns),
         targets_latency=_latency(targets, sent_ns),
     )
@@ -306,7 +309,7 @@ def _row(score: CommandScore) -> tuple[str, ...]:
         _number(union and union.jf),
         str(score.id_switches),
         _number(score.pointing and score.pointing.f1),
-        _number(score.counts and score.counts.exact),
+        _number(score.frame_counts and score.frame_counts.exact),
         f"{latency.p50_ms:.0f}/{latency.p90_ms:.0f}" if latency else "-",
     )
 
