@@ -120,9 +120,9 @@ class SequenceObjectScores:
         radius = boundary_tolerance(empty.shape)
         truth = [objects.get(o, empty) for o in self._objects]
         predicted = [tracks.get(t, empty) for t in self._tracks] + [empty]
-        true_outlines = [_Outline(m, keep, radius) for m in truth]
+        outlines = {id(m): _Outline(m, keep, radius) for m in [*truth, *predicted]}  # the empty mask's once
         self._j.append(np.array([[region_similarity(p, t, void) for t in truth] for p in predicted]))
-        self._f.append(np.array([[_f_measure(_Outline(p, keep, radius), t) for t in true_outlines] for p in predicted]))
+        self._f.append(np.array([[_f_measure(outlines[id(p)], outlines[id(t)]) for t in truth] for p in predicted]))
 
     def assigned(self) -> dict[Hashable, ObjectScores]:
         """DAVIS 2017's per-object scores: each object gets the one track for the whole sequence that
