@@ -2,8 +2,8 @@
 
 Scores computed here can be set beside the published numbers only if they follow the same
 definitions: video pointing and counting as in Molmo2's evaluation code; J, F and J&F (DAVIS
-2017) are in `mask_metrics`, identity switches (CLEAR-MOT) in `clear_mot`. The functions take plain numbers and
-numpy masks, so a bag replay, a test or a notebook can use them without ROS.
+2017) are in `mask_metrics`, identity switches (CLEAR-MOT) in `clear_mot`. The functions take
+plain numbers and numpy masks, so a bag replay, a test or a notebook can use them without ROS.
 """
 
 import math
@@ -29,9 +29,9 @@ class TruthPoint:
     """A ground-truth point, and where a prediction paired with it must land to score.
 
     `masks` maps a time (s) to the mask (bool, height x width) of the point's object at that time:
-    a paired prediction hits only at one of those times and on that mask. Molmo2's evaluation data
-    gives each point its own frame's mask; times are compared exactly, so take both sides' times
-    from the same frame stamps.
+    a paired prediction hits only at one of those times and on that mask, as in Molmo2's evaluation
+    (its `gt_abs_masks`); `scoring` gives each point its own frame's mask. Times are compared
+    exactly, so take both sides' times from the same frame stamps.
     """
 
     t_s: float
