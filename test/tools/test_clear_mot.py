@@ -3,6 +3,7 @@
 import motmetrics
 import numpy as np
 import pytest
+from box_masks import box
 
 from videomolmo_ros.tools.clear_mot import ClearMotMatcher
 from videomolmo_ros.tools.mask_metrics import region_similarity
@@ -72,26 +73,20 @@ def test_a_swap_is_two_switches_and_a_return_after_a_gap_is_none():
     assert ours(frames)[1] == 3 == reference(frames)[1]
 
 
-def box_mask(top: int, left: int, bottom: int, right: int, size: int) -> np.ndarray:
-    mask = np.zeros((size, size), bool)
-    mask[top:bottom, left:right] = True
-    return mask
-
-
 def random_sequence(rng: np.random.Generator, size: int = 12) -> list[Frame]:
     """Objects as boxes drifting on a small grid (they may overlap); tracks that follow them with
     jitter, swap ids, get lost and come back under new ids, duplicate one another, or cover nothing."""
 
-    def randombox_mask() -> np.ndarray:
+    def random_box() -> np.ndarray:
         top, left, height, width = rng.integers([0, 0, 2, 2], [8, 8, 6, 6])
         return np.array([top, left, top + height, left + width])
 
-    def jittered(box: np.ndarray) -> np.ndarray:
-        top, left, bottom, right = np.clip(box + rng.integers(-1, 2, 4), 0, size)
-        return box_mask(top, left, max(bottom, top + 1), max(right, left + 1), size)
+    def jittered(corners: np.ndarray) -> np.ndarray:
+        top, left, bottom, right = np.clip(corners + rng.integers(-1, 2, 4), 0, size)
+        return box(top, left, max(bottom, top + 1), max(right, left + 1), size)
 
     count = int(rng.integers(1, 5))
-    boxes = [randombox_mask() for _ in range(count)]
+    boxes = [random_box() for _ in range(count)]
     track_of = list(range(count))  # object -> the id of the track following it
     next_id = count
     frames = []
@@ -102,11 +97,11 @@ def random_sequence(rng: np.random.Generator, size: int = 12) -> list[Frame]:
             track_of[i], track_of[j] = track_of[j], track_of[i]
         if rng.random() < 0.1:
             track_of[int(rng.integers(count))], next_id = next_id, next_id + 1
-        visible = [(k, box_mask(*b, size)) for k, b in enumerate(boxes) if rng.random() < 0.85]
+        visible = [(k, box(*b, size)) for k, b in enumerate(boxes) if rng.random() < 0.85]
         objects = {k: mask for k, mask in visible if mask.any()}
         tracks = {100 + track_of[k]: jittered(b) for k, b in enumerate(boxes) if rng.random() < 0.85}
         for k in range(int(rng.integers(0, 3))):  # duplicates of a followed object, and strays
-            tracks[200 + k] = jittered(boxes[int(rng.integers(count))] if rng.random() < 0.7 else randombox_mask())
+            tracks[200 + k] = jittered(boxes[int(rng.integers(count))] if rng.random() < 0.7 else random_box())
         ids = list(tracks)
         frames.append((objects, {ids[i]: tracks[ids[i]] for i in rng.permutation(len(ids))}))  # in no order
     return frames

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from box_masks import box
 
 from videomolmo_ros.tools.mask_metrics import (
     MaskScores,
@@ -14,14 +15,6 @@ from videomolmo_ros.tools.mask_metrics import (
     region_similarity,
     sequence_mask_scores,
 )
-
-
-def box(top: int, left: int, bottom: int, right: int, size: int = 100) -> np.ndarray:
-    """A size x size mask with rows top..bottom-1 and columns left..right-1 set."""
-    mask = np.zeros((size, size), bool)
-    mask[top:bottom, left:right] = True
-    return mask
-
 
 EMPTY = box(0, 0, 0, 0)
 

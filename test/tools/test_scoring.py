@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from box_masks import box
 
 from videomolmo_ros.tools.mask_metrics import MaskScores
 from videomolmo_ros.tools.metrics import CountScores, LatencyStats, PointingScores
@@ -12,12 +13,6 @@ from videomolmo_ros.tools.scoring import MasksAnswer, TargetsAnswer, score_outpu
 MS = 1_000_000
 STAMPS = [1_000 * MS, 1_100 * MS, 1_200 * MS]
 SENT = {s: s + 5_000 * MS for s in STAMPS}  # the replay sent each frame 5 s after its recorded stamp
-
-
-def box(top: int, left: int, bottom: int, right: int, size: int = 100) -> np.ndarray:
-    mask = np.zeros((size, size), bool)
-    mask[top:bottom, left:right] = True
-    return mask
 
 
 SQUARE = box(30, 30, 70, 70)
