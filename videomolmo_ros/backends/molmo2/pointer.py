@@ -19,6 +19,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo2_answer_regex
+from videomolmo_ros.backends.hub import offline_reason
 from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo2, to_grounding_result
@@ -87,11 +88,11 @@ class Molmo2Options:
     server_timeout_s: float = 30.0
 
 
-def missing_checkpoint(model: str, error: Exception) -> BackendError:
+def missing_checkpoint(model: str, error: Exception, offline: str = "") -> BackendError:
     """Say what to download and where to put it, instead of a stack trace from the hub client."""
     from huggingface_hub import constants
 
-    offline = " (offline: HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    offline = f" ({offline})" if offline else ""
     return BackendError(
         f"Molmo2 checkpoint {model!r} could not be loaded{offline}. It is not a local folder with a "
         f"checkpoint, and not in the Hugging Face cache {constants.HF_HUB_CACHE}. Download it on a machine with "
@@ -106,12 +107,18 @@ def load_molmo2(options: Molmo2Options, device: torch.device):
 
     dtype = resolve_dtype(options.dtype, device, "molmo2.dtype")
     quantization = quantization_config(options.quantization, device, "molmo2.quantization")
-    common = {"revision": options.revision or None, "trust_remote_code": options.trust_remote_code}
     if os.path.exists(options.model) and not os.path.isfile(os.path.join(options.model, "config.json")):
         raise BackendError(
             f"molmo2.model {options.model!r} is not a checkpoint folder (no config.json in it); give a folder "
             "holding config.json, the *.safetensors weights and the processor files, or a hub id"
         )
+    # Without a network the hub client retries for minutes: look only in the cache then.
+    offline = "" if os.path.exists(options.model) else offline_reason()
+    common = {
+        "revision": options.revision or None,
+        "trust_remote_code": options.trust_remote_code,
+        "local_files_only": bool(offline),
+    }
     try:
         processor = AutoProcessor.from_pretrained(options.model, **common)
         model = AutoModelForImageTextToText.from_pretrained(
@@ -122,7 +129,7 @@ def load_molmo2(options: Molmo2Options, device: torch.device):
             **common,
         )
     except OSError as error:
-        raise missing_checkpoint(options.model, error) from error
+        raise missing_checkpoint(options.model, error, offline) from error
     if quantization is None:
         model.to(device)
     return processor, model.eval()
