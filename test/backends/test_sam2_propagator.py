@@ -71,8 +71,8 @@ def same_prompt(a: dict, b: dict) -> bool:
     return all(torch.equal(a[key], b[key]) for key in ("maskmem_features", "pred_masks", "obj_ptr"))
 
 
-def stock_masks(propagator: Sam2Propagator, frames, prompts, folder, reverse: bool) -> list[dict[int, torch.Tensor]]:
-    """sam2's own SAM2VideoPredictor on the same model and the same preprocessed frames.
+def stock_logits(propagator: Sam2Propagator, frames, prompts, folder, reverse: bool) -> list[dict[int, torch.Tensor]]:
+    """sam2's own SAM2VideoPredictor on the same model and the same preprocessed frames: mask logits.
 
     Its JPEG folder only sets the frame count and size; its images are swapped for the frames as
     the propagator preprocesses them, so any difference comes from the tracking itself.
@@ -88,23 +88,53 @@ def stock_masks(propagator: Sam2Propagator, frames, prompts, folder, reverse: bo
     for object_id, points in prompts.items():
         model.add_new_points_or_box(state, start, object_id, np.array(points), np.ones(len(points), np.int32))
     out: list[dict[int, torch.Tensor]] = [{} for _ in frames]
-    for k, ids, masks in model.propagate_in_video(state, reverse=reverse):
-        out[k] = {i: masks[n, 0] > 0 for n, i in enumerate(ids)}
+    for k, ids, logits in model.propagate_in_video(state, reverse=reverse):
+        out[k] = {i: logits[n, 0].clone() for n, i in enumerate(ids)}
     return out
+
+
+def record_logits(propagator: Sam2Propagator) -> list[dict[int, torch.Tensor]]:
+    """Every call's mask logits per object, as the propagator thresholds them."""
+    calls: list[dict[int, torch.Tensor]] = []
+    logits = propagator._logits
+
+    def recorded(outs, frame):
+        result = logits(outs, frame)
+        calls.append(dict(zip(outs, result.clone(), strict=True)))
+        return result
+
+    propagator._logits = recorded
+    return calls
+
+
+# The streaming step and the stock predictor run the same model on the same inputs, but batch and
+# order the work differently, so float sums may round differently on another CPU (AVX-512):
+# logits agree within a tolerance, masks on all but a few pixels on the threshold. Measured here
+# (tiny model, logits up to about 0.1): 8e-8 apart over 40 frames; keeping 2 memory frames instead
+# of 16 (a real loss) puts them 1.3e-3 apart, far outside the tolerance.
+LOGIT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+MASK_AGREEMENT = 0.999
+
+
+def assert_same_tracking(ours: torch.Tensor, mask: torch.Tensor, stock: torch.Tensor, where: str) -> None:
+    torch.testing.assert_close(ours, stock, **LOGIT_TOLERANCE, msg=lambda m: f"{where}: {m}")
+    assert (mask == (stock > 0)).float().mean() >= MASK_AGREEMENT, where
 
 
 @WITHOUT_EXTENSION
 def test_streaming_gives_the_stock_predictors_masks_with_bounded_memory(checkpoint, tmp_path):
-    """Exact: what pruning drops, the model never reads (40 frames, 16 kept)."""
+    """What pruning drops, the model never reads (40 frames, 16 kept)."""
     propagator = make(checkpoint)
     frames = [frame(k) for k in range(40)]
     prompts = {1: [RED], 2: [BLUE, (230.0, 125.0)]}
-    expected = stock_masks(propagator, frames, prompts, tmp_path, reverse=False)
+    expected = stock_logits(propagator, frames, prompts, tmp_path, reverse=False)
+    logits = record_logits(propagator)
     propagator.add_prompts(frames[0], prompts)
     for k, f in enumerate(frames):
         masks = propagator.step(f)
         assert sorted(masks) == [1, 2]
-        assert all(torch.equal(masks[i].mask, expected[k][i]) for i in masks), f"frame {k}"
+        for i in masks:
+            assert_same_tracking(logits[-1][i], masks[i].mask, expected[k][i], f"frame {k}, object {i}")
     assert propagator.kept_memories() == {1: (1, 16), 2: (1, 16)}
 
 
@@ -112,9 +142,12 @@ def test_streaming_gives_the_stock_predictors_masks_with_bounded_memory(checkpoi
 def test_propagate_backward_gives_the_stock_predictors_reverse_masks(checkpoint, tmp_path):
     propagator = make(checkpoint)
     clip = [frame(k) for k in range(20, 40)]
-    expected = stock_masks(propagator, clip, {3: [BLUE]}, tmp_path, reverse=True)
+    expected = stock_logits(propagator, clip, {3: [BLUE]}, tmp_path, reverse=True)
+    logits = record_logits(propagator)
     backward = propagator.propagate(clip, {3: [BLUE]}, reverse=True)
-    assert all(torch.equal(backward[k][3].mask, expected[k][3]) for k in range(len(clip)))
+    by_frame = logits[::-1]  # computed from the last frame back
+    for k in range(len(clip)):
+        assert_same_tracking(by_frame[k][3], backward[k][3].mask, expected[k][3], f"frame {k}")
 
 
 def test_masks_per_object_at_each_frames_resolution(checkpoint):

@@ -227,11 +227,14 @@ class Sam2Propagator(MaskPropagator):
     def _masks(self, outs: Mapping[int, dict], frame: Frame) -> dict[int, ObjectMask]:
         """Low-res logits of every object -> H x W bool masks at the frame's resolution, with 0-1 scores."""
         ids = list(outs)
-        low_res = torch.cat([outs[i]["pred_masks"] for i in ids]).float()
-        logits = interpolate(low_res, size=(frame.height, frame.width), mode="bilinear", align_corners=False)
-        masks = logits[:, 0] > self.options.mask_threshold
+        masks = self._logits(outs, frame) > self.options.mask_threshold
         scores = torch.cat([outs[i]["object_score_logits"] for i in ids]).float().sigmoid().view(-1).tolist()
         return {i: ObjectMask(masks[k], scores[k]) for k, i in enumerate(ids)}
+
+    def _logits(self, outs: Mapping[int, dict], frame: Frame) -> torch.Tensor:
+        """N x H x W mask logits at the frame's resolution, objects in the order of `outs`."""
+        low_res = torch.cat([out["pred_masks"] for out in outs.values()]).float()
+        return interpolate(low_res, size=(frame.height, frame.width), mode="bilinear", align_corners=False)[:, 0]
 
     @contextmanager
     def _inference(self) -> Iterator[None]:
