@@ -167,6 +167,17 @@ def test_the_code_defaults_are_the_documented_ones(node, planner, tmp_path):
     assert {"molmo2.model", "sam2.checkpoint"} <= declared, "the selected backends' options are parameters"
 
 
+def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refused(node, tmp_path):
+    checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
+    overrides = {"molmo2.model": str(checkpoint), "propagator_backend": DOUBLES["propagator_backend"]}
+    colliding = node({**overrides, "context_fps": 12.0})
+    assert colliding.process.wait(60) == 1
+    assert "context_fps 12 Hz is too fast for Molmo2" in colliding.log(), colliding.log()
+    untrained = node({**overrides, "context_fps": 5.0})
+    assert untrained.wait_for_log("ready on cpu", 60), untrained.log()
+    assert untrained.log().count("Molmo2 was trained on video sampled at 2 Hz") == 1, untrained.log()
+
+
 def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):
     process = node(NO_BACKENDS)
     assert process.wait_for_log("no pointer_backend set"), process.log()
