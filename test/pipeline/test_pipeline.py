@@ -421,6 +421,9 @@ def test_a_pointer_trained_on_consecutive_frames_reads_them_at_camera_rate(camer
         assert wait_for(lambda: any(len(w) == frames for w in pointer.windows))
     finally:
         pipeline.close()
+    assert pipeline.buffer_bytes == (5 if camera_rate_frames else 2 + 3) * 24 * 32 * 3, (
+        "one ring when it reads the stream"
+    )
     for window in pointer.windows:
         assert len(window) <= frames
         gaps = np.diff([meta.stamp_ns for meta in window.metas]) // 1_000_000

@@ -172,6 +172,11 @@ class PerceptionPipeline:
             if thread.is_alive():
                 thread.join(timeout_s)
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes the frame rings hold (one ring when the pointer reads the stream ring)."""
+        return self.stream.nbytes + (self.context.nbytes if self.context is not self.stream else 0)
+
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
         tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
