@@ -7,11 +7,16 @@ import time
 import numpy as np
 import pytest
 import torch
-from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
+from oracle_doubles import (
+    ColorOraclePointerDouble,
+    ColorOraclePropagatorDouble,
+    OracleOptions,
+    RecordingPointerDouble,
+)
 from polling import wait_for
 from synthetic_video import MovingDisc, default_scene, render
 
-from videomolmo_ros.backends.interfaces import NoOptions
+from videomolmo_ros.backends.interfaces import GroundingResult, NoOptions
 from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig, TakeTurns
 
@@ -399,3 +404,39 @@ def test_a_forward_gap_restarts_the_grounding_context_but_keeps_tracks():
     assert pipeline.counters.snapshot()["time_gap_context_restarts"] == 1
     assert any("jumped forward 398." in message for _, message in sink.problems)
     assert {i for m in sink.masks if m.meta.stamp_ns > 500.5e9 for i in m.ids} == first_ids, "tracks keep their ids"
+
+
+@pytest.mark.parametrize(("camera_rate_frames", "frames", "gap_ms"), [(5, 5, 33), (0, 3, 450)])
+def test_a_pointer_trained_on_consecutive_frames_reads_them_at_camera_rate(camera_rate_frames, frames, gap_ms):
+    """VideoMolmo's previous frames are the camera's previous frames, whatever context_fps says."""
+    pointer = RecordingPointerDouble(GroundingResult(()), camera_rate_frames)
+    config = PipelineConfig(stream_frames=2, context_frames=3, context_fps=2.0)
+    pipeline = PerceptionPipeline(config, CPU, pointer, None, ListSink())
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
+        image = np.zeros((24, 32, 3), np.uint8)
+        for k in range(60):  # 2 s at 30 fps
+            pipeline.submit_frame(image, 10**9 + k * 33_000_000, "cam")
+        assert wait_for(lambda: any(len(w) == frames for w in pointer.windows))
+    finally:
+        pipeline.close()
+    assert pipeline.buffer_bytes == (5 if camera_rate_frames else 2 + 3) * 24 * 32 * 3, (
+        "one ring when it reads the stream"
+    )
+    for window in pointer.windows:
+        assert len(window) <= frames
+        gaps = np.diff([meta.stamp_ns for meta in window.metas]) // 1_000_000
+        assert all(gap == gap_ms for gap in gaps) if camera_rate_frames else all(gap >= gap_ms for gap in gaps)
+
+
+def test_frames_a_pointer_did_not_show_its_model_are_counted():
+    pointer = RecordingPointerDouble(GroundingResult((), skipped_frames=2))
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, pointer, None, ListSink())
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
+        pipeline.submit_frame(np.zeros((24, 32, 3), np.uint8), 10**9, "cam")
+        assert wait_for(lambda: pipeline.counters.snapshot().get("grounding_frames_not_shown_same_time") == 2)
+    finally:
+        pipeline.close()

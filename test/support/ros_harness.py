@@ -40,15 +40,30 @@ def installed_params_file() -> Path:
 
 
 class NodeProcess:
-    """perception_node started with the installed params file plus overrides; its log kept."""
+    """perception_node started with the installed params file plus overrides; its log kept.
 
-    def __init__(self, log_path: Path, overrides: dict[str, object] | None = None):
+    `params_file=False` starts it without the installed file (as `ros2 run` does: the code's
+    defaults); `env` adds to or, with None values, removes from the environment.
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        overrides: dict[str, object] | None = None,
+        params_file: bool = True,
+        env: dict[str, str | None] | None = None,
+    ):
         # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
         override_file = log_path.with_suffix(".params.yaml")
         override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
-        args = [str(node_executable()), "--ros-args", "--params-file", str(installed_params_file())]
+        args = [str(node_executable()), "--ros-args"]
+        args += ["--params-file", str(installed_params_file())] if params_file else []
         args += ["--params-file", str(override_file)]
-        env = dict(os.environ, PYTHONPATH=f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in (env or {})},
+            **{k: v for k, v in (env or {}).items() if v is not None},
+            "PYTHONPATH": f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        }
         env["PYTHONUNBUFFERED"] = "1"
         env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
         self.log_path = log_path

@@ -274,7 +274,7 @@ def test_cli_params_are_typed_as_their_defaults(davis_root, tmp_path):
     ("extra", "message"),
     [
         (["--pointer", "no_such_model"], "unknown Pointer backend 'no_such_model'"),
-        (["--propagator", "sam2"], "SAM2: no checkpoint"),
+        (["--propagator", "sam2"], "SAM2 checkpoint not found (offline: HF_HUB_OFFLINE is set"),
         (["--param", "context_frames=many"], "context_frames=many: expected a value of type int"),
         (["--param", "sam2.checkpoint=x"], "--param sam2.checkpoint: unknown"),
     ],

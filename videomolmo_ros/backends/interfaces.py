@@ -41,11 +41,13 @@ class GroundingResult:
 
     `problems` lists parts of the model output that were dropped (malformed, out of range);
     the node logs and counts them while still using the points that did parse.
+    `skipped_frames` counts window frames the model was not shown (counted by the pipeline).
     """
 
     points: tuple[GroundedPoint, ...]
     raw_output: str = ""
     problems: tuple[str, ...] = ()
+    skipped_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,21 @@ class Backend:
 
 
 class Pointer(Backend, ABC):
-    """A video grounding model: frames + query -> points per frame."""
+    """A video grounding model: frames + query -> points per frame.
+
+    `camera_rate_frames`: 0 to read the context window (context_frames sampled at context_fps);
+    N to read the last N consecutive camera frames instead (a temporal module trained on
+    consecutive frames), whatever context_frames and context_fps say.
+    """
+
+    camera_rate_frames: int = 0
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        """Warnings about how the context window will feed this model, logged once at configure.
+
+        Raise BackendError for a window the model cannot work with.
+        """
+        return []
 
     @abstractmethod
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:

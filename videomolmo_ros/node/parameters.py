@@ -17,6 +17,8 @@ from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
+# What `ros2 run` without a params file gets: config/perception.yaml's backends.
+DEFAULT_BACKENDS = {"pointer": "molmo2", "propagator": "sam2"}
 # Parameters that can change while the node runs; the others need a reconfigure.
 RUNTIME_PARAMETERS = frozenset(
     {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
@@ -143,7 +145,8 @@ class Parameters:
 
     def backend(self, role: str, kind: type, device: torch.device):
         """The backend `<role>_backend` names, built with its options `<prefix>.<option>`; None if unset."""
-        spec = self.declare(f"{role}_backend", "", f"{role}: a registered name or package.module:Class")
+        what = f"{role}: a registered name or package.module:Class (empty: none)"
+        spec = self.declare(f"{role}_backend", DEFAULT_BACKENDS[role], what)
         if not spec:
             return None
         cls = registry.resolve(spec, kind)

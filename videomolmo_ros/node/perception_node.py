@@ -42,7 +42,7 @@ from videomolmo_ros.node.planner_api import PlannerApi
 from videomolmo_ros.pipeline.cameras import BufferBudget, CameraConfig, buffer_budget, check_budget
 from videomolmo_ros.pipeline.commands import CommandBook
 from videomolmo_ros.pipeline.counters import ProblemLog
-from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, ring_sizes
 
 
 def _free_memory() -> None:
@@ -52,10 +52,10 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def check_buffer_memory(settings: NodeSettings) -> BufferBudget:
+def check_buffer_memory(settings: NodeSettings, pointer: Pointer | None) -> BufferBudget:
     """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
-    config, device = settings.pipeline, settings.device
-    budget = buffer_budget(settings.cameras, config.stream_frames, config.context_frames)
+    device = settings.device
+    budget = buffer_budget(settings.cameras, *ring_sizes(settings.pipeline, pointer))
     gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     try:
         check_budget(budget, settings.buffer_memory_limit_mb, gpu_free, str(device))
@@ -88,7 +88,9 @@ class PerceptionNode(LifecycleNode):
             device = self.settings.device
             pointer = self._params.backend("pointer", Pointer, device)
             self._backends = (pointer, self._params.backend("propagator", MaskPropagator, device))
-            budget = check_buffer_memory(self.settings)
+            config = self.settings.pipeline
+            notes = pointer.check_context(config.context_frames, config.context_fps) if pointer else []
+            budget = check_buffer_memory(self.settings, pointer)
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
             self._backends = (None, None)
@@ -96,6 +98,8 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._wire(budget)
         self._params.warn_unknown()
+        for note in notes:
+            self.get_logger().warning(f"{type(pointer).__name__}: {note}")
         names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
         self.get_logger().info(
             f"configured on {device}: pointer, propagator = {names}; cameras {', '.join(self._cameras)}; "

@@ -66,6 +66,18 @@ class PipelineConfig:
     camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
 
 
+def ring_sizes(config: PipelineConfig, pointer: Pointer | None) -> tuple[int, int]:
+    """Slots of the stream ring and of the context ring (0: the pointer reads the stream ring).
+
+    A pointer that wants N consecutive camera frames (Pointer.camera_rate_frames) reads them from
+    a stream ring of at least N slots, and no context ring is kept.
+    """
+    wanted = pointer.camera_rate_frames if pointer is not None else 0
+    if wanted:
+        return max(config.stream_frames, wanted), 0
+    return config.stream_frames, config.context_frames
+
+
 class TakeTurns:
     """A lock handed over in arrival order: cameras sharing one model take turns, none starves.
 
@@ -118,10 +130,15 @@ class PerceptionPipeline:
         self.counters = Counters()
         self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
         self._pointer_turns = pointer_turns or TakeTurns()
-        self.stream = FrameBuffer(config.stream_frames, device, camera=config.camera)
-        self.context = FrameBuffer(
-            config.context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera
+        stream_frames, context_frames = ring_sizes(config, pointer)
+        self.stream = FrameBuffer(stream_frames, device, camera=config.camera)
+        # A pointer that reads consecutive camera frames gets them from the stream ring.
+        self.context = (
+            FrameBuffer(context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera)
+            if context_frames
+            else self.stream
         )
+        self._window_frames = context_frames or pointer.camera_rate_frames
         fuser = make_fuser(config.fusion, config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator)
         tracker = TrackManager(config.tracker, track_ids)
         self._stage = TrackingStage(  # the tracking worker's alone
@@ -154,6 +171,11 @@ class PerceptionPipeline:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout_s)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes the frame rings hold (one ring when the pointer reads the stream ring)."""
+        return self.stream.nbytes + (self.context.nbytes if self.context is not self.stream else 0)
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
@@ -207,7 +229,8 @@ class PerceptionPipeline:
             self._restart()
         tensor = torch.from_numpy(image).to(self.device)
         self.stream.push(tensor, stamp_ns, frame_id)
-        self.context.push(tensor, stamp_ns, frame_id)
+        if self.context is not self.stream:
+            self.context.push(tensor, stamp_ns, frame_id)
         with self._wake:
             self._wake.notify_all()
 
@@ -300,7 +323,7 @@ class PerceptionPipeline:
         for _ in range(len(running)):
             command = self.commands.next_turn(self.camera)
             if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
-                window = self.context.window(self.config.context_frames)
+                window = self.context.window(self._window_frames)
                 return (command, window) if window is not None else None
         return None
 
@@ -325,6 +348,8 @@ class PerceptionPipeline:
             self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
             return True
         self.counters.add("groundings")
+        if result.skipped_frames:
+            self.counters.add("grounding_frames_not_shown_same_time", result.skipped_frames)
         with self._wake:
             self._results.append(Grounded(command, window, result, epoch))
             self._wake.notify_all()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from videomolmo_ros.backends.hub import hub_file, is_repo_id
 from videomolmo_ros.backends.registry import BackendError
 
 # Short names -> (sam2 config, checkpoint file of Meta's SAM 2.1 release).
@@ -20,12 +21,13 @@ MODELS = {
     "large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
 }
 RELEASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+HUB_OWNER = "facebook"  # facebook/sam2.1-hiera-tiny, ... hold the release's .pt files
 
 
 @dataclass(frozen=True)
 class Sam2Options:
-    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"  # or tiny, small, base_plus, large
-    checkpoint: str = ""  # path to the matching .pt (e.g. sam2.1_hiera_tiny.pt); required
+    config: str = "tiny"  # tiny, small, base_plus, large, or a sam2 config name
+    checkpoint: str = "facebook/sam2.1-hiera-tiny"  # a hub id (downloaded once, then cached) or a local .pt
     image_size: int = 0  # model input side in px, multiple of 32; 0: the config's (1024)
     config_overrides: str = ""  # advanced: space-separated hydra overrides of the config
     memory_frames: int = 16  # recent tracked frames kept per object (the model reads 6 + 15 pointers)
@@ -63,18 +65,35 @@ def check_options(options: Sam2Options) -> None:
         raise BackendError(f"sam2.feature_cache_frames {options.feature_cache_frames}: keep at least 1")
 
 
-def missing_checkpoint(options: Sam2Options) -> BackendError | None:
-    """Say what to download and which parameter to set when the checkpoint is not there."""
+def hub_repo(config: str) -> str:
+    """The hub repository holding the release checkpoint that fits a config (facebook/sam2.1-hiera-tiny, ...)."""
+    return f"{HUB_OWNER}/{checkpoint_file(config)[:-3].replace('_', '-')}"
+
+
+def checkpoint_path(options: Sam2Options) -> str:
+    """The local .pt: the path given, or the hub id's file (`owner/sam2.1-hiera-x` holds `sam2.1_hiera_x.pt`)
+    from the Hugging Face cache, downloaded there first when there is a network."""
     path = Path(options.checkpoint).expanduser()
-    if options.checkpoint and path.is_file():
-        return None
+    if path.is_file():
+        return str(path)
+    if not is_repo_id(options.checkpoint):
+        raise missing_checkpoint(options, f"sam2.checkpoint {options.checkpoint!r} is not a file")
+    filename = options.checkpoint.partition("/")[2].replace("-", "_") + ".pt"
+    try:
+        return hub_file(options.checkpoint, filename)
+    except FileNotFoundError as error:
+        raise missing_checkpoint(options, str(error)) from error
+
+
+def missing_checkpoint(options: Sam2Options, why: str) -> BackendError:
+    """Say the two ways to a checkpoint: a hub id with internet, or a local .pt."""
     wanted = checkpoint_file(options.config)
-    where = f"sam2.checkpoint {options.checkpoint!r} is not a file" if options.checkpoint else "no checkpoint"
     return BackendError(
-        f"SAM2: {where}. Download {wanted} from Meta's SAM 2.1 release ({RELEASE_URL}{wanted}, or the "
-        f"Hugging Face repo facebook/{wanted[:-3].replace('_', '-')}), put it on this machine (e.g. "
-        f"~/models/sam2/{wanted}) and set sam2.checkpoint to its path; it must match "
-        f"sam2.config ({config_name(options.config)})."
+        f"SAM2 checkpoint not found ({why}). Either set sam2.checkpoint to a Hugging Face hub id "
+        f"({hub_repo(options.config)}, downloaded on the first start with internet, then cached), or to a local "
+        f".pt: download {wanted} (from that repo or Meta's SAM 2.1 release, {RELEASE_URL}{wanted}), put it on this "
+        f"machine (e.g. ~/models/sam2/{wanted}) and set sam2.checkpoint to its path. It must match sam2.config "
+        f"({config_name(options.config)})."
     )
 
 
@@ -94,9 +113,7 @@ def hydra_overrides(options: Sam2Options) -> list[str]:
 def load_sam2(options: Sam2Options, device: torch.device):
     """sam2's own video model (SAM2VideoPredictor, a SAM2Base) with the checkpoint, in eval mode."""
     check_options(options)
-    problem = missing_checkpoint(options)
-    if problem is not None:
-        raise problem
+    checkpoint = checkpoint_path(options)
     try:
         from hydra.errors import HydraException
         from sam2.build_sam import build_sam2_video_predictor
@@ -105,7 +122,6 @@ def load_sam2(options: Sam2Options, device: torch.device):
             f"SAM2 needs the sam2 package: see requirements-sam2.txt and the README set-up ({error})"
         ) from error
     config = config_name(options.config)
-    checkpoint = str(Path(options.checkpoint).expanduser())
     overrides = hydra_overrides(options)
     try:
         return build_sam2_video_predictor(config, checkpoint, device=device, hydra_overrides_extra=overrides)

@@ -1,9 +1,9 @@
 """VideoMolmo grounding (ghazishazan/VideoMolmo): Molmo-7B-D with a temporal module, points per frame.
 
-VideoMolmo points on one frame, the newest of the context window, conditioned on the previous
-4 frames (black frames at the start of a stream), as its reference inference does. Set
-`context_frames: 5` and `context_fps` to the camera rate: its previous frames are the camera's
-previous frames.
+VideoMolmo points on one frame, the newest camera frame, conditioned on the previous 4 camera
+frames (black frames at the start of a stream), as its reference inference does: its temporal
+module was trained on consecutive video frames. So it reads the last 5 frames of the camera-rate
+stream ring (`camera_rate_frames`), not the context window sampled at `context_fps`.
 
 Every frame is encoded by the vision encoder once: its features are cached beside the frame in
 the buffer, so a query encodes only frames no earlier query saw (the reference re-encodes the 4
@@ -113,6 +113,14 @@ class VideoMolmoPointer(Pointer):
 
     Options = VideoMolmoOptions
     FEATURE_KEY = "videomolmo/vit"
+    camera_rate_frames = PAST_FRAMES + 1  # the newest frame and the 4 before it, consecutive
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        return [
+            f"reads the last {self.camera_rate_frames} consecutive camera frames (its temporal module was trained "
+            f"on consecutive frames); context_frames ({context_frames}) and context_fps ({context_fps:g} Hz) are "
+            "not used"
+        ]
 
     def __init__(self, options: VideoMolmoOptions, device: torch.device):
         super().__init__(options, device)
