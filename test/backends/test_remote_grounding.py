@@ -4,7 +4,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +196,9 @@ def _closed_port() -> int:
 def test_unreachable_server_fails_fast_naming_the_url():
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     client = OpenAIVideoClient(url, MODEL, timeout_s=5.0)
-    start = time.monotonic()
     with pytest.raises(RemoteGroundingError) as raised:
         client.complete(_video()[0], "Point to the red disc.", max_tokens=16)
-    assert time.monotonic() - start < 2.0
+    assert "refused" in str(raised.value).lower(), "the refusal itself, not a timeout after retries"
     assert url in str(raised.value)
     assert "molmo2.server_url" in str(raised.value)
     with pytest.raises(RemoteGroundingError, match=re.escape(url)):
@@ -208,11 +206,9 @@ def test_unreachable_server_fails_fast_naming_the_url():
 
 
 def test_slow_server_times_out_naming_the_timeout(server):
-    server.delay_s = 5.0
-    start = time.monotonic()
+    server.delay_s = 5.0  # the client gives up at its own timeout, long before the answer comes
     with pytest.raises(RemoteGroundingError, match=r"timeout of 0\.3 s"):
         _client(server, timeout_s=0.3).complete(_video()[0], "Point to the red disc.", max_tokens=16)
-    assert time.monotonic() - start < 2.0
 
 
 def test_http_error_carries_status_and_body(server):
