@@ -140,5 +140,7 @@ def test_thresholds_change_at_run_time_and_bad_values_are_refused(node, planner)
 
     assert set_param("tracker.match_distance", 0.3).successful
     assert not set_param("tracker.match_distance", 7.0).successful, "outside its declared range"
+    assert set_param("tracker.min_mask_score", 0.5).successful and set_param("tracker.min_point_score", 0.3).successful
+    assert not set_param("tracker.min_mask_score", 1.5).successful, "a score is 0-1"
     refused = set_param("fusion", "bidirectional")
     assert not refused.successful and "reconfigure" in refused.reason

@@ -399,3 +399,30 @@ def test_a_forward_gap_restarts_the_grounding_context_but_keeps_tracks():
     assert pipeline.counters.snapshot()["time_gap_context_restarts"] == 1
     assert any("jumped forward 398." in message for _, message in sink.problems)
     assert {i for m in sink.masks if m.meta.stamp_ns > 500.5e9 for i in m.ids} == first_ids, "tracks keep their ids"
+
+
+def test_points_scored_below_min_point_score_are_dropped_and_counted():
+    from oracle_doubles import ScriptedPointerDouble
+
+    from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+    from videomolmo_ros.pipeline.track_manager import TrackerConfig
+
+    points = (GroundedPoint(0, 60.0, 60.0, "a", score=0.9), GroundedPoint(0, 200.0, 150.0, "b", score=0.2))
+    points += (GroundedPoint(0, 250.0, 60.0, "c"),)  # no score: never dropped
+    sink = ListSink()
+    config = PipelineConfig(context_frames=1, tracker=TrackerConfig(min_point_score=0.5))
+    pipeline = PerceptionPipeline(config, CPU, ScriptedPointerDouble(GroundingResult(points)), None, sink)
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("p", "things", GroundingMode.POINT))
+        play(pipeline, 0.5)
+        assert wait_for(lambda: sink.targets, 10)
+        labels = {t.label for output in sink.targets for t in output.targets}
+        assert labels == {"a", "c"}
+        assert pipeline.counters.snapshot()["points_dropped_low_score"] >= 1
+        pipeline.reconfigure(**{"tracker.min_point_score": 0.1})  # at run time, as ros2 param set does
+        seen = len(sink.targets)
+        play(pipeline, 0.5, start_s=100.5)
+        assert wait_for(lambda: any(t.label == "b" for o in sink.targets[seen:] for t in o.targets), 10)
+    finally:
+        pipeline.close()

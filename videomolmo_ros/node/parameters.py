@@ -20,6 +20,7 @@ from videomolmo_ros.pipeline.track_manager import TrackerConfig
 # Parameters that can change while the node runs; the others need a reconfigure.
 RUNTIME_PARAMETERS = frozenset(
     {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
+    | {"tracker.min_mask_score", "tracker.min_point_score"}
 )
 
 
@@ -109,6 +110,8 @@ class Parameters:
                 match_distance=p(
                     "tracker.match_distance", 0.15, "max point-track distance (image diagonals)", (0.0, 1.0)
                 ),
+                min_mask_score=p("tracker.min_mask_score", 0.0, "weaker masks: track LOST, not TRACKED", (0.0, 1.0)),
+                min_point_score=p("tracker.min_point_score", 0.0, "drop weaker scored points", (0.0, 1.0)),
             ),
         )
 
