@@ -27,16 +27,17 @@ def subscribe(planner, msg_type, topic, qos=10):
     return received
 
 
-def play_with_depth(planner, seconds, depth_scale=2, start_s=START_S):
+def play_with_depth(planner, seconds, depth_scale=2, start_s=START_S, info_qos=10):
     """Colour at 320x240 and aligned 16UC1 depth at 1/depth_scale resolution: discs at 0.8 m, floor at 2 m.
 
     The depth and camera_info publishers are made once per planner: a new publisher's first
-    messages are lost until the node's side has matched it.
+    messages are lost until the node's side has matched it. camera_info is reliable unless
+    `info_qos` says otherwise.
     """
     if not hasattr(planner, "depth_pubs"):
         planner.depth_pubs = (
             planner.node.create_publisher(Image, "depth", qos_profile_sensor_data),
-            planner.node.create_publisher(CameraInfo, "camera_info", 10),
+            planner.node.create_publisher(CameraInfo, "camera_info", info_qos),
         )
     depth_pub, info_pub = planner.depth_pubs
     assert wait_for(lambda: depth_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0, 20)
@@ -81,6 +82,15 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
     except ImportError:  # here: said once, positions in the camera frame, and the outputs say so
         assert process.log().count("tf2_ros is not installed") == 1
         assert set(framed) == {"test_camera"}
+
+
+def test_a_best_effort_camera_info_publisher_is_heard(node, planner):
+    """Most drivers publish camera_info with the sensor QoS: the node subscribes with the camera's (best effort)."""
+    process = node({**DOUBLES, "use_depth": True})
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0, info_qos=qos_profile_sensor_data)
+    assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
 
 
 def test_diagnostics_report_rates_and_drops(node, planner):

@@ -83,8 +83,8 @@ class CameraInputs:
             subscriptions = [self._node.create_subscription(Image, config.image_topic, bind(self._on_image), qos)]
         if self._settings.use_depth and config.depth_topic:
             subscriptions.append(self._node.create_subscription(Image, config.depth_topic, bind(self._on_depth), qos))
-            subscriptions.append(
-                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), 10)
+            subscriptions.append(  # the camera's QoS too: drivers publish camera_info like the image
+                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), qos)
             )
         return subscriptions
 
