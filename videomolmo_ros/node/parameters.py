@@ -43,6 +43,7 @@ class NodeSettings:
     target_frame: str
     debug_views: bool
     buffer_memory_limit_mb: float
+    vision_msgs: bool
 
 
 class Parameters:
@@ -84,6 +85,7 @@ class Parameters:
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7)
             ),
+            vision_msgs=p("publish_vision_msgs", False, "also publish detections, detections_3d (vision_msgs)"),
         )
 
     def _pipeline_config(self) -> PipelineConfig:
