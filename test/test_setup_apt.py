@@ -39,7 +39,7 @@ def test_the_venv_sees_ros_and_holds_the_pinned_dependencies(commands, tmp_path)
     make_venv = _index(commands, r"^python3 -m venv --system-site-packages ")
     assert commands[make_venv].endswith(str(venv))
     pinned = _index(commands, rf"^{venv}/bin/python -m pip install -r \S+/requirements.txt -c \S+/constraints.txt$")
-    sam2 = _index(commands, rf"{venv}/bin/python -m pip install --no-deps .*--require-hashes -r \S+/requirements-sam2.txt")
+    sam2 = _index(commands, rf"{venv}/bin/python -m pip install --no-deps .*--require-hashes -r \S+/requirements-sam2")
     assert make_venv < pinned < sam2
     assert "SAM2_BUILD_CUDA=0" in commands[sam2]
     system_pip = [c for c in commands if re.search(r"pip install", c) and str(venv) not in c]
