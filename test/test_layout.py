@@ -28,6 +28,7 @@ ROS_PACKAGES = {
     "action_msgs",
     "rosgraph_msgs",
     "tf2_ros",
+    "vision_msgs",
 }
 # What each layer may import from the others (a layer may always import itself).
 ALLOWED = {
