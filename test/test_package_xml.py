@@ -53,6 +53,8 @@ ROSDEP_KEYS: dict[str, str | None] = {
     "safetensors": None,
     "iopath": None,
     "bitsandbytes": None,  # optional, GPU quantization only
+    "motmetrics": None,  # tests only: the reference the CLEAR-MOT scores are checked against
+    "pycocotools": None,  # tests only: the reference of the COCO RLE codec
 }
 OPTIONAL = {"bitsandbytes"}  # imported only when a user asks for it; not pinned
 DEPEND_TAGS = ("depend", "exec_depend", "build_export_depend")
