@@ -440,3 +440,30 @@ def test_frames_a_pointer_did_not_show_its_model_are_counted():
         assert wait_for(lambda: pipeline.counters.snapshot().get("grounding_frames_not_shown_same_time") == 2)
     finally:
         pipeline.close()
+
+
+def test_points_scored_below_min_point_score_are_dropped_and_counted():
+    from oracle_doubles import ScriptedPointerDouble
+
+    from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+    from videomolmo_ros.pipeline.track_manager import TrackerConfig
+
+    points = (GroundedPoint(0, 60.0, 60.0, "a", score=0.9), GroundedPoint(0, 200.0, 150.0, "b", score=0.2))
+    points += (GroundedPoint(0, 250.0, 60.0, "c"),)  # no score: never dropped
+    sink = ListSink()
+    config = PipelineConfig(context_frames=1, tracker=TrackerConfig(min_point_score=0.5))
+    pipeline = PerceptionPipeline(config, CPU, ScriptedPointerDouble(GroundingResult(points)), None, sink)
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("p", "things", GroundingMode.POINT))
+        play(pipeline, 0.5)
+        assert wait_for(lambda: sink.targets, 10)
+        labels = {t.label for output in sink.targets for t in output.targets}
+        assert labels == {"a", "c"}
+        assert pipeline.counters.snapshot()["points_dropped_low_score"] >= 1
+        pipeline.reconfigure(**{"tracker.min_point_score": 0.1})  # at run time, as ros2 param set does
+        seen = len(sink.targets)
+        play(pipeline, 0.5, start_s=100.5)
+        assert wait_for(lambda: any(t.label == "b" for o in sink.targets[seen:] for t in o.targets), 10)
+    finally:
+        pipeline.close()

@@ -31,8 +31,13 @@ RELIABLE_CAMERA = {"cameras.main.reliability": "reliable", "cameras.main.queue_d
 RELIABLE_IMAGES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def installed_executable(name: str) -> Path:
+    """An executable of this package as `ros2 run videomolmo_ros <name>` starts it."""
+    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / name
+
+
 def node_executable() -> Path:
-    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / "perception_node"
+    return installed_executable("perception_node")
 
 
 def installed_params_file() -> Path:

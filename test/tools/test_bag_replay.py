@@ -2,14 +2,13 @@
 
 import io
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PilImage
-from ros_harness import DOUBLES, START_S, NodeProcess
+from ros_harness import DOUBLES, START_S, NodeProcess, installed_executable
 from rosbags.rosbag2 import StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
@@ -215,10 +214,12 @@ def test_timed_replay_with_a_command_line_query_and_clock(perception_node, tmp_p
 
 
 def test_a_missing_bag_exits_non_zero_with_the_reason(tmp_path):
-    executable = shutil.which("replay_bag")
-    assert executable, "replay_bag is not on PATH: source scripts/env.sh after scripts/setup"
+    executable = installed_executable("replay_bag")
     result = subprocess.run(
-        [executable, str(tmp_path / "nope"), "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+        [str(executable), str(tmp_path / "nope"), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert f"no bag at {tmp_path / 'nope'}" in result.stderr

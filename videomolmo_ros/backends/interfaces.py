@@ -25,7 +25,9 @@ class GroundedPoint:
     """A point the model placed: on window frame `frame_index`, in that frame's pixels.
 
     `object_id` is the model's own identity for the object (Molmo2 track mode numbers objects
-    1, 2, ... within one answer); None when the model gives none (pointing).
+    1, 2, ... within one answer); None when the model gives none (pointing). `score` is the
+    model's 0-1 confidence in the point, None when it gives none; points below the node's
+    `tracker.min_point_score` are dropped.
     """
 
     frame_index: int
@@ -33,6 +35,7 @@ class GroundedPoint:
     y: float
     label: str = ""
     object_id: int | None = None
+    score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import io
 import warnings
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image as PilImage
 
@@ -18,8 +19,10 @@ class Encoding(NamedTuple):
 
     dtype: np.dtype
     channels: int
-    # Indices of the R, G and B channels; None for depth-like data a colour model cannot use.
+    # Indices of the R, G and B channels; None for data that is not RGB channels.
     rgb: tuple[int, int, int] | None
+    # An OpenCV cvtColor code to RGB for packed or mosaicked colour (YUV 4:2:2, Bayer); None otherwise.
+    to_rgb_code: int | None = None
 
 
 _U8, _U16, _F32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
@@ -37,7 +40,22 @@ ENCODINGS: dict[str, Encoding] = {
     "mono16": Encoding(_U16, 1, None),
     "16UC1": Encoding(_U16, 1, None),
     "32FC1": Encoding(_F32, 1, None),
+    # YUV 4:2:2 (USB cameras): two bytes a pixel. ROS's yuv422 is UYVY byte order, yuv422_yuy2 is YUYV.
+    "yuv422": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_YUY2),
 }
+# Bayer mosaics (industrial cameras), named by their top-left 2x2 block. OpenCV names a pattern by
+# the second row's middle pixels, so ROS's rggb is OpenCV's BG (as cv_bridge maps them).
+_BAYER = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+ENCODINGS.update({f"bayer_{name}8": Encoding(_U8, 1, None, code) for name, code in _BAYER.items()})
+ENCODINGS.update({f"bayer_{name}16": Encoding(_U16, 1, None, code) for name, code in _BAYER.items()})
 
 
 class ImageDecodeError(ValueError):
@@ -122,6 +140,8 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     Always a copy, so the result is independent of the message buffer and safe to hand to torch.
     """
     fmt = _check_array(array, encoding)
+    if fmt.to_rgb_code is not None:
+        return _convert_to_rgb8(array, encoding, fmt)
     if fmt.rgb is None:
         raise ImageDecodeError(
             f"{encoding} is depth/16-bit or float data and cannot feed a colour model; "
@@ -132,6 +152,20 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     pixels = array.reshape(height, width, fmt.channels)
     # np.stack, not fancy indexing: indexing the last axis returns a non-C-contiguous array.
     return np.stack([pixels[:, :, channel] for channel in fmt.rgb], axis=-1)
+
+
+def _convert_to_rgb8(array: np.ndarray, encoding: str, fmt: Encoding) -> np.ndarray:
+    """YUV 4:2:2 and Bayer frames through OpenCV's conversions; 16-bit Bayer keeps its top 8 bits."""
+    if fmt.channels == 2 and array.shape[1] % 2:
+        raise ImageDecodeError(
+            f"{encoding} packs two pixels in 4 bytes: width {array.shape[1]} must be even", "bad_size"
+        )
+    if fmt.channels == 1 and min(array.shape) < 2:
+        raise ImageDecodeError(
+            f"{encoding} needs at least one 2x2 block, got {array.shape[1]}x{array.shape[0]}", "bad_size"
+        )
+    rgb = cv2.cvtColor(np.ascontiguousarray(array), fmt.to_rgb_code)
+    return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:

@@ -83,8 +83,8 @@ class CameraInputs:
             subscriptions = [self._node.create_subscription(Image, config.image_topic, bind(self._on_image), qos)]
         if self._settings.use_depth and config.depth_topic:
             subscriptions.append(self._node.create_subscription(Image, config.depth_topic, bind(self._on_depth), qos))
-            subscriptions.append(
-                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), 10)
+            subscriptions.append(  # the camera's QoS too: drivers publish camera_info like the image
+                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), qos)
             )
         return subscriptions
 
@@ -126,7 +126,15 @@ class CameraInputs:
 
     @staticmethod
     def _on_camera_info(camera: NodeCamera, msg: CameraInfo) -> None:
-        camera.intrinsics = CameraIntrinsics.from_camera_info(list(msg.k), msg.width, msg.height)
+        """K and the lens distortion (model and D) the 3D positions are computed with."""
+        try:
+            intrinsics = CameraIntrinsics.from_camera_info(
+                list(msg.k), msg.width, msg.height, msg.distortion_model, msg.d
+            )
+        except ValueError as error:
+            camera.pipeline.problem("camera_info_rejected", f"camera_info dropped: {error}")
+            return
+        camera.intrinsics = intrinsics
 
     def _on_depth(self, camera: NodeCamera, msg: Image) -> None:
         """Keep depth (registered to the colour camera) to give targets and tracks 3D positions."""

@@ -16,6 +16,7 @@ from videomolmo_ros.node import messages
 from videomolmo_ros.node.camera_inputs import NodeCamera
 from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.node.planner_api import PlannerApi
+from videomolmo_ros.node.vision_outputs import VisionOutputs
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay, track_colour
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
@@ -36,6 +37,7 @@ class Outputs:
         self._masks_pub = node.create_lifecycle_publisher(ObjectMasks, "masks", 10)
         self._debug_markers_pub = node.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
         self._tf_buffer = self._transform_listener() if settings.target_frame else None
+        self._vision = VisionOutputs(node, settings.vision_msgs)
 
     def publish_targets(self, output: TargetsOutput) -> None:
         camera = self._cameras[output.meta.camera]
@@ -54,6 +56,7 @@ class Outputs:
         msg.position_frame_id = self._fill_positions(camera, output.meta, points, msg.tracks)
         camera.last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
+        self._vision.publish(output, msg, camera.pipeline.problem if camera.pipeline else self.problem)
         camera.health.outputs_published(output.meta.stamp_ns, self._node.get_clock().now().nanoseconds / 1e9)
         if self._settings.debug_views and self._debug_markers_pub.get_subscription_count() > 0:
             self._debug_markers_pub.publish(markers(msg))

@@ -22,6 +22,7 @@ DEFAULT_BACKENDS = {"pointer": "molmo2", "propagator": "sam2"}
 # Parameters that can change while the node runs; the others need a reconfigure.
 RUNTIME_PARAMETERS = frozenset(
     {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
+    | {"tracker.min_mask_score", "tracker.min_point_score"}
 )
 
 
@@ -44,6 +45,7 @@ class NodeSettings:
     target_frame: str
     debug_views: bool
     buffer_memory_limit_mb: float
+    vision_msgs: bool
 
 
 class Parameters:
@@ -85,6 +87,7 @@ class Parameters:
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7)
             ),
+            vision_msgs=p("publish_vision_msgs", False, "also publish detections, detections_3d (vision_msgs)"),
         )
 
     def _pipeline_config(self) -> PipelineConfig:
@@ -111,6 +114,8 @@ class Parameters:
                 match_distance=p(
                     "tracker.match_distance", 0.15, "max point-track distance (image diagonals)", (0.0, 1.0)
                 ),
+                min_mask_score=p("tracker.min_mask_score", 0.0, "weaker masks: track LOST, not TRACKED", (0.0, 1.0)),
+                min_point_score=p("tracker.min_point_score", 0.0, "drop weaker scored points", (0.0, 1.0)),
             ),
         )
 

@@ -139,7 +139,10 @@ class TrackingStage:
                 f"{len(points) - len(valid)} point(s) for {query!r} fell outside the {len(window)}-frame "
                 f"{width}x{height} window and were dropped",
             )
-        return valid
+        min_score = self.tracker.config.min_point_score
+        confident = [p for p in valid if p.score is None or p.score >= min_score]
+        self._counters.add("points_dropped_low_score", len(valid) - len(confident))
+        return confident
 
     def track(self, frame: Frame) -> None:
         """Step the propagator on `frame`; publish its tracks and masks (or hold them for fusion)."""
