@@ -14,12 +14,15 @@ import http.client
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import cv2
 import numpy as np
 
 _SNIPPET_CHARS = 300
+# An answer is a few kB of text; a body larger than this is refused, not read into memory.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class RemoteGroundingError(RuntimeError):
@@ -60,6 +63,9 @@ class OpenAIVideoClient:
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
         self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        self.host = parts.netloc.rpartition("@")[2]  # what logs and errors name: never credentials in the URL
+        self._shown_url = parts._replace(netloc=self.host).geturl()
         self.model = model
         self.timeout_s = timeout_s
         self.jpeg_quality = jpeg_quality
@@ -104,7 +110,7 @@ class OpenAIVideoClient:
             raise RemoteGroundingError(f"{self._who()} does not serve model {self.model!r}; it serves {models}")
 
     def _who(self) -> str:
-        return f"the grounding server at {self.url}"
+        return f"the grounding server at {self._shown_url}"
 
     def _content(self, answer: object) -> str:
         try:
@@ -131,10 +137,10 @@ class OpenAIVideoClient:
     def _exchange(self, request: urllib.request.Request) -> bytes:
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                return response.read()
+                body = response.read(MAX_BODY_BYTES + 1)
         except urllib.error.HTTPError as error:
             raise RemoteGroundingError(
-                f"{self._who()} answered HTTP {error.code} {error.reason}: {_snippet(error.read())}"
+                f"{self._who()} answered HTTP {error.code} {error.reason}: {_snippet(error.read(_SNIPPET_CHARS))}"
             ) from error
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
@@ -146,6 +152,9 @@ class OpenAIVideoClient:
             raise self._timeout() from error
         except (ConnectionError, http.client.HTTPException) as error:
             raise RemoteGroundingError(f"{self._who()} dropped the connection: {error!r}") from error
+        if len(body) > MAX_BODY_BYTES:
+            raise RemoteGroundingError(f"{self._who()} sent an answer of more than {MAX_BODY_BYTES} bytes: refused")
+        return body
 
     def _timeout(self) -> RemoteGroundingError:
         return RemoteGroundingError(f"{self._who()} did not answer within the timeout of {self.timeout_s:g} s")
