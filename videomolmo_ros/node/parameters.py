@@ -19,7 +19,7 @@ from rclpy.parameter import Parameter
 
 from videomolmo_ros.backends import registry
 from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
-from videomolmo_ros.node.params_files import where_given
+from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PipelineConfig, with_changes
@@ -83,6 +83,9 @@ class Parameters:
             except (InvalidParameterTypeException, InvalidParameterValueException):
                 raise ConfigError(self._mismatch(name, given, default, bounds)) from None
         value = self._node.get_parameter(name).value
+        written = last_given(name)
+        if written is not None and not _same_kind(written[1], default):  # rcl dropped it for its type
+            raise ConfigError(self._mismatch(name, written[1], default, bounds))
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(self._mismatch(name, value, default, bounds))
         return value
@@ -220,6 +223,15 @@ class Parameters:
             self._node.get_logger().warning(
                 f"parameters given but unknown to the node (typos?), ignored: {', '.join(unknown)}"
             )
+
+
+def _same_kind(written, default) -> bool:
+    """Whether a value as a params file wrote it fits a parameter of `default`'s type (an int fits a double)."""
+    if isinstance(default, float):
+        return isinstance(written, int | float) and not isinstance(written, bool)
+    if isinstance(default, bool) or isinstance(written, bool):
+        return isinstance(default, bool) and isinstance(written, bool)
+    return isinstance(written, type(default))
 
 
 def is_read_only(name: str) -> bool:

@@ -1,4 +1,9 @@
-"""Which params file gave a parameter, so a bad value's error sends the user to the right file."""
+"""What the params files on the command line say about a parameter: which file, and the value as written.
+
+rcl merges several params files before the node sees them and drops a later file's value whose
+type differs from an earlier one's (a string for a number): the node reads the files itself to
+say which file gave a bad value, or one that was dropped.
+"""
 
 import sys
 from collections.abc import Iterator, Sequence
@@ -11,29 +16,39 @@ def params_files(argv: Sequence[str]) -> list[str]:
     return [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--params-file"]
 
 
-def _names(tree: dict, prefix: str = "") -> Iterator[str]:
+def _values(tree: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
     for key, value in tree.items():
         if isinstance(value, dict):
-            yield from _names(value, f"{prefix}{key}.")
+            yield from _values(value, f"{prefix}{key}.")
         else:
-            yield f"{prefix}{key}"
+            yield f"{prefix}{key}", value
 
 
-def names_in(path: str) -> set[str]:
-    """The parameter names a params file sets (for any node it names); empty if it cannot be read."""
+def values_in(path: str) -> dict[str, object]:
+    """The parameters a params file sets (for any node it names), as written; empty if it cannot be read."""
     try:
         with open(path) as file:
             document = yaml.safe_load(file)
     except (OSError, yaml.YAMLError):
-        return set()
-    names: set[str] = set()
+        return {}
+    values: dict[str, object] = {}
     for section in document.values() if isinstance(document, dict) else ():
         if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-            names.update(_names(section["ros__parameters"]))
-    return names
+            values.update(_values(section["ros__parameters"]))
+    return values
+
+
+def last_given(name: str, argv: Sequence[str] | None = None) -> tuple[str, object] | None:
+    """(file, value as written) of the last params file that sets `name`; None if none does."""
+    given = None
+    for path in params_files(sys.argv if argv is None else argv):
+        values = values_in(path)
+        if name in values:
+            given = (path, values[name])
+    return given
 
 
 def where_given(name: str, argv: Sequence[str] | None = None) -> str:
     """`in FILE` for the last params file that sets `name`, else where else it can have come from."""
-    files = [path for path in params_files(sys.argv if argv is None else argv) if name in names_in(path)]
-    return f"in {files[-1]}" if files else "(not in a params file: given with -p or by launch)"
+    given = last_given(name, argv)
+    return f"in {given[0]}" if given else "(not in a params file: given with -p or by launch)"

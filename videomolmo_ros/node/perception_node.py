@@ -134,7 +134,7 @@ class PerceptionNode(LifecycleNode):
         )
         self._outputs = Outputs(self, settings, self._cameras, self._planner, self.problem)
         self._inputs = CameraInputs(self, settings)
-        self._camera_subscriptions = [sub for camera in self._cameras.values() for sub in self._inputs.subscribe(camera)]
+        self._camera_subscriptions = [s for camera in self._cameras.values() for s in self._inputs.subscribe(camera)]
         self._diagnostics = Diagnostics(self, self._cameras, budget, settings.device)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
