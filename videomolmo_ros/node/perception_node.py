@@ -204,7 +204,7 @@ class PerceptionNode(LifecycleNode):
     def _pipelines(self) -> list[PerceptionPipeline]:
         return [c.pipeline for c in self._cameras.values() if c.pipeline is not None]
 
-    def stop_work(self, wait_s: float = 10.0, reason: str = "the node was deactivated") -> None:
+    def stop_work(self, wait_s: float = 10.0, reason: str = "the node was deactivated", free: bool = True) -> None:
         """End goals (`reason`), stop timers and workers (waiting `wait_s` for a model call); free GPU buffers."""
         if self._planner is not None:
             self._planner.stop(reason)
@@ -216,11 +216,12 @@ class PerceptionNode(LifecycleNode):
             if camera.pipeline is not None:
                 camera.pipeline.close(wait_s)
                 camera.pipeline = None
-        _free_memory()
+        if free:
+            _free_memory()
 
     def release(self, wait_s: float = 10.0) -> None:
         """Everything the node holds, models, subscriptions and services included (cleanup, shutdown, exit)."""
-        self.stop_work(wait_s, "the node is shutting down")
+        self.stop_work(wait_s, "the node is shutting down", free=False)
         if self._planner is not None:
             self._planner.close()
             self._planner = None
@@ -246,6 +247,9 @@ def main(args: list[str] | None = None) -> int:
     # Signals are ours: rclpy's handler shuts the context down under running callbacks and workers
     # (RCLError, tracebacks, exit 1); here they end the spin, then everything stops in order.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = PerceptionNode()
     if node.autostart:
         configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -256,15 +260,11 @@ def main(args: list[str] | None = None) -> int:
             return 1
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
     spinner.start()
     while not stop.wait(0.5) and spinner.is_alive():
         pass
-    node.stop_work(EXIT_WAIT_S, "the node is shutting down")  # the executor still sends the goals' results
-    node.release(EXIT_WAIT_S)
+    node.release(EXIT_WAIT_S)  # the executor still runs: ended goals get their results
     executor.shutdown(timeout_sec=EXIT_WAIT_S)
     spinner.join(EXIT_WAIT_S)
     node.destroy_node()
