@@ -23,6 +23,8 @@ state and health; they share the models, the running commands and the track id c
     perception_node --ros-args --params-file config/perception.yaml
 """
 
+import contextlib
+import ctypes
 import gc
 import itertools
 import signal
@@ -55,6 +57,7 @@ from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns
 # A model call in flight when the process is told to stop is waited for this long, then abandoned
 # (the workers are daemon threads): ros2 launch sends SIGKILL 10 s after SIGINT.
 EXIT_WAIT_S = 1.0
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
 def _free_memory() -> None:
@@ -62,6 +65,17 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def return_large_blocks_to_the_os() -> None:
+    """Have glibc map every block over 256 KiB on its own, so freeing it returns it to the OS.
+
+    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB):
+    after the first deactivate, frame rings and image messages came from the heap, and RSS grew
+    with every deactivate / activate cycle (bench/bench_lifecycle_memory.py). A no-op off glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
 
 
 def check_buffer_memory(settings: NodeSettings) -> BufferBudget:
@@ -246,6 +260,7 @@ class PerceptionNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     # Signals are ours: rclpy's handler shuts the context down under running callbacks and workers
     # (RCLError, tracebacks, exit 1); here they end the spin, then everything stops in order.
+    return_large_blocks_to_the_os()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
