@@ -2,9 +2,10 @@
 changes hold across the lifecycle; a bad params file is one FATAL line that says what to fix."""
 
 from lifecycle_msgs.msg import Transition
+from openai_server_double import DEFAULT_MODEL, OpenAIServerDouble
 from polling import wait_for
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
-from ros_harness import DOUBLES, call, change_state, play, set_parameter
+from ros_harness import DOUBLES, call, change_state, installed_params_file, play, set_parameter
 from videomolmo_ros.msg import ObjectTrack
 
 # What selects code, files or endpoints, by name: every declared parameter matching it must be read-only.
@@ -94,6 +95,11 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
         ({"stream_frames": 100_000}, "stream_frames", ["100000", "[1, 256]"]),
         ({**DOUBLES, "ColorOraclePointerDouble.delay_s": "slow"}, "ColorOraclePointerDouble.delay_s", ["a double"]),
     ]
+    # Config overrides are code to hydra: only numbers and booleans of the config may change.
+    evil = {"propagator_backend": "sam2", "sam2.config_overrides": "++model._target_=builtins.print"}
+    overrides = node({"pointer_backend": "", **evil, "sam2.checkpoint": str(installed_params_file())})
+    [line] = fatal_lines(overrides)
+    assert "sam2.config_overrides '++model._target_=builtins.print' refused" in line, line
     processes = [(node(overrides), name, words) for overrides, name, words in cases]
     for process, name, words in processes:
         [line] = fatal_lines(process)
@@ -112,3 +118,17 @@ def test_an_integer_for_a_double_parameter_is_taken_as_that_double(node, planner
         GetParameters.Request(names=["context_fps", "max_result_age_s"]),
     )
     assert [v.double_value for v in answer.values] == [2.0, 4.0]
+
+
+def test_the_grounding_server_is_named_at_configure_and_its_key_never_leaves_the_node(node, planner, monkeypatch):
+    key = "sk-test-secret-key-0123456789"
+    monkeypatch.setenv("VIDEOMOLMO_SERVER_API_KEY", key)
+    with OpenAIServerDouble(DEFAULT_MODEL) as server:
+        remote = {"pointer_backend": "molmo2", "molmo2.server_url": server.url, "molmo2.server_model": DEFAULT_MODEL}
+        process = node({**DOUBLES, **remote})
+        assert process.wait_for_log("ready on", 60), process.log()
+        assert f"server 127.0.0.1:{server.port}, model {DEFAULT_MODEL}" in process.log()
+        # Re-pointing the server (and with it the key and the frames) is refused, in any state.
+        assert change_state(planner, Transition.TRANSITION_DEACTIVATE)
+        assert not set_parameter(planner, "molmo2.server_url", "http://127.0.0.2:8000/v1").successful
+    assert key not in process.log()
