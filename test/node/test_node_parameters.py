@@ -64,7 +64,7 @@ def test_parameter_changes_hold_across_the_lifecycle_and_reconfigure_only_settin
     assert set_parameter(planner, "tracker.confirm_frames", 1).successful
     assert not set_parameter(planner, "pointer_backend", "os:system").successful  # the code-execution chain
     refused = set_parameter(planner, "max_commands", 3)
-    assert not refused.successful and "configure" in refused.reason
+    assert not refused.successful and "reconfigure" in refused.reason
     assert change_state(planner, Transition.TRANSITION_ACTIVATE)
     planner.wait_connected()
     planner.send_command("red", id="after-inactive-change")

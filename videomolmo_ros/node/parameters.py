@@ -252,7 +252,7 @@ def runtime_change(params, settings: NodeSettings | None) -> tuple[NodeSettings 
     changes = {}
     for param in params:
         if param.name not in RUNTIME_PARAMETERS:
-            return None, f"{param.name} takes effect at configure: deactivate, cleanup, set it, then configure"
+            return None, f"{param.name} needs a reconfigure: deactivate, cleanup, set it, then configure"
         changes[param.name] = param.value
     try:
         return replace(settings, pipeline=with_changes(settings.pipeline, changes)), ""
