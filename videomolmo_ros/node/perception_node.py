@@ -56,7 +56,7 @@ from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns
 
 # A model call in flight when the process is told to stop is waited for this long, then abandoned
 # (the workers are daemon threads): ros2 launch sends SIGKILL 10 s after SIGINT.
-EXIT_WAIT_S = 1.0
+EXIT_WAIT_S = 0.5
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
@@ -233,8 +233,11 @@ class PerceptionNode(LifecycleNode):
         if free:
             _free_memory()
 
-    def release(self, wait_s: float = 10.0) -> None:
-        """Everything the node holds, models, subscriptions and services included (cleanup, shutdown, exit)."""
+    def release(self, wait_s: float = 10.0, free: bool = True) -> None:
+        """Everything the node holds, models, subscriptions and services included (cleanup, shutdown, exit).
+
+        `free`: collect garbage and empty the GPU cache, for other processes (pointless at exit).
+        """
         self.stop_work(wait_s, "the node is shutting down", free=False)
         if self._planner is not None:
             self._planner.close()
@@ -244,7 +247,8 @@ class PerceptionNode(LifecycleNode):
         self._camera_subscriptions = []
         self._backends = (None, None)
         self.settings = None
-        _free_memory()
+        if free:
+            _free_memory()
 
     # ------------------------------------------------------------------ problems
 
@@ -279,7 +283,7 @@ def main(args: list[str] | None = None) -> int:
     spinner.start()
     while not stop.wait(0.5) and spinner.is_alive():
         pass
-    node.release(EXIT_WAIT_S)  # the executor still runs: ended goals get their results
+    node.release(EXIT_WAIT_S, free=False)  # the executor still runs: ended goals get their results
     executor.shutdown(timeout_sec=EXIT_WAIT_S)
     spinner.join(EXIT_WAIT_S)
     node.destroy_node()
