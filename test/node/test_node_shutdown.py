@@ -47,7 +47,7 @@ def flood(planner, stamp_s: float, stop: threading.Event) -> None:
 
 
 def test_sigterm_under_a_200_hz_flood_exits_cleanly(node, planner):
-    for run in range(2):
+    for run in range(3):
         process = node(DOUBLES)
         planner.wait_connected()
         planner.send_command("red", id=f"flood-{run}")
