@@ -226,3 +226,11 @@ def test_malformed_json_is_reported(server):
     server.malformed = True
     with pytest.raises(RemoteGroundingError, match="malformed JSON"):
         _client(server).complete(_video()[0], "Point to the red disc.", max_tokens=16)
+
+
+def test_an_answer_larger_than_the_bound_is_refused_not_read(server, monkeypatch):
+    from videomolmo_ros.backends.molmo2 import remote
+
+    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 16)
+    with pytest.raises(RemoteGroundingError, match="more than 16 bytes"):
+        _client(server).list_models()

@@ -418,3 +418,34 @@ def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint
     for k in (14, 15):
         alone.step(frame(k))
     assert torch.equal(wrist.step(frame(16))[2].mask, alone.step(frame(16))[2].mask), "twin tracks as if alone"
+
+
+def test_a_checkpoint_that_is_no_state_dict_is_a_clear_error_and_safetensors_load(checkpoint, tmp_path):
+    for name, content in (("list.pt", [1, 2]), ("object.pt", {"model": np.arange(3)}), ("empty.pt", {"model": {}})):
+        torch.save(content, tmp_path / name)
+        with pytest.raises(BackendError, match="is not a SAM2 checkpoint"):
+            make(tmp_path / name)
+    from safetensors.torch import save_file
+
+    state = torch.load(checkpoint, weights_only=True)["model"]
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "tiny.safetensors")
+    propagator = make(tmp_path / "tiny.safetensors")
+    propagator.add_prompts(frame(0), {1: [RED]})
+    assert 1 in propagator.step(frame(1))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "++model._target_=builtins.print",  # hydra would instantiate it
+        "++model.memory_encoder._target_=os.system",
+        "model.image_encoder=1",  # replaces a node
+        "++model.new_node.x=1",  # a new node
+        "model.num_maskmem=${oc.env:HOME}",  # a string
+        "model.num_maskmem=true",  # another kind than the config holds
+        "~model.num_maskmem",
+    ],
+)
+def test_config_overrides_that_are_more_than_numbers_are_refused_naming_the_parameter(checkpoint, override):
+    with pytest.raises(BackendError, match=r"sam2\.config_overrides .* refused"):
+        make(checkpoint, config_overrides=override)

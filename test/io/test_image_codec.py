@@ -368,3 +368,12 @@ def test_formats_that_are_not_colour_jpeg_or_png_are_refused(fmt: str) -> None:
     with pytest.raises(ImageDecodeError) as error:
         decode_compressed(fmt, _compressed(SCENE, "PNG"))
     assert error.value.reason == "unsupported_format"
+
+
+def test_a_compressed_frame_over_the_size_limit_is_refused_from_its_header_before_decoding() -> None:
+    wide = _compressed(np.zeros((10, 2000, 3), np.uint8), "PNG")
+    refuse = lambda height, width: f"{width}x{height} is too large" if width > 640 else ""  # noqa: E731
+    with pytest.raises(ImageDecodeError) as raised:
+        decode_compressed("png", wide[:100], refuse)  # truncated: decoding would say corrupt
+    assert raised.value.reason == "too_large" and "2000x10" in str(raised.value)
+    assert decode_compressed("png", _compressed(SCENE, "PNG"), refuse).shape == SCENE.shape

@@ -136,7 +136,10 @@ def rejected(counts: dict[str, int]) -> int:
 
 
 def decode_reason(msg: Image) -> str | None:
-    """Why the node's codec rejects this image, or None if it accepts it."""
+    """Why the node rejects this image, or None if it accepts it: a claimed size over the camera's max
+    (1920x1080 by default) before anything is decoded, else the codec's reason."""
+    if msg.width > 1920 or msg.height > 1080:
+        return "too_large"
     try:
         ros_messages.rgb_from_image(msg)
     except ImageDecodeError as error:

@@ -161,8 +161,8 @@ def test_rejected_camera_info_warns_and_weak_points_are_reported_without_a_warni
     monitor = HealthMonitor()
     weak = report(monitor, T0, {"points_dropped_low_score": 4})["drops"]
     assert weak.level == Level.OK and weak.values["points_dropped_low_score"] == "4"
-    lens = report(monitor, T0 + 1, {"points_dropped_low_score": 4, "camera_info_rejected": 1})["drops"]
-    assert lens.level == Level.WARN and "1 camera_info_rejected" in lens.message
+    lens = report(monitor, T0 + 1, {"points_dropped_low_score": 4, "camera_info_rejected_invalid": 1})["drops"]
+    assert lens.level == Level.WARN and "1 camera_info_rejected_invalid" in lens.message
 
 
 def test_time_jump_warns_naming_the_event_then_clears():

@@ -100,6 +100,33 @@ class NodeProcess:
         return self.process.returncode
 
 
+def call(planner, service_type, name: str, request, timeout_s: float = 20.0):
+    """Call a service of the node under test; fail if it is not offered or does not answer in time."""
+    client = planner.node.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=timeout_s), f"{name} not offered"
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout_s), f"{name} did not answer within {timeout_s} s"
+    return future.result()
+
+
+def change_state(planner, transition: int) -> bool:
+    """A lifecycle transition of the node under test (lifecycle_msgs Transition id); whether it succeeded."""
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request()
+    request.transition.id = transition
+    return call(planner, ChangeState, "/perception_node/change_state", request).success
+
+
+def set_parameter(planner, name: str, value):
+    """Set one parameter of the node over DDS, as any peer can; the SetParametersResult."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return call(planner, SetParameters, "/perception_node/set_parameters", request).results[0]
+
+
 def image_msg(array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> Image:
     """A sensor_msgs/Image of `array`, as a camera driver publishes it."""
     height, width, step, data = encode_image(array, encoding)

@@ -7,12 +7,14 @@ backend can be written, tested and benchmarked without ROS.
 
 To add your own backend, subclass one of these, give it an `Options` dataclass (each field
 becomes a ROS parameter `<ClassName>.<field>`), and name it in the node's
-parameters as `package.module:ClassName`.
+parameters as `package.module:ClassName`. Declare a field that selects code, files or endpoints
+(a path, a model id, an URL, trust_remote_code) with `startup_only(default)`: its parameter is
+read-only, set from the params file or launch only, never by a peer on the network.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field
 
 import torch
 
@@ -61,6 +63,19 @@ class ObjectMask:
     score: float = 1.0
 
 
+# Field metadata key: the option's parameter is read-only (see startup_only).
+READ_ONLY = "read_only"
+
+
+def startup_only(default) -> Field:
+    """An Options field that selects code, files or endpoints: a read-only ROS parameter.
+
+    Anyone on the DDS network can set a node's parameters; a path, model id, URL or code switch
+    set that way would let them choose what the node loads or where it sends its frames.
+    """
+    return field(default=default, metadata={READ_ONLY: True})
+
+
 @dataclass(frozen=True)
 class NoOptions:
     """For backends that take no options."""
@@ -74,6 +89,10 @@ class Backend:
     def __init__(self, options: object, device: torch.device):
         self.options = options
         self.device = device
+
+    def describe(self) -> str:
+        """What the start-up log says the node runs (a remote backend names its server; never a secret)."""
+        return type(self).__name__
 
 
 class Pointer(Backend, ABC):

@@ -39,6 +39,7 @@ import numpy as np
 
 from videomolmo_ros.io.image_codec import ENCODINGS, ImageDecodeError
 from videomolmo_ros.io.lens_distortion import Distortion
+from videomolmo_ros.io.text import clip
 
 Point3 = tuple[float, float, float]
 
@@ -66,7 +67,11 @@ class CameraIntrinsics:
     distortion: Distortion | None = None
 
     def __post_init__(self) -> None:
-        if not (self.fx > 0 and self.fy > 0 and math.isfinite(self.fx) and math.isfinite(self.fy)):
+        if not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
+            raise ValueError(
+                f"K holds a value that is not finite: fx {self.fx}, fy {self.fy}, cx {self.cx}, cy {self.cy}"
+            )
+        if not (self.fx > 0 and self.fy > 0):
             raise ValueError(
                 f"focal lengths fx = {self.fx}, fy = {self.fy} must be positive: "
                 "an all-zero K means the camera publishes no calibration"
@@ -158,7 +163,8 @@ class DepthImage:
 def _check_depth_array(array: np.ndarray, encoding: str) -> None:
     if encoding not in DEFAULT_UNIT_DIVISORS:
         raise ImageDecodeError(
-            f"depth encoding {encoding!r} is not supported (REP 118 depth is 16UC1 or 32FC1)", "unsupported_encoding"
+            f"depth encoding {clip(encoding)!r} is not supported (REP 118 depth is 16UC1 or 32FC1)",
+            "unsupported_encoding",
         )
     dtype = ENCODINGS[encoding].dtype
     if array.dtype != dtype or array.ndim != 2:

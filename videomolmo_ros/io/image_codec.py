@@ -7,11 +7,14 @@ part of it the package needs. It takes the message's plain fields, so it never i
 import array
 import io
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image as PilImage
+
+from videomolmo_ros.io.text import clip
 
 
 class Encoding(NamedTuple):
@@ -76,7 +79,7 @@ def _lookup(encoding: str) -> Encoding:
     except KeyError:
         supported = ", ".join(ENCODINGS)
         raise ImageDecodeError(
-            f"unsupported encoding {encoding!r} (supported: {supported})", "unsupported_encoding"
+            f"unsupported encoding {clip(encoding)!r} (supported: {supported})", "unsupported_encoding"
         ) from None
 
 
@@ -181,34 +184,44 @@ def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes
 
 # CompressedImage formats: compressed_image_transport writes "jpeg"/"png", optionally after the
 # source encoding ("bgr8; jpeg compressed bgr8"); the payload is a standard JPEG or PNG file.
-_COMPRESSED = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
-
-
-def decode_compressed(fmt: str, data: bytes) -> np.ndarray:
-    """An H x W x 3 uint8 RGB array from a sensor_msgs/CompressedImage's `format` and `data`.
-
-    Strict: a truncated or damaged payload is an error (ImageDecodeError, reason "corrupt"),
-    never a half-grey frame handed to the models.
-    """
-    words = fmt.lower().replace(";", " ").split()
-    if "compresseddepth" in words:
-        raise ImageDecodeError(f"format {fmt!r} is compressed depth, not a colour image", "unsupported_format")
-    expected = {_COMPRESSED[w] for w in words if w in _COMPRESSED}
-    if not expected and words:
-        known = ", ".join(sorted(_COMPRESSED))
-        raise ImageDecodeError(f"unsupported compressed format {fmt!r} (supported: {known})", "unsupported_format")
-    what = f"corrupt {fmt or 'compressed'} payload of {len(data)} bytes"
+def _decoded(what: str, step: Callable):
+    """`step()` of PIL decoding, its failures as ImageDecodeError ("corrupt"); a decompression bomb is one too."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PilImage.DecompressionBombWarning)
-            image = PilImage.open(io.BytesIO(bytes(data)))
-            image.load()
+            return step()
     except PilImage.UnidentifiedImageError:
         raise ImageDecodeError(f"{what}: not a JPEG or PNG file", "corrupt") from None
     except (OSError, SyntaxError, ValueError, PilImage.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"{what}: {error}", "corrupt") from error
+
+
+_COMPRESSED = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
+
+
+def decode_compressed(fmt: str, data: bytes, too_large: Callable[[int, int], str] | None = None) -> np.ndarray:
+    """An H x W x 3 uint8 RGB array from a sensor_msgs/CompressedImage's `format` and `data`.
+
+    Strict: a truncated or damaged payload is an error (ImageDecodeError, reason "corrupt"),
+    never a half-grey frame handed to the models. `too_large(height, width)` says why a size is
+    refused ("" if not): it is asked with the size the JPEG / PNG header claims, before decoding.
+    """
+    words = fmt.lower().replace(";", " ").split()
+    if "compresseddepth" in words:
+        raise ImageDecodeError(f"format {clip(fmt)!r} is compressed depth, not a colour image", "unsupported_format")
+    expected = {_COMPRESSED[w] for w in words if w in _COMPRESSED}
+    if not expected and words:
+        known = ", ".join(sorted(_COMPRESSED))
+        raise ImageDecodeError(
+            f"unsupported compressed format {clip(fmt)!r} (supported: {known})", "unsupported_format"
+        )
+    what = f"corrupt {fmt or 'compressed'} payload of {len(data)} bytes"
+    image = _decoded(what, lambda: PilImage.open(io.BytesIO(bytes(data))))  # reads the header only
+    if too_large is not None and (refused := too_large(image.height, image.width)):
+        raise ImageDecodeError(refused, "too_large")
+    _decoded(what, image.load)
     if expected and image.format not in expected:
-        raise ImageDecodeError(f"format says {fmt!r} but the payload is {image.format}", "corrupt")
+        raise ImageDecodeError(f"format says {clip(fmt)!r} but the payload is {image.format}", "corrupt")
     if image.mode not in ("RGB", "RGBA", "L", "P", "LA", "CMYK", "YCbCr"):
         raise ImageDecodeError(f"{image.format} of mode {image.mode} is not an 8-bit colour image", "not_colour")
     return np.asarray(image.convert("RGB")).copy()

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.io.text import clip
 from videomolmo_ros.pipeline.commands import (
     Command,
     CommandAction,
@@ -42,6 +43,7 @@ from videomolmo_ros.pipeline.commands import (
     CommandEvent,
     CommandRequest,
     CommandState,
+    preview,
 )
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
@@ -76,6 +78,16 @@ def ring_sizes(config: PipelineConfig, pointer: Pointer | None) -> tuple[int, in
     if wanted:
         return max(config.stream_frames, wanted), 0
     return config.stream_frames, config.context_frames
+
+
+def with_changes(config: PipelineConfig, changes: dict[str, object]) -> PipelineConfig:
+    """`config` with settings named as the node's parameters (max_result_age_s, tracker.match_distance, ...)."""
+    tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
+    top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
+    try:
+        return replace(config, **top, tracker=replace(config.tracker, **tracker))
+    except TypeError as error:
+        raise ValueError(f"not a runtime setting: {error}") from error
 
 
 class TakeTurns:
@@ -164,7 +176,10 @@ class PerceptionPipeline:
             thread.start()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the workers (a running model call is waited for up to `timeout_s`)."""
+        """Stop the workers; a running model call is waited for up to `timeout_s`, then abandoned.
+
+        An abandoned worker (a daemon thread) ends when its call returns, reporting and publishing nothing.
+        """
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -179,12 +194,7 @@ class PerceptionPipeline:
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
-        tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
-        top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
-        try:
-            config = replace(self.config, **top, tracker=replace(self.config.tracker, **tracker))
-        except TypeError as error:
-            raise ValueError(f"not a runtime setting: {error}") from error
+        config = with_changes(self.config, changes)
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
@@ -239,7 +249,7 @@ class PerceptionPipeline:
         if self.pointer is None and request.action in (CommandAction.ADD, CommandAction.REPLACE):
             self.counters.add("commands_rejected")
             reason = "no pointer backend is configured (set the pointer_backend parameter)"
-            return [CommandEvent(CommandState.REJECTED, request.id, request.query[:80], reason)]
+            return [CommandEvent(CommandState.REJECTED, clip(request.id, 64), preview(request.query), reason)]
         events = self.commands.apply(request)
         for event in events:
             self.counters.add(f"commands_{event.state.name.lower()}")
@@ -276,6 +286,8 @@ class PerceptionPipeline:
                 if not turn():
                     return
             except Exception as error:
+                if self._stopping:
+                    return  # an abandoned worker: its outputs, ROS context included, are gone
                 self.problem(
                     "internal_errors",
                     f"{threading.current_thread().name} worker: {error!r}\n{traceback.format_exc()}",
@@ -345,8 +357,9 @@ class PerceptionPipeline:
         try:
             result = self._ground(window, command)
         except Exception as error:
-            self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
-            return True
+            if not self._stopping:
+                self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
+            return not self._stopping
         self.counters.add("groundings")
         if result.skipped_frames:
             self.counters.add("grounding_frames_not_shown_same_time", result.skipped_frames)

@@ -20,7 +20,7 @@ from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo2_answer_regex
 from videomolmo_ros.backends.hub import offline_reason
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
+from videomolmo_ros.backends.interfaces import GroundingResult, Pointer, startup_only
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo2, to_grounding_result
 from videomolmo_ros.backends.registry import BackendError
@@ -75,16 +75,16 @@ def context_warnings(context_frames: int, context_fps: float) -> list[str]:
 
 @dataclass(frozen=True)
 class Molmo2Options:
-    model: str = "allenai/Molmo2-4B"  # hub id (-4B, -8B, -O-7B) or a local checkpoint folder
-    revision: str = ""  # hub revision to pin; empty: the default branch
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
-    quantization: str = "none"  # none, 4bit or 8bit (bitsandbytes, GPU only)
-    trust_remote_code: bool = False  # never needed for Molmo2; only for checkpoints that ship code
+    model: str = startup_only("allenai/Molmo2-4B")  # hub id (-4B, -8B, -O-7B) or a local checkpoint folder
+    revision: str = startup_only("")  # hub revision to pin; empty: the default branch
+    dtype: str = startup_only("auto")  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
+    quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
+    trust_remote_code: bool = startup_only(False)  # never needed for Molmo2; only for checkpoints that ship code
     max_new_tokens: int = 2048
     constrained: bool = True  # force the output grammar during decoding
     max_points_per_frame: int = 16  # under the grammar: at most this many points (or objects) per frame
-    server_url: str = ""  # OpenAI-compatible server (e.g. http://gpu-host:8000/v1); empty: run in-process
-    server_model: str = ""  # model name on the server; empty: `model`
+    server_url: str = startup_only("")  # OpenAI-compatible server (e.g. http://gpu-host:8000/v1); empty: run in-process
+    server_model: str = startup_only("")  # model name on the server; empty: `model`
     server_timeout_s: float = 30.0
 
 
@@ -163,6 +163,11 @@ class Molmo2Pointer(Pointer):
     def check_context(self, context_frames: int, context_fps: float) -> list[str]:
         notes = [] if self.remote is None else list(self.remote.notes)
         return notes + context_warnings(context_frames, context_fps)
+
+    def describe(self) -> str:
+        if self.remote is None:
+            return f"Molmo2Pointer ({self.options.model})"
+        return f"Molmo2Pointer (server {self.remote.host}, model {self.remote.model})"
 
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         prompt = PROMPTS[mode].format(query=query)

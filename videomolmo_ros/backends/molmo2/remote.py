@@ -24,6 +24,7 @@ import json
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import cv2
@@ -33,6 +34,8 @@ _SNIPPET_CHARS = 300
 # First vLLM releases known to carry the fixes above (older ones still serve, with the notes below).
 JPEG_METADATA_VLLM = (0, 19)
 FRAME_INDICES_VLLM = (0, 21)
+# An answer is a few kB of text; a body larger than this is refused, not read into memory.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class RemoteGroundingError(RuntimeError):
@@ -83,6 +86,9 @@ class OpenAIVideoClient:
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
         self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        self.host = parts.netloc.rpartition("@")[2]  # what logs and errors name: never credentials in the URL
+        self._shown_url = parts._replace(netloc=self.host).geturl()
         self.model = model
         self.timeout_s = timeout_s
         self.jpeg_quality = jpeg_quality
@@ -174,7 +180,7 @@ class OpenAIVideoClient:
             return None
 
     def _who(self) -> str:
-        return f"the grounding server at {self.url}"
+        return f"the grounding server at {self._shown_url}"
 
     def _content(self, answer: object) -> str:
         try:
@@ -201,10 +207,11 @@ class OpenAIVideoClient:
     def _exchange(self, request: urllib.request.Request) -> bytes:
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                return response.read()
+                body = response.read(MAX_BODY_BYTES + 1)
         except urllib.error.HTTPError as error:
             raise RemoteGroundingError(
-                f"{self._who()} answered HTTP {error.code} {error.reason}: {_snippet(error.read())}", error.code
+                f"{self._who()} answered HTTP {error.code} {error.reason}: {_snippet(error.read(_SNIPPET_CHARS))}",
+                error.code,
             ) from error
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
@@ -216,6 +223,9 @@ class OpenAIVideoClient:
             raise self._timeout() from error
         except (ConnectionError, http.client.HTTPException) as error:
             raise RemoteGroundingError(f"{self._who()} dropped the connection: {error!r}") from error
+        if len(body) > MAX_BODY_BYTES:
+            raise RemoteGroundingError(f"{self._who()} sent an answer of more than {MAX_BODY_BYTES} bytes: refused")
+        return body
 
     def _timeout(self) -> RemoteGroundingError:
         return RemoteGroundingError(f"{self._who()} did not answer within the timeout of {self.timeout_s:g} s")

@@ -18,7 +18,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo_v1_answer_regex
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
+from videomolmo_ros.backends.interfaces import GroundingResult, Pointer, startup_only
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo_v1, to_grounding_result
 from videomolmo_ros.backends.registry import BackendError
@@ -46,11 +46,13 @@ _POINT = re.compile(r"^point (to|at)\b", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class VideoMolmoOptions:
-    model: str = CHECKPOINT_ID  # hub id (found in the Hugging Face cache) or a local checkpoint folder
-    tokenizer: str = "allenai/Molmo-7B-D-0924"  # VideoMolmo uses Molmo-7B-D's tokenizer; empty: the model folder
-    revision: str = ""  # hub revision of the tokenizer; empty: the default branch
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
-    quantization: str = "none"  # none, 4bit or 8bit (bitsandbytes, GPU only)
+    model: str = startup_only(CHECKPOINT_ID)  # hub id (found in the Hugging Face cache) or a local checkpoint folder
+    tokenizer: str = startup_only(
+        "allenai/Molmo-7B-D-0924"
+    )  # VideoMolmo uses Molmo-7B-D's tokenizer; empty: the model folder
+    revision: str = startup_only("")  # hub revision of the tokenizer; empty: the default branch
+    dtype: str = startup_only("auto")  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
+    quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
     max_new_tokens: int = 512
     constrained: bool = True  # hold decoding to Molmo v1's point grammar
     max_points: int = 16  # under the grammar: points per answer at most
