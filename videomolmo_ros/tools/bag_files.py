@@ -17,9 +17,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
+from videomolmo_ros.tools.package_share import PACKAGE, share_path
 from videomolmo_ros.tools.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 
-PACKAGE = "videomolmo_ros"
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
@@ -86,17 +86,9 @@ class RecordedOutput:
 def message_folder() -> Path:
     """The package's msg/ folder: installed (ament index) first, else the source tree."""
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        installed = Path(get_package_share_directory(PACKAGE)) / "msg"
-        if installed.is_dir():
-            return installed
-    except (ImportError, PackageNotFoundError):
-        pass
-    source = Path(__file__).resolve().parents[2] / "msg"
-    if not source.is_dir():
-        raise ReplayError(f"cannot find {PACKAGE}'s msg/ folder (not installed, no source tree)")
-    return source
+        return share_path("msg")
+    except FileNotFoundError as error:
+        raise ReplayError(str(error)) from None
 
 
 def make_typestore() -> Typestore:

@@ -27,8 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
@@ -57,6 +55,7 @@ from videomolmo_ros.tools.bag_files import (
     stamp_ns,
     write_report,
 )
+from videomolmo_ros.tools.ros_spin import SpunNode
 
 # Reliable, deep enough that a burst of masks is not lost while the replay is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -68,17 +67,17 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 class ReplayNode:
     """The rclpy side: publishers into the node, raw subscriptions to its outputs.
 
-    Callbacks run on a background executor and only queue what they receive (the bag writer is
+    Callbacks run on the node's spin thread and only queue what they receive (the bag writer is
     not thread-safe) and note what lockstep waits for: track stamps, command answers.
     """
 
-    def __init__(self, context, namespace: str, streams: list[Stream], typestore: Typestore, clock: bool):
+    def __init__(self, spun: SpunNode, streams: list[Stream], typestore: Typestore, clock: bool):
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 
-        self.node = rclpy.create_node("replay_bag", namespace=namespace, context=context)
+        self.node = spun.node
         self.typestore = typestore
         ros_types = {
             IMAGE_TYPE: Image,
@@ -102,10 +101,7 @@ class ReplayNode:
             self.node.create_subscription(
                 ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
             )
-        self._executor = SingleThreadedExecutor(context=context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
+        spun.spin()
 
     def output_topics(self) -> dict[str, str]:
         """The fully resolved names of the node's outputs, as the output bag records them."""
@@ -147,10 +143,6 @@ class ReplayNode:
         msg = self._clock()
         msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
         self.clock_pub.publish(msg)
-
-    def close(self) -> None:
-        self._executor.shutdown()
-        self.node.destroy_node()
 
 
 # ---------------------------------------------------------------------------- the replay
@@ -308,22 +300,20 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
     """Play the bag into the node; the summary (and the output bag) is what a scorer reads."""
     typestore = make_typestore()
     reader = open_bag(Path(args.bag))
-    context = rclpy.Context()
-    ros = out = None
+    spun = out = None
     try:
         streams = select_streams(reader, args)
         if args.command and not any(s.msgtype == COMMAND_TYPE for s in streams):
             streams.append(Stream("", args.node_command, COMMAND_TYPE))
-        rclpy.init(context=context)
-        ros = ReplayNode(context, args.namespace, streams, typestore, args.clock)
+        spun = SpunNode("replay_bag", args.namespace)
+        ros = ReplayNode(spun, streams, typestore, args.clock)
         out = OutputBag(Path(args.output), args.storage, typestore, ros.output_topics())
         return Replay(args, reader, streams, ros, out).run()
     finally:
         if out is not None:
             out.close()
-        if ros is not None:
-            ros.close()
-        context.try_shutdown()
+        if spun is not None:
+            spun.close()  # joins the spin thread: a live one at exit aborts the process
         reader.close()
 
 
