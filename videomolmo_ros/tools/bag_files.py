@@ -147,23 +147,30 @@ def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> st
     return found
 
 
-class OutputBag:
-    """The new bag holding the node's outputs; written only from the replay's main thread."""
+class BagWriter:
+    """A new bag: one connection per name (`topics`: name -> topic, `types`: name -> message type; the
+    node's outputs by default); written from one thread only."""
 
-    def __init__(self, path: Path, storage: str, typestore: Typestore, topics: dict[str, str]):
+    def __init__(
+        self,
+        path: Path,
+        storage: str,
+        typestore: Typestore,
+        topics: Mapping[str, str],
+        types: Mapping[str, str] = OUTPUTS,
+    ):
         if path.exists():
             raise ReplayError(f"{path} exists already: choose another --output")
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(path, version=9, storage_plugin=plugin)
         self._writer.open()
         self._connections = {
-            name: self._writer.add_connection(topic, OUTPUTS[name], typestore=typestore)
-            for name, topic in topics.items()
+            name: self._writer.add_connection(topic, types[name], typestore=typestore) for name, topic in topics.items()
         }
         self.counts: Counter = Counter()
 
-    def write(self, name: str, receive_ns: int, data: bytes) -> None:
-        self._writer.write(self._connections[name], receive_ns, data)
+    def write(self, name: str, time_ns: int, data: bytes) -> None:
+        self._writer.write(self._connections[name], time_ns, data)
         self.counts[name] += 1
 
     def close(self) -> None:

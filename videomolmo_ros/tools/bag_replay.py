@@ -44,7 +44,7 @@ from videomolmo_ros.tools.bag_files import (
     OUTPUTS,
     STATUS_ACCEPTED,
     STATUS_STOPPED,
-    OutputBag,
+    BagWriter,
     ReplayError,
     ReplaySummary,
     Stream,
@@ -152,7 +152,7 @@ class Replay:
     """One run: connect, send the commands, play the bag, drain the outputs, stop the commands."""
 
     def __init__(
-        self, args: argparse.Namespace, reader: Reader, streams: list[Stream], ros: ReplayNode, out: OutputBag
+        self, args: argparse.Namespace, reader: Reader, streams: list[Stream], ros: ReplayNode, out: BagWriter
     ) -> None:
         self.args, self.reader, self.streams, self.ros, self.out = args, reader, streams, ros, out
         self.image = streams[0]  # select_streams puts the image stream first
@@ -307,7 +307,7 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
             streams.append(Stream("", args.node_command, COMMAND_TYPE))
         spun = SpunNode("replay_bag", args.namespace)
         ros = ReplayNode(spun, streams, typestore, args.clock)
-        out = OutputBag(Path(args.output), args.storage, typestore, ros.output_topics())
+        out = BagWriter(Path(args.output), args.storage, typestore, ros.output_topics())
         return Replay(args, reader, streams, ros, out).run()
     finally:
         if out is not None:

@@ -23,7 +23,8 @@ class VideoSource:
     """A video file, an image folder or a camera (an int: /dev/videoN), opened for reading.
 
     `fps` is the file's rate (a folder's: `fps` or FOLDER_FPS; a camera's as it reports it, or
-    `fps`); `frame_count` is None for a camera (endless).
+    `fps`); `frame_count` is None for a camera (endless); `frame_names` are a folder's file names
+    without their suffix (None for a video or a camera).
     """
 
     def __init__(self, source: str | Path | int, fps: float = 0.0):
@@ -32,6 +33,7 @@ class VideoSource:
         self.name = f"camera {source}" if isinstance(source, int) else str(source)
         self._files: list[Path] = []
         self._capture: cv2.VideoCapture | None = None
+        self.frame_names: list[str] | None = None
         if isinstance(source, int):
             self._open_capture(source, fps)
             self.frame_count = None
@@ -41,6 +43,7 @@ class VideoSource:
                 raise VideoSourceError(f"{source} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             self.fps = fps or FOLDER_FPS
             self.frame_count = len(self._files)
+            self.frame_names = [p.stem for p in self._files]
             self.height, self.width = _read_image(self._files[0]).shape[:2]
         elif Path(source).is_file():
             self._open_capture(str(source), fps)
