@@ -101,7 +101,6 @@ class ReplayNode:
             self.node.create_subscription(
                 ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
             )
-        spun.spin()
 
     def output_topics(self) -> dict[str, str]:
         """The fully resolved names of the node's outputs, as the output bag records them."""
@@ -307,6 +306,7 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
             streams.append(Stream("", args.node_command, COMMAND_TYPE))
         spun = SpunNode("replay_bag", args.namespace)
         ros = ReplayNode(spun, streams, typestore, args.clock)
+        spun.spin()
         out = BagWriter(Path(args.output), args.storage, typestore, ros.output_topics())
         return Replay(args, reader, streams, ros, out).run()
     finally:
