@@ -125,6 +125,15 @@ class ReplayNode:
         elif msg.state == STATUS_STOPPED:
             self.running.discard(msg.id)
 
+    def record(self, bag: BagWriter) -> None:
+        """Write the outputs received so far into `bag` (from the one thread that writes it)."""
+        while True:
+            try:
+                name, receive_ns, data = self.received.get_nowait()
+            except queue.Empty:
+                return
+            bag.write(name, receive_ns, data)
+
     def wait(self, predicate, timeout_s: float, drain) -> bool:
         """Wait for `predicate` (checked under the lock), writing received outputs meanwhile."""
         deadline = time.monotonic() + timeout_s
@@ -160,12 +169,7 @@ class Replay:
         self._sent: set[str] = set()  # ids (or, without one, queries) of the commands sent
 
     def drain(self) -> None:
-        while True:
-            try:
-                name, receive_ns, data = self.ros.received.get_nowait()
-            except queue.Empty:
-                return
-            self.out.write(name, receive_ns, data)
+        self.ros.record(self.out)
 
     def run(self) -> ReplaySummary:
         self._connect()

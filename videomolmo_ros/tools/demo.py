@@ -16,7 +16,6 @@ what to download.
 
 import argparse
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -107,12 +106,7 @@ class DemoRun:
         spun.spin()  # the callbacks of everything above
 
     def drain(self) -> None:
-        while True:
-            try:
-                name, receive_ns, data = self.ros.received.get_nowait()
-            except queue.Empty:
-                return
-            self.bag.write(name, receive_ns, data)
+        self.ros.record(self.bag)
 
     def wait(self, predicate, timeout_s: float) -> bool:
         """Wait for `predicate`, recording outputs meanwhile; the node dying ends the wait with its words."""
