@@ -72,6 +72,10 @@ class TruthPointerDouble(Pointer):
 
     Options = TruthOptions
 
+    def __init__(self, options: TruthOptions, device: torch.device):
+        super().__init__(options, device)
+        _index(options.davis_root, options.sequences)  # at start-up, not in the first query
+
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         newest = len(window) - 1
         mask = truth_mask(self.options, window.images[newest].cpu().numpy())
@@ -87,6 +91,7 @@ class TruthPropagatorDouble(MaskPropagator):
 
     def __init__(self, options: TruthOptions, device: torch.device):
         super().__init__(options, device)
+        _index(options.davis_root, options.sequences)
         self._ids: set[int] = set()
 
     def _masks(self, frame: Frame, ids: Iterable[int]) -> dict[int, ObjectMask]:
