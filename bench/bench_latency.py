@@ -4,7 +4,8 @@
 
 - image callback: the time perception_node's image subscription callback takes (rgb8 message ->
   RGB array -> pipeline.submit_frame: what each driver message costs the node's executor thread),
-  at 640x480 and 1920x1080. The node runs in this process (a fresh one per size), configured and
+  at 640x480 and 1920x1080 and on the real 1280x720 clips of ../shared/data (decoded once, when
+  present). The node runs in this process (a fresh one per size), configured and
   activated with parameter overrides and spun as its main() does; the callback it registered is
   called at the camera rate with sensor_msgs/Image messages in received form, idle (no command)
   and while a grounding query is in flight: the grounding worker runs the shipped Molmo2 backend
@@ -43,8 +44,9 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
 from oracle_doubles import ColorOraclePointerDouble, OracleOptions, colour_components
+from real_clips import real_clips
 from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
 from synthetic_video import COLOURS, default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
@@ -150,7 +152,7 @@ class CameraDriver:
 
     def stream(
         self,
-        msg: Image,
+        msgs: list[Image],
         until: Callable[[list[float]], bool],
         keep: Callable[[], bool] = lambda: True,
         timeout_s: float = 60.0,
@@ -164,7 +166,7 @@ class CameraDriver:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"camera stream: condition not reached within {timeout_s:.0f} s")
             began = keep()
-            elapsed = self._call(msg)
+            elapsed = self._call(msgs[self.calls % len(msgs)])
             if began and keep():
                 kept.append(elapsed)
             tick += self.period_s
@@ -217,27 +219,28 @@ def callback_latency(samples: int, fps: float) -> dict:
             **{f"{propagator}.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()},
         }
         args = ros_args(overrides, folder)
-        for size in SIZES:
+        inputs = {f"{w}x{h}": [render(default_scene(w, h), 0.0, w, h)[0]] for w, h in SIZES} | real_clips()
+        for name, frames in inputs.items():
             Sam2StepCountingDouble.steps = 0
-            with active_node(args) as node:  # a fresh node per size: no resolution change mid-run
-                results[size] = _measure_callbacks(node, size, samples, fps)
+            msgs = [received(image_msg(frame, "rgb8", 0)) for frame in frames]
+            with active_node(args) as node:  # a fresh node per input: no resolution change mid-run
+                results[name] = _measure_callbacks(node, msgs, samples, fps)
     return results
 
 
-def _measure_callbacks(node: PerceptionNode, size: tuple[int, int], samples: int, fps: float) -> dict:
+def _measure_callbacks(node: PerceptionNode, msgs: list[Image], samples: int, fps: float) -> dict:
     camera = CameraDriver(subscription_callback(node, Image, "image"), fps)
     on_command = subscription_callback(node, GroundingCommand, "command")
     pointer = Molmo2WorkPointerDouble.latest
-    width, height = size
-    msg = received(image_msg(render(default_scene(width, height), 0.0, width, height)[0], "rgb8", 0))
     warm = time.perf_counter() + 1.0
-    camera.stream(msg, lambda _: time.perf_counter() > warm)
+    camera.stream(msgs, lambda _: time.perf_counter() > warm)
     # The idle calls also fill the context window, so every query below sees all its frames.
-    idle = camera.stream(msg, lambda kept: len(kept) >= samples)
+    idle = camera.stream(msgs, lambda kept: len(kept) >= samples)
     on_command(GroundingCommand(id="latency", query=QUERY, mode=GroundingCommand.MODE_POINT))
-    camera.stream(msg, lambda _: pointer.in_flight)
+    camera.stream(msgs, lambda _: pointer.in_flight)
     calls = camera.calls
-    busy = camera.stream(msg, lambda kept: len(kept) >= samples, keep=lambda: pointer.in_flight)
+    busy = camera.stream(msgs, lambda kept: len(kept) >= samples, keep=lambda: pointer.in_flight)
+    camera.stream(msgs, lambda _: pointer.times, timeout_s=600.0)  # the query in flight ends (slow on a busy CPU)
     return {
         "idle": idle,
         "in flight": busy,
@@ -356,21 +359,21 @@ def command_to_target(queries: int, delay_s: float) -> dict[str, list[float]]:
 def print_callback_latency(results: dict, samples: int, fps: float) -> None:
     print(f"image callback (rgb8 message -> RGB -> pipeline.submit_frame), in-process node, {fps:g} Hz")
     header = f"{'idle p50 ms':>12} {'p99 ms':>7} {'in flight p50':>14} {'p99 ms':>7} {'p50 x':>6} {'p99 x':>6}"
-    print(f"{'size':>10} {header}")
-    for (width, height), r in results.items():
+    print(f"{'frames':>13} {header}")
+    for name, r in results.items():
         idle, busy = percentiles(r["idle"]), percentiles(r["in flight"])
         print(
-            f"{width}x{height:<5} {idle[0] * 1e3:12.2f} {idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} "
+            f"{name:>13} {idle[0] * 1e3:12.2f} {idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} "
             f"{busy[1] * 1e3:7.2f} {busy[0] / idle[0]:6.2f} {busy[1] / idle[1]:6.2f}"
         )
     print(
         f"{samples} calls each. In flight: Molmo2 with random weights ({MOLMO2_WORK['hidden']} wide, "
         f"{MOLMO2_WORK['layers']} layers, {MOLMO2_WORK['image_size']} px frames) and SAM2 tiny random:"
     )
-    for (width, height), r in results.items():
+    for name, r in results.items():
         frames = ", ".join(f"{n} x {w}x{h}" for n, h, w in r["windows"])
         print(
-            f"{width}x{height:<5} {r['queries']} queries of {frames} frames, {r['query_s'][0]:.2f} s p50 "
+            f"{name:>13} {r['queries']} queries of {frames} frames, {r['query_s'][0]:.2f} s p50 "
             f"{r['query_s'][1]:.2f} s p99; {r['steps']} SAM2 steps; {r['overlap']:.0%} of calls inside a query"
         )
 

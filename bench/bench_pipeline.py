@@ -5,8 +5,10 @@
 - mask encoding: bytes of a published ObjectMasks frame (PNG label image) against a raw mono8
   image of the same size, and encode / decode times;
 - pipeline overhead per frame (image conversion, buffering, tracks, masks, encoding: everything
-  but the model) at 640x480 and 1920x1080, against the model step it wraps (a SAM2 hiera-t
-  step at 256 px with random weights, through the shipped backend: the cheapest real mask step);
+  but the model) at 640x480 and 1920x1080, and on the real 1280x720 clips of ../shared/data
+  (decoded once, fed as bgr8 messages; when present), against the model step it wraps (a SAM2
+  hiera-t step at 256 px with random weights, through the shipped backend: the cheapest real
+  mask step);
 - memory: process RSS and live Python objects after 100 and after 10,000 frames (must stay flat).
 """
 
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
+from real_clips import real_clips
 from synthetic_video import default_scene, render
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
@@ -105,19 +108,22 @@ def mask_encoding(width: int, height: int) -> tuple[float, float, float]:
     return len(data) / (width * height), encode_s, decode_s
 
 
-def pipeline_overhead(width: int, height: int, frames: int = 60) -> float:
-    """Seconds per frame for conversion + buffering + tracking bookkeeping + mask encoding."""
-    image, red, centre = scene(width, height)
+def pipeline_overhead(images: list[np.ndarray], mask: np.ndarray, frames: int = 60) -> float:
+    """Seconds per frame for conversion + buffering + tracking bookkeeping + mask encoding, the
+    frames cycling through `images` as bgr8 messages encoded once; `mask` is every frame's object."""
+    rows, cols = np.nonzero(mask)
     sink = EncodingSink()
-    pipeline = PerceptionPipeline(PipelineConfig(), CPU, FixedPointer(centre), DiscPropagator(red), sink)
+    pointer = FixedPointer((float(cols.mean()), float(rows.mean())))
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, pointer, DiscPropagator(mask), sink)
     pipeline.start()
     pipeline.submit_command(CommandRequest("c", "disc"))
-    bgr = np.ascontiguousarray(image[:, :, ::-1])
-    h, w, step, data = encode_image(bgr, "bgr8")
+    messages = [encode_image(np.ascontiguousarray(image[:, :, ::-1]), "bgr8") for image in images]
+    h, w, step, data = messages[0]
     pipeline.submit_frame(to_rgb8(decode_image("bgr8", h, w, step, data), "bgr8"), 0, "cam")
     time.sleep(0.5)  # the first grounding lands
     start, sent = time.perf_counter(), 0
     for k in range(1, frames + 1):
+        h, w, step, data = messages[k % len(messages)]
         target = sink.frames + 1  # before submitting: the worker may finish before the next line
         pipeline.submit_frame(to_rgb8(decode_image("bgr8", h, w, step, data), "bgr8"), k * 33_000_000, "cam")
         sent += 1
@@ -195,8 +201,15 @@ def main() -> None:
     print("\nnode overhead per frame (everything but the model step) vs a SAM2 hiera-t step at 256 px, 1 object")
     print(f"{'size':>10} {'overhead ms':>12} {'SAM2 step ms':>13} {'overhead/step':>14}")
     for width, height in [(640, 480), (1920, 1080)]:
-        overhead, step = pipeline_overhead(width, height), sam2_step_s(width, height)
+        image, red, _ = scene(width, height)
+        overhead, step = pipeline_overhead([image], red), sam2_step_s(width, height)
         print(f"{width}x{height:<5} {overhead * 1e3:12.2f} {step * 1e3:13.1f} {overhead / step:14.3f}")
+    for name, frames in real_clips().items():
+        height, width = frames[0].shape[:2]
+        box = np.zeros((height, width), bool)
+        box[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = True  # an object of a ninth of the frame
+        overhead, step = pipeline_overhead(frames, box), sam2_step_s(width, height)
+        print(f"{name:>10} {overhead * 1e3:12.2f} {step * 1e3:13.1f} {overhead / step:14.3f}  (real {width}x{height})")
     (_, rss_100, objects_100), (_, rss_10k, objects_10k) = memory_after((100, 10_000))
     print("\nmemory through one running pipeline (must stay flat)")
     print(f"{'':>14} {'100 frames':>11} {'10,000 frames':>14} {'ratio':>6}")

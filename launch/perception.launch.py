@@ -3,17 +3,23 @@
 ros2 launch videomolmo_ros perception.launch.py image:=/camera/color/image_raw
 ros2 launch videomolmo_ros perception.launch.py params_file:=/path/to/my.yaml use_sim_time:=true
 ros2 launch videomolmo_ros perception.launch.py rviz:=true rviz_fixed_frame:=camera_color_optical_frame
+
+Everything it starts runs with the Fast DDS profile for camera-sized messages
+(config/fastdds_large_data.xml), unless the environment names a profile already.
 """
 
+import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from videomolmo_ros.tools.dds_profile import large_data_environment
 
 SHARE = Path(get_package_share_directory("videomolmo_ros"))
 ARGUMENTS = {
@@ -70,4 +76,6 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(arg("rviz")),
     )
     declared = [DeclareLaunchArgument(name, default_value=v, description=text) for name, (v, text) in ARGUMENTS.items()]
-    return LaunchDescription([*declared, node, rviz])
+    profile = large_data_environment(os.environ).items() - os.environ.items()
+    environment = [SetEnvironmentVariable(name, value) for name, value in sorted(profile)]
+    return LaunchDescription([*declared, *environment, node, rviz])

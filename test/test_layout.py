@@ -11,8 +11,15 @@ import pytest
 # The source folder: the rules are about the code written here (an installed copy also holds the
 # generated message modules).
 PACKAGE = Path(__file__).resolve().parents[1] / "videomolmo_ros"
-# Modules that are the ROS side: the node and the bag replay's publishers and subscriptions.
-ROS_MODULES = ("videomolmo_ros.node", "videomolmo_ros.tools.bag_replay")
+# Modules that are the ROS side: the node, and the tools' publishers and subscriptions (bag replay,
+# video publisher, demo, and the spun node they share).
+ROS_MODULES = (
+    "videomolmo_ros.node",
+    "videomolmo_ros.tools.bag_replay",
+    "videomolmo_ros.tools.video_publisher",
+    "videomolmo_ros.tools.demo",
+    "videomolmo_ros.tools.ros_spin",
+)
 # Top-level packages of ROS 2 (Python client, generated interfaces) that the core never needs.
 ROS_PACKAGES = {
     "rclpy",

@@ -197,8 +197,13 @@ def test_a_raw_frame_larger_than_budgeted_is_rejected_and_counted(node, planner)
     process = node({**NO_BACKENDS, "cameras.main.max_width": 32, "cameras.main.max_height": 24, "stats_period_s": 0.5})
     planner.wait_connected()
     image, _ = render(HEAD_SCENE, 0.0, 40, 30)
-    for k in range(5):  # best effort may lose one
-        planner.send_image(image, "rgb8", round((START_S + k) * 1e9))
-        time.sleep(0.05)
-    assert process.wait_for_log("frames_rejected_too_large", 10), process.log()
+    sent = 0
+
+    def rejected() -> bool:  # best effort loses frames until both sides matched: send until one is counted
+        nonlocal sent
+        planner.send_image(image, "rgb8", round((START_S + sent) * 1e9))
+        sent += 1
+        return process.wait_for_log("frames_rejected_too_large", 0.1)
+
+    assert wait_for(rejected, 30), process.log()
     assert "40x30 is larger than the 32x24 its buffers were budgeted for" in process.log()

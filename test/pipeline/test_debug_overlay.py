@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
 from videomolmo_ros.pipeline.debug_overlay import PALETTE, draw_overlay, track_colour
@@ -108,6 +109,23 @@ def test_tracks_and_targets_are_drawn_in_their_colours():
     assert np.array_equal(out[int(track.y), int(track.x)], colour)  # the interior point
     assert np.array_equal(out[300, 400], colour)  # the target's cross
     assert np.array_equal(out[100:150, 500:600], image[100:150, 500:600])
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 480), (1280, 720), (1920, 1080)])
+def test_labels_grow_with_the_image_and_sit_on_a_box_of_the_track_colour(width, height):
+    image = np.full((height, width, 3), 100, np.uint8)
+    mask = disc(width / 2, height / 2, height / 8, (height, width))
+    track = snapshot_of(3, mask, label="the red cups", state=TrackState.TENTATIVE)
+    out = draw_overlay(image, [track], None, None)
+    x0, y0 = int(track.box[0]), int(track.box[1])
+    above = out[: y0 - 2, x0:]  # the label, clear of the box's top edge
+    fill = (above == track_colour(3)).all(axis=2)
+    rows, cols = np.flatnonzero(fill.any(axis=1)), np.flatnonzero(fill.any(axis=0))
+    label = above[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert len(rows) >= 0.035 * height, "the label box grows with the image"
+    assert fill[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].mean() > 0.6, "a filled box, not outlined text"
+    ink = (np.abs(label.astype(int) - track_colour(3)).sum(axis=2) > 200).any(axis=1)
+    assert np.count_nonzero(ink) >= 0.022 * height, f"letters {np.count_nonzero(ink)} px high at {height} px"
 
 
 def test_points_outside_the_image_and_odd_values_do_not_raise():

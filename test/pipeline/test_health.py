@@ -3,6 +3,7 @@
 import threading
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from videomolmo_ros.pipeline.health import HealthMonitor, Level
@@ -260,3 +261,71 @@ def test_events_from_several_threads_while_reporting():
     statuses = report(monitor, clock.now)
     assert float(statuses["camera input"].values["rate_hz"]) == pytest.approx(4000, rel=0.05)
     assert float(statuses["outputs"].values["rate_hz"]) == pytest.approx(4000, rel=0.05)
+
+
+# ----------------------------------------------------------------- frames lost before they arrive
+
+
+def feed_stamps(monitor, indices, hz=30.0, start_s=T0):
+    """Frames of a `hz` camera numbered `indices` arrive (the others were lost on the way)."""
+    for k in indices:
+        monitor.image_received(round((start_s + k / hz) * 1e9), start_s + k / hz + 0.01)
+
+
+def test_frames_missing_between_received_stamps_are_counted_at_the_measured_rate():
+    monitor = HealthMonitor()
+    arrived = [k for k in range(300) if k < 30 or k % 3 == 0]  # after a second, two frames of three lost
+    feed_stamps(monitor, arrived)
+    assert monitor.frames_missing_suspected == 300 - len(arrived) - 2  # the last two never had a successor
+    status = report(monitor, T0 + 10.0)["camera input"]
+    assert status.level == Level.WARN
+    assert status.values["frames_missing_suspected"] == str(monitor.frames_missing_suspected)
+    assert float(status.values["camera_rate_hz"]) == pytest.approx(30.0, rel=0.01)
+    assert "never received" in status.message and "Large images over DDS" in status.message
+    again = report(monitor, T0 + 10.5)["camera input"]
+    assert again.values["frames_missing_suspected_new"] == "0" and again.level == Level.OK
+
+
+def test_a_steady_camera_misses_nothing_whatever_its_rate():
+    for hz in (5.0, 30.0, 60.0):
+        monitor = HealthMonitor()
+        feed_stamps(monitor, range(200), hz=hz)
+        assert monitor.frames_missing_suspected == 0
+        assert float(report(monitor, T0 + 1.0)["camera input"].values["camera_rate_hz"]) == pytest.approx(hz)
+
+
+def test_jittered_stamps_are_not_losses():
+    monitor = HealthMonitor()
+    jitter = np.random.default_rng(0).uniform(-0.006, 0.006, 300)  # +-6 ms on a 33 ms period
+    for k in range(300):
+        stamp = T0 + k / 30 + jitter[k]
+        monitor.image_received(round(stamp * 1e9), stamp + 0.01)
+    assert monitor.frames_missing_suspected == 0
+
+
+def test_nothing_is_counted_before_consecutive_frames_show_the_rate():
+    monitor = HealthMonitor()
+    feed_stamps(monitor, [0, 5])
+    assert report(monitor, T0 + 1.0)["camera input"].values["camera_rate_hz"] == "n/a"
+    feed_stamps(monitor, [6, 7, 8, 10])
+    assert monitor.frames_missing_suspected == 1, "the gap before the rate was known is not guessed at"
+
+
+def test_a_paused_camera_or_a_stamp_jump_back_is_not_a_loss():
+    monitor = HealthMonitor()
+    feed_stamps(monitor, range(60))
+    feed_stamps(monitor, range(60, 120), start_s=T0 + 30.0)  # paused 30 s
+    feed_stamps(monitor, range(60), start_s=T0 - 100.0)  # a restarted bag
+    assert monitor.frames_missing_suspected == 0
+
+
+def test_the_warning_is_given_once_and_names_the_readme_section():
+    monitor = HealthMonitor()
+    assert monitor.missing_frames_warning() is None
+    feed_stamps(monitor, [*range(10), 12, 13])
+    warning = monitor.missing_frames_warning()
+    assert "2 frame(s) never arrived" in warning and "30.0 Hz" in warning
+    assert "README, section 'Large images over DDS'" in warning
+    feed_stamps(monitor, [20])
+    assert monitor.missing_frames_warning() is None, "once"
+    assert monitor.frames_missing_suspected == 8

@@ -4,9 +4,12 @@ import pytest
 import rclpy
 from ros_harness import NodeProcess, Planner
 
+from videomolmo_ros.tools.dds_profile import use_large_data_profile
+
 
 @pytest.fixture(scope="session")
 def ros_context():
+    use_large_data_profile()  # raw frames above 512 KB published from here arrive (and from the nodes started)
     rclpy.init()
     yield
     rclpy.shutdown()

@@ -9,6 +9,7 @@ from pathlib import Path
 import rclpy
 import yaml
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
 from polling import wait_for
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -189,6 +190,32 @@ class Planner:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
+
+
+class DiagnosticsRecorder:
+    """The /diagnostics a node publishes, as a test-side node receives them."""
+
+    def __init__(self, node):
+        self._lock = threading.Lock()
+        self._arrays: list = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._record, 10)
+
+    def _record(self, msg) -> None:
+        with self._lock:
+            self._arrays.append(msg)
+
+    def status(self, name: str):
+        """The newest status whose name ends with `name` ("main: camera input"), or None."""
+        with self._lock:
+            for array in reversed(self._arrays):
+                for status in array.status:
+                    if status.name.endswith(name):
+                        return status
+        return None
+
+    def values(self, name: str) -> dict[str, str]:
+        status = self.status(name)
+        return {} if status is None else {kv.key: kv.value for kv in status.values}
 
 
 FPS = 15.0

@@ -237,3 +237,15 @@ def test_no_node_exits_non_zero_saying_it_never_answered(tmp_path, capsys):
     args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--namespace", "/nobody", "--wait", "1"]
     assert main(args) == 1
     assert "perception_node never answered: nothing subscribed to /nobody/image" in capsys.readouterr().err
+
+
+def test_replay_bag_as_a_process_exits_0_after_every_complete_replay(perception_node, tmp_path):
+    """Its spin thread is joined before exit: a live one aborts the process (exit 134) after the replay."""
+    executable = str(installed_executable("replay_bag"))
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S + 700, None, frames=5)
+    for run in range(4):
+        out = tmp_path / f"out{run}"
+        args = [executable, str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--command", "red", "--drain", "0.2"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"run {run}: exit {result.returncode}\n{result.stderr[-2000:]}"
+        assert "frames sent: 5;" in result.stdout

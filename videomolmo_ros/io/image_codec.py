@@ -225,3 +225,16 @@ def decode_compressed(fmt: str, data: bytes, too_large: Callable[[int, int], str
     if image.mode not in ("RGB", "RGBA", "L", "P", "LA", "CMYK", "YCbCr"):
         raise ImageDecodeError(f"{image.format} of mode {image.mode} is not an 8-bit colour image", "not_colour")
     return np.asarray(image.convert("RGB")).copy()
+
+
+# What compressed_image_transport writes in `format` for a JPEG of a colour image.
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """A JPEG file of an H x W x 3 uint8 RGB image: a CompressedImage's data (format JPEG_FORMAT)."""
+    _check_array(rgb, "rgb8")
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} JPEG")
+    return data.tobytes()

@@ -35,6 +35,8 @@ class Diagnostics:
             pipeline = camera.pipeline
             if pipeline is None:
                 continue
+            if warning := camera.health.missing_frames_warning():  # once: the camera status keeps counting
+                self._node.get_logger().warning(f"camera {camera.name}: {warning}")
             statuses = camera.health.report(
                 now_s,
                 pipeline.counters.snapshot(),

@@ -36,6 +36,8 @@ NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the
 # windows; less is two threads' events arriving slightly out of order, which is harmless.
 CLOCK_JUMP_S = 1.0
+# Where the README tells how to stop large frames being lost before they reach the node.
+LOSS_HELP = "README, section 'Large images over DDS'"
 
 
 class Level(IntEnum):
@@ -86,6 +88,60 @@ class _Window:
         return tuple(float(v) for v in np.percentile([value for _, value in self._events], qs))
 
 
+_PERIOD_ITERATIONS = 4  # enough for interval jitter of half a period to settle
+
+
+class FrameGaps:
+    """Frames the camera sent that never arrived, suspected from gaps in the source stamps.
+
+    Frames lost in transport (raw images too large for the DDS settings, a saturated link) never
+    reach the node, so no callback can count them; their absence shows in the stamps of the frames
+    that did arrive. The camera's period is measured from the stamps of the last `span_s` seconds:
+    the median p of the intervals up to 1.5 p (consecutive frames; found by iterating from their 5th
+    percentile, so jittered stamps settle on the true period), once at least `min_evidence`
+    consecutive intervals were seen. An interval of n periods then hides
+    n - 1 frames. Gaps longer than `max_gap_s` are a paused camera or a cut in a bag, not losses,
+    and count nothing; stamps going back (a restarted bag) start the measurement again.
+    """
+
+    def __init__(self, span_s: float = 10.0, min_evidence: int = 3, max_gap_s: float = 10.0, max_intervals: int = 1024):
+        self._intervals: deque[tuple[int, float]] = deque(maxlen=max_intervals)  # (stamp ns, interval s)
+        self._span_ns = round(span_s * 1e9)
+        self._min_evidence = min_evidence
+        self._max_gap_s = max_gap_s
+        self._last_stamp_ns: int | None = None
+        self.missing = 0
+
+    def add(self, stamp_ns: int) -> int:
+        """Note a received frame's stamp; the frames suspected missing just before it."""
+        last, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
+        if last is not None and stamp_ns < last:
+            self._intervals.clear()  # a new stream: its rate is measured anew
+        if last is None or stamp_ns <= last:
+            return 0
+        interval = (stamp_ns - last) / 1e9
+        self._intervals.append((stamp_ns, interval))
+        while self._intervals[0][0] < stamp_ns - self._span_ns:
+            self._intervals.popleft()
+        period = self.period_s()
+        if period is None or interval > self._max_gap_s:
+            return 0
+        hidden = max(round(interval / period) - 1, 0)
+        self.missing += hidden
+        return hidden
+
+    def period_s(self) -> float | None:
+        """The camera's measured frame period, or None before enough consecutive frames were seen."""
+        if not self._intervals:
+            return None
+        intervals = np.array([interval for _, interval in self._intervals])
+        period = float(np.percentile(intervals, 5))
+        for _ in range(_PERIOD_ITERATIONS):
+            consecutive = intervals[intervals <= 1.5 * period]
+            period = float(np.median(consecutive))
+        return period if len(consecutive) >= self._min_evidence else None
+
+
 class HealthMonitor:
     """Thread-safe: fed from the node's callbacks and workers, read by the diagnostics timer.
 
@@ -105,11 +161,33 @@ class HealthMonitor:
         self._last_output_s: float | None = None
         self._last_output_stamp_ns: int | None = None
         self._reported: dict[str, int] = {}
+        self._gaps = FrameGaps()
+        self._missing_reported = 0
+        self._missing_warned = False
 
     def image_received(self, stamp_ns: int, now_s: float) -> None:
         with self._lock:
             self._images.add(now_s, now_s - stamp_ns / 1e9)
             self._last_image_s = now_s
+            self._gaps.add(stamp_ns)
+
+    @property
+    def frames_missing_suspected(self) -> int:
+        with self._lock:
+            return self._gaps.missing
+
+    def missing_frames_warning(self) -> str | None:
+        """The first time frames were suspected missing, a warning saying what to do; then None."""
+        with self._lock:
+            if self._missing_warned or not self._gaps.missing:
+                return None
+            self._missing_warned = True
+            rate = 1.0 / self._gaps.period_s()
+            return (
+                f"{self._gaps.missing} frame(s) never arrived: the source stamps show gaps at the camera's measured "
+                f"{rate:.1f} Hz. Frames lost in transport are not counted anywhere else; raw images larger than "
+                f"512 KB need a DDS profile in the publishing process ({LOSS_HELP})"
+            )
 
     def outputs_published(self, stamp_ns: int, now_s: float) -> None:
         """One tracked frame's outputs went out. Repeats for the same frame (one per command) count once."""
@@ -149,15 +227,28 @@ class HealthMonitor:
 
     def _camera(self, now_s: float, counters: Mapping[str, int]) -> HealthStatus:
         name = "camera input"
-        received = {"frames_received": str(counters.get("frames_received", 0))}
+        missing, period = self._gaps.missing, self._gaps.period_s()
+        missing_new, self._missing_reported = missing - self._missing_reported, missing
+        values = {
+            "frames_received": str(counters.get("frames_received", 0)),
+            "frames_missing_suspected": str(missing),
+            "frames_missing_suspected_new": str(missing_new),
+            "camera_rate_hz": NOT_AVAILABLE if period is None else f"{1.0 / period:.2f}",
+        }
         if self._last_image_s is None:
-            return HealthStatus(name, Level.STALE, "no image received yet", received)
+            return HealthStatus(name, Level.STALE, "no image received yet", values)
         age_s = max(now_s - self._last_image_s, 0.0)
         rate = self._images.rate_hz(now_s)
-        values = {**received, "rate_hz": f"{rate:.2f}", "last_frame_age_s": f"{age_s:.2f}"}
+        values |= {"rate_hz": f"{rate:.2f}", "last_frame_age_s": f"{age_s:.2f}"}
         values.update(_latency_values("delay", self._images, now_s))
         if age_s > self.stall_after_s:
             return HealthStatus(name, Level.WARN, f"no image for {age_s:.1f} s: the camera stalled", values)
+        if missing_new:
+            message = (
+                f"{rate:.1f} Hz; {missing_new} frame(s) sent but never received since the last report "
+                f"(gaps in the stamps at the camera's {1.0 / period:.1f} Hz; {LOSS_HELP})"
+            )
+            return HealthStatus(name, Level.WARN, message, values)
         return HealthStatus(name, Level.OK, f"{rate:.1f} Hz", values)
 
     def _output_status(self, now_s: float) -> HealthStatus:

@@ -17,9 +17,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
+from videomolmo_ros.tools.package_share import PACKAGE, share_path
 from videomolmo_ros.tools.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 
-PACKAGE = "videomolmo_ros"
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
@@ -86,17 +86,9 @@ class RecordedOutput:
 def message_folder() -> Path:
     """The package's msg/ folder: installed (ament index) first, else the source tree."""
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        installed = Path(get_package_share_directory(PACKAGE)) / "msg"
-        if installed.is_dir():
-            return installed
-    except (ImportError, PackageNotFoundError):
-        pass
-    source = Path(__file__).resolve().parents[2] / "msg"
-    if not source.is_dir():
-        raise ReplayError(f"cannot find {PACKAGE}'s msg/ folder (not installed, no source tree)")
-    return source
+        return share_path("msg")
+    except FileNotFoundError as error:
+        raise ReplayError(str(error)) from None
 
 
 def make_typestore() -> Typestore:
@@ -155,23 +147,30 @@ def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> st
     return found
 
 
-class OutputBag:
-    """The new bag holding the node's outputs; written only from the replay's main thread."""
+class BagWriter:
+    """A new bag: one connection per name (`topics`: name -> topic, `types`: name -> message type; the
+    node's outputs by default); written from one thread only."""
 
-    def __init__(self, path: Path, storage: str, typestore: Typestore, topics: dict[str, str]):
+    def __init__(
+        self,
+        path: Path,
+        storage: str,
+        typestore: Typestore,
+        topics: Mapping[str, str],
+        types: Mapping[str, str] = OUTPUTS,
+    ):
         if path.exists():
             raise ReplayError(f"{path} exists already: choose another --output")
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(path, version=9, storage_plugin=plugin)
         self._writer.open()
         self._connections = {
-            name: self._writer.add_connection(topic, OUTPUTS[name], typestore=typestore)
-            for name, topic in topics.items()
+            name: self._writer.add_connection(topic, types[name], typestore=typestore) for name, topic in topics.items()
         }
         self.counts: Counter = Counter()
 
-    def write(self, name: str, receive_ns: int, data: bytes) -> None:
-        self._writer.write(self._connections[name], receive_ns, data)
+    def write(self, name: str, time_ns: int, data: bytes) -> None:
+        self._writer.write(self._connections[name], time_ns, data)
         self.counts[name] += 1
 
     def close(self) -> None:

@@ -27,8 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
@@ -46,7 +44,7 @@ from videomolmo_ros.tools.bag_files import (
     OUTPUTS,
     STATUS_ACCEPTED,
     STATUS_STOPPED,
-    OutputBag,
+    BagWriter,
     ReplayError,
     ReplaySummary,
     Stream,
@@ -57,6 +55,7 @@ from videomolmo_ros.tools.bag_files import (
     stamp_ns,
     write_report,
 )
+from videomolmo_ros.tools.ros_spin import SpunNode
 
 # Reliable, deep enough that a burst of masks is not lost while the replay is busy.
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -68,17 +67,17 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 class ReplayNode:
     """The rclpy side: publishers into the node, raw subscriptions to its outputs.
 
-    Callbacks run on a background executor and only queue what they receive (the bag writer is
+    Callbacks run on the node's spin thread and only queue what they receive (the bag writer is
     not thread-safe) and note what lockstep waits for: track stamps, command answers.
     """
 
-    def __init__(self, context, namespace: str, streams: list[Stream], typestore: Typestore, clock: bool):
+    def __init__(self, spun: SpunNode, streams: list[Stream], typestore: Typestore, clock: bool):
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 
-        self.node = rclpy.create_node("replay_bag", namespace=namespace, context=context)
+        self.node = spun.node
         self.typestore = typestore
         ros_types = {
             IMAGE_TYPE: Image,
@@ -102,10 +101,6 @@ class ReplayNode:
             self.node.create_subscription(
                 ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
             )
-        self._executor = SingleThreadedExecutor(context=context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
 
     def output_topics(self) -> dict[str, str]:
         """The fully resolved names of the node's outputs, as the output bag records them."""
@@ -130,6 +125,15 @@ class ReplayNode:
         elif msg.state == STATUS_STOPPED:
             self.running.discard(msg.id)
 
+    def record(self, bag: BagWriter) -> None:
+        """Write the outputs received so far into `bag` (from the one thread that writes it)."""
+        while True:
+            try:
+                name, receive_ns, data = self.received.get_nowait()
+            except queue.Empty:
+                return
+            bag.write(name, receive_ns, data)
+
     def wait(self, predicate, timeout_s: float, drain) -> bool:
         """Wait for `predicate` (checked under the lock), writing received outputs meanwhile."""
         deadline = time.monotonic() + timeout_s
@@ -148,10 +152,6 @@ class ReplayNode:
         msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
         self.clock_pub.publish(msg)
 
-    def close(self) -> None:
-        self._executor.shutdown()
-        self.node.destroy_node()
-
 
 # ---------------------------------------------------------------------------- the replay
 
@@ -160,7 +160,7 @@ class Replay:
     """One run: connect, send the commands, play the bag, drain the outputs, stop the commands."""
 
     def __init__(
-        self, args: argparse.Namespace, reader: Reader, streams: list[Stream], ros: ReplayNode, out: OutputBag
+        self, args: argparse.Namespace, reader: Reader, streams: list[Stream], ros: ReplayNode, out: BagWriter
     ) -> None:
         self.args, self.reader, self.streams, self.ros, self.out = args, reader, streams, ros, out
         self.image = streams[0]  # select_streams puts the image stream first
@@ -169,12 +169,7 @@ class Replay:
         self._sent: set[str] = set()  # ids (or, without one, queries) of the commands sent
 
     def drain(self) -> None:
-        while True:
-            try:
-                name, receive_ns, data = self.ros.received.get_nowait()
-            except queue.Empty:
-                return
-            self.out.write(name, receive_ns, data)
+        self.ros.record(self.out)
 
     def run(self) -> ReplaySummary:
         self._connect()
@@ -308,22 +303,21 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
     """Play the bag into the node; the summary (and the output bag) is what a scorer reads."""
     typestore = make_typestore()
     reader = open_bag(Path(args.bag))
-    context = rclpy.Context()
-    ros = out = None
+    spun = out = None
     try:
         streams = select_streams(reader, args)
         if args.command and not any(s.msgtype == COMMAND_TYPE for s in streams):
             streams.append(Stream("", args.node_command, COMMAND_TYPE))
-        rclpy.init(context=context)
-        ros = ReplayNode(context, args.namespace, streams, typestore, args.clock)
-        out = OutputBag(Path(args.output), args.storage, typestore, ros.output_topics())
+        spun = SpunNode("replay_bag", args.namespace)
+        ros = ReplayNode(spun, streams, typestore, args.clock)
+        spun.spin()
+        out = BagWriter(Path(args.output), args.storage, typestore, ros.output_topics())
         return Replay(args, reader, streams, ros, out).run()
     finally:
         if out is not None:
             out.close()
-        if ros is not None:
-            ros.close()
-        context.try_shutdown()
+        if spun is not None:
+            spun.close()  # joins the spin thread: a live one at exit aborts the process
         reader.close()
 
 

@@ -14,6 +14,7 @@ when each frame was fed. Written: report.json, table.md, an overlay GIF per sequ
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -121,7 +122,7 @@ def pipeline_config(values: Mapping[str, object]) -> PipelineConfig:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="evaluate_dataset", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", help="dataset folder (Ref-DAVIS17 / Ref-YouTube-VOS or MeViS layout)")
+    parser.add_argument("dataset", help="dataset folder (Ref-DAVIS17 / Ref-YouTube-VOS, MeViS or DAVIS 2016 layout)")
     parser.add_argument("-o", "--output", required=True, help="folder for report.json, table.md, GIFs, plots.png")
     parser.add_argument("--pointer", default="molmo2", help="registered name or package.module:Class")
     parser.add_argument("--propagator", default="sam2", help="registered name or package.module:Class")
@@ -134,6 +135,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "tracker.*, as the node's parameters (repeat)",
     )
     parser.add_argument("--videos", default="", help="comma-separated video names (default: all)")
+    parser.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar='VIDEO="TEXT"',
+        help='DAVIS 2016 (no expressions of its own): the query of a video, dog="the dog" (repeat)',
+    )
+    parser.add_argument("--queries", help='DAVIS 2016: a JSON file {"video": "query", ...}')
     parser.add_argument("--max-expressions", type=int, default=0, help="at most N expressions per video (0: all)")
     parser.add_argument("--fps", type=float, default=10.0, help="rate to stamp the frames at, Hz")
     parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame's outputs")
@@ -144,9 +153,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def parse_queries(pairs: Sequence[str], path: str | None) -> dict[str, str]:
+    """{video: query} from --queries (a JSON map) and --query video=text (which win)."""
+    queries: dict[str, str] = {}
+    if path:
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise EvalError(f"--queries {path}: {error}") from error
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise EvalError(f'--queries {path}: expected a JSON object {{"video": "query", ...}}')
+        queries.update(loaded)
+    for pair in pairs:
+        video, sep, text = pair.partition("=")
+        if not sep or not video or not text.strip():
+            raise EvalError(f'--query {pair!r}: use video="query text"')
+        queries[video] = text.strip()
+    return queries
+
+
 def run(args: argparse.Namespace) -> Report:
     """Check the dataset first (cheap), then load the models (slow) and evaluate."""
-    dataset = VideoDataset(args.dataset)
+    dataset = VideoDataset(args.dataset, parse_queries(args.query, args.queries))
     refs = dataset.expressions([v for v in args.videos.split(",") if v], args.max_expressions)
     try:
         device = resolve_device(args.device)

@@ -1,13 +1,18 @@
-"""Referring video segmentation datasets stored as folders of frames, read without extra packages.
+"""Video segmentation datasets stored as folders of frames, read without extra packages.
 
-Two layouts, both with `<root>/JPEGImages/<video>/<frame>.jpg` and `<root>/meta_expressions.json`
-= {"videos": {video: {"expressions": {id: {"exp": text, "obj_id": ...}}, "frames": [frame, ...]}}}:
+Two referring layouts, both with `<root>/JPEGImages/<video>/<frame>.jpg` and
+`<root>/meta_expressions.json` = {"videos": {video: {"expressions": {id: {"exp": text, "obj_id": ...}},
+"frames": [frame, ...]}}}:
 
 - Ref-DAVIS17 / Ref-YouTube-VOS: `<root>/Annotations/<video>/<frame>.png`, palette (indexed)
   PNGs whose pixel value is the object id (0 background); `obj_id` is one id ("1"). A frame
   without a PNG has no ground truth and is not scored.
 - MeViS: `<root>/mask_dict.json` = {anno_id: [COCO RLE or null, one per frame]}; `obj_id` and
   `anno_id` are lists (an expression may name several objects; null: not in that frame).
+
+And DAVIS 2016 (`<root>/JPEGImages/480p/<video>/<frame>.jpg`, `<root>/Annotations/480p/<video>/
+<frame>.png`): one object per video, grayscale masks (0 background, 255 the object), and no
+expressions: the queries are given (`queries`: {video: text}), one per video.
 
 Validation splits that ship no masks (neither Annotations/ nor mask_dict.json) cannot be scored.
 COCO's compressed RLE is decoded here rather than through pycocotools, which would add a
@@ -132,12 +137,23 @@ class Sample:
 
 
 class VideoDataset:
-    """A dataset folder in one of the layouts above (found from the files present)."""
+    """A dataset folder in one of the layouts above (found from the files present).
 
-    def __init__(self, root: str | Path):
+    `queries` ({video: text}) are DAVIS 2016's expressions, which it does not ship; the other
+    layouts have theirs.
+    """
+
+    def __init__(self, root: str | Path, queries: Mapping[str, str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset root {self.root} is not a folder")
+        self.images, self.annotations = self.root / "JPEGImages", self.root / "Annotations"
+        self._mask_dict: dict[str, list] | None = None
+        if (self.images / "480p").is_dir() and not (self.root / "meta_expressions.json").is_file():
+            self._davis2016(queries or {})
+            return
+        if queries:
+            raise DatasetError(f"{self.root} has its expressions (meta_expressions.json): --query is for DAVIS 2016")
         self.videos: dict[str, dict] = _read_json(self.root / "meta_expressions.json").get("videos", {})
         if (self.root / "mask_dict.json").is_file():
             self.layout = "mevis"
@@ -148,7 +164,27 @@ class VideoDataset:
                 f"{self.root} has no ground truth: neither Annotations/ (Ref-DAVIS17, Ref-YouTube-VOS) "
                 "nor mask_dict.json (MeViS); a split without public masks cannot be scored offline"
             )
-        self._mask_dict: dict[str, list] | None = None
+
+    def _davis2016(self, queries: Mapping[str, str]) -> None:
+        """One expression per video from `queries`, over every frame of the video."""
+        self.layout = "davis2016"
+        self.images, self.annotations = self.images / "480p", self.annotations / "480p"
+        available = sorted(p.name for p in self.images.iterdir() if p.is_dir())
+        if not queries:
+            raise DatasetError(
+                f"{self.root} is DAVIS 2016, which has no expressions: give a query per video "
+                f'(--query dog="the dog" or --queries map.json); its videos: {", ".join(available)}'
+            )
+        unknown = sorted(set(queries) - set(available))
+        if unknown:
+            raise DatasetError(f"no video {', '.join(unknown)} in {self.images}; its videos: {', '.join(available)}")
+        self.videos = {
+            video: {
+                "expressions": {"0": {"exp": text, "obj_id": "1"}},
+                "frames": sorted(p.stem for p in (self.images / video).glob("*.jpg")),
+            }
+            for video, text in queries.items()
+        }
 
     def expressions(self, videos: Sequence[str] = (), max_per_video: int = 0) -> list[ExpressionRef]:
         """The expressions of `videos` (all when empty), at most `max_per_video` each (0: all)."""
@@ -170,7 +206,7 @@ class VideoDataset:
             entry = self.videos[ref.video]
             frames = [str(f) for f in entry["frames"]]
             expression = entry["expressions"][ref.expression_id]
-            paths = tuple(self.root / "JPEGImages" / ref.video / f"{frame}.jpg" for frame in frames)
+            paths = tuple(self.images / ref.video / f"{frame}.jpg" for frame in frames)
             missing = [p for p in paths if not p.is_file()]
             if missing or not paths:
                 raise DatasetError(f"{len(missing)} of {len(paths)} frame(s) of {ref.video} missing: {missing[:1]}")
@@ -188,7 +224,9 @@ class VideoDataset:
         ids = [int(i) for i in _as_list(expression["obj_id"])]
         masks: dict[str, list[np.ndarray | None]] = {str(i): [] for i in ids}
         for frame in frames:
-            labels = _label_image(self.root / "Annotations" / ref.video / f"{frame}.png")
+            labels = _label_image(self.annotations / ref.video / f"{frame}.png")
+            if labels is not None and self.layout == "davis2016":
+                labels = (labels > 0).astype(np.uint8)  # 0 / 255: the one object is id 1
             for i in ids:
                 masks[str(i)].append(None if labels is None else labels == i)
         return {i: tuple(m) for i, m in masks.items()}

@@ -1,0 +1,157 @@
+"""video_to_bag: video into rosbag2 with ground truth and commands; on DAVIS dog, replayed and scored by hand."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from real_footage import davis_root, davis_sequence
+from ros_harness import NodeProcess
+from rosbags.rosbag2 import Reader
+from synthetic_video import default_scene, render
+from truth_doubles import box_of
+
+from videomolmo_ros.io.image_codec import decode_compressed
+from videomolmo_ros.io.mask_codec import decode_masks
+from videomolmo_ros.tools.bag_files import make_typestore, read_outputs
+from videomolmo_ros.tools.bag_replay import main as replay_main
+from videomolmo_ros.tools.video_bag import main
+
+FRAMES = 6
+
+
+def bag_messages(path: Path) -> dict[str, list]:
+    typestore, messages = make_typestore(), {}
+    with Reader(path) as reader:
+        for connection, time_ns, data in reader.messages():
+            msg = typestore.deserialize_cdr(data, connection.msgtype)
+            messages.setdefault(connection.topic, []).append((time_ns, msg))
+    return messages
+
+
+def synthetic_dataset(root: Path) -> tuple[Path, Path]:
+    """Frames and palette annotations (red disc = 1, blue = 2) named alike; frame 3 not annotated."""
+    frames, annotations = root / "frames", root / "annotations"
+    frames.mkdir()
+    annotations.mkdir()
+    for k in range(FRAMES):
+        image, discs = render(default_scene(), k / 10)
+        cv2.imwrite(str(frames / f"{k:05d}.png"), image[:, :, ::-1])
+        if k != 3:
+            labels = (discs["red"] * 1 + discs["blue"] * 2).astype(np.uint8)
+            png = Image.frombytes("P", (320, 240), labels.tobytes())
+            png.putpalette([0, 0, 0, 220, 30, 30, 30, 60, 220])
+            png.save(annotations / f"{k:05d}.png")
+    return frames, annotations
+
+
+def test_frames_truth_and_commands_are_stamped_at_the_video_rate(tmp_path, capsys):
+    frames, annotations = synthetic_dataset(tmp_path)
+    out = tmp_path / "bag"
+    args = [str(frames), "-o", str(out), "--fps", "10", "--start", "100", "--truth", str(annotations)]
+    args += ["--command", "the red ball", "--command", "the blue ball", "--command-at", "0.25", "--frame-id", "cam"]
+    assert main(args) == 0
+    assert f"{FRAMES} frames at 10 Hz, {FRAMES - 1} ground-truth masks, 2 commands" in capsys.readouterr().out
+    messages = bag_messages(out)
+    stamps = [100_000_000_000 + k * 100_000_000 for k in range(FRAMES)]
+    images = messages["/camera/image_raw"]
+    assert [t for t, _ in images] == stamps
+    assert all(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == t for t, m in images)
+    assert np.array_equal(images[2][1].data.reshape(240, 320, 3), render(default_scene(), 0.2)[0])
+    truth = messages["/ground_truth/masks"]
+    assert [t for t, _ in truth] == [s for k, s in enumerate(stamps) if k != 3], "frame 3 has no annotation"
+    _, gt = truth[-1]
+    assert list(gt.ids) == [1, 2] and gt.header.frame_id == "cam"
+    red, blue = decode_masks(bytes(gt.data), gt.height, gt.width, 2)
+    discs = render(default_scene(), 0.5)[1]
+    assert np.array_equal(red, discs["red"]) and np.array_equal(blue, discs["blue"])
+    commands = messages["/command"]
+    assert [(t, m.query, m.mode) for t, m in commands] == [
+        (stamps[0] - 1, "the blue ball", 1),  # no --command-at: before the first frame
+        (stamps[0] + 250_000_000, "the red ball", 1),
+    ]
+
+
+def test_compressed_frames_decode_as_the_node_decodes_them(tmp_path):
+    frames, _ = synthetic_dataset(tmp_path)
+    assert main([str(frames), "-o", str(tmp_path / "bag"), "--compressed", "--storage", "sqlite3"]) == 0
+    [(_, first), *_] = bag_messages(tmp_path / "bag")["/camera/image_raw"]
+    decoded = decode_compressed(first.format, bytes(first.data))
+    assert np.abs(decoded.astype(int) - render(default_scene(), 0.0)[0]).mean() < 3
+
+
+def test_an_annotation_folder_naming_no_frame_is_refused(tmp_path, capsys):
+    frames, annotations = synthetic_dataset(tmp_path)
+    for png in annotations.glob("*.png"):
+        png.rename(png.with_name(f"x{png.name}"))
+    assert main([str(frames), "-o", str(tmp_path / "bag"), "--truth", str(annotations)]) == 1
+    assert "no annotation in" in capsys.readouterr().err and not (tmp_path / "bag").exists()
+
+
+# ---------------------------------------------------------------- DAVIS dog: bag -> replay_bag -> score.json
+
+
+def truth_node(tmp_path: Path, box: bool) -> NodeProcess:
+    root = str(davis_root())
+    overrides = {
+        "pointer_backend": "truth_doubles:TruthPointerDouble",
+        "propagator_backend": "truth_doubles:TruthPropagatorDouble",
+        "TruthPointerDouble.davis_root": root,
+        "TruthPointerDouble.sequences": "dog",
+        "TruthPropagatorDouble.davis_root": root,
+        "TruthPropagatorDouble.sequences": "dog",
+        "TruthPropagatorDouble.box": box,
+    }
+    node = NodeProcess(tmp_path / f"node_box_{box}.log", overrides)
+    assert node.wait_for_log("ready on", 60), node.log()
+    return node
+
+
+@pytest.fixture(scope="module")
+def dog_bag(tmp_path_factory):
+    frames, annotations = davis_sequence("dog")
+    out = tmp_path_factory.mktemp("dog") / "bag"
+    args = [str(frames), "-o", str(out), "--fps", "24", "--start", "50", "--truth", str(annotations)]
+    assert main([*args, "--command", "the dog"]) == 0
+    return out
+
+
+def replay_and_score(bag: Path, node: NodeProcess, out: Path) -> dict:
+    try:
+        assert replay_main([str(bag), "-o", str(out), "--rate", "0", "--drain", "0.3", "--timeout", "30"]) == 0
+    finally:
+        assert node.stop() == 0, node.log()
+    [command] = json.loads((out / "score.json").read_text())["commands"]
+    return command
+
+
+def test_replaying_davis_dog_scores_box_masks_as_a_hand_check_does(dog_bag, tmp_path):
+    command = replay_and_score(dog_bag, truth_node(tmp_path, box=True), tmp_path / "out")
+    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0 for p in sorted(davis_sequence("dog")[1].glob("*.png"))]
+    stamps = [50_000_000_000 + round(k * 1e9 / 24) for k in range(len(masks))]
+    assert command["query"] == "the dog" and command["frames_without_masks"] == []
+    union = {int(stamp): scores for stamp, scores in command["union_frames"].items()}
+    assert sorted(union) == stamps, "lockstep: every frame answered"
+    hand = [m.sum() / box_of(m).sum() for m in masks]  # the true mask inside its box: IoU = area ratio
+    # Frames tracked before the first grounding returned (lockstep waits for tracks, not groundings)
+    # are answered without masks; every frame after it is scored exactly.
+    first = next(k for k, s in enumerate(stamps) if union[s]["j"] > 0)
+    assert all(union[s]["j"] == 0.0 for s in stamps[:first])
+    for k in range(first, len(masks)):
+        assert union[stamps[k]]["j"] == pytest.approx(hand[k], abs=1e-9), k
+    assert command["objects"]["1"]["j"] == pytest.approx(np.mean([0.0] * first + hand[first:]), abs=1e-9)
+    assert command["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}, "points lie on the dog"
+    assert command["counts"]["exact"] == 1.0 and command["id_switches"] == 0
+
+
+def test_replaying_davis_dog_with_the_true_masks_scores_one_on_every_answered_frame(dog_bag, tmp_path):
+    command = replay_and_score(dog_bag, truth_node(tmp_path, box=False), tmp_path / "out")
+    scores = [command["union_frames"][stamp] for stamp in sorted(command["union_frames"], key=int)]
+    first = next(k for k, s in enumerate(scores) if s["j"] > 0)  # the first frame after the first grounding
+    assert len(scores) == 60 and all(s["j"] == 0.0 for s in scores[:first])
+    assert all(s == {"j": 1.0, "f": 1.0, "jf": 1.0} for s in scores[first:]), "J&F = 1 from the first grounding on"
+    assert command["masks"]["jf"] == pytest.approx((60 - first) / 60)
+    outputs = read_outputs(tmp_path / "out")
+    assert all(m.msg.header.frame_id == "camera" for m in outputs["masks"])

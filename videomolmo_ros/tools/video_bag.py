@@ -1,0 +1,177 @@
+"""video_to_bag: a video file or image folder as a rosbag2 of camera frames, for replay_bag. No ROS needed.
+
+Frames become sensor_msgs/Image (rgb8) or, with --compressed, CompressedImage (JPEG) at the
+video's rate (an image folder's: --fps), stamped from --start. Optionally, beside them:
+
+- ground truth from an annotation folder (DAVIS: one PNG per frame, named like the frame, or the
+  k-th PNG for the k-th frame of a video file): grayscale 0/255 is one object (id 1), a palette
+  or grey PNG of other values holds an object per value (its id); each as one
+  videomolmo_ros/msg/ObjectMasks on /ground_truth/masks stamped like its frame, which replay_bag
+  scores the replay against;
+- GroundingCommands (--command "the dog", at --command-at seconds from the start, or before the
+  first frame), which replay_bag sends as it plays.
+
+    video_to_bag ~/data/davis2016/JPEGImages/480p/dog --fps 24 -o dog_bag \\
+        --truth ~/data/davis2016/Annotations/480p/dog --command "the dog"
+    replay_bag dog_bag -o dog_out --rate 0      # then dog_out/score.json
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PilImage
+from tqdm import tqdm
+
+from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_jpeg
+from videomolmo_ros.io.mask_codec import encode_masks
+from videomolmo_ros.tools.bag_files import (
+    ACTION_ADD,
+    COMMAND_TYPE,
+    COMPRESSED_TYPE,
+    DEFAULT_TRUTH_TOPIC,
+    IMAGE_TYPE,
+    MODES,
+    TRUTH_TYPE,
+    BagWriter,
+    ReplayError,
+    make_typestore,
+)
+from videomolmo_ros.tools.video_source import VideoSource, VideoSourceError
+
+
+class TruthFolder:
+    """Annotation PNGs for the frames of a source: by frame name for an image folder, else in order."""
+
+    def __init__(self, folder: Path, frame_names: list[str] | None):
+        if not folder.is_dir():
+            raise ReplayError(f"no annotation folder {folder}")
+        pngs = sorted(folder.glob("*.png"))
+        if not pngs:
+            raise ReplayError(f"{folder} holds no PNG annotations")
+        by_name = {p.stem: p for p in pngs}
+        self.paths = [by_name.get(name) for name in frame_names] if frame_names else pngs
+        if frame_names and not any(self.paths):
+            raise ReplayError(f"no annotation in {folder} is named like a frame ({frame_names[0]}.png, ...)")
+
+    def objects(self, index: int) -> tuple[list[int], list[np.ndarray]] | None:
+        """(ids, masks) annotated on frame `index`; None when it has no annotation."""
+        path = self.paths[index] if index < len(self.paths) else None
+        if path is None:
+            return None
+        with PilImage.open(path) as png:
+            labels = np.asarray(png)
+            if png.mode not in ("P", "L") or labels.ndim != 2:
+                raise ReplayError(f"{path} is a {png.mode} image: annotations are palette or grayscale PNGs")
+            grey = png.mode == "L"
+        values = [int(v) for v in np.unique(labels) if v]
+        if grey and values == [255]:  # DAVIS 2016: 0 / 255, the one object
+            return [1], [labels == 255]
+        return values, [labels == v for v in values]
+
+
+def write_bag(args: argparse.Namespace, source: VideoSource, truth: TruthFolder | None) -> dict[str, int]:
+    """Write the bag; how many messages of each kind went in."""
+    typestore = make_typestore()
+    types = {"image": COMPRESSED_TYPE if args.compressed else IMAGE_TYPE, "truth": TRUTH_TYPE, "command": COMMAND_TYPE}
+    topics = {"image": args.image_topic}
+    topics |= {"truth": args.truth_topic} if truth else {}
+    topics |= {"command": args.command_topic} if args.command else {}
+    header, stamp_type = typestore.types["std_msgs/msg/Header"], typestore.types["builtin_interfaces/msg/Time"]
+    start_ns = round(args.start * 1e9)
+
+    def serialize(msgtype: str, **fields) -> bytes:
+        return typestore.serialize_cdr(typestore.types[msgtype](**fields), msgtype)
+
+    writer = BagWriter(Path(args.output), args.storage, typestore, topics, types)
+    try:
+        for query, at_s in zip(args.command, commands_times(args), strict=True):
+            command = {"id": "", "query": query, "mode": MODES[args.mode], "action": ACTION_ADD, "camera": ""}
+            writer.write("command", start_ns + round(at_s * 1e9), serialize(COMMAND_TYPE, **command))
+        total = min(filter(None, (source.frame_count, args.max_frames)), default=None)
+        for index, rgb in enumerate(tqdm(source.frames(), total=total, unit="frame", desc="bag", disable=None)):
+            if args.max_frames and index >= args.max_frames:
+                break
+            stamp = start_ns + round(index * 1e9 / source.fps)
+            head = header(stamp=stamp_type(*divmod(stamp, 1_000_000_000)), frame_id=args.frame_id)
+            writer.write("image", stamp, serialize(types["image"], header=head, **_image_fields(rgb, args)))
+            annotated = truth.objects(index) if truth else None
+            if annotated is not None:
+                height, width, png = encode_masks(annotated[1], rgb.shape[:2])
+                fields = {"ids": np.array(annotated[0], np.uint32), "height": height, "width": width}
+                fields |= {"format": "png", "data": np.frombuffer(png, np.uint8), "command_id": "", "camera": ""}
+                writer.write("truth", stamp, serialize(TRUTH_TYPE, header=head, **fields))
+    finally:
+        writer.close()
+    return dict(writer.counts)
+
+
+def _image_fields(rgb: np.ndarray, args: argparse.Namespace) -> dict:
+    if args.compressed:
+        return {"format": JPEG_FORMAT, "data": np.frombuffer(encode_jpeg(rgb, args.jpeg_quality), np.uint8)}
+    height, width = rgb.shape[:2]
+    return {
+        "height": height,
+        "width": width,
+        "encoding": "rgb8",
+        "is_bigendian": 0,
+        "step": width * 3,
+        "data": np.ascontiguousarray(rgb).reshape(-1),
+    }
+
+
+def commands_times(args: argparse.Namespace) -> list[float]:
+    """Each command's time from the start: --command-at in order, else 1 ns before the first frame."""
+    return [*args.command_at, *[-1e-9] * (len(args.command) - len(args.command_at))]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    description, epilog = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(
+        prog="video_to_bag", description=description, epilog=epilog, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("video", help="video file or folder of images")
+    parser.add_argument("-o", "--output", required=True, help="the new bag (a folder)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag format")
+    parser.add_argument("--fps", type=float, default=0.0, help="the source's rate when it has none (image folder)")
+    parser.add_argument("--start", type=float, default=0.0, help="stamp of the first frame, seconds")
+    parser.add_argument("--max-frames", type=int, default=0, help="at most N frames (0: all)")
+    parser.add_argument("--compressed", action="store_true", help="CompressedImage (JPEG) instead of raw rgb8")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 with --compressed")
+    parser.add_argument("--image-topic", default="/camera/image_raw", help="topic of the frames")
+    parser.add_argument("--frame-id", default="camera", help="header frame_id of frames and ground truth")
+    parser.add_argument("--truth", help="folder of annotation PNGs (DAVIS layout) to store as ground truth")
+    parser.add_argument("--truth-topic", default=DEFAULT_TRUTH_TOPIC, help="topic of the ground truth")
+    parser.add_argument("--command", action="append", default=[], help="a query to store as a command (repeat)")
+    parser.add_argument(
+        "--command-at", type=float, action="append", default=[], help="seconds from the start of each --command"
+    )
+    parser.add_argument("--command-topic", default="/command", help="topic of the commands")
+    parser.add_argument("--mode", choices=tuple(MODES), default="track", help="mode of the commands")
+    args = parser.parse_args(argv)
+    if len(args.command_at) > len(args.command):
+        parser.error("more --command-at than --command")
+    if args.fps < 0 or args.max_frames < 0 or not 1 <= args.jpeg_quality <= 100:
+        parser.error("--fps and --max-frames must be >= 0, --jpeg-quality 1-100")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        with VideoSource(args.video, args.fps) as source:
+            truth = TruthFolder(Path(args.truth), source.frame_names) if args.truth else None
+            counts = write_bag(args, source, truth)
+    except (VideoSourceError, ReplayError) as error:
+        print(f"video_to_bag: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{counts.get('image', 0)} frames at {source.fps:g} Hz, {counts.get('truth', 0)} ground-truth masks, "
+        f"{counts.get('command', 0)} commands -> {args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
