@@ -19,7 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from videomolmo_ros.tools.dds_profile import large_data_environment
+from videomolmo_ros.io.dds_profile import large_data_environment
 
 SHARE = Path(get_package_share_directory("videomolmo_ros"))
 ARGUMENTS = {

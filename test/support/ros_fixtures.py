@@ -4,7 +4,7 @@ import pytest
 import rclpy
 from ros_harness import NodeProcess, Planner
 
-from videomolmo_ros.tools.dds_profile import use_large_data_profile
+from videomolmo_ros.io.dds_profile import use_large_data_profile
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ from sensor_msgs.msg import Image
 
 from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.io.dds_profile import use_large_data_profile
 from videomolmo_ros.io.depth_projection import DepthSync
 from videomolmo_ros.msg import CommandStatus
 from videomolmo_ros.node.camera_inputs import CameraInputs, NodeCamera
@@ -270,6 +271,7 @@ def main(args: list[str] | None = None) -> int:
     # Signals are ours: rclpy's handler shuts the context down under running callbacks and workers
     # (RCLError, tracebacks, exit 1); here they end the spin, then everything stops in order.
     return_large_blocks_to_the_os()
+    use_large_data_profile()  # before the participant exists: frame-sized messages over Fast DDS
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,7 +17,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
-from videomolmo_ros.tools.package_share import PACKAGE, share_path
+from videomolmo_ros.io.package_share import PACKAGE, share_path
 from videomolmo_ros.tools.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"

@@ -26,7 +26,9 @@ from pathlib import Path
 import yaml
 from rclpy.utilities import remove_ros_args
 
+from videomolmo_ros.io.dds_profile import large_data_environment
 from videomolmo_ros.io.image_codec import encode_jpeg
+from videomolmo_ros.io.package_share import share_path
 from videomolmo_ros.tools.bag_files import (
     ACTION_ADD,
     ACTION_STOP,
@@ -40,11 +42,9 @@ from videomolmo_ros.tools.bag_files import (
     read_outputs,
 )
 from videomolmo_ros.tools.bag_replay import ReplayNode
-from videomolmo_ros.tools.dds_profile import large_data_environment
 from videomolmo_ros.tools.demo_report import DemoSummary, SentFrame, summarize, write_files
 from videomolmo_ros.tools.demo_scene import TabletopScene
 from videomolmo_ros.tools.demo_weights import missing_weights, node_parameters
-from videomolmo_ros.tools.package_share import share_path
 from videomolmo_ros.tools.ros_spin import SpunNode
 from videomolmo_ros.tools.video_publisher import FramePublisher, add_source_arguments, play
 from videomolmo_ros.tools.video_source import VideoSource, VideoSourceError

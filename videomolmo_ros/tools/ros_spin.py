@@ -10,7 +10,7 @@ import threading
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from videomolmo_ros.tools.dds_profile import use_large_data_profile
+from videomolmo_ros.io.dds_profile import use_large_data_profile
 
 
 class SpunNode:

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ElementTree
 
 from ament_index_python.packages import get_package_share_directory
 
-from videomolmo_ros.tools.dds_profile import PROFILE, large_data_environment, profile_path
+from videomolmo_ros.io.dds_profile import PROFILE, large_data_environment, profile_path
 
 SHARE = get_package_share_directory("videomolmo_ros")
 
