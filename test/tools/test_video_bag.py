@@ -143,7 +143,7 @@ def test_replaying_davis_dog_scores_box_masks_as_a_hand_check_does(dog_bag, tmp_
         assert union[stamps[k]]["j"] == pytest.approx(hand[k], abs=1e-9), k
     assert command["objects"]["1"]["j"] == pytest.approx(np.mean([0.0] * first + hand[first:]), abs=1e-9)
     assert command["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}, "points lie on the dog"
-    assert command["counts"]["exact"] == 1.0 and command["id_switches"] == 0
+    assert command["frame_counts"]["exact"] == 1.0 and command["id_switches"] == 0
 
 
 def test_replaying_davis_dog_with_the_true_masks_scores_one_on_every_answered_frame(dog_bag, tmp_path):

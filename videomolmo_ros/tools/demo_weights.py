@@ -5,14 +5,13 @@ loading the other model; the demo checks every one first, so offline it stops at
 whole list. HF_HUB_OFFLINE=1 means no download of any kind.
 """
 
-import os
-import shutil
-import urllib.error
-import urllib.request
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
+
+from videomolmo_ros.backends.registry import BackendError
 
 NODE = "perception_node"
 
@@ -26,54 +25,51 @@ def node_parameters(files: Sequence[Path]) -> dict[str, object]:
     return merged
 
 
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
 def missing_weights(params: Mapping[str, object]) -> list[str]:
-    """What to download, one message per model the parameters select that cannot be had here."""
+    """What to download, one message per model the parameters select that cannot be had here.
+
+    Each is looked for as its backend looks for it at start-up (a local path, else the Hugging Face
+    cache, else a download where there is a network), so the messages are the node's own.
+    """
     problems = []
     if params.get("pointer_backend", "molmo2") == "molmo2" and not params.get("molmo2.server_url"):
-        problems.append(_molmo2(str(params.get("molmo2.model", "")), str(params.get("molmo2.revision", ""))))
+        problems.append(_molmo2(params))
     if params.get("propagator_backend", "sam2") == "sam2":
-        problems.append(_sam2(str(params.get("sam2.config", "tiny")), str(params.get("sam2.checkpoint", ""))))
+        problems.append(_sam2(params))
     return [p for p in problems if p]
 
 
-def _molmo2(model: str, revision: str) -> str | None:
+def _options(options_class: type, prefix: str, params: Mapping[str, object]):
+    """The backend's options as the params files give them (other names are the node's to report)."""
+    names = {f.name for f in dataclasses.fields(options_class)}
+    given = {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
+    return options_class(**{name: value for name, value in given.items() if name in names})
+
+
+def _molmo2(params: Mapping[str, object]) -> str | None:
     """None when the checkpoint is a folder or in the Hugging Face cache (after downloading it, online)."""
-    if Path(model).expanduser().is_dir():
-        return None
     from huggingface_hub import snapshot_download
 
-    from videomolmo_ros.backends.molmo2.pointer import missing_checkpoint
+    from videomolmo_ros.backends.hub import offline_reason
+    from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, missing_checkpoint
 
+    options = _options(Molmo2Options, "molmo2.", params)
+    if Path(options.model).expanduser().is_dir():
+        return None
+    offline = offline_reason()
     try:
-        snapshot_download(model, revision=revision or None, local_files_only=offline())
+        snapshot_download(options.model, revision=options.revision or None, local_files_only=bool(offline))
     except Exception as error:  # the hub client raises many unrelated types (offline, not found, network)
-        return str(missing_checkpoint(model, error))
+        return str(missing_checkpoint(options.model, error, offline))
     return None
 
 
-def _sam2(config: str, checkpoint: str) -> str | None:
-    """None when the checkpoint file is there (after downloading Meta's release file, online)."""
-    from videomolmo_ros.backends.sam2.loading import RELEASE_URL, Sam2Options, checkpoint_file, missing_checkpoint
+def _sam2(params: Mapping[str, object]) -> str | None:
+    """None when the checkpoint is a local file or the hub id's file is cached (after downloading it, online)."""
+    from videomolmo_ros.backends.sam2.loading import Sam2Options, checkpoint_path
 
-    path = Path(checkpoint).expanduser()
-    if checkpoint and path.is_file():
-        return None
-    message = str(missing_checkpoint(Sam2Options(config=config, checkpoint=checkpoint)))
-    if offline() or not checkpoint:
-        return message
-    url = RELEASE_URL + checkpoint_file(config)
-    print(f"downloading {url} -> {path}")
-    partial = path.with_suffix(path.suffix + ".part")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as file:
-            shutil.copyfileobj(response, file)
-        partial.rename(path)
-    except (OSError, urllib.error.URLError) as error:
-        partial.unlink(missing_ok=True)
-        return f"{message} (download failed: {error})"
+        checkpoint_path(_options(Sam2Options, "sam2.", params))
+    except BackendError as error:
+        return str(error)
     return None
