@@ -320,3 +320,42 @@ def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint
     for k in (14, 15):
         alone.step(frame(k))
     assert torch.equal(wrist.step(frame(16))[2].mask, alone.step(frame(16))[2].mask), "twin tracks as if alone"
+
+
+def test_catch_up_carries_a_late_prompt_to_the_newest_frame_leaving_the_others_as_they_were(checkpoint):
+    live, alone_a, alone_b = make(checkpoint), make(checkpoint), make(checkpoint)
+    stepped(live, range(10), {1: [RED]})
+    stepped(alone_a, range(10), {1: [RED]})
+    live.add_prompts(frame(3), {2: [BLUE]})  # grounding answered on frame 3, tracking is at frame 9
+    for k in range(4, 10):
+        assert sorted(live.step(frame(k), [2, 42])) == [2], "only the objects asked for (unknown ids ignored)"
+    stepped(alone_b, range(3))  # the same frame numbers, no objects yet
+    alone_b.add_prompts(frame(3), {2: [BLUE]})
+    stepped(alone_b, range(3, 10))
+    masks = live.step(frame(10))
+    assert torch.equal(masks[1].mask, alone_a.step(frame(10))[1].mask), "object 1 was never stepped again"
+    assert torch.equal(masks[2].mask, alone_b.step(frame(10))[2].mask), "object 2 as if tracked from frame 3 on"
+
+
+def test_a_refresh_drops_the_memories_tracked_after_its_frame(checkpoint):
+    propagator = make(checkpoint)
+    stepped(propagator, range(10), {1: [RED]})
+    propagator.add_prompts(frame(3), {1: [RED]})
+    assert sorted(propagator._session.objects[1].recent) == [1, 2], "frames 4-9 came before these clicks"
+    for k in range(4, 10):
+        propagator.step(frame(k), [1])
+    assert sorted(propagator._session.objects[1].recent) == [1, 2, 4, 5, 6, 7, 8, 9]
+    assert sorted(propagator._session.objects[1].cond) == [0, 3]
+
+
+def test_retained_frames_keep_their_image_features_for_catch_up(checkpoint):
+    propagator = make(checkpoint, feature_cache_frames=2)
+    propagator.retain_frames(8)
+    calls = []
+    forward_image = propagator.model.forward_image
+    propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
+    stepped(propagator, range(10), {1: [RED]})
+    propagator.add_prompts(frame(3), {2: [BLUE]})
+    for k in range(4, 10):
+        propagator.step(frame(k), [2])
+    assert len(calls) == 10, "every frame encoded once: catch-up reads the kept features"

@@ -11,7 +11,7 @@ parameters as `package.module:ClassName`.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,8 +96,14 @@ class MaskPropagator(Backend, ABC):
         """
 
     @abstractmethod
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
-        """Masks on a new frame for every live object (an empty mask when not visible)."""
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        """Masks on `frame` for every live object (None), or for `object_ids` only (an empty mask when not visible).
+
+        Live steps come in time order, every object on each new frame. Catch-up is the exception:
+        after a prompt on an older frame, the pipeline carries the prompted objects (`object_ids`)
+        through frames it already stepped for the others, oldest first, before their next live
+        step; the other objects must stay exactly as they were. Unknown ids are ignored.
+        """
 
     @abstractmethod
     def remove(self, object_ids: Iterable[int]) -> None:
@@ -106,6 +112,13 @@ class MaskPropagator(Backend, ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget every object and all temporal state (a time jump, a restart)."""
+
+    def retain_frames(self, count: int) -> None:
+        """The pipeline may step the last `count` stepped frames again (catch-up); optional.
+
+        A backend that caches per-frame work (SAM2's image features) keeps it for that many frames,
+        so catch-up costs the per-object step only.
+        """
 
     def for_another_camera(self) -> "MaskPropagator":
         """A propagator for one more camera, with its own temporal state.

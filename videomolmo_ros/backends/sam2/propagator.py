@@ -20,7 +20,11 @@ This backend drives the model itself, one frame at a time:
 - A prompt conditions on its clicks alone (an initial conditioning frame, no memory): the
   grounding model re-detected the object, and memory that drifted must not bend the new mask.
 - Image features are computed once per frame and the last `feature_cache_frames` are kept by
-  stamp, so a prompt on a recently stepped frame reuses them.
+  stamp (more when the pipeline catches up: `retain_frames`), so a prompt on a recently stepped
+  frame, and catch-up through the frames since, reuse them.
+- A prompt restarts the object from its clicks: its memories of frames after the prompted one
+  (tracked before the prompt arrived) are dropped; catch-up (`step(frame, object_ids)` on those
+  frames, oldest first) carries it to the newest frame again, leaving the other objects untouched.
 - With the default 16 recent frames and prompts on the first frame, the masks are exactly those of
   sam2's `propagate_in_video` on the same frames (the tests check it), at a constant memory instead
   of one that grows with every frame.
@@ -39,7 +43,7 @@ import copy
 import importlib.util
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -75,6 +79,7 @@ class Sam2Propagator(MaskPropagator):
         self._std = torch.tensor(_IMAGE_STD, device=device).view(1, 3, 1, 1)
         self._cache_lock = threading.Lock()  # propagate() may read the cache from another thread
         self._position_encodings: dict[tuple, torch.Tensor] = {}
+        self._cache_frames = options.feature_cache_frames
         self.reset()
 
     # ------------------------------------------------------------------ MaskPropagator
@@ -88,18 +93,25 @@ class Sam2Propagator(MaskPropagator):
             for object_id, points in prompts.items():
                 self._session.prompt(object_id, index, features, self._model_points(frame, points))
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        """A stepped frame keeps its number: catch-up on an older frame lands where the live step put it."""
         index = self._step_index(frame.meta.stamp_ns)
-        if not self._session.objects:
+        objects = self._session.objects
+        ids = list(objects) if object_ids is None else [i for i in object_ids if i in objects]
+        if not ids:
             return {}
         with self._inference():
             features = self._features(frame)
-            outs = {i: self._session.track(i, index, features, reverse=False) for i in self._session.objects}
+            outs = {i: self._session.track(i, index, features, reverse=False) for i in ids}
             return self._masks(outs, frame)
 
     def remove(self, object_ids: Iterable[int]) -> None:
         for object_id in object_ids:
             self._session.objects.pop(object_id, None)
+
+    def retain_frames(self, count: int) -> None:
+        """Keep the image features of the last `count` frames too (catch-up steps them again)."""
+        self._cache_frames = max(self.options.feature_cache_frames, count)
 
     def reset(self) -> None:
         self._session = Session(self.model, _ENDLESS, self.options, self._hole_area)
@@ -207,7 +219,7 @@ class Sam2Propagator(MaskPropagator):
         if keep:
             with self._cache_lock:
                 self._cache[stamp] = features
-                while len(self._cache) > self.options.feature_cache_frames:
+                while len(self._cache) > self._cache_frames:
                     self._cache.popitem(last=False)
         return features
 

@@ -47,7 +47,8 @@ class Session:
         out = self._run(index, features, obj, inputs, init=True, reverse=False)
         out["pred_masks"] = self._fill_holes(out["pred_masks"])  # kept: a step may land on this frame
         obj.cond[index] = out
-        obj.recent.pop(index, None)
+        # What was tracked from here on came before these clicks: catch-up tracks it again.
+        obj.recent = {i: kept for i, kept in obj.recent.items() if i < index}
         self._prune_cond(obj)
         return out
 
