@@ -42,7 +42,7 @@ class Diagnostics:
                 pipeline.last_grounding_s,
                 "active",
                 gpu,
-                (pipeline.stream.nbytes + pipeline.context.nbytes, self._budget.per_camera[camera.name]),
+                (pipeline.buffer_bytes, self._budget.per_camera[camera.name]),
             )
             for status in statuses:
                 if status.name == "model" and index > 0:

@@ -101,6 +101,15 @@ class Parameters:
             fusion_max_lag_frames=p(
                 "fusion_max_lag_frames", 30, "frames held for fusion before release unfused", (1, 10_000)
             ),
+            fusion_max_lag_s=p(
+                "fusion_max_lag_s", 2.0, "seconds held for fusion before release unfused", (0.01, 3600.0)
+            ),
+            catch_up_s=p(
+                "catch_up_s", 2.0, "carry late-grounded objects through the frames of this many seconds", (0.0, 10.0)
+            ),
+            catch_up_max_frames_per_step=p(
+                "catch_up_max_frames_per_step", 8, "catch-up frames stepped per live step at most", (1, 1000)
+            ),
             tracker=TrackerConfig(
                 confirm_frames=p("tracker.confirm_frames", 3, "frames seen before tentative -> tracked", (1, 1000)),
                 max_lost_frames=p(

@@ -11,6 +11,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
 
 - a camera frame that arrives while the tracking worker is busy is superseded by newer
   frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
+- an object prompted on an older frame is carried through the frames tracked since (catch-up,
+  `catch_up_frames`), at most `catch_up_max_frames_per_step` of them per live step, spread over
+  the span; the others are skipped (`catch_up_skipped`); frames older than `catch_up_s` are not kept;
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.pipeline.catch_up import CatchUp
 from videomolmo_ros.pipeline.commands import (
     Command,
     CommandAction,
@@ -63,6 +67,9 @@ class PipelineConfig:
     fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
     fusion_iou_threshold: float = TAU
     fusion_max_lag_frames: int = 30
+    fusion_max_lag_s: float = 2.0  # ... or held this long (the stream ended or stalled): released unfused
+    catch_up_s: float = 2.0  # objects prompted on an older frame are carried through the frames tracked since
+    catch_up_max_frames_per_step: int = 8  # catch-up frames stepped per live step at most (the rest skipped)
     camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
 
 
@@ -122,10 +129,14 @@ class PerceptionPipeline:
         self.context = FrameBuffer(
             config.context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera
         )
-        fuser = make_fuser(config.fusion, config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator)
-        tracker = TrackManager(config.tracker, track_ids)
+        lag = (config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator, config.fusion_max_lag_s)
+        fuser = make_fuser(config.fusion, *lag)
+        tracker = TrackManager(config.tracker, track_ids, sightings_s=config.max_result_age_s)
+        catch_up = CatchUp(config.catch_up_s, config.catch_up_max_frames_per_step)
+        if propagator is not None:
+            propagator.retain_frames(catch_up.capacity)
         self._stage = TrackingStage(  # the tracking worker's alone
-            config.camera, tracker, fuser, propagator, self.commands, sink, self.counters, self.problem
+            config.camera, tracker, fuser, propagator, self.commands, sink, self.counters, self.problem, catch_up
         )
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
@@ -147,13 +158,23 @@ class PerceptionPipeline:
             thread.start()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the workers (a running model call is waited for up to `timeout_s`)."""
+        """Stop the workers (a running model call is waited for up to `timeout_s`).
+
+        Frames held for fusion are published as they are: no keyframe will come for them.
+        """
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout_s)
+        if not self._threads[0].is_alive():  # the tracking worker's state is ours now
+            self._stage.release_held()
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes the frame buffers hold: the stream and context rings, and the frames kept for catch-up."""
+        return self.stream.nbytes + self.context.nbytes + self._stage.catch_up_bytes
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
@@ -265,8 +286,9 @@ class PerceptionPipeline:
         return bool(self._controls or self._results or fresh_frame)
 
     def _tracking_turn(self) -> bool:
+        due_s = self._stage.release_overdue()  # frames held for fusion too long; wake when the next one is due
         with self._wake:
-            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work())
+            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work(), timeout=due_s)
             if self._stopping:
                 return False
             controls, self._controls = list(self._controls), deque()
@@ -275,6 +297,8 @@ class PerceptionPipeline:
             action()
         for grounded in results:
             self._apply_grounding(grounded)
+        if results:
+            self._stage.catch_up()
         newest = self.stream.newest()
         if self.propagator is None or newest is None or newest.seq <= self._tracked_seq:
             return True
