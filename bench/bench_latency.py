@@ -43,7 +43,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from oracle_doubles import ColorOraclePointerDouble, OracleOptions, colour_components
 from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
 from synthetic_video import COLOURS, default_scene, render

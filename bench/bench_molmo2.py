@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import transformers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from tiny_molmo2 import write_tiny_molmo2
 
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from synthetic_video import default_scene, render
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer

@@ -26,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the stock predictor's progress bar
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from synthetic_video import default_scene, render
 from tiny_sam2 import tiny_options, write_tiny_sam2
 

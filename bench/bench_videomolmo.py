@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import transformers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from tiny_molmo2 import byte_level_tokenizer
 from tiny_videomolmo import MOLMO_TOKENS, random_state, write_checkpoint
 
