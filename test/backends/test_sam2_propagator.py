@@ -92,18 +92,20 @@ def stock_masks(propagator: Sam2Propagator, frames, prompts, folder, reverse: bo
 
 
 @WITHOUT_EXTENSION
-def test_streaming_gives_the_stock_predictors_masks_with_bounded_memory(checkpoint, tmp_path):
-    """Exact: what pruning drops, the model never reads (40 frames, 16 kept)."""
+@pytest.mark.parametrize("prompts", [{1: [RED]}, {1: [RED], 2: [BLUE, (230.0, 125.0)]}], ids=["one", "two"])
+def test_streaming_gives_the_stock_predictors_masks_with_bounded_memory(checkpoint, tmp_path, prompts):
+    """What pruning drops, the model never reads (40 frames, 16 kept): one object's masks are exactly the
+    stock predictor's; objects stepped as one batch round differently, by a few pixels at most."""
     propagator = make(checkpoint)
     frames = [frame(k) for k in range(40)]
-    prompts = {1: [RED], 2: [BLUE, (230.0, 125.0)]}
     expected = stock_masks(propagator, frames, prompts, tmp_path, reverse=False)
     propagator.add_prompts(frames[0], prompts)
+    tolerance = 0 if len(prompts) == 1 else 5  # pixels of 320 x 240
     for k, f in enumerate(frames):
         masks = propagator.step(f)
-        assert sorted(masks) == [1, 2]
-        assert all(torch.equal(masks[i].mask, expected[k][i]) for i in masks), f"frame {k}"
-    assert propagator.kept_memories() == {1: (1, 16), 2: (1, 16)}
+        assert sorted(masks) == sorted(prompts)
+        assert all(int((masks[i].mask != expected[k][i]).sum()) <= tolerance for i in masks), f"frame {k}"
+    assert propagator.kept_memories() == dict.fromkeys(prompts, (1, 16))
 
 
 @WITHOUT_EXTENSION
@@ -359,3 +361,34 @@ def test_retained_frames_keep_their_image_features_for_catch_up(checkpoint):
     for k in range(4, 10):
         propagator.step(frame(k), [2])
     assert len(calls) == 10, "every frame encoded once: catch-up reads the kept features"
+
+
+def stepped_outputs(propagator: Sam2Propagator, f: Frame, batched: bool) -> dict[int, dict]:
+    """sam2's outputs of every live object on `f`, in batches or one object at a time (as sam2 steps them)."""
+    index = propagator._step_index(f.meta.stamp_ns)
+    with propagator._inference():
+        features = propagator._features(f)
+        session = propagator._session
+        if batched:
+            return session.track_many(list(session.objects), index, features, reverse=False)
+        return {i: session.track(i, index, features, reverse=False) for i in session.objects}
+
+
+def test_the_objects_of_a_frame_run_as_batches_with_the_per_object_paths_masks(checkpoint):
+    batched, alone = make(checkpoint), make(checkpoint)
+    prompts = {i: [(40.0 + 50 * i, 100.0 + 10 * i)] for i in range(1, 5)}
+    for propagator in (batched, alone):
+        propagator.add_prompts(frame(0), prompts)
+    calls = []
+    batched.model.memory_attention.register_forward_hook(lambda module, args, out: calls.append(out.shape[1]))
+    for k in range(1, 30):
+        if k == 8:  # an object with fewer memories than the others for a while: a batch of its own
+            for propagator in (batched, alone):
+                propagator.add_prompts(frame(8), {9: [BLUE]})
+        calls.clear()
+        ours, reference = stepped_outputs(batched, frame(k), True), stepped_outputs(alone, frame(k), False)
+        # The late object's memory lines up with the others' once it has 15 frames of object pointers.
+        assert sorted(calls, reverse=True) == ([4] if k <= 8 else [4, 1] if k < 24 else [5]), f"frame {k}"
+        for i, out in reference.items():
+            for key in ("pred_masks", "obj_ptr", "object_score_logits"):
+                assert torch.allclose(ours[i][key], out[key], rtol=1e-4, atol=1e-5), f"frame {k}, object {i}, {key}"
