@@ -27,7 +27,7 @@ from enum import IntEnum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from videomolmo_ros.io.mask_geometry import Box, interior_point, mask_box
+from videomolmo_ros.io.mask_geometry import Box, box_crop, interior_point, mask_box
 
 
 class TrackState(IntEnum):
@@ -143,9 +143,9 @@ class TrackManager:
         deleted = []
         for track in self.tracks(command_id):
             mask, score = masks.get(track.id, (None, 0.0))
-            box = None
-            if mask is not None and int(mask.sum()) >= self.config.min_mask_pixels:
-                box = mask_box(mask)
+            box = None if mask is None else mask_box(mask)
+            if box is not None and np.count_nonzero(box_crop(mask, box)) < self.config.min_mask_pixels:
+                box = None
             if box is None:
                 track.mask = None
                 track.streak = 0
