@@ -10,8 +10,10 @@ from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
 from videomolmo_ros.pipeline.catch_up import CatchUp, CatchUpPlan
 from videomolmo_ros.pipeline.commands import CommandBook, CommandRequest
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.pipeline import PipelineConfig, tracked_frames
 from videomolmo_ros.pipeline.track_manager import TrackManager
+from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
 
 CPU = torch.device("cpu")
@@ -41,6 +43,8 @@ class Stage:
             self.commands.apply(CommandRequest(query, query))
         self.propagator = LocalPropagatorDouble(LocalOptions(search_radius=25.0), CPU)
         self.sink, self.counters = ListSinkDouble(), Counters()
+        self.stream = FrameBuffer(4)  # the camera's ring, which the tracker takes its copies from
+        kept = tracked_frames(PipelineConfig(catch_up_s=catch_up_s, fusion=fusion))
         self.stage = TrackingStage(
             "",
             TrackManager(),
@@ -50,7 +54,8 @@ class Stage:
             self.sink,
             self.counters,
             lambda key, message: self.sink.problem(key, message),
-            CatchUp(catch_up_s, max_frames_per_step),
+            catch_up=CatchUp(catch_up_s, max_frames_per_step),
+            frames=TrackedFrames(kept),
         )
 
     def ground(self, query: str, k: int) -> None:
@@ -64,8 +69,11 @@ class Stage:
         self.stage.catch_up()
 
     def track(self, ks) -> None:
+        """Frames k from the camera, each taken and tracked at once (nothing skipped)."""
         for k in ks:
-            self.stage.track(frame(k))
+            f = frame(k)
+            self.stream.push(f.image, f.meta.stamp_ns, f.meta.frame_id)
+            self.stage.track(self.stage.take(self.stream))
 
     def mask(self, query: str, k: int) -> np.ndarray:
         """The published mask of `query`'s object on frame k (empty when none)."""
@@ -119,14 +127,25 @@ def test_a_refreshed_fast_object_keeps_its_id_and_is_carried_again():
     assert iou(run.mask("red", 41), truth(41, "red")) > 0.9
 
 
-def test_frames_older_than_catch_up_s_are_not_kept():
+def test_frames_older_than_catch_up_s_are_not_stepped_again():
     catch_up = CatchUp(seconds=1.0, max_frames_per_step=100)
-    for k in range(30):
-        catch_up.stepped(Frame(FrameMeta(k, k * 100_000_000, "cam"), torch.zeros(1, 1, 3, dtype=torch.uint8)))
-    catch_up.prompted([7], 5 * 100_000_000)  # before what is kept: carried from the oldest kept frame on
-    plan = catch_up.plan()
+    tracked = [Frame(FrameMeta(k, k * 100_000_000, "cam"), torch.zeros(1, 1, 3, dtype=torch.uint8)) for k in range(30)]
+    catch_up.prompted([7], 5 * 100_000_000)  # older than 1 s: carried from the oldest frame of the last second on
+    plan = catch_up.plan(tracked)
     assert [f.meta.seq for f, _ in plan.steps] == list(range(19, 30)) and plan.skipped == 0
-    assert catch_up.plan() == CatchUpPlan((), 0), "nothing waits once planned"
+    assert catch_up.plan(tracked) == CatchUpPlan((), 0), "nothing waits once planned"
+
+
+def test_the_tracked_frames_ring_copies_without_allocating_and_keeps_the_last_ones():
+    stream, ring = FrameBuffer(4), TrackedFrames(3)
+    taken = []
+    for k in range(5):
+        stream.push(frame(k).image, frame(k).meta.stamp_ns, "cam")
+        taken.append(ring.take(stream))
+    assert [f.meta.seq for f in ring.recent()] == [2, 3, 4]
+    assert all(torch.equal(f.image, frame(f.meta.seq).image) for f in ring.recent()), "the kept ones intact"
+    assert len({f.image.data_ptr() for f in taken}) == 3, "three slots, reused"
+    assert ring.nbytes == 3 * 240 * 320 * 3
 
 
 def test_frames_held_for_fusion_get_the_caught_up_object_before_release():

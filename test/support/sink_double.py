@@ -25,3 +25,30 @@ class ListSinkDouble:
     def problem(self, key, message):
         with self.lock:
             self.problems.append((key, message))
+
+
+class GatedSinkDouble(ListSinkDouble):
+    """A sink that takes its time: each tracks or masks output waits until `gate` is set (a slow publisher)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def publish_tracks(self, output):
+        self.gate.wait()
+        super().publish_tracks(output)
+
+    def publish_masks(self, output):
+        self.gate.wait()
+        super().publish_masks(output)
+
+
+class BrokenMasksSinkDouble(ListSinkDouble):
+    """A sink whose masks message of frame `broken_seq` fails (a bug in one conversion)."""
+
+    broken_seq = 1
+
+    def publish_masks(self, output):
+        if output.meta.seq == self.broken_seq:
+            raise RuntimeError("broken message")
+        super().publish_masks(output)

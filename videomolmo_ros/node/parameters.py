@@ -104,6 +104,12 @@ class Parameters:
             fusion_max_lag_s=p(
                 "fusion_max_lag_s", 2.0, "seconds held for fusion before release unfused", (0.01, 3600.0)
             ),
+            publish_queue=p(
+                "publish_queue",
+                32,
+                "outputs waiting for the publisher thread at most (0: publish on tracking)",
+                (0, 10_000),
+            ),
             catch_up_s=p(
                 "catch_up_s", 2.0, "carry late-grounded objects through the frames of this many seconds", (0.0, 10.0)
             ),

@@ -40,10 +40,9 @@ from videomolmo_ros.node.outputs import Outputs
 from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters
 from videomolmo_ros.node.planner_api import PlannerApi
 from videomolmo_ros.pipeline.cameras import BufferBudget, CameraConfig, buffer_budget, check_budget
-from videomolmo_ros.pipeline.catch_up import history_frames
 from videomolmo_ros.pipeline.commands import CommandBook
 from videomolmo_ros.pipeline.counters import ProblemLog
-from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, tracked_frames
 
 
 def _free_memory() -> None:
@@ -56,8 +55,7 @@ def _free_memory() -> None:
 def check_buffer_memory(settings: NodeSettings) -> BufferBudget:
     """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
     config, device = settings.pipeline, settings.device
-    frames = (config.stream_frames, config.context_frames, history_frames(config.catch_up_s))
-    budget = buffer_budget(settings.cameras, *frames)
+    budget = buffer_budget(settings.cameras, config.stream_frames, config.context_frames, tracked_frames(config))
     gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     try:
         check_budget(budget, settings.buffer_memory_limit_mb, gpu_free, str(device))

@@ -83,14 +83,15 @@ class BufferBudget:
 
 
 def buffer_budget(
-    cameras: Sequence[CameraConfig], stream_frames: int, context_frames: int, catch_up_frames: int = 0
+    cameras: Sequence[CameraConfig], stream_frames: int, context_frames: int, tracked_frames: int = 0
 ) -> BufferBudget:
-    """The rings' size: (stream + context + catch-up) slots of max_width x max_height RGB8 per camera.
+    """The rings' size: (stream + context + tracked) slots of max_width x max_height RGB8 per camera.
 
-    Catch-up keeps the tracked frames of its last catch_up_s seconds. Windows handed to the models
-    are copies of up to context_frames frames on top of this, held only while a query runs.
+    The tracked ring holds the tracking worker's copies: the live frame, the last catch_up_s
+    seconds for catch-up, the frames held for fusion. Windows handed to the models are copies of
+    up to context_frames frames on top of this, held only while a query runs.
     """
-    frames = stream_frames + context_frames + catch_up_frames
+    frames = stream_frames + context_frames + tracked_frames
     return BufferBudget({c.name: frames * c.max_width * c.max_height * 3 for c in cameras}, frames)
 
 

@@ -2,9 +2,10 @@
 
 Grounding answers on a frame the camera left a second ago. A tracker that follows an object from
 where it last saw it (SAM2 does) would otherwise jump from the prompted frame straight to the
-newest one, and lose anything that moved further than it searches. So the tracking stage keeps
-the frames it stepped in the last `seconds` (copies it already made, on the device) and, before
-a prompted object's next live step, steps that object alone through the frames after its prompt.
+newest one, and lose anything that moved further than it searches. So the tracking worker keeps
+the frames it tracked in the last `seconds` (its own copies, in a ring on the device:
+tracked_frames.py) and, before a prompted object's next live step, steps that object alone
+through the frames after its prompt.
 
 The work is bounded per live step: when more frames wait than `max_frames_per_step`, that many
 are stepped, evenly spread over the span and always ending on the newest one (the object moves
@@ -13,17 +14,16 @@ counted. Objects whose prompt came before a frame share its step (one batched ca
 """
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from videomolmo_ros.pipeline.frame_buffer import Frame
 
-# The history holds at most this many frames per second of `seconds` (memory is budgeted for it).
+# Catch-up keeps at most this many frames per second of `seconds` (memory is budgeted for it).
 MAX_RATE_HZ = 30
 
 
 def history_frames(seconds: float) -> int:
-    """Frames the history holds at most for `seconds` of catch-up (0 disables it)."""
+    """Frames kept at most for `seconds` of catch-up (0 disables it)."""
     return math.ceil(seconds * MAX_RATE_HZ) if seconds > 0 else 0
 
 
@@ -36,7 +36,7 @@ class CatchUpPlan:
 
 
 class CatchUp:
-    """The tracked frames of the last `seconds` and the objects waiting to be carried through them.
+    """The objects waiting to be carried through the tracked frames, and the plan to carry them.
 
     Owned by the tracking worker (not thread-safe).
     """
@@ -46,34 +46,11 @@ class CatchUp:
             raise ValueError(f"catch_up_max_frames_per_step must be at least 1, got {max_frames_per_step}")
         self.seconds = seconds
         self.max_frames_per_step = max_frames_per_step
-        self._history: deque[Frame] = deque(maxlen=max(1, history_frames(seconds)))
         self._pending: dict[int, int] = {}  # object id -> stamp of the frame it was prompted on
-
-    @property
-    def enabled(self) -> bool:
-        return self.seconds > 0
-
-    @property
-    def capacity(self) -> int:
-        return history_frames(self.seconds)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the frames kept."""
-        return sum(f.image.numel() * f.image.element_size() for f in tuple(self._history))
-
-    def stepped(self, frame: Frame) -> None:
-        """Remember a frame the live step went through; forget frames older than `seconds` before it."""
-        if not self.enabled:
-            return
-        self._history.append(frame)
-        oldest_ns = frame.meta.stamp_ns - round(self.seconds * 1e9)
-        while self._history[0].meta.stamp_ns < oldest_ns:
-            self._history.popleft()
 
     def prompted(self, object_ids: list[int], stamp_ns: int) -> None:
         """These objects were (re)started from a prompt on the frame stamped `stamp_ns`."""
-        if self.enabled:
+        if self.seconds > 0:
             self._pending.update(dict.fromkeys(object_ids, stamp_ns))
 
     def forget(self, object_ids: list[int]) -> None:
@@ -81,16 +58,19 @@ class CatchUp:
             self._pending.pop(object_id, None)
 
     def clear(self) -> None:
-        """Forget frames and waiting objects (a time jump, a restart)."""
-        self._history.clear()
+        """Forget the waiting objects (a time jump, a restart)."""
         self._pending.clear()
 
-    def plan(self) -> CatchUpPlan:
-        """The steps that carry every waiting object to the newest tracked frame; nothing waits after."""
+    def plan(self, tracked: list[Frame]) -> CatchUpPlan:
+        """The steps that carry every waiting object through `tracked` (oldest first) to its newest frame.
+
+        Only frames of the last `seconds` before the newest count; nothing waits afterwards.
+        """
         pending, self._pending = self._pending, {}
-        if not pending:
+        if not pending or not tracked:
             return CatchUpPlan((), 0)
-        span = [f for f in self._history if f.meta.stamp_ns > min(pending.values())]
+        oldest_ns = max(min(pending.values()), tracked[-1].meta.stamp_ns - round(self.seconds * 1e9) - 1)
+        span = [f for f in tracked if f.meta.stamp_ns > oldest_ns]
         chosen = _spread(len(span), self.max_frames_per_step)
         steps = []
         for index in chosen:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
-from videomolmo_ros.pipeline.catch_up import CatchUp
+from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
 from videomolmo_ros.pipeline.commands import (
     Command,
     CommandAction,
@@ -51,7 +51,9 @@ from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
 from videomolmo_ros.pipeline.mask_fusion import TAU
 from videomolmo_ros.pipeline.outputs import OutputSink
+from videomolmo_ros.pipeline.publisher import QueuedSink
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
+from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
 
 
@@ -68,9 +70,16 @@ class PipelineConfig:
     fusion_iou_threshold: float = TAU
     fusion_max_lag_frames: int = 30
     fusion_max_lag_s: float = 2.0  # ... or held this long (the stream ended or stalled): released unfused
+    publish_queue: int = 0  # >0: outputs are published from a worker thread, at most this many waiting
     catch_up_s: float = 2.0  # objects prompted on an older frame are carried through the frames tracked since
     catch_up_max_frames_per_step: int = 8  # catch-up frames stepped per live step at most (the rest skipped)
     camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
+
+
+def tracked_frames(config: PipelineConfig) -> int:
+    """Frames the tracking worker keeps copies of: the live one, catch-up's last catch_up_s, fusion's held ones."""
+    held = config.fusion_max_lag_frames + 1 if config.fusion == "bidirectional" else 0
+    return 1 + max(history_frames(config.catch_up_s), held, 1)
 
 
 class TakeTurns:
@@ -121,7 +130,12 @@ class PerceptionPipeline:
         self.device = device
         self.pointer = pointer
         self.propagator = propagator
-        self.sink = sink
+        self._publisher = (
+            QueuedSink(sink, config.publish_queue, self.problem, f"publish-{config.camera}")
+            if config.publish_queue
+            else None
+        )
+        self.sink = self._publisher or sink
         self.counters = Counters()
         self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
         self._pointer_turns = pointer_turns or TakeTurns()
@@ -133,10 +147,20 @@ class PerceptionPipeline:
         fuser = make_fuser(config.fusion, *lag)
         tracker = TrackManager(config.tracker, track_ids, sightings_s=config.max_result_age_s)
         catch_up = CatchUp(config.catch_up_s, config.catch_up_max_frames_per_step)
+        frames = TrackedFrames(tracked_frames(config), device)
         if propagator is not None:
-            propagator.retain_frames(catch_up.capacity)
+            propagator.retain_frames(history_frames(config.catch_up_s))
         self._stage = TrackingStage(  # the tracking worker's alone
-            config.camera, tracker, fuser, propagator, self.commands, sink, self.counters, self.problem, catch_up
+            config.camera,
+            tracker,
+            fuser,
+            propagator,
+            self.commands,
+            self.sink,
+            self.counters,
+            self.problem,
+            catch_up=catch_up,
+            frames=frames,
         )
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
@@ -170,11 +194,13 @@ class PerceptionPipeline:
                 thread.join(timeout_s)
         if not self._threads[0].is_alive():  # the tracking worker's state is ours now
             self._stage.release_held()
+        if self._publisher is not None:
+            self._publisher.close(timeout_s)
 
     @property
     def buffer_bytes(self) -> int:
         """Bytes the frame buffers hold: the stream and context rings, and the frames kept for catch-up."""
-        return self.stream.nbytes + self.context.nbytes + self._stage.catch_up_bytes
+        return self.stream.nbytes + self.context.nbytes + self._stage.frames.nbytes
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
@@ -305,7 +331,7 @@ class PerceptionPipeline:
         if not self.commands.running(self.camera):
             self._tracked_seq = newest.seq  # nothing to track: not a skip, no frame copy, no model step
             return True
-        frame = self.stream.latest()
+        frame = self._stage.take(self.stream)
         if frame is not None:
             if self._tracked_seq >= 0:
                 self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)

@@ -15,10 +15,11 @@ from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, M
 from videomolmo_ros.pipeline.catch_up import CatchUp
 from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackManager
+from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 
 FUSION_MODES = ("forward", "bidirectional")
 
@@ -90,6 +91,7 @@ class TrackingStage:
         counters: Counters,
         problem: Callable[[str, str], None],
         catch_up: CatchUp | None = None,
+        frames: TrackedFrames | None = None,
     ):
         self.camera = camera
         self.tracker = tracker
@@ -100,12 +102,12 @@ class TrackingStage:
         self._counters = counters
         self._problem = problem
         self._catch_up = catch_up or CatchUp(0.0, 1)
+        self.frames = frames or TrackedFrames(2)  # the tracker's own copies of the frames it tracks
         self._published: dict[str, Command] = {}  # the commands frames were published for, by id
 
-    @property
-    def catch_up_bytes(self) -> int:
-        """Bytes of the tracked frames kept for catch-up (read from any thread: a snapshot)."""
-        return self._catch_up.nbytes
+    def take(self, stream: FrameBuffer) -> Frame | None:
+        """The tracker's own copy of the stream's newest frame (in its ring: no allocation per frame)."""
+        return self.frames.take(stream)
 
     def forget_command(self, command_id: str) -> None:
         """Forget a stopped command's tracks, after publishing its share of the frames held for fusion."""
@@ -141,6 +143,7 @@ class TrackingStage:
             self._counters.add("fusion_frames_dropped_reset", self._fuser.reset())
         self.tracker.clear()
         self._catch_up.clear()
+        self.frames.clear()
         if self.propagator is not None:
             self.propagator.reset()
 
@@ -189,7 +192,7 @@ class TrackingStage:
         Their masks there are not published again (those frames went out already), except on frames
         still held for fusion, which get them before release.
         """
-        plan = self._catch_up.plan()
+        plan = self._catch_up.plan(self.frames.recent())
         for frame, object_ids in plan.steps:
             try:
                 stepped = self.propagator.step(frame, object_ids)
@@ -215,7 +218,6 @@ class TrackingStage:
             self._problem("propagation_failures", f"mask propagation failed: {error!r}")
             return
         self._counters.add("frames_tracked")
-        self._catch_up.stepped(frame)
         masks = self._cpu_masks(stepped, frame)
         if self._fuser is None:
             self._publish_frame(frame, masks)
