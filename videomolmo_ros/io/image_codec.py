@@ -9,6 +9,7 @@ import io
 import warnings
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image as PilImage
 
@@ -37,6 +38,15 @@ ENCODINGS: dict[str, Encoding] = {
     "mono16": Encoding(_U16, 1, None),
     "16UC1": Encoding(_U16, 1, None),
     "32FC1": Encoding(_F32, 1, None),
+}
+
+
+# (channels, R G B channel indices) -> OpenCV's conversion to RGB (one vectorised pass; rgb8 is a plain copy).
+_TO_RGB = {
+    (3, (2, 1, 0)): cv2.COLOR_BGR2RGB,
+    (4, (0, 1, 2)): cv2.COLOR_RGBA2RGB,
+    (4, (2, 1, 0)): cv2.COLOR_BGRA2RGB,
+    (1, (0, 0, 0)): cv2.COLOR_GRAY2RGB,
 }
 
 
@@ -129,9 +139,9 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
             "not_colour",
         )
     height, width = array.shape[:2]
-    pixels = array.reshape(height, width, fmt.channels)
-    # np.stack, not fancy indexing: indexing the last axis returns a non-C-contiguous array.
-    return np.stack([pixels[:, :, channel] for channel in fmt.rgb], axis=-1)
+    pixels = np.ascontiguousarray(array).reshape(height, width, fmt.channels)
+    conversion = _TO_RGB.get((fmt.channels, fmt.rgb))
+    return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)
 
 
 def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
