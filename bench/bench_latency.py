@@ -12,6 +12,11 @@
   1-2 s of CPU per query; Molmo2WorkPointerDouble answers the red disc instead of the random
   model's answer) and the tracking worker steps the shipped SAM2 backend on the tests' tiny random
   checkpoint. Only calls that began and ended while a query ran count as in flight.
+- the GIL or the CPU: the same callback while the same Molmo2 queries run without tracking, in a
+  thread of the node's process (they share its GIL), in that thread with a 1 ms GIL switch interval
+  instead of Python's 5 ms, and in a process of their own (`pointer_process`: only the CPU is
+  shared); idle first, all in one run. If the separate process is much better than the thread,
+  the GIL is what costs the callback, and a pointer process would pay.
 - command to first target: perception_node as its own process over DDS with the test doubles
   (ros_harness.DOUBLES; the pointer sleeps `--delay` s, then thresholds colours), 320x240 frames
   at 15 Hz; the time from publishing a GroundingCommand to the arrival here of the first
@@ -23,6 +28,7 @@
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import random
 import sys
@@ -67,34 +73,37 @@ MOLMO2_TOKENS = 64
 
 class Molmo2WorkPointerDouble(Molmo2Pointer):
     """The shipped Molmo2 backend doing all its work on a random checkpoint; its meaningless answer
-    is replaced by the red disc's centroid on the newest frame, so the tracker has an object to step.
-
-    `latest` is the instance the node built; `in_flight` says whether a query runs; `times` holds
-    each query's seconds, `windows` the (frames, height, width) it was given.
-    """
-
-    latest: "Molmo2WorkPointerDouble | None" = None
-
-    def __init__(self, options, device):
-        super().__init__(options, device)
-        self.in_flight = False
-        self.times: list[float] = []
-        self.windows: list[tuple[int, int, int]] = []
-        type(self).latest = self
+    is replaced by the red disc's centroid on the newest frame, so the tracker has an object to step."""
 
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
-        self.in_flight = True
-        start = time.perf_counter()
-        try:
-            super().ground(window, query, mode)
-        finally:
-            self.times.append(time.perf_counter() - start)
-            self.in_flight = False
-        self.windows.append(tuple(window.images.shape[:3]))
+        super().ground(window, query, mode)
         newest = len(window) - 1
         regions = colour_components(window.images[newest].cpu().numpy(), COLOURS["red"])
         points = tuple(GroundedPoint(newest, *np.argwhere(m).mean(axis=0)[::-1], "red") for m in regions[:1])
         return GroundingResult(points)
+
+
+class QueryWatch:
+    """Watches the node's pointer (in-process or a PointerProcess): `in_flight` while a query runs,
+    `times` each query's seconds, `windows` the (frames, height, width) it was given."""
+
+    def __init__(self, pointer):
+        self.in_flight = False
+        self.times: list[float] = []
+        self.windows: list[tuple[int, int, int]] = []
+        ground = pointer.ground
+
+        def watched(window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+            self.in_flight = True
+            start = time.perf_counter()
+            try:
+                return ground(window, query, mode)
+            finally:
+                self.times.append(time.perf_counter() - start)
+                self.windows.append(tuple(window.images.shape[:3]))
+                self.in_flight = False
+
+        pointer.ground = watched
 
 
 class Sam2StepCountingDouble(Sam2Propagator):
@@ -102,8 +111,8 @@ class Sam2StepCountingDouble(Sam2Propagator):
 
     steps = 0
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
-        masks = super().step(frame)
+    def step(self, frame: Frame, object_ids=None) -> dict[int, ObjectMask]:
+        masks = super().step(frame, object_ids)
         if masks:
             type(self).steps += 1
         return masks
@@ -201,33 +210,38 @@ def active_node(args: list[str]):
         rclpy.try_shutdown()
 
 
-def callback_latency(samples: int, fps: float) -> dict:
-    """Per size: image callback seconds idle and with a query in flight, and what the workers did."""
-    results = {}
+def callback_latency(samples: int, fps: float) -> tuple[dict, dict]:
+    """Per size: image callback seconds idle and with a query in flight, and what the workers did;
+    and the callback's seconds with the queries in a thread or a process of their own (gil_or_cpu)."""
+    results, gil = {}, {}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         pointer, propagator = Molmo2WorkPointerDouble.__qualname__, Sam2StepCountingDouble.__qualname__
+        model = str(write_tiny_molmo2(folder / "molmo2", **MOLMO2_WORK))
         overrides = {
             "device": "cpu",
             "pointer_backend": backend_spec(Molmo2WorkPointerDouble),
-            f"{pointer}.model": str(write_tiny_molmo2(folder / "molmo2", **MOLMO2_WORK)),
+            f"{pointer}.model": model,
             f"{pointer}.max_new_tokens": MOLMO2_TOKENS,
             "max_result_age_s": 60.0,  # slow CPU queries still prompt the tracker (its steps are part of the load)
             "propagator_backend": backend_spec(Sam2StepCountingDouble),
             **{f"{propagator}.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()},
         }
-        args = ros_args(overrides, folder)
         for size in SIZES:
-            Sam2StepCountingDouble.steps = 0
-            with active_node(args) as node:  # a fresh node per size: no resolution change mid-run
-                results[size] = _measure_callbacks(node, size, samples, fps)
-    return results
+            for own_process in (False, True):
+                Sam2StepCountingDouble.steps = 0
+                args = ros_args({**overrides, "pointer_process": own_process}, folder)
+                with active_node(args) as node:  # a fresh node per size: no resolution change mid-run
+                    results[size, own_process] = _measure_callbacks(node, size, samples, fps)
+            with active_node(ros_args(overrides, folder)) as node:
+                gil[size] = gil_or_cpu(model, node, size, samples, fps)
+    return results, gil
 
 
 def _measure_callbacks(node: PerceptionNode, size: tuple[int, int], samples: int, fps: float) -> dict:
     camera = CameraDriver(subscription_callback(node, Image, "image"), fps)
     on_command = subscription_callback(node, GroundingCommand, "command")
-    pointer = Molmo2WorkPointerDouble.latest
+    pointer = QueryWatch(node._backends[0])
     width, height = size
     msg = received(image_msg(render(default_scene(width, height), 0.0, width, height)[0], "rgb8", 0))
     warm = time.perf_counter() + 1.0
@@ -237,7 +251,7 @@ def _measure_callbacks(node: PerceptionNode, size: tuple[int, int], samples: int
     on_command(GroundingCommand(id="latency", query=QUERY, mode=GroundingCommand.MODE_POINT))
     camera.stream(msg, lambda _: pointer.in_flight)
     calls = camera.calls
-    busy = camera.stream(msg, lambda kept: len(kept) >= samples, keep=lambda: pointer.in_flight)
+    busy = camera.stream(msg, lambda kept: len(kept) >= samples and pointer.times, keep=lambda: pointer.in_flight)
     return {
         "idle": idle,
         "in flight": busy,
@@ -245,8 +259,55 @@ def _measure_callbacks(node: PerceptionNode, size: tuple[int, int], samples: int
         "query_s": percentiles(pointer.times),
         "queries": len(pointer.times),
         "windows": sorted(set(pointer.windows)),
-        "steps": Sam2StepCountingDouble.steps,
+        "steps_per_s": Sam2StepCountingDouble.steps / sum(pointer.times),
     }
+
+
+def query_loop(model: str, size: tuple[int, int], running, stop) -> None:
+    """Molmo2 queries on an 8-frame window, one after another until `stop` is set (in a thread or a process)."""
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    pointer = Molmo2Pointer(Molmo2Pointer.Options(model=model, max_new_tokens=MOLMO2_TOKENS), torch.device("cpu"))
+    window = synthetic_window(size)
+    while not stop.is_set():
+        pointer.ground(window, QUERY, GroundingMode.POINT)
+        running.set()  # one query done: the load is on
+
+
+def synthetic_window(size: tuple[int, int]) -> FrameWindow:
+    width, height = size
+    buffer = FrameBuffer(8, "cpu")
+    for k in range(8):
+        buffer.push(render(default_scene(width, height), k / 2, width, height)[0], k * 500_000_000, "cam")
+    return buffer.window(8)
+
+
+def gil_or_cpu(model: str, node: PerceptionNode, size: tuple[int, int], samples: int, fps: float) -> dict:
+    """Callback seconds idle, and while queries run in a thread (5 ms, 1 ms switch interval) or a process."""
+    camera = CameraDriver(subscription_callback(node, Image, "image"), fps)
+    width, height = size
+    msg = received(image_msg(render(default_scene(width, height), 0.0, width, height)[0], "rgb8", 0))
+    results = {"idle": camera.stream(msg, lambda kept: len(kept) >= samples)}
+    interval = sys.getswitchinterval()
+    for name, runner, switch_s in (
+        ("thread", threading, interval),
+        ("thread 1 ms", threading, 0.001),
+        ("process", multiprocessing.get_context("spawn"), interval),
+    ):
+        running, stop = runner.Event(), runner.Event()
+        worker = (runner.Thread if runner is threading else runner.Process)(
+            target=query_loop, args=(model, size, running, stop), daemon=True
+        )
+        sys.setswitchinterval(switch_s)
+        worker.start()
+        try:
+            camera.stream(msg, lambda _, running=running: running.is_set(), timeout_s=300)
+            results[name] = camera.stream(msg, lambda kept: len(kept) >= samples)
+        finally:
+            stop.set()
+            worker.join(60)
+            sys.setswitchinterval(interval)
+    return results
 
 
 class TimedPlanner(Planner):
@@ -354,25 +415,44 @@ def command_to_target(queries: int, delay_s: float) -> dict[str, list[float]]:
 
 
 def print_callback_latency(results: dict, samples: int, fps: float) -> None:
-    print(f"image callback (rgb8 message -> RGB -> pipeline.submit_frame), in-process node, {fps:g} Hz")
+    print(f"image callback (rgb8 message -> RGB -> pipeline.submit_frame), in-process node, {fps:g} Hz;")
+    print("the pointer in the node's process, or in a process of its own (pointer_process: true)")
     header = f"{'idle p50 ms':>12} {'p99 ms':>7} {'in flight p50':>14} {'p99 ms':>7} {'p50 x':>6} {'p99 x':>6}"
-    print(f"{'size':>10} {header}")
-    for (width, height), r in results.items():
+    print(f"{'size':>10} {'pointer':>8} {header} {'SAM2 steps/s':>13}")
+    for ((width, height), own_process), r in results.items():
         idle, busy = percentiles(r["idle"]), percentiles(r["in flight"])
         print(
-            f"{width}x{height:<5} {idle[0] * 1e3:12.2f} {idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} "
-            f"{busy[1] * 1e3:7.2f} {busy[0] / idle[0]:6.2f} {busy[1] / idle[1]:6.2f}"
+            f"{width}x{height:<5} {'process' if own_process else 'in node':>8} {idle[0] * 1e3:12.2f} "
+            f"{idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} {busy[1] * 1e3:7.2f} {busy[0] / idle[0]:6.2f} "
+            f"{busy[1] / idle[1]:6.2f} {r['steps_per_s']:13.1f}"
         )
     print(
         f"{samples} calls each. In flight: Molmo2 with random weights ({MOLMO2_WORK['hidden']} wide, "
-        f"{MOLMO2_WORK['layers']} layers, {MOLMO2_WORK['image_size']} px frames) and SAM2 tiny random:"
+        f"{MOLMO2_WORK['layers']} layers, {MOLMO2_WORK['image_size']} px frames) and SAM2 tiny random (steps/s while"
+        " queries ran: the tracking worker's rate, camera at most):"
     )
-    for (width, height), r in results.items():
+    for ((width, height), own_process), r in results.items():
         frames = ", ".join(f"{n} x {w}x{h}" for n, h, w in r["windows"])
         print(
-            f"{width}x{height:<5} {r['queries']} queries of {frames} frames, {r['query_s'][0]:.2f} s p50 "
-            f"{r['query_s'][1]:.2f} s p99; {r['steps']} SAM2 steps; {r['overlap']:.0%} of calls inside a query"
+            f"{width}x{height:<5} {'process' if own_process else 'in node':>8} {r['queries']} queries of {frames} "
+            f"frames, {r['query_s'][0]:.2f} s p50 {r['query_s'][1]:.2f} s p99; {r['overlap']:.0%} of calls in a query"
         )
+
+
+def print_gil_or_cpu(results: dict, samples: int) -> None:
+    print(
+        "\nimage callback while Molmo2 queries run without tracking: in the node's process (a thread, at "
+        "Python's 5 ms GIL switch interval and at 1 ms) or in a process of their own; ms"
+    )
+    conditions = list(next(iter(results.values())))
+    print(f"{'size':>10} " + " ".join(f"{name + ' p50':>16} {'p99':>6}" for name in conditions))
+    for (width, height), r in results.items():
+        cells = []
+        for name in conditions:
+            p50, p99 = percentiles(r[name])
+            cells.append(f"{p50 * 1e3:16.2f} {p99 * 1e3:6.2f}")
+        print(f"{width}x{height:<5} " + " ".join(cells))
+    print(f"{samples} calls each; the queries ran the whole time (each condition waits for the first to finish)")
 
 
 def print_command_to_target(times: dict[str, list[float]], queries: int, delay_s: float) -> None:
@@ -411,7 +491,9 @@ def main() -> None:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    print_callback_latency(callback_latency(args.samples, args.fps), args.samples, args.fps)
+    in_flight, gil = callback_latency(args.samples, args.fps)
+    print_callback_latency(in_flight, args.samples, args.fps)
+    print_gil_or_cpu(gil, args.samples)
     print()
     print_command_to_target(command_to_target(args.queries, args.delay), args.queries, args.delay)
 

@@ -132,6 +132,20 @@ class LocalPropagatorDouble(ColorOraclePropagatorDouble):
         self.search_radius = options.search_radius
 
 
+class FeatureCachingPointerDouble(ColorOraclePointerDouble):
+    """The colour oracle caching each frame's regions as a per-frame feature (as VideoMolmo caches vision
+    features); its raw output says how many frames of the window it had to compute."""
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        computed = 0
+        for index, cached in enumerate(window.features):
+            if "regions" not in cached:
+                window.put_feature(index, "regions", super().ground(window, query, mode).points)
+                computed += 1
+        result = super().ground(window, query, mode)
+        return GroundingResult(result.points, raw_output=f"computed {computed} of {len(window)}")
+
+
 class ScriptedPointerDouble(Pointer):
     """Answers every query with the same scripted result (pipeline tests of what an answer does)."""
 

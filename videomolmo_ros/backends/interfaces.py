@@ -70,6 +70,9 @@ class Backend:
         self.options = options
         self.device = device
 
+    def close(self) -> None:
+        """Release what the backend holds besides memory (a process, a connection); called at cleanup."""
+
 
 class Pointer(Backend, ABC):
     """A video grounding model: frames + query -> points per frame."""

@@ -12,6 +12,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from videomolmo_ros.backends import registry
+from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
@@ -42,6 +43,7 @@ class NodeSettings:
     target_frame: str
     debug_views: bool
     buffer_memory_limit_mb: float
+    pointer_process: bool
 
 
 class Parameters:
@@ -83,6 +85,7 @@ class Parameters:
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7)
             ),
+            pointer_process=p("pointer_process", False, "run the pointer in a process of its own (frames shared)"),
         )
 
     def _pipeline_config(self) -> PipelineConfig:
@@ -156,8 +159,11 @@ class Parameters:
     def _camera_param(self, camera: str, setting: str, default, description: str, bounds: tuple | None = None):
         return self.declare(f"cameras.{camera}.{setting}", default, description, bounds)
 
-    def backend(self, role: str, kind: type, device: torch.device):
-        """The backend `<role>_backend` names, built with its options `<prefix>.<option>`; None if unset."""
+    def backend(self, role: str, kind: type, device: torch.device, own_process: bool = False):
+        """The backend `<role>_backend` names, built with its options `<prefix>.<option>`; None if unset.
+
+        `own_process`: a pointer run in a child process (PointerProcess), built there from the same options.
+        """
         spec = self.declare(f"{role}_backend", "", f"{role}: a registered name or package.module:Class")
         if not spec:
             return None
@@ -167,6 +173,8 @@ class Parameters:
             name: self.declare(f"{prefix}.{name}", default, f"option of {cls.__name__}")
             for name, default in registry.option_defaults(cls).items()
         }
+        if own_process:
+            return PointerProcess(spec, options, device)
         return registry.create(spec, kind, device, options)
 
     def warn_unknown(self) -> None:

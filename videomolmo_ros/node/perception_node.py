@@ -86,12 +86,13 @@ class PerceptionNode(LifecycleNode):
         try:
             self.settings = self._params.read()
             device = self.settings.device
-            pointer = self._params.backend("pointer", Pointer, device)
+            pointer = self._params.backend("pointer", Pointer, device, self.settings.pointer_process)
+            self._backends = (pointer, None)
             self._backends = (pointer, self._params.backend("propagator", MaskPropagator, device))
             budget = check_buffer_memory(self.settings)
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
-            self._backends = (None, None)
+            self._close_backends()
             _free_memory()
             return TransitionCallbackReturn.FAILURE
         self._wire(budget)
@@ -195,8 +196,14 @@ class PerceptionNode(LifecycleNode):
     def release(self) -> None:
         """Everything the node holds, models included (cleanup, shutdown, exit)."""
         self._stop_work()
-        self._backends = (None, None)
+        self._close_backends()
         _free_memory()
+
+    def _close_backends(self) -> None:
+        for backend in self._backends:
+            if backend is not None:
+                backend.close()
+        self._backends = (None, None)
 
     def _destroy(self, entity) -> None:
         for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):
