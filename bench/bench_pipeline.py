@@ -10,8 +10,9 @@
   the image callback (rgb8 message data -> RGB array -> submit_frame), the tracking thread (newest
   frame copy, masks, tracks, geometry, handing outputs on) and the publishing (label image + PNG,
   what the node's publisher does per frame besides ROS serialisation), at 640x480 and 1920x1080
-  with 1 and 8 objects; before (outputs published on the tracking thread: `publish_queue: 0`)
-  and now (a publisher worker), measured in the same run, frames fed in lockstep; next to a SAM2
+  with 1 and 8 objects; before (outputs published on the tracking thread, `publish_queue: 0`, with
+  OpenCV's default PNG) and now (a publisher worker), measured in the same run, frames fed in
+  lockstep; next to a SAM2
   hiera-t step at 256 px on this CPU (random weights, through the shipped backend).
 - memory: process RSS and live Python objects after 100 and after 10,000 frames (must stay flat).
 """
@@ -76,9 +77,11 @@ class DiscPropagator(MaskPropagator):
 
 
 class EncodingSink:
-    """Does what the node's publisher does per frame besides ROS serialisation: encode the masks."""
+    """Does what the node's publisher does per frame besides ROS serialisation: encode the masks
+    (with OpenCV's default PNG options when `before`, as the node did before)."""
 
-    def __init__(self):
+    def __init__(self, before: bool = False):
+        self.before = before
         self.frames = 0
         self.seconds: list[float] = []
         self.done = threading.Condition()
@@ -91,7 +94,10 @@ class EncodingSink:
 
     def publish_masks(self, output):
         start = time.perf_counter()
-        mask_codec.encode_masks(output.masks, output.shape)
+        if self.before:
+            cv2.imencode(".png", mask_codec.label_image(output.masks, output.shape), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        else:
+            mask_codec.encode_masks(output.masks, output.shape)
         self.seconds.append(time.perf_counter() - start)
         with self.done:
             self.frames += 1
@@ -178,7 +184,7 @@ class TimedTracking:
 def node_work(width: int, height: int, objects: int, publish_queue: int, frames: int) -> tuple[float, float, float]:
     """Median ms per frame: image callback, tracking thread (model step excluded), publishing."""
     image, masks, centres = discs(width, height, objects)
-    sink = EncodingSink()
+    sink = EncodingSink(before=not publish_queue)
     config = PipelineConfig(publish_queue=publish_queue)
     pipeline = PerceptionPipeline(config, CPU, FixedPointer(centres), DiscPropagator(masks), sink)
     tracking = TimedTracking(pipeline)
@@ -233,8 +239,9 @@ def sam2_step_s(width: int, height: int) -> float:
 def node_table(frames: int) -> None:
     print(f"\nnode work per frame, model step excluded (medians of {frames} frames fed in lockstep), ms:")
     print("callback = image callback; tracking = the tracking thread, which paces the camera rate once the")
-    print("model is fast; publish = label image + PNG of the frame's masks (publisher worker now, on the")
-    print("tracking thread before); critical = callback + tracking (+ publish before), the work in line")
+    print("model is fast; publish = label image + PNG of the frame's masks (before: on the tracking thread, with")
+    print("OpenCV's default PNG; now: the publisher worker, no row filter + RLE); critical = callback + tracking")
+    print("(+ publish before), the work in line. Both run today's frame copy, geometry and image conversion.")
     before = f"{'before: track':>14} {'publish':>8} {'critical':>9}"
     head = f"{before} | {'now: callback':>14} {'tracking':>9} {'publish':>8} {'critical':>9}"
     print(f"{'size':>10} {'objs':>4} {'callback':>9} {head} {'crit. now/before':>17}")
