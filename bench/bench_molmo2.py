@@ -21,7 +21,7 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
 from tiny_molmo2 import write_tiny_molmo2
 
-from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer
+from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer, printed_time
 from videomolmo_ros.pipeline.commands import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
@@ -47,7 +47,8 @@ def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, fl
         buffer.push(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), round(k * 0.5e9), "cam")
     window = buffer.window(frames)
     prompt = "Point to the red mug."
-    prep_s, inputs = timed(lambda: pointer.prepare(window, prompt), repeat)
+    fps, steps = pointer.frame_steps(window.seconds_since_first())
+    prep_s, inputs = timed(lambda: pointer.prepare(window.images, steps, prompt), repeat)
     with torch.inference_mode():
         prefill_s, _ = timed(lambda: pointer.model(**inputs), repeat)
         # Exactly `tokens` new tokens, unconstrained, so decode time per token is comparable.
@@ -55,7 +56,7 @@ def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, fl
             lambda: pointer.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False),
             repeat,
         )
-    regex = pointer.answer_regex(GroundingMode.POINT, window.seconds_since_first())
+    regex = pointer.answer_regex(GroundingMode.POINT, [printed_time(k, fps) for k in steps])
     constrained_s, _ = timed(lambda: pointer.generate(inputs, regex), repeat)
     patch_id = pointer.model.config.image_patch_id
     return {

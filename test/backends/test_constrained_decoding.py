@@ -20,6 +20,7 @@ from videomolmo_ros.backends.constrained_decoding import (
     molmo2_max_new_tokens,
     molmo_v1_answer_regex,
 )
+from videomolmo_ros.backends.point_grammar import parse_molmo2, parse_molmo_v1
 
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 256-258, inside the output layer
 IMAGE_TOKENS = ["<im_patch>", "<im_col>", "<im_start>"]  # ids 259-261, beyond it
@@ -112,6 +113,20 @@ def test_molmo2_answers_match(mode, text):
     assert re.fullmatch(molmo2_answer_regex(mode), text)
 
 
+@pytest.mark.parametrize("mode", ["point", "track"])
+@pytest.mark.parametrize("text", ["There are none.", "No tracks available."])
+def test_either_none_sentence_answers_in_either_mode(mode, text):
+    """Molmo2 learnt "There are none." for an absent object in point and track mode alike."""
+    assert re.fullmatch(molmo2_answer_regex(mode), text)
+    assert not re.fullmatch(molmo2_answer_regex(mode, none_answers=["There are none."]), "No tracks available.")
+
+
+def test_counting_answers_match_in_point_mode():
+    answer = 'Counting the <points coords="0.5 1 900 400 2 100 200;1.0 3 911 600">mugs</points> shows a total of 3.'
+    assert re.fullmatch(molmo2_answer_regex("point"), answer)
+    assert parse_molmo2(answer).count == 3 and len(parse_molmo2(answer).points) == 3
+
+
 @pytest.mark.parametrize(
     ("mode", "text"),
     [
@@ -126,8 +141,10 @@ def test_molmo2_answers_match(mode, text):
         ("point", '<points coords="0.5 1 ٩٠٠ 400">a</points>'),  # non-ASCII digits
         ("point", '<points coords="0.5 1 900 400;">a</points>'),  # empty group
         ("point", '<tracks coords="0.5 1 900 400">a</tracks>'),  # the other mode's tag
-        ("point", "No tracks available."),
-        ("track", "There are none."),
+        ("point", "Nothing here."),
+        ("point", 'Counting the <points coords="0.5 1 900 400">a</points> shows a total of 1'),  # no full stop
+        ("point", 'Counting the <points coords="0.5 1 900 400">a</points>'),  # no total
+        ("track", 'Counting the <tracks coords="0.5 1 900 400">a</tracks> shows a total of 1.'),
         ("track", '<tracks coords="0.5 1 900 400">a</tracks> and more'),
     ],
 )
@@ -137,7 +154,8 @@ def test_molmo2_malformed_answers_do_not_match(mode, text):
 
 def longest_answer(groups: int, points: int) -> str:
     group = "999.9" + " 999 1000 1000" * points
-    return f'<points coords="{";".join([group] * groups)}">{"😀" * 40}</points>'
+    element = f'<points coords="{";".join([group] * groups)}">{"😀" * 40}</points>'
+    return f"Counting the {element} shows a total of 9999."
 
 
 @pytest.mark.parametrize(("groups", "points"), [(1, 1), (3, 2), (32, 16)])
@@ -152,11 +170,13 @@ def test_answers_are_bounded_and_the_token_budget_covers_the_longest(groups, poi
 
 
 def test_frame_times_restrict_timestamps_to_the_frames_seen():
-    regex = molmo2_answer_regex("track", frame_times=[0.0, 0.4, 1.1, 1.5])
+    regex = molmo2_answer_regex("track", frame_times=["0.0", "0.4", "1.1", "1.5"])
     assert re.fullmatch(regex, '<tracks coords="0.4 1 100 100;1.5 1 200 200">a</tracks>')
     assert not re.fullmatch(regex, '<tracks coords="0.5 1 100 100">a</tracks>')
     with pytest.raises(ValueError, match="frame_times"):
         molmo2_answer_regex("track", frame_times=[])
+    with pytest.raises(ValueError, match="frame_times"):
+        molmo2_answer_regex("track", frame_times=["0.25"])  # not as a prompt prints it
 
 
 def test_bad_arguments_are_refused():
@@ -177,6 +197,14 @@ def test_bad_arguments_are_refused():
 )
 def test_molmo_v1_answers_match(text):
     assert re.fullmatch(molmo_v1_answer_regex(), text)
+
+
+def test_videomolmos_none_sentence_is_an_answer_and_parses_as_none():
+    """VideoMolmo's templates say "This isn't in the video." for an absent object."""
+    assert re.fullmatch(molmo_v1_answer_regex(), "This isn't in the video.")
+    assert not re.fullmatch(molmo_v1_answer_regex(none_answers=["There are none."]), "This isn't in the video.")
+    parsed = parse_molmo_v1("This isn't in the video.")
+    assert parsed.none_found and parsed.points == () and parsed.problems == ()
 
 
 @pytest.mark.parametrize(
@@ -204,7 +232,7 @@ def test_every_constrained_random_generation_is_one_complete_answer(model, token
 
 
 def test_constrained_timestamps_are_the_frames_seen(model, tokenizer):
-    regex = molmo2_answer_regex("track", GROUPS, POINTS, frame_times=[0.0, 0.4, 1.1, 1.5])
+    regex = molmo2_answer_regex("track", GROUPS, POINTS, frame_times=["0.0", "0.4", "1.1", "1.5"])
     for seed in SEEDS:
         text = answer_text(tokenizer, generate(model, tokenizer, seed, regex))
         assert re.fullmatch(regex, text)
@@ -263,7 +291,8 @@ def test_ids_beyond_the_output_layer_are_never_offered(tokenizer):
     regex = molmo2_answer_regex("point")
     whole_vocabulary = processor_mask(tokenizer, regex, len(tokenizer), "")
     assert tokenizer.convert_tokens_to_ids('<points coords="') in whole_vocabulary, "the grammar would take it"
-    assert processor_mask(tokenizer, regex, HEAD_SIZE, "") == set(tokenizer.convert_tokens_to_ids(["<", "T"]))
+    first = set(tokenizer.convert_tokens_to_ids(["<", "C", "T", "N"]))  # points, Counting, There / No ...
+    assert processor_mask(tokenizer, regex, HEAD_SIZE, "") == first
 
 
 def test_generation_with_an_output_layer_smaller_than_the_tokenizer(model, tokenizer):

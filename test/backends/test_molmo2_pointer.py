@@ -47,13 +47,84 @@ def test_molmo2_is_a_registered_backend_loaded_natively_without_remote_code(chec
     assert pointer.model.dtype == torch.float32, "float32 on CPU"
 
 
+class Spy:
+    """Wraps the pointer's generate: keeps the rendered prompt text, the frame count and the grammar."""
+
+    def __init__(self, pointer: Molmo2Pointer, answer: str | None = None):
+        self.pointer, self.answer, self._generate = pointer, answer, pointer.generate
+        self.prompt, self.frames, self.regex = "", 0, None
+        pointer.generate = self
+
+    def __call__(self, inputs, regex):
+        self.prompt = self.pointer.processor.tokenizer.decode(inputs["input_ids"][0])
+        self.frames, self.regex = int(inputs["video_grids"][0, 0]), regex
+        return self.answer if self.answer is not None else self._generate(inputs, regex)
+
+    def shown_times(self) -> list[str]:
+        return re.findall(r"(\d+\.\d) <frame_start>", self.prompt)
+
+
 def test_frames_reach_the_model_with_their_real_timestamps(checkpoint):
+    spy = Spy(make(checkpoint))
+    spy.pointer.ground(window(), "the mug", GroundingMode.POINT)
+    assert spy.shown_times() == ["0.0", "0.4", "1.1", "1.5"]
+    assert spy.frames == 4, "every buffered frame is sent, none resampled"
+
+
+def test_the_prompt_is_laid_out_as_the_released_template_lays_it_out(checkpoint):
+    """Video first, then the user turn holding only the text, then the assistant turn."""
+    spy = Spy(make(checkpoint))
+    spy.pointer.ground(window(), "the mug", GroundingMode.TRACK)
+    assert re.fullmatch(
+        r"<\|im_end\|>0\.0 <frame_start>.*<frame_end>"
+        r"<\|im_start\|>user\nTrack the mug\.<\|im_end\|>\n<\|im_start\|>assistant\n",
+        spy.prompt,
+        re.DOTALL,
+    ), spy.prompt[-120:]
+
+
+ALL_ONE_DECIMAL_TIMES = [f"{k / 10:.1f}" for k in range(30)]
+
+
+@pytest.mark.parametrize("stamps", [[10.0, 10.2502, 10.5, 10.7502], [10.0, 10.533, 11.049999, 11.55]])
+def test_the_grammar_allows_exactly_the_times_the_prompt_printed(checkpoint, stamps):
+    """Stamps whose one-decimal rounding is ambiguous: the model can write every time it was shown, no other."""
+    spy = Spy(make(checkpoint), answer="There are none.")
+    spy.pointer.ground(window(stamps=stamps), "the mug", GroundingMode.POINT)
+    shown = spy.shown_times()
+    assert len(shown) == len(stamps)
+    answers = {t: f'<points coords="{t} 1 500 500">a</points>' for t in ALL_ONE_DECIMAL_TIMES}
+    allowed = [t for t, answer in answers.items() if re.fullmatch(spy.regex, answer)]
+    assert allowed == shown
+
+
+def test_answers_land_on_the_frame_shown_at_that_time(checkpoint):
+    stamps = [10.0, 10.533, 11.049999, 11.55]
+    spy = Spy(make(checkpoint), answer="")
+    spy.pointer.ground(window(stamps=stamps), "the mug", GroundingMode.POINT)
+    shown = spy.shown_times()
+    spy.answer = '<points coords="' + ";".join(f"{t} {k + 1} 500 500" for k, t in enumerate(shown)) + '">mug</points>'
+    result = spy.pointer.ground(window(stamps=stamps), "the mug", GroundingMode.POINT)
+    assert [p.frame_index for p in result.points] == [0, 1, 2, 3]
+
+
+def test_frames_printed_at_the_same_time_are_sent_once_and_counted(checkpoint):
+    """A 30 Hz window would print 0.0 0.0 0.1 0.1 0.1: only the first frame of each time is sent."""
+    stamps = [10.0, 10.033, 10.067, 10.1, 10.133]
+    spy = Spy(make(checkpoint), answer='<points coords="0.1 1 500 500">mug</points>')
+    result = spy.pointer.ground(window(stamps=stamps), "the mug", GroundingMode.POINT)
+    assert spy.shown_times() == ["0.0", "0.1"] and spy.frames == 2
+    assert result.skipped_frames == 3
+    assert [p.frame_index for p in result.points] == [2], "the first frame printed at 0.1 s"
+
+
+def test_context_rates_molmo2_was_not_trained_on_are_warned_about_or_refused(checkpoint):
     pointer = make(checkpoint)
-    inputs = pointer.prepare(window(), "Point to the mug.")
-    prompt = pointer.processor.tokenizer.decode(inputs["input_ids"][0])
-    assert re.findall(r"(\d+\.\d) <frame_start>", prompt) == ["0.0", "0.4", "1.1", "1.5"]
-    assert "Point to the mug." in prompt
-    assert int(inputs["video_grids"][0, 0]) == 4, "every buffered frame is sent, none resampled"
+    assert pointer.check_context(8, 2.0) == []
+    (warning,) = pointer.check_context(8, 5.0)
+    assert "5 Hz" in warning and "2 Hz" in warning and "1.4 s" in warning and "3.5 s" in warning
+    with pytest.raises(BackendError, match="12 Hz"):
+        pointer.check_context(8, 12.0)
 
 
 @pytest.mark.parametrize("mode", [GroundingMode.POINT, GroundingMode.TRACK])
@@ -98,6 +169,21 @@ def test_a_missing_checkpoint_says_what_to_download_and_where(tmp_path):
         backend_registry.create("molmo2", Pointer, CPU, {"model": str(tmp_path)})  # an empty folder
 
 
+def test_without_a_network_only_the_cache_is_looked_in(monkeypatch):
+    """One refused connection to the hub endpoint (a closed local port), then the message at once."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(BackendError, match=r"no network: .*127\.0\.0\.1.*hf download allenai/Molmo2-4B"):
+        backend_registry.create("molmo2", Pointer, CPU, {})
+
+
 @pytest.mark.parametrize(
     ("options", "words"),
     [
@@ -128,6 +214,44 @@ def test_remote_serving_maps_the_servers_answer_back_to_buffered_frames():
     for point in result.points:
         assert truth[point.frame_index][round(point.y), round(point.x)], "each point lies on its frame's red disc"
     assert {p.object_id for p in result.points} == {1}
+
+
+def test_remote_serving_sends_real_timestamps_and_the_grammar_where_the_server_takes_them():
+    from openai_server_double import OpenAIServerDouble
+    from synthetic_video import default_scene, render
+
+    buffer, truth, stamps = FrameBuffer(4), [], [5.0, 5.4, 6.1, 6.5]  # irregular
+    for stamp in stamps:
+        image, masks = render(default_scene(), stamp - 5.0)
+        buffer.push(image, round(stamp * 1e9), "cam")
+        truth.append(masks["red"])
+    with OpenAIServerDouble() as server:
+        server.version = "0.21.0"
+        pointer = backend_registry.create("molmo2", Pointer, CPU, {"server_url": server.url, "model": server.model})
+        assert pointer.check_context(8, 2.0) == []
+        result = pointer.ground(buffer.window(4), "the red ball", GroundingMode.TRACK)
+        request = server.last_request
+    assert request["media_io_kwargs"]["video"] == {
+        "fps": 10,
+        "num_frames": 4,
+        "frames_indices": [0, 4, 11, 15],
+        "total_num_frames": 16,
+        "duration": pytest.approx(1.5),
+    }
+    assert re.fullmatch(request["structured_outputs"]["regex"], result.raw_output)
+    assert sorted({p.frame_index for p in result.points}) == [0, 1, 2, 3]
+    for point in result.points:
+        assert truth[point.frame_index][round(point.y), round(point.x)], "each point lies on its frame's red disc"
+
+
+def test_an_older_server_is_named_at_start_up():
+    from openai_server_double import OpenAIServerDouble
+
+    with OpenAIServerDouble() as server:
+        server.version = "0.20.0"
+        pointer = backend_registry.create("molmo2", Pointer, CPU, {"server_url": server.url, "model": server.model})
+        (note,) = pointer.check_context(8, 2.0)
+    assert "vLLM 0.20.0" in note and "evenly spaced" in note
 
 
 def test_an_unreachable_server_fails_at_start_up_naming_the_url():

@@ -4,7 +4,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +51,9 @@ def _client(server: OpenAIServerDouble, **kwargs) -> OpenAIVideoClient:
 
 def test_points_fall_on_the_named_disc_of_each_frame(server):
     frames, masks = _video()
-    answer = _client(server).complete(frames, "Point to the red disc.", max_tokens=256)
+    answer, notes = _client(server).complete(frames, "Point to the red disc.", max_tokens=256)
     points = _parse(answer)
+    assert notes == ()
     assert [(tag, label, t) for tag, label, t, *_ in points] == [("points", "red", t) for t in TIMES]
     assert [i for *_, i, _, _ in points] == [1, 2, 3, 4]  # the running point number
     # By hand at t = 0: the red disc is centred at (0.3 * 320 + 0.1 * 320, 0.5 * 240) = (128, 120)
@@ -69,10 +69,10 @@ def test_points_fall_on_the_named_disc_of_each_frame(server):
 def test_tracks_carry_object_ids_and_absence_has_its_own_words(server):
     frames, _ = _video()
     client = _client(server)
-    tracks = _parse(client.complete(frames, "Track the blue disc.", max_tokens=256))
+    tracks = _parse(client.complete(frames, "Track the blue disc.", max_tokens=256)[0])
     assert [(tag, label, t, i) for tag, label, t, i, _, _ in tracks] == [("tracks", "blue", t, 1) for t in TIMES]
-    assert client.complete(frames, "Point to the green disc.", max_tokens=64) == "There are none."
-    assert client.complete(frames, "Track the green disc.", max_tokens=64) == "No tracks available."
+    assert client.complete(frames, "Point to the green disc.", max_tokens=64)[0] == "There are none."
+    assert client.complete(frames, "Track the green disc.", max_tokens=64)[0] == "No tracks available."
 
 
 def test_request_is_what_vllm_expects(server):
@@ -83,6 +83,7 @@ def test_request_is_what_vllm_expects(server):
     assert request["temperature"] == 0
     assert request["max_tokens"] == 77
     assert "media_io_kwargs" not in request  # no fps given: the server's default applies
+    assert "structured_outputs" not in request  # no grammar given
     assert server.last_headers["Authorization"] == "Bearer secret"
     [message] = request["messages"]
     assert message["role"] == "user"
@@ -98,9 +99,61 @@ def test_request_is_what_vllm_expects(server):
 
 def test_fps_travels_as_media_io_kwargs_and_dates_the_answer(server):
     frames, _ = _video()
-    answer = _client(server).complete(frames, "Point to the red disc.", max_tokens=256, fps=4.0)
-    assert server.last_request["media_io_kwargs"] == {"video": {"fps": 4.0, "num_frames": len(TIMES)}}
+    video = {"fps": 4.0, "num_frames": len(TIMES)}
+    answer, _ = _client(server).complete(frames, "Point to the red disc.", max_tokens=256, video=video)
+    assert server.last_request["media_io_kwargs"] == {"video": video}
     assert [t for _, _, t, *_ in _parse(answer)] == [0.0, 0.2, 0.5, 0.8]  # k / 4, one decimal
+
+
+def test_frame_indices_date_each_frame_at_its_own_time(server):
+    frames, _ = _video()
+    video = {"fps": 10, "num_frames": 4, "frames_indices": [0, 4, 11, 15], "total_num_frames": 16, "duration": 1.5}
+    answer, _ = _client(server).complete(frames, "Point to the red disc.", max_tokens=256, video=video)
+    assert [t for _, _, t, *_ in _parse(answer)] == [0.0, 0.4, 1.1, 1.5]
+    with pytest.raises(RemoteGroundingError, match=r"HTTP 400 .*frames_indices length"):
+        _client(server).complete(frames, "red", 16, video={**video, "frames_indices": [0, 4]})
+
+
+@pytest.mark.parametrize(
+    ("version", "frame_indices", "words"),
+    [
+        ("0.21.0", True, []),
+        ("0.22.1rc1+cu130", True, []),
+        ("0.20.2", False, ["vLLM 0.20.2", "0.21", "evenly spaced"]),
+        ("0.17.1", False, ["vLLM 0.17.1", "HTTP 400", "upgrade", "evenly spaced"]),
+        (None, False, ["unknown version", "evenly spaced"]),
+    ],
+)
+def test_start_up_reads_the_servers_version_to_know_how_it_dates_frames(server, version, frame_indices, words):
+    server.version = version
+    client = _client(server)
+    client.check()
+    assert client.frame_indices is frame_indices
+    said = " ".join(client.notes)
+    assert all(word in said for word in words), said
+    assert bool(client.notes) == bool(words)
+
+
+def test_the_answer_grammar_travels_as_structured_outputs(server):
+    frames, _ = _video()
+    grammar = r'<points coords="[^"]*">red</points>'
+    answer, notes = _client(server).complete(frames, "Point to the red disc.", 256, regex=grammar)
+    assert server.last_request["structured_outputs"] == {"regex": grammar}
+    assert re.fullmatch(grammar, answer) and notes == ()
+    with pytest.raises(RemoteGroundingError, match="outside the requested grammar"):  # the double enforces it
+        _client(server).complete(frames, "Point to the red disc.", 256, regex="There are none\\.")
+
+
+def test_a_server_refusing_the_grammar_is_asked_again_without_it_and_told_once(server):
+    frames, _ = _video()
+    server.refuse_structured_outputs = True
+    client = _client(server)
+    answer, notes = client.complete(frames, "Point to the red disc.", 256, regex=r"<points.*")
+    assert _parse(answer) and "structured_outputs" not in server.last_request
+    (note,) = notes
+    assert "refused the answer grammar" in note and "HTTP 400" in note
+    answer, notes = client.complete(frames, "Point to the red disc.", 256, regex=r"<points.*")
+    assert _parse(answer) and notes == () and "structured_outputs" not in server.last_request
 
 
 def test_jpeg_quality_is_the_clients_choice():
@@ -126,7 +179,7 @@ def test_remote_client_against_a_server_process_started_by_the_test(tmp_path: Pa
         client = OpenAIVideoClient(f"http://127.0.0.1:{port_file.read_text()}/v1", MODEL, timeout_s=10.0)
         client.check()
         frames, _ = _video()
-        points = _parse(client.complete(frames, "Point to the red disc.", max_tokens=256))
+        points = _parse(client.complete(frames, "Point to the red disc.", max_tokens=256)[0])
         assert [(label, t) for _, label, t, *_ in points] == [("red", t) for t in TIMES]
     finally:
         process.terminate()
@@ -143,10 +196,9 @@ def _closed_port() -> int:
 def test_unreachable_server_fails_fast_naming_the_url():
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     client = OpenAIVideoClient(url, MODEL, timeout_s=5.0)
-    start = time.monotonic()
     with pytest.raises(RemoteGroundingError) as raised:
         client.complete(_video()[0], "Point to the red disc.", max_tokens=16)
-    assert time.monotonic() - start < 2.0
+    assert "refused" in str(raised.value).lower(), "the refusal itself, not a timeout after retries"
     assert url in str(raised.value)
     assert "molmo2.server_url" in str(raised.value)
     with pytest.raises(RemoteGroundingError, match=re.escape(url)):
@@ -154,11 +206,9 @@ def test_unreachable_server_fails_fast_naming_the_url():
 
 
 def test_slow_server_times_out_naming_the_timeout(server):
-    server.delay_s = 5.0
-    start = time.monotonic()
+    server.delay_s = 5.0  # the client gives up at its own timeout, long before the answer comes
     with pytest.raises(RemoteGroundingError, match=r"timeout of 0\.3 s"):
         _client(server, timeout_s=0.3).complete(_video()[0], "Point to the red disc.", max_tokens=16)
-    assert time.monotonic() - start < 2.0
 
 
 def test_http_error_carries_status_and_body(server):
@@ -176,3 +226,11 @@ def test_malformed_json_is_reported(server):
     server.malformed = True
     with pytest.raises(RemoteGroundingError, match="malformed JSON"):
         _client(server).complete(_video()[0], "Point to the red disc.", max_tokens=16)
+
+
+def test_an_answer_larger_than_the_bound_is_refused_not_read(server, monkeypatch):
+    from videomolmo_ros.backends.molmo2 import remote
+
+    monkeypatch.setattr(remote, "MAX_BODY_BYTES", 16)
+    with pytest.raises(RemoteGroundingError, match="more than 16 bytes"):
+        _client(server).list_models()

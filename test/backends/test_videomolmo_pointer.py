@@ -113,3 +113,11 @@ def test_four_bit_weights_still_answer_in_grammar(checkpoint):
     pointer = backend_registry.create("videomolmo", Pointer, torch.device("cuda"), options)
     result = pointer.ground(next(stream(1)).window(5), "the mug", GroundingMode.POINT)
     assert re.fullmatch(molmo_v1_answer_regex(3), result.raw_output)
+
+
+def test_it_reads_five_consecutive_camera_frames_not_the_context_window(checkpoint):
+    """Its temporal module was trained on consecutive frames: the pipeline feeds it from the camera-rate ring."""
+    pointer = make(checkpoint)
+    assert pointer.camera_rate_frames == 5
+    (note,) = pointer.check_context(8, 2.0)
+    assert "5 consecutive camera frames" in note and "context_fps (2 Hz)" in note

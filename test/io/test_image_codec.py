@@ -2,6 +2,7 @@
 
 import io
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +102,96 @@ def test_mono8_is_replicated_to_three_channels(encoding: str) -> None:
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
 
 
+# BT.601 video-range YUV of a few colours (Y 16-235, U and V 16-240), as USB cameras send them.
+YUV_OF = {
+    (255, 0, 0): (81, 90, 240),
+    (0, 255, 0): (145, 54, 34),
+    (0, 0, 255): (41, 240, 110),
+    (255, 255, 255): (235, 128, 128),
+}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "order"), [("yuv422", "UYVY"), ("uyvy", "UYVY"), ("yuv422_yuy2", "YUYV"), ("yuyv", "YUYV")]
+)
+def test_yuv422_frames_decode_to_their_colours(encoding: str, order: str) -> None:
+    """Each pair of pixels shares U and V; a wrong byte order would show other colours."""
+    colours = list(YUV_OF)
+    packed = bytearray()
+    for y, u, v in YUV_OF.values():  # one 2-pixel pair per colour, then the row again
+        packed += bytes([u, y, v, y] if order == "UYVY" else [y, u, y, v])
+    height, width = 2, 2 * len(colours)
+    rgb = to_rgb8(decode_image(encoding, height, width, len(packed) // height * 2, packed * 2), encoding)
+    assert rgb.shape == (height, width, 3) and rgb.dtype == np.uint8
+    for k, colour in enumerate(colours):
+        np.testing.assert_allclose(rgb[:, 2 * k : 2 * k + 2].reshape(-1, 3), [colour] * 4, atol=4)
+
+
+def test_yuv422_of_odd_width_is_rejected_with_a_reason() -> None:
+    with pytest.raises(ImageDecodeError, match="must be even") as error:
+        to_rgb8(decode_image("yuv422", 1, 3, 6, bytes(6)), "yuv422")
+    assert error.value.reason == "bad_size"
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The raw frame a Bayer sensor with `pattern` (top-left 2x2 block, row by row) records of `rgb`."""
+    channel = {"r": 0, "g": 1, "b": 2}
+    raw = np.empty(rgb.shape[:2], rgb.dtype)
+    for k, colour in enumerate(pattern):
+        row, col = divmod(k, 2)
+        raw[row::2, col::2] = rgb[row::2, col::2, channel[colour]]
+    return raw
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_frames_are_demosaicked_to_their_colours(pattern: str, bits: int) -> None:
+    """Flat colour patches come back as those colours: R and B are not swapped for any pattern."""
+    patches = [(200, 30, 10), (20, 180, 40), (10, 40, 220), (120, 120, 120)]
+    rgb = np.zeros((16, 32, 3), np.uint8)
+    for k, colour in enumerate(patches):
+        rgb[:, 8 * k : 8 * k + 8] = colour
+    raw = _mosaic(rgb, pattern)
+    encoding = f"bayer_{pattern}{bits}"
+    if bits == 16:
+        raw = raw.astype(np.uint16) << 8 | 0x5A  # the low byte is below 8-bit precision
+    height, width, step, data = encode_image(raw, encoding)
+    decoded = to_rgb8(decode_image(encoding, height, width, step, data), encoding)
+    assert decoded.shape == (16, 32, 3) and decoded.dtype == np.uint8
+    for k, colour in enumerate(patches):
+        inner = decoded[2:-2, 8 * k + 2 : 8 * k + 6].reshape(-1, 3)  # away from patch borders
+        np.testing.assert_allclose(inner, [colour] * len(inner), atol=2)
+
+
+DAVIS_FRAMES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "davis2016" / "JPEGImages" / "480p"
+
+
+def _psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def _uyvy(rgb: np.ndarray) -> np.ndarray:
+    """What a UYVY camera sends for this image: BT.601 video-range Y per pixel, U and V per pair of pixels."""
+    x = rgb.astype(np.float64) / 255
+    y = 16 + x @ [65.481, 128.553, 24.966]
+    u = 128 + x @ [-37.797, -74.203, 112.0]
+    v = 128 + x @ [112.0, -93.786, -18.214]
+    packed = np.stack([(u[:, 0::2] + u[:, 1::2]) / 2, y[:, 0::2], (v[:, 0::2] + v[:, 1::2]) / 2, y[:, 1::2]], axis=-1)
+    return np.round(packed).astype(np.uint8).reshape(rgb.shape[0], rgb.shape[1], 2)
+
+
+@pytest.mark.skipif(not DAVIS_FRAMES.is_dir(), reason="real footage (../shared/data/davis2016) is not here")
+@pytest.mark.parametrize("sequence", ["dog", "car-shadow"])
+def test_real_frames_sent_as_bayer_or_uyvy_come_back_close_to_the_original(sequence: str) -> None:
+    """Natural images, not flat patches: demosaicking keeps ~30 dB, UYVY ~45 dB; a wrong pattern or order would not."""
+    rgb = np.asarray(Image.open(DAVIS_FRAMES / sequence / "00000.jpg").convert("RGB"))
+    for pattern in ("rggb", "bggr", "gbrg", "grbg"):
+        decoded = to_rgb8(_mosaic(rgb, pattern), f"bayer_{pattern}8")
+        assert _psnr_db(decoded, rgb) > 26 and _psnr_db(decoded, rgb) > _psnr_db(decoded[..., ::-1], rgb) + 5
+    assert _psnr_db(to_rgb8(_uyvy(rgb), "uyvy"), rgb) > 40
+    assert _psnr_db(to_rgb8(_uyvy(rgb), "yuyv"), rgb) < 20, "the byte order matters"
+
+
 @pytest.mark.parametrize("encoding", [name for name, fmt in ENCODINGS.items() if fmt.rgb is not None])
 def test_to_rgb8_output_is_a_new_contiguous_uint8_array(encoding: str) -> None:
     fmt = ENCODINGS[encoding]
@@ -173,8 +264,8 @@ def test_result_outlives_the_message_buffer() -> None:
 
 
 def test_unknown_encoding_lists_supported_ones() -> None:
-    with pytest.raises(ImageDecodeError, match="unsupported encoding 'yuv422_yuy2'") as info:
-        decode_image("yuv422_yuy2", 2, 2, 4, bytes(8))
+    with pytest.raises(ImageDecodeError, match="unsupported encoding 'nv21'") as info:
+        decode_image("nv21", 2, 2, 4, bytes(8))
     assert "bgr8" in str(info.value)
     assert "16UC1" in str(info.value)
 
@@ -277,3 +368,12 @@ def test_formats_that_are_not_colour_jpeg_or_png_are_refused(fmt: str) -> None:
     with pytest.raises(ImageDecodeError) as error:
         decode_compressed(fmt, _compressed(SCENE, "PNG"))
     assert error.value.reason == "unsupported_format"
+
+
+def test_a_compressed_frame_over_the_size_limit_is_refused_from_its_header_before_decoding() -> None:
+    wide = _compressed(np.zeros((10, 2000, 3), np.uint8), "PNG")
+    refuse = lambda height, width: f"{width}x{height} is too large" if width > 640 else ""  # noqa: E731
+    with pytest.raises(ImageDecodeError) as raised:
+        decode_compressed("png", wide[:100], refuse)  # truncated: decoding would say corrupt
+    assert raised.value.reason == "too_large" and "2000x10" in str(raised.value)
+    assert decode_compressed("png", _compressed(SCENE, "PNG"), refuse).shape == SCENE.shape

@@ -111,26 +111,71 @@ def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
     assert "sam2.1_hiera_tiny.pt" in process.log() and "sam2.checkpoint" in process.log()
 
 
-def test_every_parameter_in_the_params_file_is_one_the_node_declares(node, planner, tmp_path):
-    from rcl_interfaces.srv import ListParameters
+def test_without_a_params_file_the_node_fails_saying_what_to_download(node):
+    """As `ros2 run` starts it: the code's defaults are the documented ones (Molmo2-4B, SAM 2.1 tiny)."""
+    process = node(params_file=False)
+    assert process.process.wait(60) == 1
+    assert "hf download allenai/Molmo2-4B" in process.log() and "HF_HUB_OFFLINE" in process.log()
 
-    sam2 = tiny_sam2_parameters(tmp_path)
-    process = node({"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **sam2})
+
+def test_without_a_network_the_sam2_default_fails_at_once_naming_both_ways(node):
+    """No HF_HUB_OFFLINE, the hub endpoint a closed local port: one refused connection, then the message."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    process = node({"pointer_backend": ""}, params_file=False, env={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": endpoint})
+    assert process.process.wait(60) == 1
+    log = process.log()
+    assert f"no network: {endpoint} did not answer" in log, log
+    assert "facebook/sam2.1-hiera-tiny" in log and "local .pt" in log and "sam2.checkpoint" in log
+
+
+def test_the_code_defaults_are_the_documented_ones(node, planner, tmp_path):
+    """Started without the params file (tiny models for the two checkpoints), every other parameter
+    has the value config/perception.yaml documents, and the params file names only parameters the node has."""
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    checkpoints = {"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **tiny_sam2_parameters(tmp_path)}
+    process = node(checkpoints, params_file=False)
     assert process.wait_for_log("ready on cpu", 60), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
     assert client.wait_for_service(timeout_sec=20)
     future = client.call_async(ListParameters.Request())
     assert wait_for(future.done, 20)
     declared = set(future.result().result.names)
-    documented = set(yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"])
+    file_values = yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"]
+    documented = set(file_values)
+    compared = sorted(name for name in documented & declared if name not in checkpoints)
+    getter = planner.node.create_client(GetParameters, "/perception_node/get_parameters")
+    future = getter.call_async(GetParameters.Request(names=compared))
+    assert wait_for(future.done, 20)
+    values = {name: parameter_value_to_python(v) for name, v in zip(compared, future.result().values, strict=True)}
+    differ = {name: (values[name], file_values[name]) for name in compared if values[name] != file_values[name]}
+    assert differ == {}, "code default != perception.yaml"
+    assert {"pointer_backend", "propagator_backend", "molmo2.dtype", "sam2.memory_frames"} <= set(compared)
     backends = {**backend_registry.POINTERS, **backend_registry.PROPAGATORS}
     core = {name for name in documented if name.partition(".")[0] not in backends}
     assert core <= declared, f"in perception.yaml but unknown to the node: {core - declared}"
     for backend in backends:
         options = {name.partition(".")[2] for name in documented if name.startswith(f"{backend}.")}
         kind = Pointer if backend in backend_registry.POINTERS else MaskPropagator
-        assert options == set(backend_registry.option_defaults(backend_registry.resolve(backend, kind))), backend
+        defaults = backend_registry.option_defaults(backend_registry.resolve(backend, kind))
+        assert {option: file_values[f"{backend}.{option}"] for option in options} == defaults, backend
     assert {"molmo2.model", "sam2.checkpoint"} <= declared, "the selected backends' options are parameters"
+
+
+def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refused(node, tmp_path):
+    checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
+    overrides = {"molmo2.model": str(checkpoint), "propagator_backend": DOUBLES["propagator_backend"]}
+    colliding = node({**overrides, "context_fps": 12.0})
+    assert colliding.process.wait(60) == 1
+    assert "context_fps 12 Hz is too fast for Molmo2" in colliding.log(), colliding.log()
+    untrained = node({**overrides, "context_fps": 5.0})
+    assert untrained.wait_for_log("ready on cpu", 60), untrained.log()
+    assert untrained.log().count("Molmo2 was trained on video sampled at 2 Hz") == 1, untrained.log()
 
 
 def test_commands_are_rejected_with_a_reason_when_no_pointer_is_configured(node, planner):

@@ -6,19 +6,11 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, play, stamp_ns
+from ros_harness import DOUBLES, call, play, stamp_ns
 from synthetic_video import default_scene, render
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands, StopCommand
-
-
-def call(planner, service_type, name, request, timeout_s=20.0):
-    client = planner.node.create_client(service_type, name)
-    assert client.wait_for_service(timeout_sec=timeout_s), f"{name} not offered"
-    future = client.call_async(request)
-    assert wait_for(future.done, timeout_s), f"{name} did not answer"
-    return future.result()
 
 
 def send_goal(planner, goal):

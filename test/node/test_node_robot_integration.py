@@ -1,63 +1,21 @@
 """What a manipulation stack relies on: 3D positions from depth, diagnostics, debug views, runtime tuning."""
 
-import time
-
-import numpy as np
 import pytest
+from depth_stream import CX, CY, DISC_DEPTH_MM, FX, FY, play_with_depth
 from diagnostic_msgs.msg import DiagnosticArray
 from polling import wait_for
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
 from ros_harness import DOUBLES, FPS, START_S, play, stamp_ns
-from sensor_msgs.msg import CameraInfo, Image
-from synthetic_video import default_scene, render
+from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
-
-from videomolmo_ros.io.image_codec import encode_image
-
-FX = FY = 300.0
-CX, CY = 160.0, 120.0
-DISC_DEPTH_MM, FLOOR_DEPTH_MM = 800, 2000
 
 
 def subscribe(planner, msg_type, topic, qos=10):
     received = []
     planner.node.create_subscription(msg_type, topic, received.append, qos)
     return received
-
-
-def play_with_depth(planner, seconds, depth_scale=2, start_s=START_S):
-    """Colour at 320x240 and aligned 16UC1 depth at 1/depth_scale resolution: discs at 0.8 m, floor at 2 m.
-
-    The depth and camera_info publishers are made once per planner: a new publisher's first
-    messages are lost until the node's side has matched it.
-    """
-    if not hasattr(planner, "depth_pubs"):
-        planner.depth_pubs = (
-            planner.node.create_publisher(Image, "depth", qos_profile_sensor_data),
-            planner.node.create_publisher(CameraInfo, "camera_info", 10),
-        )
-    depth_pub, info_pub = planner.depth_pubs
-    assert wait_for(lambda: depth_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0, 20)
-    truth = {}
-    for k in range(int(seconds * FPS)):
-        t = start_s - START_S + k / FPS
-        image, masks = render(default_scene(), t)
-        stamp = round((START_S + t) * 1e9)
-        truth[stamp] = masks
-        info = CameraInfo(width=320, height=240, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0])
-        info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        info_pub.publish(info)
-        on_object = np.logical_or.reduce(list(masks.values()))[::depth_scale, ::depth_scale]
-        depth = np.where(on_object, DISC_DEPTH_MM, FLOOR_DEPTH_MM).astype(np.uint16)
-        height, width, step, data = encode_image(depth, "16UC1")
-        msg = Image(height=height, width=width, encoding="16UC1", step=step, data=data)
-        msg.header = info.header
-        depth_pub.publish(msg)
-        planner.send_image(image, "rgb8", stamp)
-        time.sleep(1 / FPS)
-    return truth
 
 
 def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
@@ -81,6 +39,15 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
     except ImportError:  # here: said once, positions in the camera frame, and the outputs say so
         assert process.log().count("tf2_ros is not installed") == 1
         assert set(framed) == {"test_camera"}
+
+
+def test_a_best_effort_camera_info_publisher_is_heard(node, planner):
+    """Most drivers publish camera_info with the sensor QoS: the node subscribes with the camera's (best effort)."""
+    process = node({**DOUBLES, "use_depth": True})
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0, info_qos=qos_profile_sensor_data)
+    assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
 
 
 def test_diagnostics_report_rates_and_drops(node, planner):
@@ -140,5 +107,7 @@ def test_thresholds_change_at_run_time_and_bad_values_are_refused(node, planner)
 
     assert set_param("tracker.match_distance", 0.3).successful
     assert not set_param("tracker.match_distance", 7.0).successful, "outside its declared range"
+    assert set_param("tracker.min_mask_score", 0.5).successful and set_param("tracker.min_point_score", 0.3).successful
+    assert not set_param("tracker.min_mask_score", 1.5).successful, "a score is 0-1"
     refused = set_param("fusion", "bidirectional")
     assert not refused.successful and "reconfigure" in refused.reason

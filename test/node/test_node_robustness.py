@@ -53,6 +53,10 @@ ENCODINGS = [
     "8UC1",
     "8UC3",
     "8UC4",
+    "yuv422",
+    "yuv422_yuy2",
+    "bayer_rggb8",
+    "bayer_gbrg16",
     # decodable but not colour
     "mono16",
     "16UC1",
@@ -61,13 +65,13 @@ ENCODINGS = [
     "",
     "RGB8",
     "rgb8 ",
-    "yuv422",
-    "bayer_rggb8",
+    "nv21",
     "64FC1",
     "ÿ漢字",
 ]
 # Bytes per pixel of the encodings the codec knows, to make well-formed images often.
 PIXEL_BYTES = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3, "8UC4": 4}
+PIXEL_BYTES |= {"yuv422": 2, "yuv422_yuy2": 2, "bayer_rggb8": 1, "bayer_gbrg16": 2}
 PIXEL_BYTES |= {"mono16": 2, "16UC1": 2, "32FC1": 4}
 # Text with control characters, unicode and NULs; no lone surrogates (not encodable as UTF-8 at all).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
@@ -132,7 +136,10 @@ def rejected(counts: dict[str, int]) -> int:
 
 
 def decode_reason(msg: Image) -> str | None:
-    """Why the node's codec rejects this image, or None if it accepts it."""
+    """Why the node rejects this image, or None if it accepts it: a claimed size over the camera's max
+    (1920x1080 by default) before anything is decoded, else the codec's reason."""
+    if msg.width > 1920 or msg.height > 1080:
+        return "too_large"
     try:
         ros_messages.rgb_from_image(msg)
     except ImageDecodeError as error:

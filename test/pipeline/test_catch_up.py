@@ -11,10 +11,10 @@ from videomolmo_ros.pipeline.catch_up import CatchUp, CatchUpPlan
 from videomolmo_ros.pipeline.commands import CommandBook, CommandRequest
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
-from videomolmo_ros.pipeline.pipeline import PipelineConfig, tracked_frames
+from videomolmo_ros.pipeline.pipeline import PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
-from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
+from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, frames_kept, make_fuser
 
 CPU = torch.device("cpu")
 FPS = 15.0
@@ -44,7 +44,7 @@ class Stage:
         self.propagator = LocalPropagatorDouble(LocalOptions(search_radius=25.0), CPU)
         self.sink, self.counters = ListSinkDouble(), Counters()
         self.stream = FrameBuffer(4)  # the camera's ring, which the tracker takes its copies from
-        kept = tracked_frames(PipelineConfig(catch_up_s=catch_up_s, fusion=fusion))
+        kept = frames_kept(PipelineConfig(catch_up_s=catch_up_s, fusion=fusion))
         self.stage = TrackingStage(
             "",
             TrackManager(),

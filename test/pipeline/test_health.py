@@ -157,6 +157,14 @@ def test_skipped_and_unfused_frames_are_counted_without_a_warning():
     assert "fusion_frames_fused" not in status.values
 
 
+def test_rejected_camera_info_warns_and_weak_points_are_reported_without_a_warning():
+    monitor = HealthMonitor()
+    weak = report(monitor, T0, {"points_dropped_low_score": 4})["drops"]
+    assert weak.level == Level.OK and weak.values["points_dropped_low_score"] == "4"
+    lens = report(monitor, T0 + 1, {"points_dropped_low_score": 4, "camera_info_rejected_invalid": 1})["drops"]
+    assert lens.level == Level.WARN and "1 camera_info_rejected_invalid" in lens.message
+
+
 def test_time_jump_warns_naming_the_event_then_clears():
     monitor = HealthMonitor()
     assert report(monitor, T0, {})["time"].level == Level.OK

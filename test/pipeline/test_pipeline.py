@@ -7,12 +7,17 @@ import time
 import numpy as np
 import pytest
 import torch
-from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
+from oracle_doubles import (
+    ColorOraclePointerDouble,
+    ColorOraclePropagatorDouble,
+    OracleOptions,
+    RecordingPointerDouble,
+)
 from polling import wait_for
 from sink_double import ListSinkDouble
 from synthetic_video import MovingDisc, default_scene, render
 
-from videomolmo_ros.backends.interfaces import NoOptions
+from videomolmo_ros.backends.interfaces import GroundingResult, NoOptions
 from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig, TakeTurns
 
@@ -409,3 +414,66 @@ def test_a_forward_gap_restarts_the_grounding_context_but_keeps_tracks():
     assert pipeline.counters.snapshot()["time_gap_context_restarts"] == 1
     assert any("jumped forward 398." in message for _, message in sink.problems)
     assert {i for m in sink.masks if m.meta.stamp_ns > 500.5e9 for i in m.ids} == first_ids, "tracks keep their ids"
+
+
+@pytest.mark.parametrize(("camera_rate_frames", "frames", "gap_ms"), [(5, 5, 33), (0, 3, 450)])
+def test_a_pointer_trained_on_consecutive_frames_reads_them_at_camera_rate(camera_rate_frames, frames, gap_ms):
+    """VideoMolmo's previous frames are the camera's previous frames, whatever context_fps says."""
+    pointer = RecordingPointerDouble(GroundingResult(()), camera_rate_frames)
+    config = PipelineConfig(stream_frames=2, context_frames=3, context_fps=2.0)
+    pipeline = PerceptionPipeline(config, CPU, pointer, None, ListSinkDouble())
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
+        image = np.zeros((24, 32, 3), np.uint8)
+        for k in range(60):  # 2 s at 30 fps
+            pipeline.submit_frame(image, 10**9 + k * 33_000_000, "cam")
+        assert wait_for(lambda: any(len(w) == frames for w in pointer.windows))
+    finally:
+        pipeline.close()
+    assert pipeline.buffer_bytes == (5 if camera_rate_frames else 2 + 3) * 24 * 32 * 3, (
+        "one ring when it reads the stream"
+    )
+    for window in pointer.windows:
+        assert len(window) <= frames
+        gaps = np.diff([meta.stamp_ns for meta in window.metas]) // 1_000_000
+        assert all(gap == gap_ms for gap in gaps) if camera_rate_frames else all(gap >= gap_ms for gap in gaps)
+
+
+def test_frames_a_pointer_did_not_show_its_model_are_counted():
+    pointer = RecordingPointerDouble(GroundingResult((), skipped_frames=2))
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, pointer, None, ListSinkDouble())
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
+        pipeline.submit_frame(np.zeros((24, 32, 3), np.uint8), 10**9, "cam")
+        assert wait_for(lambda: pipeline.counters.snapshot().get("grounding_frames_not_shown_same_time") == 2)
+    finally:
+        pipeline.close()
+
+
+def test_points_scored_below_min_point_score_are_dropped_and_counted():
+    from oracle_doubles import ScriptedPointerDouble
+
+    from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+    from videomolmo_ros.pipeline.track_manager import TrackerConfig
+
+    points = (GroundedPoint(0, 60.0, 60.0, "a", score=0.9), GroundedPoint(0, 200.0, 150.0, "b", score=0.2))
+    points += (GroundedPoint(0, 250.0, 60.0, "c"),)  # no score: never dropped
+    sink = ListSinkDouble()
+    config = PipelineConfig(context_frames=1, tracker=TrackerConfig(min_point_score=0.5))
+    pipeline = PerceptionPipeline(config, CPU, ScriptedPointerDouble(GroundingResult(points)), None, sink)
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("p", "things", GroundingMode.POINT))
+        play(pipeline, 0.5)
+        assert wait_for(lambda: sink.targets, 10)
+        labels = {t.label for output in sink.targets for t in output.targets}
+        assert labels == {"a", "c"}
+        assert pipeline.counters.snapshot()["points_dropped_low_score"] >= 1
+        pipeline.reconfigure(**{"tracker.min_point_score": 0.1})  # at run time, as ros2 param set does
+        seen = len(sink.targets)
+        play(pipeline, 0.5, start_s=100.5)
+        assert wait_for(lambda: any(t.label == "b" for o in sink.targets[seen:] for t in o.targets), 10)
+    finally:
+        pipeline.close()

@@ -287,3 +287,17 @@ def test_box_is_tight_and_interior_point_on_mask_for_any_mask(mask):
     assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max(), rows.max())
     x, y = interior_point(mask, box)
     assert mask[int(y), int(x)]
+
+
+def test_a_mask_below_min_mask_score_leaves_the_track_lost_not_tracked():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, min_mask_score=0.5))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    mask = disc((100, 100), 10)
+    manager.update_from_masks("c", {track_id: (mask, 0.9)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED
+    manager.update_from_masks("c", {track_id: (disc((200, 50), 10), 0.3)})  # a weak mask elsewhere
+    [track] = manager.tracks("c")
+    assert track.state is TrackState.LOST and track.mask is None
+    assert (track.x, track.y) == pytest.approx((100, 100), abs=1), "the weak mask does not move the track"
+    manager.update_from_masks("c", {track_id: (mask, 0.5)})
+    assert state(manager, "c", track_id) is TrackState.TRACKED, "at the threshold counts as seen"

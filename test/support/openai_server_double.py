@@ -7,8 +7,11 @@ from synthetic_video.py). It binds 127.0.0.1 only. Run it in a thread (`OpenAISe
 or as a process: `python test/openai_server_double.py --port-file PATH` writes its port to
 PATH once it listens and serves until SIGTERM or SIGINT.
 
-Like vLLM, it dates frame k of a request at k / fps, with fps from the request's
-`media_io_kwargs.video.fps` when given, else the server's own `fps`.
+Like vLLM, it dates frame k of a request at frames_indices[k] / fps, with fps and frames_indices
+(checked as vLLM checks them) from the request's `media_io_kwargs.video` when given, else k and
+the server's own `fps`. Its `GET /version` answers with `version` (404 when None, as a server
+that is not vLLM). It holds its answers to a request's `structured_outputs.regex` as vLLM does:
+an answer outside it is a server error here, so a wrong grammar fails the test.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -62,7 +66,21 @@ def _centroid_per_mille(mask: np.ndarray) -> tuple[int, int]:
     return round(1000 * cols.mean() / width), round(1000 * rows.mean() / height)
 
 
-def molmo2_answer(frames: list[np.ndarray], prompt: str, fps: float) -> str:
+def frame_times(video: dict, count: int, default_fps: float) -> list[float]:
+    """Each frame's time as vLLM dates JPEG frames: frames_indices[k] / fps (k / fps without indices)."""
+    fps = float(video.get("fps", default_fps))
+    indices = video.get("frames_indices", list(range(count)))
+    if not (isinstance(indices, list) and all(isinstance(i, int) for i in indices)):
+        raise ValueError("frames_indices must be a list of integers")
+    if len(indices) != count:
+        raise ValueError(f"frames_indices length ({len(indices)}) must match number of frames sent ({count})")
+    total = video.get("total_num_frames", count)
+    if not isinstance(total, int) or total < count:
+        raise ValueError(f"total_num_frames ({total}) must be an integer >= number of frames sent ({count})")
+    return [i / fps for i in indices]
+
+
+def molmo2_answer(frames: list[np.ndarray], prompt: str, times: list[float]) -> str:
     """What Molmo2 would say if it were a perfect colour oracle.
 
     Pointing: `<points coords="t i x y;t i x y">label</points>`, i numbering the points.
@@ -82,7 +100,7 @@ def molmo2_answer(frames: list[np.ndarray], prompt: str, fps: float) -> str:
                 number = object_ids.setdefault((name, j), len(object_ids) + 1) if tracking else count
                 points.append(f"{number} {x:03d} {y:03d}")
             if points:
-                groups.append(f"{index / fps:.1f} " + " ".join(points))
+                groups.append(f"{times[index]:.1f} " + " ".join(points))
         if groups:
             tag = "tracks" if tracking else "points"
             elements.append(f'<{tag} coords="{";".join(groups)}">{name}</{tag}>')
@@ -95,6 +113,8 @@ class OpenAIServerDouble:
     """The server: attributes are the knobs, settable at any time.
 
     fps: the frame rate assumed for frames sent without media_io_kwargs.
+    version: what GET /version answers (None: 404, a server that is not vLLM).
+    refuse_structured_outputs: answer a request with structured_outputs with HTTP 400.
     delay_s: how long to think before answering (timeout tests).
     fail_status: answer chat completions with this HTTP status instead (0: don't).
     malformed: answer chat completions with a body that is not JSON.
@@ -104,6 +124,8 @@ class OpenAIServerDouble:
     def __init__(self, model: str = DEFAULT_MODEL, fps: float = 2.0, port: int = 0):
         self.model = model
         self.fps = fps
+        self.version: str | None = None
+        self.refuse_structured_outputs = False
         self.delay_s = 0.0
         self.fail_status = 0
         self.malformed = False
@@ -149,10 +171,15 @@ class OpenAIServerDouble:
         try:
             url, prompt = video_and_prompt(request)
             frames = decode_video_url(url)
+            times = frame_times(request.get("media_io_kwargs", {}).get("video", {}), len(frames), self.fps)
         except (KeyError, TypeError, ValueError) as error:
             return 400, _error(f"bad request: {error}", "BadRequestError", 400)
-        fps = request.get("media_io_kwargs", {}).get("video", {}).get("fps", self.fps)
-        text = molmo2_answer(frames, prompt, fps)
+        grammar = request.get("structured_outputs", {}).get("regex")
+        if grammar is not None and self.refuse_structured_outputs:
+            return 400, _error("structured outputs are not supported", "BadRequestError", 400)
+        text = molmo2_answer(frames, prompt, times)
+        if grammar is not None and not re.fullmatch(grammar, text):
+            return 500, _error(f"answer {text!r} is outside the requested grammar", "InternalServerError", 500)
         return 200, {
             "id": "chatcmpl-double",
             "object": "chat.completion",
@@ -179,8 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        version = self.server.double.version
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, json.dumps(self.server.double.models()).encode())
+        elif self.path == "/version" and version is not None:
+            self._send(200, json.dumps({"version": version}).encode())
         else:
             self._send(404, json.dumps(_error(f"no route {self.path}", "NotFoundError", 404)).encode())
 

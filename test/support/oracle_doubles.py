@@ -157,6 +157,22 @@ class ScriptedPointerDouble(Pointer):
         return self.result
 
 
+class RecordingPointerDouble(ScriptedPointerDouble):
+    """Answers with a scripted result and keeps every window it was given (what the pipeline feeds a pointer).
+
+    `camera_rate_frames` asks for consecutive camera frames, as VideoMolmo does.
+    """
+
+    def __init__(self, result: GroundingResult, camera_rate_frames: int = 0):
+        super().__init__(result)
+        self.camera_rate_frames = camera_rate_frames
+        self.windows: list[FrameWindow] = []
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        self.windows.append(window)
+        return self.result
+
+
 class WrongColourPointerDouble(ColorOraclePointerDouble):
     """Points at every object whose colour the query does not name: a confident wrong answer."""
 

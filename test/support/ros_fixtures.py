@@ -30,11 +30,11 @@ def reliable_planner(ros_context):
 
 @pytest.fixture
 def node(tmp_path):
-    """Start perception_node processes (`node(overrides)`); all are stopped after the test."""
+    """Start perception_node processes (`node(overrides, **NodeProcess options)`); all are stopped after the test."""
     started = []
 
-    def start(overrides=None):
-        started.append(NodeProcess(tmp_path / f"node{len(started)}.log", overrides))
+    def start(overrides=None, **options):
+        started.append(NodeProcess(tmp_path / f"node{len(started)}.log", overrides, **options))
         return started[-1]
 
     yield start

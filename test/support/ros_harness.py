@@ -31,8 +31,13 @@ RELIABLE_CAMERA = {"cameras.main.reliability": "reliable", "cameras.main.queue_d
 RELIABLE_IMAGES = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def installed_executable(name: str) -> Path:
+    """An executable of this package as `ros2 run videomolmo_ros <name>` starts it."""
+    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / name
+
+
 def node_executable() -> Path:
-    return Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / "perception_node"
+    return installed_executable("perception_node")
 
 
 def installed_params_file() -> Path:
@@ -40,15 +45,30 @@ def installed_params_file() -> Path:
 
 
 class NodeProcess:
-    """perception_node started with the installed params file plus overrides; its log kept."""
+    """perception_node started with the installed params file plus overrides; its log kept.
 
-    def __init__(self, log_path: Path, overrides: dict[str, object] | None = None):
+    `params_file=False` starts it without the installed file (as `ros2 run` does: the code's
+    defaults); `env` adds to or, with None values, removes from the environment.
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        overrides: dict[str, object] | None = None,
+        params_file: bool = True,
+        env: dict[str, str | None] | None = None,
+    ):
         # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
         override_file = log_path.with_suffix(".params.yaml")
         override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
-        args = [str(node_executable()), "--ros-args", "--params-file", str(installed_params_file())]
+        args = [str(node_executable()), "--ros-args"]
+        args += ["--params-file", str(installed_params_file())] if params_file else []
         args += ["--params-file", str(override_file)]
-        env = dict(os.environ, PYTHONPATH=f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in (env or {})},
+            **{k: v for k, v in (env or {}).items() if v is not None},
+            "PYTHONPATH": f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        }
         env["PYTHONUNBUFFERED"] = "1"
         env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
         self.log_path = log_path
@@ -78,6 +98,33 @@ class NodeProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def call(planner, service_type, name: str, request, timeout_s: float = 20.0):
+    """Call a service of the node under test; fail if it is not offered or does not answer in time."""
+    client = planner.node.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=timeout_s), f"{name} not offered"
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout_s), f"{name} did not answer within {timeout_s} s"
+    return future.result()
+
+
+def change_state(planner, transition: int) -> bool:
+    """A lifecycle transition of the node under test (lifecycle_msgs Transition id); whether it succeeded."""
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request()
+    request.transition.id = transition
+    return call(planner, ChangeState, "/perception_node/change_state", request).success
+
+
+def set_parameter(planner, name: str, value):
+    """Set one parameter of the node over DDS, as any peer can; the SetParametersResult."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return call(planner, SetParameters, "/perception_node/set_parameters", request).results[0]
 
 
 def image_msg(array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> Image:

@@ -37,16 +37,23 @@ IMAGE_TOKENS = [
     "<|video|>",
 ]  # beyond the output layer, as in the released Molmo2 checkpoints
 
-# Molmo2's layout: Qwen-style turns, the video placeholder before the user's text.
+# The released checkpoints' layout (their chat_template.jinja): every video / image placeholder
+# first, then the Qwen-style turns with their text only; the processor prepends BOS.
 CHAT_TEMPLATE = (
+    "{%- set media = namespace(videos=0, images=0) -%}"
+    "{%- for message in messages if message['content'] is not string -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'video' -%}{%- set media.videos = media.videos + 1 -%}"
+    "{%- elif item['type'] == 'image' -%}{%- set media.images = media.images + 1 -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endfor -%}"
+    "{{ '<|image|>' * media.images }}{{ '<|video|>' * media.videos }}"
     "{%- for message in messages -%}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'video' -%}{{ '<|video|>' }}"
-    "{%- elif item['type'] == 'image' -%}{{ '<|image|>' }}"
-    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
-    "{%- endfor -%}"
-    "{{ '<|im_end|>\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{{ message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') }}"
+    "{%- endif -%}"
+    "{{ '<|im_end|>\\n' if message['role'] == 'user' else '' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )

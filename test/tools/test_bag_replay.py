@@ -2,14 +2,13 @@
 
 import io
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PilImage
-from ros_harness import DOUBLES, START_S, NodeProcess
+from ros_harness import DOUBLES, START_S, NodeProcess, installed_executable
 from rosbags.rosbag2 import StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
@@ -176,10 +175,10 @@ def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
     assert red["union"]["j"] == pytest.approx(np.mean(np.where(in_red, red_share, 0.0)))
     # The oracle points at each named disc's centroid, always on it: every point is a hit.
     assert both["pointing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
-    assert both["counts"]["exact"] == 1.0
+    assert both["frame_counts"]["exact"] == 1.0
     # One point per frame for two discs: recall 1/2, F1 2/3; one short of two is still "close".
     assert red["pointing"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3})
-    assert red["counts"] == {"exact": 0.0, "close": 1.0}
+    assert red["frame_counts"] == {"exact": 0.0, "close": 1.0}
     printed = capsys.readouterr().out
     assert f"score against {TRUTH_TOPIC} -> {out / 'score.json'}" in printed
     assert "J&F" in printed and "the red ball" in printed
@@ -215,10 +214,12 @@ def test_timed_replay_with_a_command_line_query_and_clock(perception_node, tmp_p
 
 
 def test_a_missing_bag_exits_non_zero_with_the_reason(tmp_path):
-    executable = shutil.which("replay_bag")
-    assert executable, "replay_bag is not on PATH: source scripts/env.sh after scripts/setup"
+    executable = installed_executable("replay_bag")
     result = subprocess.run(
-        [executable, str(tmp_path / "nope"), "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+        [str(executable), str(tmp_path / "nope"), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert f"no bag at {tmp_path / 'nope'}" in result.stderr

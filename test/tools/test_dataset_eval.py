@@ -191,7 +191,10 @@ def test_the_oracle_scores_near_one_with_every_frame_tracked(davis_run):
         assert min(result.frame_j[1:]) > 0.98, result.frame_j
         assert result.jf >= 0.89 and result.j >= 0.89
         assert (result.pointing.precision, result.pointing.recall) == (1.0, 1.0)
-        assert result.count.exact == 1.0 and result.count_pairs == [(1, 1), (1, 1)]  # frames 0 and 5 at 2 Hz
+        assert result.frame_count.exact == 1.0 and result.frame_count_pairs == [
+            (1, 1),
+            (1, 1),
+        ]  # frames 0 and 5 at 2 Hz
         assert result.id_switches == 0 and result.track_ids == 1
         assert result.timeouts == 0 and result.counters["frames_tracked"] == FRAMES
         assert "frames_skipped_tracking_busy" not in result.counters
@@ -220,7 +223,7 @@ def test_pointing_at_the_wrong_object_scores_near_zero(mevis_root, tmp_path):
     red, blue, both = report.sequences
     for result in (red, blue):
         assert result.jf < 0.1 and result.pointing.f1 == 0.0
-    assert both.count.exact == 0.0, "the wrong double names no object when every colour is asked for"
+    assert both.frame_count.exact == 0.0, "the wrong double names no object when every colour is asked for"
     assert report.overall.jf < 0.1
     with Image.open(tmp_path / "discs__0.gif") as gif:
         assert gif.n_frames == 4, "10 frames capped at 4: every third"
@@ -230,7 +233,7 @@ def test_the_oracle_finds_both_objects_of_a_mevis_expression(mevis_root, tmp_pat
     report = run_eval(mevis_root, tmp_path)
     both = report.sequences[2]
     assert both.text == "the red and the blue ball"
-    assert min(both.frame_j[1:-1]) > 0.98 and both.count.exact == 1.0 and both.track_ids == 2
+    assert min(both.frame_j[1:-1]) > 0.98 and both.frame_count.exact == 1.0 and both.track_ids == 2
     assert both.frame_j[-1] < 0.9, "the truth has blue gone (a null RLE) from the last frame"
     assert report.sequences[0].jf >= 0.89
 
@@ -271,7 +274,7 @@ def test_cli_params_are_typed_as_their_defaults(davis_root, tmp_path):
     ("extra", "message"),
     [
         (["--pointer", "no_such_model"], "unknown Pointer backend 'no_such_model'"),
-        (["--propagator", "sam2"], "SAM2: no checkpoint"),
+        (["--propagator", "sam2"], "SAM2 checkpoint not found (offline: HF_HUB_OFFLINE is set"),
         (["--param", "context_frames=many"], "context_frames=many: expected a value of type int"),
         (["--param", "sam2.checkpoint=x"], "--param sam2.checkpoint: unknown"),
     ],

@@ -2,47 +2,34 @@
 
 import numpy as np
 import pytest
+from box_masks import box
 
 from videomolmo_ros.tools.metrics import (
     CountScores,
     LatencyStats,
-    MaskScores,
     PointingScores,
     PointingTruth,
+    TruthPoint,
     VideoPoint,
-    boundary_f_measure,
-    boundary_tolerance,
     count_accuracy,
-    id_switches,
     latency_stats,
-    mask_scores,
-    match_tracks,
-    mean_mask_scores,
-    region_similarity,
-    sequence_mask_scores,
     video_pointing_scores,
 )
 
-
-def box(top: int, left: int, bottom: int, right: int, size: int = 100) -> np.ndarray:
-    """A size x size mask with rows top..bottom-1 and columns left..right-1 set."""
-    mask = np.zeros((size, size), bool)
-    mask[top:bottom, left:right] = True
-    return mask
-
-
-EMPTY = box(0, 0, 0, 0)
-
 # ---------------------------------------------------------------- video pointing
 
+
+def point(t_s: float, x: float, y: float, mask: np.ndarray) -> TruthPoint:
+    """A true point whose prediction must be at its own time, on `mask` (Molmo2's evaluation data)."""
+    return TruthPoint(t_s, x, y, {t_s: mask})
+
+
+def truth(*points: TruthPoint, duration_s: float = 10.0) -> PointingTruth:
+    return PointingTruth(points, duration_s, 100, 100)
+
+
 # A 10 s video of 100 x 100 frames: one target at 2 s (square 10..29), another at 6 s (square 60..79).
-TRUTH = PointingTruth(
-    points=[VideoPoint(2.0, 20, 20), VideoPoint(6.0, 70, 70)],
-    masks={2.0: box(10, 10, 30, 30), 6.0: box(60, 60, 80, 80)},
-    duration_s=10.0,
-    width=100,
-    height=100,
-)
+TWO_TARGETS = truth(point(2.0, 20, 20, box(10, 10, 30, 30)), point(6.0, 70, 70, box(60, 60, 80, 80)))
 
 
 def test_pointing_scores_a_hit_a_matched_miss_and_an_unmatched_prediction():
@@ -52,27 +39,44 @@ def test_pointing_scores_a_hit_a_matched_miss_and_an_unmatched_prediction():
         VideoPoint(9.0, 5, 95),  # farther from both than the others: left unpaired
     ]
     # TP = 1: P = 1/3, R = 1/2, F1 = 2 * (1/6) / (5/6) = 0.4
-    assert video_pointing_scores(predicted, TRUTH) == pytest.approx(PointingScores(1 / 3, 1 / 2, 0.4))
+    assert video_pointing_scores(predicted, TWO_TARGETS) == pytest.approx(PointingScores(1 / 3, 1 / 2, 0.4))
 
 
 def test_pointing_checks_the_mask_of_the_paired_points_frame():
     # Only the 2 s point is asked for; the prediction is on where the target is at 6 s.
-    truth = PointingTruth(TRUTH.points[:1], TRUTH.masks, TRUTH.duration_s, TRUTH.width, TRUTH.height)
-    assert video_pointing_scores([VideoPoint(2.0, 70, 70)], truth) == PointingScores(0.0, 0.0, 0.0)
+    assert video_pointing_scores([VideoPoint(2.0, 70, 70)], truth(TWO_TARGETS.points[0])).f1 == 0.0
+
+
+def test_a_prediction_scores_only_at_its_paired_points_time():
+    # One object, annotated at 0 s and 1 s in the same place; both predictions at 0 s, on it. Each
+    # true point pairs with one prediction; the one paired with the 1 s point is at the wrong time.
+    square = box(40, 40, 60, 60)
+    predicted = [VideoPoint(0.0, 50, 50), VideoPoint(0.0, 51, 51)]
+    scores = video_pointing_scores(predicted, truth(point(0.0, 50, 50, square), point(1.0, 50, 50, square)))
+    assert scores == pytest.approx(PointingScores(0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("x", "hit"),
+    [(9.6, True), (10.4, True), (9.5, True), (10.5, True), (9.4, False), (10.6, False), (11.5, False)],
+)
+def test_the_predicted_pixel_is_rounded_half_to_even_as_the_reference_rounds(x, hit):
+    # The mask is column 10 alone: x rounds onto it from 9.5 (-> 10) to 10.5 (-> 10, half to even).
+    column = box(0, 10, 100, 11)
+    assert video_pointing_scores([VideoPoint(0.0, x, 50)], truth(point(0.0, 10, 50, column))).f1 == float(hit)
 
 
 def test_pointing_off_the_image_is_a_miss_not_an_error():
-    truth = PointingTruth([VideoPoint(0.0, 99, 99)], {0.0: box(0, 0, 100, 100)}, 1.0, 100, 100)
-    assert video_pointing_scores([VideoPoint(0.0, 100.5, 99)], truth).recall == 0.0
+    whole = truth(point(0.0, 99, 99, box(0, 0, 100, 100)), duration_s=1.0)
+    assert video_pointing_scores([VideoPoint(0.0, 100.5, 99)], whole).recall == 0.0
 
 
 def test_pointing_at_nothing_when_there_is_nothing_scores_one():
-    truth = PointingTruth([], {}, 10.0, 100, 100)
-    assert video_pointing_scores([], truth) == PointingScores(1.0, 1.0, 1.0)
+    assert video_pointing_scores([], truth()) == PointingScores(1.0, 1.0, 1.0)
 
 
 def test_pointing_at_nothing_when_there_are_targets_scores_zero():
-    assert video_pointing_scores([], TRUTH) == PointingScores(0.0, 0.0, 0.0)
+    assert video_pointing_scores([], TWO_TARGETS) == PointingScores(0.0, 0.0, 0.0)
 
 
 # ---------------------------------------------------------------- counting
@@ -92,117 +96,6 @@ def test_close_count_tolerance_below_twenty_is_one():
 def test_count_accuracy_of_nothing_is_an_error():
     with pytest.raises(ValueError):
         count_accuracy([])
-
-
-# ---------------------------------------------------------------- masks: J
-
-
-def test_j_of_overlapping_rectangles():
-    # Two 4 x 4 squares overlapping in 2 x 2: 4 / (16 + 16 - 4) = 1/7
-    assert region_similarity(box(0, 0, 4, 4, 10), box(2, 2, 6, 6, 10)) == pytest.approx(1 / 7)
-
-
-def test_j_of_two_empty_masks_is_one():
-    assert region_similarity(EMPTY, EMPTY) == 1.0
-
-
-# ---------------------------------------------------------------- masks: F
-
-SQUARE = box(30, 30, 70, 70)
-
-
-def shifted_right(columns: int) -> np.ndarray:
-    return box(30, 30 + columns, 70, 70 + columns)
-
-
-def test_tolerance_rounds_up_as_the_davis_code_does():
-    # 0.008 * hypot(100, 100) = 1.13 -> 2 pixels (rounding to nearest would give 1)
-    assert boundary_tolerance((100, 100)) == 2
-
-
-def test_f_of_identical_masks_is_one():
-    assert boundary_f_measure(SQUARE, SQUARE) == 1.0
-
-
-def test_f_of_a_shift_within_the_tolerance_is_one():
-    assert boundary_f_measure(shifted_right(2), SQUARE) == 1.0
-
-
-def test_f_of_a_shift_just_past_the_tolerance_is_below_one():
-    assert boundary_f_measure(shifted_right(3), SQUARE) < 1.0
-
-
-def test_f_of_a_shift_well_past_the_tolerance():
-    # Both boundaries have 160 pixels (seg2bmap of a 40 x 40 square). Shifted by 5, the vertical
-    # edges match only within 2 pixels of a corner and the horizontal ones lose their last 3 pixels:
-    # 38 + 5 + 37 + 0 of the prediction's and 38 + 0 + 38 + 4 of the truth's match, P = R = 0.5.
-    assert boundary_f_measure(shifted_right(5), SQUARE) == pytest.approx(0.5)
-
-
-@pytest.mark.parametrize(
-    ("predicted", "truth", "expected"), [(EMPTY, EMPTY, 1.0), (EMPTY, SQUARE, 0.0), (SQUARE, EMPTY, 0.0)]
-)
-def test_f_with_empty_masks(predicted, truth, expected):
-    assert boundary_f_measure(predicted, truth) == expected
-
-
-# ---------------------------------------------------------------- masks: J&F
-
-
-def test_jf_is_the_mean_of_j_and_f():
-    scores = mask_scores(shifted_right(5), SQUARE)
-    # J = 35 * 40 / (45 * 40) = 7/9
-    assert (scores.j, scores.f, scores.jf) == pytest.approx((7 / 9, 0.5, (7 / 9 + 0.5) / 2))
-
-
-def test_sequence_scores_average_over_frames():
-    # A perfect frame and a missed one.
-    scores = sequence_mask_scores([SQUARE, EMPTY], [SQUARE, SQUARE])
-    assert scores == MaskScores(j=0.5, f=0.5)
-    assert scores.jf == 0.5
-
-
-def test_mean_of_per_object_scores():
-    assert mean_mask_scores([MaskScores(1.0, 0.5), MaskScores(0.5, 0.0)]) == MaskScores(j=0.75, f=0.25)
-
-
-def test_mean_of_no_scores_is_an_error():
-    with pytest.raises(ValueError):
-        mean_mask_scores([])
-
-
-def test_sequence_scores_need_one_prediction_per_frame():
-    with pytest.raises(ValueError):
-        sequence_mask_scores([SQUARE], [SQUARE, SQUARE])
-
-
-# ---------------------------------------------------------------- tracks
-
-
-def test_match_tracks_keeps_pairs_at_half_overlap_or_more():
-    truth = {"mug": box(0, 0, 10, 10), "cup": box(50, 50, 60, 60)}
-    predicted = {7: box(0, 0, 10, 8), 9: box(50, 55, 60, 65)}  # IoU 0.8 and 50 / 150
-    assert match_tracks(truth, predicted) == {"mug": 7}
-
-
-def test_match_tracks_with_nothing_to_match():
-    assert match_tracks({"mug": SQUARE}, {}) == {}
-
-
-def test_id_switches_count_changes_from_the_last_matched_id():
-    frames = [
-        {"a": 1, "b": 2},
-        {"a": 1, "b": 2},
-        {"a": 3, "b": 2},  # a: 1 -> 3, switch 1
-        {"b": 2},  # a unmatched
-        {"a": 3, "b": 4},  # a back on its last id 3: no switch; b: 2 -> 4, switch 2
-        {"a": 3, "b": 4},
-    ]
-    assert id_switches(frames) == 2
-
-
-def test_reacquired_under_a_new_id_after_a_gap_is_a_switch():
-    assert id_switches([{"a": 1}, {}, {}, {"a": 5}]) == 1
 
 
 # ---------------------------------------------------------------- latency

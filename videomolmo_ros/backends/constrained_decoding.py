@@ -15,12 +15,15 @@ Every regex here is bounded (groups, points, label length), so a constrained ans
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 
 import llguidance
 import numpy as np
 import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
+
+from videomolmo_ros.backends.point_grammar import MOLMO2_NONE_ANSWERS, MOLMO_V1_NONE_ANSWERS
 
 MAX_GROUPS = 32  # frame groups in one Molmo2 answer (one group per frame that has points)
 MAX_POINTS_PER_GROUP = 16  # points (or tracked objects) in one frame group
@@ -38,7 +41,10 @@ _MOLMO2_INDEX = "[1-9][0-9]{0,2}"
 _MOLMO2_TIME = r"[0-9]{1,3}\.[0-9]"
 _MOLMO2_LONGEST_TIME, _MOLMO2_LONGEST_POINT = "999.9", " 999 1000 1000"
 _MOLMO2_TAGS = {"point": "points", "track": "tracks"}
-_MOLMO2_NONE = {"point": r"There are none\.", "track": r"No tracks available\."}
+# Counting answers (point mode), as Molmo2 was trained to write them: the points, then the total.
+_COUNT_OPEN, _COUNT_CLOSE = "Counting the ", " shows a total of "
+_COUNT = "(?:0|[1-9][0-9]{0,3})"
+_LONGEST_COUNT = "9999."
 
 # Molmo v1 (VideoMolmo): percentages 0.0-100.0 with one decimal.
 _PERCENT = r"(?:100\.0|[0-9]{1,2}\.[0-9])"
@@ -48,15 +54,19 @@ def molmo2_answer_regex(
     mode: str,
     max_groups: int = MAX_GROUPS,
     max_points: int = MAX_POINTS_PER_GROUP,
-    frame_times: Sequence[float] | None = None,
+    frame_times: Sequence[str] | None = None,
+    none_answers: Sequence[str] = MOLMO2_NONE_ANSWERS,
 ) -> str:
     """A regex for one complete Molmo2 answer in `mode` ("point" or "track").
 
-    `<points coords="T I X Y( I X Y)*(;T I X Y...)*">LABEL</points>` or `There are none.` (point),
-    `<tracks coords="...">LABEL</tracks>` or `No tracks available.` (track); at most `max_groups`
-    frame groups of at most `max_points` points each, so decoding under it always terminates.
-    With `frame_times` (seconds since the window's first frame, as the prompt showed them) a
-    timestamp can only be one of those frames, so every point lands on a frame the model saw.
+    `<points coords="T I X Y( I X Y)*(;T I X Y...)*">LABEL</points>`, or that element in a
+    counting answer (`Counting the <points ...>LABEL</points> shows a total of N.`) in point mode;
+    `<tracks coords="...">LABEL</tracks>` in track mode; or one of `none_answers` in either mode
+    (Molmo2 learnt "There are none." for an absent object in both modes: forbidding it would push
+    the model into inventing points). At most `max_groups` frame groups of at most `max_points`
+    points each, so decoding under it always terminates. With `frame_times` (the times exactly as
+    the prompt printed them, "0.0", "0.5", ...) a timestamp can only be one of those, so every
+    point lands on a frame the model saw.
     """
     if mode not in _MOLMO2_TAGS:
         raise ValueError(f"mode {mode!r}: use one of {', '.join(_MOLMO2_TAGS)}")
@@ -66,36 +76,55 @@ def molmo2_answer_regex(
     group = f"{_timestamp_regex(frame_times)}{point}(?:{point}){{0,{max_points - 1}}}"
     tag = _MOLMO2_TAGS[mode]
     answer = f'<{tag} coords="{group}(?:;{group}){{0,{max_groups - 1}}}">{_LABEL}</{tag}>'
-    return f"(?:{answer}|{_MOLMO2_NONE[mode]})"
+    if mode == "point":  # the element alone, or wrapped as a counting answer
+        counted = f"{_literal(_COUNT_OPEN)}{answer}{_literal(_COUNT_CLOSE)}{_COUNT}\\."
+        answer = f"{answer}|{counted}"
+    return f"(?:{answer}|{_none_regex(none_answers)})"
 
 
-def _timestamp_regex(frame_times: Sequence[float] | None) -> str:
-    """Any one-decimal time, or exactly the frames' times printed as Molmo2's prompt prints them."""
+def _timestamp_regex(frame_times: Sequence[str] | None) -> str:
+    """Any one-decimal time, or exactly the times the prompt printed."""
     if frame_times is None:
         return _MOLMO2_TIME
-    if not frame_times or not all(0 <= t < 999.95 for t in frame_times):
-        raise ValueError(f"frame_times must be 1 or more times in 0-999.9 s, not {frame_times!r}")
-    printed = sorted({f"{t:.1f}" for t in frame_times})
-    return "(?:" + "|".join(value.replace(".", r"\.") for value in printed) + ")"
+    if not frame_times or not all(re.fullmatch(_MOLMO2_TIME, t) for t in frame_times):
+        raise ValueError(f"frame_times must be 1 or more one-decimal times of 0-999.9 s, not {frame_times!r}")
+    return "(?:" + "|".join(_literal(t) for t in sorted(set(frame_times))) + ")"
+
+
+def _none_regex(sentences: Sequence[str]) -> str:
+    """Any one of the sentences a model answers with when there is nothing to point at."""
+    if not sentences:
+        raise ValueError("give at least one sentence for 'nothing found'")
+    return "(?:" + "|".join(_literal(s) for s in sentences) + ")"
+
+
+def _literal(text: str) -> str:
+    """`text` as a regex both engines read literally (re.escape also escapes spaces, which Rust's regex refuses)."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
 
 
 def molmo2_max_new_tokens(max_groups: int = MAX_GROUPS, max_points: int = MAX_POINTS_PER_GROUP) -> int:
     """A `max_new_tokens` with which a constrained Molmo2 answer always completes, EOS included.
 
     The bound is the longest answer in bytes plus one: every token the grammar admits carries at
-    least one byte (special tokens never match it), whatever the tokenizer. Defaults: 7547.
+    least one byte (special tokens never match it), whatever the tokenizer. Defaults: 7583.
     """
     group = len(_MOLMO2_LONGEST_TIME) + max_points * len(_MOLMO2_LONGEST_POINT)
     coords = max_groups * group + max_groups - 1
-    return len('<points coords="">') + coords + _LABEL_MAX_BYTES + len("</points>") + 1
+    counting = len(_COUNT_OPEN) + len(_COUNT_CLOSE) + len(_LONGEST_COUNT)
+    return counting + len('<points coords="">') + coords + _LABEL_MAX_BYTES + len("</points>") + 1
 
 
-def molmo_v1_answer_regex(max_points: int = MAX_POINTS_PER_GROUP) -> str:
+def molmo_v1_answer_regex(
+    max_points: int = MAX_POINTS_PER_GROUP, none_answers: Sequence[str] = MOLMO_V1_NONE_ANSWERS
+) -> str:
     """A regex for one complete Molmo v1 (VideoMolmo) answer, at most `max_points` points.
 
     `<point x="61.5" y="40.6" alt="LABEL">LABEL</point>`,
     `<points x1="10.0" y1="20.0" x2="30.5" y2="40.1" alt="LABEL">LABEL</points>` (numbered from 1,
-    in order) or `There are none.`; coordinates are percentages 0.0-100.0 with one decimal.
+    in order) or one of `none_answers` (VideoMolmo's templates answer "This isn't in the video."
+    for an absent object, Molmo's "There are none."); coordinates are percentages 0.0-100.0 with
+    one decimal.
     """
     if max_points < 1:
         raise ValueError(f"max_points ({max_points}) must be at least 1")
@@ -104,7 +133,7 @@ def molmo_v1_answer_regex(max_points: int = MAX_POINTS_PER_GROUP) -> str:
     for k in range(max_points, 0, -1):  # innermost first: point k is optional after point k-1
         numbered = f' x{k}="{_PERCENT}" y{k}="{_PERCENT}"' + (f"(?:{numbered})?" if numbered else "")
     several = f'<points{numbered} alt="{_LABEL}">{_LABEL}</points>'
-    return rf"(?:{single}|{several}|There are none\.)"
+    return f"(?:{single}|{several}|{_none_regex(none_answers)})"
 
 
 @functools.lru_cache(maxsize=4)

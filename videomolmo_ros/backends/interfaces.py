@@ -7,12 +7,14 @@ backend can be written, tested and benchmarked without ROS.
 
 To add your own backend, subclass one of these, give it an `Options` dataclass (each field
 becomes a ROS parameter `<ClassName>.<field>`), and name it in the node's
-parameters as `package.module:ClassName`.
+parameters as `package.module:ClassName`. Declare a field that selects code, files or endpoints
+(a path, a model id, an URL, trust_remote_code) with `startup_only(default)`: its parameter is
+read-only, set from the params file or launch only, never by a peer on the network.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field
 
 import torch
 
@@ -25,7 +27,9 @@ class GroundedPoint:
     """A point the model placed: on window frame `frame_index`, in that frame's pixels.
 
     `object_id` is the model's own identity for the object (Molmo2 track mode numbers objects
-    1, 2, ... within one answer); None when the model gives none (pointing).
+    1, 2, ... within one answer); None when the model gives none (pointing). `score` is the
+    model's 0-1 confidence in the point, None when it gives none; points below the node's
+    `tracker.min_point_score` are dropped.
     """
 
     frame_index: int
@@ -33,6 +37,7 @@ class GroundedPoint:
     y: float
     label: str = ""
     object_id: int | None = None
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,13 @@ class GroundingResult:
 
     `problems` lists parts of the model output that were dropped (malformed, out of range);
     the node logs and counts them while still using the points that did parse.
+    `skipped_frames` counts window frames the model was not shown (counted by the pipeline).
     """
 
     points: tuple[GroundedPoint, ...]
     raw_output: str = ""
     problems: tuple[str, ...] = ()
+    skipped_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,19 @@ class ObjectMask:
 
     mask: torch.Tensor
     score: float = 1.0
+
+
+# Field metadata key: the option's parameter is read-only (see startup_only).
+READ_ONLY = "read_only"
+
+
+def startup_only(default) -> Field:
+    """An Options field that selects code, files or endpoints: a read-only ROS parameter.
+
+    Anyone on the DDS network can set a node's parameters; a path, model id, URL or code switch
+    set that way would let them choose what the node loads or where it sends its frames.
+    """
+    return field(default=default, metadata={READ_ONLY: True})
 
 
 @dataclass(frozen=True)
@@ -70,12 +90,30 @@ class Backend:
         self.options = options
         self.device = device
 
+    def describe(self) -> str:
+        """What the start-up log says the node runs (a remote backend names its server; never a secret)."""
+        return type(self).__name__
+
     def close(self) -> None:
         """Release what the backend holds besides memory (a process, a connection); called at cleanup."""
 
 
 class Pointer(Backend, ABC):
-    """A video grounding model: frames + query -> points per frame."""
+    """A video grounding model: frames + query -> points per frame.
+
+    `camera_rate_frames`: 0 to read the context window (context_frames sampled at context_fps);
+    N to read the last N consecutive camera frames instead (a temporal module trained on
+    consecutive frames), whatever context_frames and context_fps say.
+    """
+
+    camera_rate_frames: int = 0
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        """Warnings about how the context window will feed this model, logged once at configure.
+
+        Raise BackendError for a window the model cannot work with.
+        """
+        return []
 
     @abstractmethod
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:

@@ -21,8 +21,12 @@ from itertools import pairwise
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
 
 MOLMO2_NONE_POINTS = "There are none."
-MOLMO2_NONE_TRACKS = "No tracks available."
+MOLMO2_NONE_TRACKS = "No tracks available."  # upstream: only when tracks were filtered away
 MOLMO_V1_NONE = "There are none."
+VIDEOMOLMO_NONE = "This isn't in the video."  # VideoMolmo's templates, for an absent object
+# What each model may say when it finds nothing (Molmo2 learnt "There are none." in both modes).
+MOLMO2_NONE_ANSWERS = (MOLMO2_NONE_POINTS, MOLMO2_NONE_TRACKS)
+MOLMO_V1_NONE_ANSWERS = (MOLMO_V1_NONE, VIDEOMOLMO_NONE)
 
 _LABEL = r'[^<>"]*'
 _PER_MILLE = r"(?:[0-9]{3}|1000)"
@@ -53,9 +57,10 @@ _INTEGER = re.compile(r"[0-9]{1,9}")
 _NUMBER = re.compile(r"-?[0-9]{1,9}(?:\.[0-9]{1,9})?")  # signed, so negatives are reported as out of range
 _V1_COORDINATE = re.compile(r"([xy])([0-9]{0,6})")
 _COUNT = re.compile(r"\btotal of ([0-9]{1,9})(?![0-9])", re.IGNORECASE)
-_NONE = re.compile(r"\b(?:there are none|no tracks available)\b", re.IGNORECASE)
+_NONE_WORDS = r"there are none|no tracks available|this isn't in the video"
+_NONE = re.compile(rf"\b(?:{_NONE_WORDS})\b", re.IGNORECASE)
 _KNOWN_PROSE = re.compile(
-    r"\b(?:counting the|shows a total of [0-9]{1,9}(?![0-9])|there are none|no tracks available)\b|[\s.,;:!]+",
+    rf"\b(?:counting the|shows a total of [0-9]{{1,9}}(?![0-9])|{_NONE_WORDS})\b|[\s.,;:!]+",
     re.IGNORECASE,
 )
 
@@ -385,14 +390,24 @@ def _v1_point(pair: dict[str, str], suffix: str, label: str) -> tuple[ParsedPoin
 
 
 def to_grounding_result(
-    parsed: ParseResult, frame_times_s: list[float], width: int, height: int, raw: str
+    parsed: ParseResult,
+    frame_times_s: Sequence[float],
+    width: int,
+    height: int,
+    raw: str,
+    frame_indices: Sequence[int] | None = None,
 ) -> GroundingResult:
-    """Parsed points -> points on a window's frames (nearest real timestamp; single-frame Molmo v1
-    answers: the last frame), in pixels, with what could not be parsed."""
+    """Parsed points -> points on a window's frames (nearest frame time; single-frame Molmo v1
+    answers: the last frame), in pixels, with what could not be parsed.
+
+    `frame_times_s` are the times of the frames the model saw; `frame_indices` their indices in
+    the window when the model saw only some of its frames (default: all, in order).
+    """
+    indices = range(len(frame_times_s)) if frame_indices is None else frame_indices
     last = len(frame_times_s) - 1
     points = tuple(
         GroundedPoint(
-            last if p.time_s is None else nearest_frame(p.time_s, frame_times_s),
+            indices[last if p.time_s is None else nearest_frame(p.time_s, frame_times_s)],
             *p.to_pixels(width, height),
             p.label,
             p.object_id,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from videomolmo_ros.backends.interfaces import Pointer
+from videomolmo_ros.backends.interfaces import READ_ONLY, Pointer
 
 # Registered names -> "module:Class". Imported only when chosen, so a user of one backend
 # never pays for (or needs the dependencies of) another.
@@ -62,6 +62,11 @@ def option_defaults(cls: type) -> dict[str, object]:
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(cls.Options)
     }
+
+
+def read_only_options(cls: type) -> frozenset[str]:
+    """The options a backend marks `startup_only` (code, files, endpoints): read-only parameters."""
+    return frozenset(f.name for f in dataclasses.fields(cls.Options) if f.metadata.get(READ_ONLY))
 
 
 def create(spec: str, kind: type, device: torch.device, options: Mapping[str, object] | None = None):

@@ -23,7 +23,10 @@ resolution. OpenCV and ROS calibrations put pixel centres at integers, for which
 is cx' = (cx + 0.5) * s - 0.5; the difference, |1 - s| / 2 pixels (a quarter pixel at half
 resolution: 0.8 mm at 1 m for a camera of fx = 600 at full resolution), is below depth noise.
 
-Images are assumed rectified (pinhole model): CameraInfo's distortion coefficients are ignored.
+Lens distortion. An unrectified image (image_raw) shows a point where the lens moved it: the
+pixel is undistorted with CameraInfo's model and D (`lens_distortion`) before back-projection,
+so a calibrated camera's 3D positions are right to the millimetre at the image corners too.
+Rectified images (D empty or zero) skip it.
 """
 
 import math
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from videomolmo_ros.io.image_codec import ENCODINGS, ImageDecodeError
+from videomolmo_ros.io.lens_distortion import Distortion
+from videomolmo_ros.io.text import clip
 
 Point3 = tuple[float, float, float]
 
@@ -47,7 +52,11 @@ MAD_TO_SIGMA = 1.4826
 
 @dataclass(frozen=True)
 class CameraIntrinsics:
-    """A pinhole camera at one resolution: focal lengths and principal point in pixels."""
+    """A camera at one resolution: focal lengths and principal point in pixels, and its lens distortion.
+
+    `distortion` None is a pinhole camera (a rectified image). Distortion acts on normalised
+    coordinates, so it is the same at every resolution.
+    """
 
     fx: float
     fy: float
@@ -55,9 +64,14 @@ class CameraIntrinsics:
     cy: float
     width: int
     height: int
+    distortion: Distortion | None = None
 
     def __post_init__(self) -> None:
-        if not (self.fx > 0 and self.fy > 0 and math.isfinite(self.fx) and math.isfinite(self.fy)):
+        if not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
+            raise ValueError(
+                f"K holds a value that is not finite: fx {self.fx}, fy {self.fy}, cx {self.cx}, cy {self.cy}"
+            )
+        if not (self.fx > 0 and self.fy > 0):
             raise ValueError(
                 f"focal lengths fx = {self.fx}, fy = {self.fy} must be positive: "
                 "an all-zero K means the camera publishes no calibration"
@@ -66,16 +80,19 @@ class CameraIntrinsics:
             raise ValueError(f"image size {self.width}x{self.height} (width x height) must be positive")
 
     @classmethod
-    def from_camera_info(cls, k: Sequence[float], width: int, height: int) -> "CameraIntrinsics":
-        """From CameraInfo's row-major 3x3 K (skew K[1], zero in practice, is ignored)."""
+    def from_camera_info(
+        cls, k: Sequence[float], width: int, height: int, distortion_model: str = "", d: Sequence[float] = ()
+    ) -> "CameraIntrinsics":
+        """From CameraInfo's row-major 3x3 K (skew K[1], zero in practice, is ignored), model and D."""
         if len(k) != 9:
             raise ValueError(f"K must have 9 values (row-major 3x3), got {len(k)}")
-        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height))
+        distortion = Distortion.from_camera_info(distortion_model, d)
+        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height), distortion)
 
     def scaled_to(self, width: int, height: int) -> "CameraIntrinsics":
         """The same camera at another resolution (see the module's pixel convention)."""
         sx, sy = width / self.width, height / self.height
-        return CameraIntrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+        return CameraIntrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height, self.distortion)
 
 
 def project(x_px: float, y_px: float, depth_m: float, intrinsics: CameraIntrinsics) -> Point3:
@@ -83,17 +100,23 @@ def project(x_px: float, y_px: float, depth_m: float, intrinsics: CameraIntrinsi
 
     `depth_m` is the point's z, which is what depth images hold (not its distance along the
     ray). Pixel and intrinsics must be at the same resolution: the colour image's, for depth
-    registered to the colour camera.
+    registered to the colour camera. A distorted pixel is undistorted first (ValueError where
+    the lens model cannot be inverted).
     """
-    x = (x_px - intrinsics.cx) * depth_m / intrinsics.fx
-    y = (y_px - intrinsics.cy) * depth_m / intrinsics.fy
-    return x, y, depth_m
+    x = (x_px - intrinsics.cx) / intrinsics.fx
+    y = (y_px - intrinsics.cy) / intrinsics.fy
+    if intrinsics.distortion is not None:
+        x, y = intrinsics.distortion.undistort(x, y)
+    return x * depth_m, y * depth_m, depth_m
 
 
 def to_pixel(point: Point3, intrinsics: CameraIntrinsics) -> tuple[float, float]:
-    """The pixel where a point of the optical frame (z > 0) appears: the inverse of `project`."""
+    """The pixel where a point of the optical frame (z > 0) appears, through the lens: the inverse of `project`."""
     x, y, z = point
-    return intrinsics.fx * x / z + intrinsics.cx, intrinsics.fy * y / z + intrinsics.cy
+    x, y = x / z, y / z
+    if intrinsics.distortion is not None:
+        x, y = intrinsics.distortion.distort(x, y)
+    return intrinsics.fx * x + intrinsics.cx, intrinsics.fy * y + intrinsics.cy
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,8 @@ class DepthImage:
 def _check_depth_array(array: np.ndarray, encoding: str) -> None:
     if encoding not in DEFAULT_UNIT_DIVISORS:
         raise ImageDecodeError(
-            f"depth encoding {encoding!r} is not supported (REP 118 depth is 16UC1 or 32FC1)", "unsupported_encoding"
+            f"depth encoding {clip(encoding)!r} is not supported (REP 118 depth is 16UC1 or 32FC1)",
+            "unsupported_encoding",
         )
     dtype = ENCODINGS[encoding].dtype
     if array.dtype != dtype or array.ndim != 2:
@@ -259,7 +283,8 @@ class LocalizerConfig:
 class Position:
     """A target's 3D point in the colour camera's optical frame, or why there is none.
 
-    `reason` is a short stable code (outside_image, mask_wrong_size, empty_mask, no_valid_depth)
+    `reason` is a short stable code (outside_image, mask_wrong_size, empty_mask, no_valid_depth,
+    outside_lens_model)
     the node counts and logs; None when `xyz` is set.
     """
 
@@ -299,7 +324,10 @@ class Localizer:
         depth = self._mask_depth(mask) if mask is not None else self._point_depth(x, y)
         if depth is None:
             return Position(None, "no_valid_depth")
-        return Position(project(x, y, depth, self.intrinsics))
+        try:
+            return Position(project(x, y, depth, self.intrinsics))
+        except ValueError:
+            return Position(None, "outside_lens_model")
 
     def locate_all(self, targets: Iterable[tuple[float, float, np.ndarray | None]]) -> list[Position]:
         """`locate` for each (x, y, mask or None), in order."""

@@ -7,11 +7,14 @@ part of it the package needs. It takes the message's plain fields, so it never i
 import array
 import io
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image as PilImage
+
+from videomolmo_ros.io.text import clip
 
 
 class Encoding(NamedTuple):
@@ -19,8 +22,10 @@ class Encoding(NamedTuple):
 
     dtype: np.dtype
     channels: int
-    # Indices of the R, G and B channels; None for depth-like data a colour model cannot use.
+    # Indices of the R, G and B channels; None for data that is not RGB channels.
     rgb: tuple[int, int, int] | None
+    # An OpenCV cvtColor code to RGB for packed or mosaicked colour (YUV 4:2:2, Bayer); None otherwise.
+    to_rgb_code: int | None = None
 
 
 _U8, _U16, _F32 = np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
@@ -38,7 +43,22 @@ ENCODINGS: dict[str, Encoding] = {
     "mono16": Encoding(_U16, 1, None),
     "16UC1": Encoding(_U16, 1, None),
     "32FC1": Encoding(_F32, 1, None),
+    # YUV 4:2:2 (USB cameras): two bytes a pixel. ROS's yuv422 is UYVY byte order, yuv422_yuy2 is YUYV.
+    "yuv422": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": Encoding(_U8, 2, None, cv2.COLOR_YUV2RGB_YUY2),
 }
+# Bayer mosaics (industrial cameras), named by their top-left 2x2 block. OpenCV names a pattern by
+# the second row's middle pixels, so ROS's rggb is OpenCV's BG (as cv_bridge maps them).
+_BAYER = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+ENCODINGS.update({f"bayer_{name}8": Encoding(_U8, 1, None, code) for name, code in _BAYER.items()})
+ENCODINGS.update({f"bayer_{name}16": Encoding(_U16, 1, None, code) for name, code in _BAYER.items()})
 
 
 # (channels, R G B channel indices) -> OpenCV's conversion to RGB (one vectorised pass; rgb8 is a plain copy).
@@ -68,7 +88,7 @@ def _lookup(encoding: str) -> Encoding:
     except KeyError:
         supported = ", ".join(ENCODINGS)
         raise ImageDecodeError(
-            f"unsupported encoding {encoding!r} (supported: {supported})", "unsupported_encoding"
+            f"unsupported encoding {clip(encoding)!r} (supported: {supported})", "unsupported_encoding"
         ) from None
 
 
@@ -132,6 +152,8 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     Always a copy, so the result is independent of the message buffer and safe to hand to torch.
     """
     fmt = _check_array(array, encoding)
+    if fmt.to_rgb_code is not None:
+        return _convert_to_rgb8(array, encoding, fmt)
     if fmt.rgb is None:
         raise ImageDecodeError(
             f"{encoding} is depth/16-bit or float data and cannot feed a colour model; "
@@ -142,6 +164,20 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     pixels = np.ascontiguousarray(array).reshape(height, width, fmt.channels)
     conversion = _TO_RGB.get((fmt.channels, fmt.rgb))
     return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)
+
+
+def _convert_to_rgb8(array: np.ndarray, encoding: str, fmt: Encoding) -> np.ndarray:
+    """YUV 4:2:2 and Bayer frames through OpenCV's conversions; 16-bit Bayer keeps its top 8 bits."""
+    if fmt.channels == 2 and array.shape[1] % 2:
+        raise ImageDecodeError(
+            f"{encoding} packs two pixels in 4 bytes: width {array.shape[1]} must be even", "bad_size"
+        )
+    if fmt.channels == 1 and min(array.shape) < 2:
+        raise ImageDecodeError(
+            f"{encoding} needs at least one 2x2 block, got {array.shape[1]}x{array.shape[0]}", "bad_size"
+        )
+    rgb = cv2.cvtColor(np.ascontiguousarray(array), fmt.to_rgb_code)
+    return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes]:
@@ -157,34 +193,44 @@ def encode_image(array: np.ndarray, encoding: str) -> tuple[int, int, int, bytes
 
 # CompressedImage formats: compressed_image_transport writes "jpeg"/"png", optionally after the
 # source encoding ("bgr8; jpeg compressed bgr8"); the payload is a standard JPEG or PNG file.
-_COMPRESSED = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
-
-
-def decode_compressed(fmt: str, data: bytes) -> np.ndarray:
-    """An H x W x 3 uint8 RGB array from a sensor_msgs/CompressedImage's `format` and `data`.
-
-    Strict: a truncated or damaged payload is an error (ImageDecodeError, reason "corrupt"),
-    never a half-grey frame handed to the models.
-    """
-    words = fmt.lower().replace(";", " ").split()
-    if "compresseddepth" in words:
-        raise ImageDecodeError(f"format {fmt!r} is compressed depth, not a colour image", "unsupported_format")
-    expected = {_COMPRESSED[w] for w in words if w in _COMPRESSED}
-    if not expected and words:
-        known = ", ".join(sorted(_COMPRESSED))
-        raise ImageDecodeError(f"unsupported compressed format {fmt!r} (supported: {known})", "unsupported_format")
-    what = f"corrupt {fmt or 'compressed'} payload of {len(data)} bytes"
+def _decoded(what: str, step: Callable):
+    """`step()` of PIL decoding, its failures as ImageDecodeError ("corrupt"); a decompression bomb is one too."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PilImage.DecompressionBombWarning)
-            image = PilImage.open(io.BytesIO(bytes(data)))
-            image.load()
+            return step()
     except PilImage.UnidentifiedImageError:
         raise ImageDecodeError(f"{what}: not a JPEG or PNG file", "corrupt") from None
     except (OSError, SyntaxError, ValueError, PilImage.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"{what}: {error}", "corrupt") from error
+
+
+_COMPRESSED = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
+
+
+def decode_compressed(fmt: str, data: bytes, too_large: Callable[[int, int], str] | None = None) -> np.ndarray:
+    """An H x W x 3 uint8 RGB array from a sensor_msgs/CompressedImage's `format` and `data`.
+
+    Strict: a truncated or damaged payload is an error (ImageDecodeError, reason "corrupt"),
+    never a half-grey frame handed to the models. `too_large(height, width)` says why a size is
+    refused ("" if not): it is asked with the size the JPEG / PNG header claims, before decoding.
+    """
+    words = fmt.lower().replace(";", " ").split()
+    if "compresseddepth" in words:
+        raise ImageDecodeError(f"format {clip(fmt)!r} is compressed depth, not a colour image", "unsupported_format")
+    expected = {_COMPRESSED[w] for w in words if w in _COMPRESSED}
+    if not expected and words:
+        known = ", ".join(sorted(_COMPRESSED))
+        raise ImageDecodeError(
+            f"unsupported compressed format {clip(fmt)!r} (supported: {known})", "unsupported_format"
+        )
+    what = f"corrupt {fmt or 'compressed'} payload of {len(data)} bytes"
+    image = _decoded(what, lambda: PilImage.open(io.BytesIO(bytes(data))))  # reads the header only
+    if too_large is not None and (refused := too_large(image.height, image.width)):
+        raise ImageDecodeError(refused, "too_large")
+    _decoded(what, image.load)
     if expected and image.format not in expected:
-        raise ImageDecodeError(f"format says {fmt!r} but the payload is {image.format}", "corrupt")
+        raise ImageDecodeError(f"format says {clip(fmt)!r} but the payload is {image.format}", "corrupt")
     if image.mode not in ("RGB", "RGBA", "L", "P", "LA", "CMYK", "YCbCr"):
         raise ImageDecodeError(f"{image.format} of mode {image.mode} is not an 8-bit colour image", "not_colour")
     return np.asarray(image.convert("RGB")).copy()

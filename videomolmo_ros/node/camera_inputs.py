@@ -2,7 +2,11 @@
 
 A callback converts and hands over; it never runs a model. A message it cannot use is
 rejected with its reason and counted on the camera; a bug in a callback is counted and logged
-(`internal_errors`), never the end of the node.
+(`internal_errors`), never the end of the node. Sizes are checked against the camera's
+max_width x max_height from what the message claims, before anything is decoded or copied.
+
+The subscriptions live from configure to cleanup (re-creating them at every activate let the
+DDS reader state of connected peers pile up); while the node is inactive they drop what arrives.
 """
 
 import functools
@@ -15,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from videomolmo_ros.io.depth_projection import CameraIntrinsics, DepthImage, DepthSync
 from videomolmo_ros.io.image_codec import ImageDecodeError, decode_compressed, decode_image
+from videomolmo_ros.io.text import clip
 from videomolmo_ros.node import messages
 from videomolmo_ros.node.guarded import guarded
 from videomolmo_ros.node.parameters import NodeSettings
@@ -23,6 +28,18 @@ from videomolmo_ros.pipeline.decode_worker import DecodeWorker
 from videomolmo_ros.pipeline.health import HealthMonitor
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
+
+
+def _while_active(callback: Callable, camera: "NodeCamera") -> Callable:
+    """`callback`, dropping what arrives while the camera has no pipeline (the node is inactive)."""
+
+    def run(msg) -> None:
+        if camera.pipeline is not None:
+            callback(msg)
+
+    run.__name__ = callback.func.__name__  # guarded names it in bug reports
+    return run
+
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -64,35 +81,46 @@ class CameraInputs:
         self._settings = settings
 
     def subscribe(self, camera: NodeCamera) -> list:
-        """Image (raw or compressed, with its decoder thread) and, with use_depth, depth and camera_info."""
+        """Image (raw or compressed) and, with use_depth, depth and camera_info; callbacks run only while active."""
         config, qos = camera.config, image_qos(camera.config)
 
         def bind(callback):
-            return guarded(functools.partial(callback, camera), self._reporter(camera))
+            return guarded(_while_active(functools.partial(callback, camera), camera), self._reporter(camera))
 
-        if config.transport == "compressed":
-            camera.decoder = DecodeWorker(
-                bind(self._decode),
-                lambda: camera.pipeline.counters.add("frames_skipped_decoder_busy"),
-                config.queue_depth,
-                f"decode-{config.name}",
-            )
-            subscribe = self._node.create_subscription
-            subscriptions = [subscribe(CompressedImage, config.image_topic, camera.decoder.put, qos)]
-        else:
-            subscriptions = [self._node.create_subscription(Image, config.image_topic, bind(self._on_image), qos)]
+        image_type, on_image = (
+            (CompressedImage, self._queue) if config.transport == "compressed" else (Image, self._on_image)
+        )
+        subscriptions = [self._node.create_subscription(image_type, config.image_topic, bind(on_image), qos)]
         if self._settings.use_depth and config.depth_topic:
             subscriptions.append(self._node.create_subscription(Image, config.depth_topic, bind(self._on_depth), qos))
-            subscriptions.append(
-                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), 10)
+            subscriptions.append(  # the camera's QoS too: drivers publish camera_info like the image
+                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), qos)
             )
         return subscriptions
 
+    def start(self, camera: NodeCamera) -> None:
+        """A compressed camera's decoder thread (activate; `stop` at deactivate)."""
+        if camera.config.transport == "compressed":
+            camera.decoder = DecodeWorker(
+                guarded(functools.partial(self._decode, camera), self._reporter(camera)),
+                lambda: camera.pipeline.counters.add("frames_skipped_decoder_busy"),
+                camera.config.queue_depth,
+                f"decode-{camera.name}",
+            )
+
+    @staticmethod
+    def stop(camera: NodeCamera) -> None:
+        if camera.decoder is not None:
+            camera.decoder.close()
+            camera.decoder = None
+
     @staticmethod
     def _reporter(camera: NodeCamera) -> Callable[[str], None]:
-        return lambda text: camera.pipeline.problem("internal_errors", text)
+        return lambda text: camera.pipeline.problem("internal_errors", text) if camera.pipeline else None
 
     def _on_image(self, camera: NodeCamera, msg: Image) -> None:
+        if self._bad_header(camera, msg):
+            return
         try:
             rgb = messages.rgb_from_image(msg)
         except ImageDecodeError as error:
@@ -100,38 +128,64 @@ class CameraInputs:
             return
         self._submit_frame(camera, msg.header, rgb)
 
+    @staticmethod
+    def _queue(camera: NodeCamera, msg: CompressedImage) -> None:
+        if camera.decoder is not None:
+            camera.decoder.put(msg)
+
     def _decode(self, camera: NodeCamera, msg: CompressedImage) -> None:
         """On the camera's decoder thread: the callback only queued the message."""
+        if camera.pipeline is None or self._bad_header(camera, msg):
+            return
         try:
-            rgb = decode_compressed(msg.format, msg.data)
+            rgb = decode_compressed(msg.format, msg.data, camera.config.too_large)
         except ImageDecodeError as error:
             self._reject_frame(camera, msg.header, error.reason, str(error))
             return
         self._submit_frame(camera, msg.header, rgb)
 
+    def _bad_header(self, camera: NodeCamera, msg) -> bool:
+        """Reject (and count) a frame whose stamp is malformed or whose claimed size is over the camera's max."""
+        if msg.header.stamp.nanosec >= 1_000_000_000:
+            text = f"stamp nanosec {msg.header.stamp.nanosec} is not below 1e9 (outputs keep the input stamp exactly)"
+            self._reject_frame(camera, msg.header, "bad_stamp", text)
+            return True
+        if isinstance(msg, Image) and (too_large := camera.config.too_large(msg.height, msg.width)):
+            self._reject_frame(camera, msg.header, "too_large", too_large)
+            return True
+        return False
+
     @staticmethod
     def _reject_frame(camera: NodeCamera, header, reason: str, text: str) -> None:
         camera.pipeline.counters.add("frames_received")
-        source = header.frame_id or "(no frame_id)"
+        source = clip(header.frame_id) or "(no frame_id)"
         camera.pipeline.problem(f"frames_rejected_{reason}", f"image from {source} dropped: {text}")
 
     def _submit_frame(self, camera: NodeCamera, header, rgb) -> None:
-        """A decoded frame into its camera's pipeline; a malformed message is rejected before, by the codec."""
-        if too_large := camera.config.too_large(*rgb.shape[:2]):
-            self._reject_frame(camera, header, "too_large", too_large)
-            return
+        """A decoded frame into its camera's pipeline; a malformed or too large message was rejected before."""
         stamp = messages.stamp_ns(header.stamp)
         camera.health.image_received(stamp, self._node.get_clock().now().nanoseconds / 1e9)
         camera.pipeline.submit_frame(rgb, stamp, header.frame_id)
 
     @staticmethod
     def _on_camera_info(camera: NodeCamera, msg: CameraInfo) -> None:
-        camera.intrinsics = CameraIntrinsics.from_camera_info(list(msg.k), msg.width, msg.height)
+        """Take valid intrinsics and lens distortion (model and D); invalid ones (NaN, inf, an all-zero K, a
+        lens model the node cannot undistort) are counted, the last valid kept."""
+        try:
+            camera.intrinsics = CameraIntrinsics.from_camera_info(
+                list(msg.k), msg.width, msg.height, msg.distortion_model, msg.d
+            )
+        except ValueError as error:
+            kept = "the last valid one stays in use" if camera.intrinsics else "no positions until a valid one arrives"
+            camera.pipeline.problem("camera_info_rejected_invalid", f"camera_info dropped ({kept}): {error}")
 
     def _on_depth(self, camera: NodeCamera, msg: Image) -> None:
         """Keep depth (registered to the colour camera) to give targets and tracks 3D positions."""
         if camera.intrinsics is None:
             camera.pipeline.problem("depth_dropped_no_camera_info", "depth image dropped: no camera_info received yet")
+            return
+        if too_large := camera.config.too_large(msg.height, msg.width):
+            camera.pipeline.problem("depth_rejected", f"depth image dropped: {too_large}")
             return
         try:
             raw = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))

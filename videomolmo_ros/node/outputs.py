@@ -1,8 +1,13 @@
 """Publishing what the pipelines produce: targets, tracks, masks, and the extras (3D positions, debug views).
 
 Called from the pipelines' worker threads (this is their OutputSink). Every message carries its
-source image's header and camera name.
+source image's header and camera name. A failure in an extra (3D positions, debug image,
+markers) is counted and logged (`extras_failed_<extra>`) and costs that extra only, never the
+targets, tracks and masks of the frame.
 """
+
+import traceback
+from collections.abc import Callable
 
 from geometry_msgs.msg import Point
 from rclpy.node import Node
@@ -16,6 +21,7 @@ from videomolmo_ros.node import messages
 from videomolmo_ros.node.camera_inputs import NodeCamera
 from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.node.planner_api import PlannerApi
+from videomolmo_ros.node.vision_outputs import VisionOutputs
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay, track_colour
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
@@ -36,13 +42,14 @@ class Outputs:
         self._masks_pub = node.create_lifecycle_publisher(ObjectMasks, "masks", 10)
         self._debug_markers_pub = node.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
         self._tf_buffer = self._transform_listener() if settings.target_frame else None
+        self._vision = VisionOutputs(node, settings.vision_msgs)
 
     def publish_targets(self, output: TargetsOutput) -> None:
         camera = self._cameras[output.meta.camera]
         self._planner.on_targets(output)
         msg = messages.targets_msg(output)
         points = [(t.x, t.y, None) for t in output.targets]
-        msg.position_frame_id = self._fill_positions(camera, output.meta, points, msg.targets)
+        self._extra(camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.targets))
         camera.last_targets[output.command_id] = output
         self._targets_pub.publish(msg)
 
@@ -51,28 +58,39 @@ class Outputs:
         self._planner.on_tracks(output)
         msg = messages.tracks_msg(output)
         points = [(t.x, t.y, t.mask) for t in output.tracks]
-        msg.position_frame_id = self._fill_positions(camera, output.meta, points, msg.tracks)
+        self._extra(camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.tracks))
         camera.last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
+        self._vision.publish(output, msg, camera.pipeline.problem if camera.pipeline else self.problem)
         camera.health.outputs_published(output.meta.stamp_ns, self._node.get_clock().now().nanoseconds / 1e9)
         if self._settings.debug_views and self._debug_markers_pub.get_subscription_count() > 0:
-            self._debug_markers_pub.publish(markers(msg))
+            self._extra(camera, "markers", lambda: self._debug_markers_pub.publish(markers(msg)))
 
     def publish_masks(self, output: MasksOutput) -> None:
         camera = self._cameras[output.meta.camera]
         self._masks_pub.publish(messages.masks_msg(output, self._settings.mask_compression))
         if self._settings.debug_views and camera.debug_image_pub.get_subscription_count() > 0:
-            self._publish_debug_image(camera, output)
+            self._extra(camera, "debug_image", lambda: self._publish_debug_image(camera, output))
+
+    @staticmethod
+    def _extra(camera: NodeCamera, name: str, make: Callable[[], None]) -> None:
+        """Run an extra; its failure is counted and logged, and the frame's outputs go out without it."""
+        try:
+            make()
+        except Exception as error:
+            camera.pipeline.problem(
+                f"extras_failed_{name}", f"{name} left out: {error!r}\n{traceback.format_exc(limit=-3)}"
+            )
 
     # ------------------------------------------------------------------ 3D positions
 
-    def _fill_positions(self, camera: NodeCamera, meta, points: list, items: list) -> str:
+    def _fill_positions(self, camera: NodeCamera, meta, points: list, msg, items: list) -> None:
         """3D positions from the depth image taken with the frame; every miss is counted by reason.
 
-        Returns the frame the positions are in ("" when none was filled).
+        Sets msg.position_frame_id to the frame the positions are in (stays "" when none was filled).
         """
         if not self._settings.use_depth or not points or camera.pipeline is None:
-            return ""
+            return
         counters = camera.pipeline.counters
         # On the publisher thread, wait for a depth image that comes after its colour frame.
         wait_s = self._settings.depth_sync_tolerance_s if self._settings.pipeline.publish_queue else 0.0
@@ -80,7 +98,7 @@ class Outputs:
         shape = camera.pipeline.stream.frame_shape
         if depth is None or camera.intrinsics is None or shape is None:
             counters.add("positions_missing_no_depth", len(points))
-            return ""
+            return
         localizer = Localizer((shape[1], shape[0]), camera.intrinsics, depth)
         for item, position in zip(items, localizer.locate_all(points), strict=True):
             if position.xyz is None:
@@ -88,7 +106,7 @@ class Outputs:
                 continue
             item.position = Point(x=position.xyz[0], y=position.xyz[1], z=position.xyz[2])
             item.has_position = True
-        return self._to_target_frame(camera, meta.stamp_ns, meta.frame_id, items)
+        msg.position_frame_id = self._to_target_frame(camera, meta.stamp_ns, meta.frame_id, items)
 
     def _transform_listener(self):
         """A tf2 buffer fed by a listener, or None (said once) where tf2_ros is not installed."""

@@ -1,27 +1,43 @@
 """The node's parameters: declared with their descriptions and ranges, read into the core's configs.
 
-Also the rule for changing them at runtime: only the thresholds in RUNTIME_PARAMETERS change
-while the node is active; the rest take effect at the next configure.
+Also the rules for changing them at runtime. Anyone on the DDS network can set parameters, so
+every parameter that selects code, files or endpoints is read-only (READ_ONLY_PARAMETERS, the
+camera topics, and the backend options marked `startup_only`): it comes from the params file or
+launch only. Of the others, the thresholds in RUNTIME_PARAMETERS change at once in any state; the
+rest can be set only while the node is unconfigured, so the values the node uses always equal
+what get_parameters returns.
 """
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from videomolmo_ros.backends import registry
+from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.backends.pointer_process import PointerProcess
+from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
-from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
+from videomolmo_ros.pipeline.pipeline import PipelineConfig, with_changes
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
+# What `ros2 run` without a params file gets: config/perception.yaml's backends.
+DEFAULT_BACKENDS = {"pointer": "molmo2", "propagator": "sam2"}
 # Parameters that can change while the node runs; the others need a reconfigure.
 RUNTIME_PARAMETERS = frozenset(
     {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
+    | {"tracker.min_mask_score", "tracker.min_point_score"}
 )
+# Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
+# options mark their own (interfaces.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
+READ_ONLY_PARAMETERS = frozenset({"device", "pointer_backend", "propagator_backend", "cameras.names"})
+READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_info_topic", "transport"})
+_TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a list"}
 
 
 class ConfigError(ValueError):
@@ -43,6 +59,8 @@ class NodeSettings:
     target_frame: str
     debug_views: bool
     buffer_memory_limit_mb: float
+    vision_msgs: bool
+    max_concurrent_goals: int
     pointer_process: bool
 
 
@@ -52,19 +70,49 @@ class Parameters:
     def __init__(self, node: Node):
         self._node = node
 
-    def declare(self, name: str, default, description: str, bounds: tuple | None = None):
-        """Declare `name` if new and return its value, enforcing its bounds."""
+    def declare(self, name: str, default, description: str, bounds: tuple | None = None, read_only: bool = False):
+        """Declare `name` if new and return its value, enforcing its type and bounds.
+
+        A params file's integer for a double parameter (`context_fps: 2`) is taken as that double;
+        any other mismatch, or a value outside `bounds`, is a ConfigError naming the parameter,
+        the value, what was expected and the file that gave it.
+        """
         if not self._node.has_parameter(name):
-            descriptor = ParameterDescriptor(description=description)
+            descriptor = ParameterDescriptor(description=description, read_only=read_only or is_read_only(name))
             if bounds is not None and isinstance(default, int) and not isinstance(default, bool):
                 descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
             elif bounds is not None and isinstance(default, float):
                 descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1])]
-            self._node.declare_parameter(name, default, descriptor)
+            given = self._widen_integer_override(name, default)
+            try:
+                self._node.declare_parameter(name, default, descriptor)
+            except (InvalidParameterTypeException, InvalidParameterValueException):
+                raise ConfigError(self._mismatch(name, given, default, bounds)) from None
         value = self._node.get_parameter(name).value
+        written = last_given(name)
+        if written is not None and not _same_kind(written[1], default):  # rcl dropped it for its type
+            raise ConfigError(self._mismatch(name, written[1], default, bounds))
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            raise ConfigError(f"parameter {name} = {value} is outside [{bounds[0]}, {bounds[1]}]")
+            raise ConfigError(self._mismatch(name, value, default, bounds))
         return value
+
+    def _widen_integer_override(self, name: str, default):
+        """The value given for `name` (None if none); an integer given for a double becomes that double."""
+        override = self._node._parameter_overrides.get(name)
+        if override is None:
+            return None
+        value = override.value
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            self._node._parameter_overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(value))
+        return value
+
+    def _mismatch(self, name: str, value, default, bounds: tuple | None) -> str:
+        """What was wrong with a parameter's value, and where it was given."""
+        expected = _TYPE_NAMES.get(type(default), type(default).__name__)
+        if bounds is not None:
+            expected += f" in [{bounds[0]}, {bounds[1]}]"
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+        return f"parameter {name} = {shown} ({type(value).__name__}) {where_given(name)}: expected {expected}"
 
     def read(self) -> NodeSettings:
         """Every setting of the node (the backends' options are read by `backend`)."""
@@ -85,6 +133,8 @@ class Parameters:
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7)
             ),
+            vision_msgs=p("publish_vision_msgs", False, "also publish detections, detections_3d (vision_msgs)"),
+            max_concurrent_goals=p("max_concurrent_goals", 8, "Ground goals in flight; more are rejected", (1, 1024)),
             pointer_process=p("pointer_process", False, "run the pointer in a process of its own (frames shared)"),
         )
 
@@ -127,6 +177,8 @@ class Parameters:
                 match_distance=p(
                     "tracker.match_distance", 0.15, "max point-track distance (image diagonals)", (0.0, 1.0)
                 ),
+                min_mask_score=p("tracker.min_mask_score", 0.0, "weaker masks: track LOST, not TRACKED", (0.0, 1.0)),
+                min_point_score=p("tracker.min_point_score", 0.0, "drop weaker scored points", (0.0, 1.0)),
             ),
         )
 
@@ -159,23 +211,42 @@ class Parameters:
     def _camera_param(self, camera: str, setting: str, default, description: str, bounds: tuple | None = None):
         return self.declare(f"cameras.{camera}.{setting}", default, description, bounds)
 
-    def backend(self, role: str, kind: type, device: torch.device, own_process: bool = False):
-        """The backend `<role>_backend` names, built with its options `<prefix>.<option>`; None if unset.
+    def backends(
+        self, device: torch.device, pointer_process: bool = False
+    ) -> tuple[Pointer | None, MaskPropagator | None]:
+        """The pointer and propagator `*_backend` name, built with their options (all declared first).
 
-        `own_process`: a pointer run in a child process (PointerProcess), built there from the same options.
+        `pointer_process`: the pointer runs in a child process (PointerProcess), built there from the same options.
         """
-        spec = self.declare(f"{role}_backend", "", f"{role}: a registered name or package.module:Class")
+        (pointer_spec, pointer_options), (spec, options) = (
+            self._backend_options(role, kind) for role, kind in (("pointer", Pointer), ("propagator", MaskPropagator))
+        )
+        if pointer_spec is None:
+            pointer = None
+        elif pointer_process:
+            pointer = PointerProcess(pointer_spec, pointer_options, device)
+        else:
+            pointer = registry.create(pointer_spec, Pointer, device, pointer_options)
+        try:
+            return pointer, None if spec is None else registry.create(spec, MaskPropagator, device, options)
+        except Exception:
+            if pointer is not None:
+                pointer.close()
+            raise
+
+    def _backend_options(self, role: str, kind: type) -> tuple[str | None, dict]:
+        """The backend `<role>_backend` names and its options `<prefix>.<option>`, declared; None if unset."""
+        what = f"{role}: a registered name or package.module:Class (empty: none)"
+        spec = self.declare(f"{role}_backend", DEFAULT_BACKENDS[role], what)
         if not spec:
-            return None
+            return None, {}
         cls = registry.resolve(spec, kind)
-        prefix = registry.parameter_prefix(spec)
+        prefix, fixed = registry.parameter_prefix(spec), registry.read_only_options(cls)
         options = {
-            name: self.declare(f"{prefix}.{name}", default, f"option of {cls.__name__}")
+            name: self.declare(f"{prefix}.{name}", default, f"option of {cls.__name__}", read_only=name in fixed)
             for name, default in registry.option_defaults(cls).items()
         }
-        if own_process:
-            return PointerProcess(spec, options, device)
-        return registry.create(spec, kind, device, options)
+        return spec, options
 
     def warn_unknown(self) -> None:
         """Say which given parameters the node has no use for (a typo'd camera or option name).
@@ -194,19 +265,37 @@ class Parameters:
                 f"parameters given but unknown to the node (typos?), ignored: {', '.join(unknown)}"
             )
 
-    @staticmethod
-    def on_set(params, pipelines: list[PerceptionPipeline]) -> SetParametersResult:
-        """Apply safe changes at once; refuse bad values and changes that need a reconfigure."""
-        if not pipelines:
-            return SetParametersResult(successful=True)  # before activation, configure reads them
-        changes = {}
-        for param in params:
-            if param.name not in RUNTIME_PARAMETERS:
-                return SetParametersResult(successful=False, reason=f"{param.name} needs a reconfigure")
-            changes[param.name] = param.value
-        try:
-            for pipeline in pipelines:
-                pipeline.reconfigure(**changes)
-        except ValueError as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        return SetParametersResult(successful=True)
+
+def _same_kind(written, default) -> bool:
+    """Whether a value as a params file wrote it fits a parameter of `default`'s type (an int fits a double)."""
+    if isinstance(default, float):
+        return isinstance(written, int | float) and not isinstance(written, bool)
+    if isinstance(default, bool) or isinstance(written, bool):
+        return isinstance(default, bool) and isinstance(written, bool)
+    return isinstance(written, type(default))
+
+
+def is_read_only(name: str) -> bool:
+    """Whether a node parameter selects code, files or endpoints (backend options: their metadata)."""
+    parts = name.split(".")
+    camera_setting = len(parts) == 3 and parts[0] == "cameras" and parts[2] in READ_ONLY_CAMERA_SETTINGS
+    return name in READ_ONLY_PARAMETERS or camera_setting
+
+
+def runtime_change(params, settings: NodeSettings | None) -> tuple[NodeSettings | None, str]:
+    """The settings after a set_parameters request, or (None, why it is refused).
+
+    Unconfigured (`settings` None): anything goes, configure reads it. Configured: only the
+    RUNTIME_PARAMETERS, which the caller applies at once to the settings and the running pipelines.
+    """
+    if settings is None:
+        return None, ""
+    changes = {}
+    for param in params:
+        if param.name not in RUNTIME_PARAMETERS:
+            return None, f"{param.name} needs a reconfigure: deactivate, cleanup, set it, then configure"
+        changes[param.name] = param.value
+    try:
+        return replace(settings, pipeline=with_changes(settings.pipeline, changes)), ""
+    except ValueError as error:
+        return None, str(error)

@@ -4,10 +4,15 @@ It converts messages, hands them to the ROS-free pipeline and publishes what the
 produces, stamped with the source image's header. This file holds the lifecycle and the wiring;
 each role has its own module: parameters, camera_inputs, planner_api, outputs, diagnostics.
 
-- configure: reads and validates the parameters, loads the models;
-- activate: subscribes, starts the workers, offers the Ground action and the command services;
-- deactivate: stops work and frees the GPU memory the buffers held (models stay loaded);
-- cleanup / shutdown: releases the models too.
+- configure: reads and validates the parameters, loads the models, subscribes and offers the
+  Ground action and the command services (they answer "not active" until activate);
+- activate: starts the workers: frames and commands are served;
+- deactivate: ends every goal with a result, stops work and frees the GPU memory the buffers held
+  (models, subscriptions and services stay);
+- cleanup / shutdown: releases the models, subscriptions and services too.
+
+SIGINT and SIGTERM end goals, stop the workers (a model call in flight is abandoned on its daemon
+thread), shut the executor down and exit 0 within a few seconds.
 
 By default it drives itself to active (`autostart`), so `ros2 run` and launch just work;
 `autostart: false` waits for a lifecycle manager.
@@ -18,16 +23,21 @@ state and health; they share the models, the running commands and the track id c
     perception_node --ros-args --params-file config/perception.yaml
 """
 
+import contextlib
+import ctypes
 import gc
 import itertools
+import signal
 import sys
+import threading
 from dataclasses import replace
 
 import rclpy
 import torch
-from rclpy.action import ActionServer
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
@@ -37,12 +47,18 @@ from videomolmo_ros.msg import CommandStatus
 from videomolmo_ros.node.camera_inputs import CameraInputs, NodeCamera
 from videomolmo_ros.node.diagnostics import Diagnostics
 from videomolmo_ros.node.outputs import Outputs
-from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters
+from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters, runtime_change
 from videomolmo_ros.node.planner_api import PlannerApi
 from videomolmo_ros.pipeline.cameras import BufferBudget, CameraConfig, buffer_budget, check_budget
 from videomolmo_ros.pipeline.commands import CommandBook
 from videomolmo_ros.pipeline.counters import ProblemLog
-from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, tracked_frames
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, ring_sizes
+from videomolmo_ros.pipeline.tracking import frames_kept
+
+# A model call in flight when the process is told to stop is waited for this long, then abandoned
+# (the workers are daemon threads): ros2 launch sends SIGKILL 10 s after SIGINT.
+EXIT_WAIT_S = 0.5
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
 def _free_memory() -> None:
@@ -52,10 +68,21 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def check_buffer_memory(settings: NodeSettings) -> BufferBudget:
+def return_large_blocks_to_the_os() -> None:
+    """Have glibc map every block over 256 KiB on its own, so freeing it returns it to the OS.
+
+    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB):
+    after the first deactivate, frame rings and image messages came from the heap, and RSS grew
+    with every deactivate / activate cycle (bench/bench_lifecycle_memory.py). A no-op off glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+
+
+def check_buffer_memory(settings: NodeSettings, pointer: Pointer | None) -> BufferBudget:
     """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
-    config, device = settings.pipeline, settings.device
-    budget = buffer_budget(settings.cameras, config.stream_frames, config.context_frames, tracked_frames(config))
+    device = settings.device
+    budget = buffer_budget(settings.cameras, *ring_sizes(settings.pipeline, pointer), frames_kept(settings.pipeline))
     gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     try:
         check_budget(budget, settings.buffer_memory_limit_mb, gpu_free, str(device))
@@ -72,32 +99,37 @@ class PerceptionNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("perception_node")
         self._params = Parameters(self)
+        self.settings: NodeSettings | None = None  # read at configure, None while unconfigured
         self._cameras: dict[str, NodeCamera] = {}  # made at configure; the first is the default camera
         self._backends: tuple = (None, None)
-        self._live: list = []  # subscriptions, services, action server, timers: made at activate
+        self._camera_subscriptions: list = []  # the cameras' subscriptions: configure to cleanup
+        self._diagnostic_timers: list = []  # diagnostics: made at activate
         self._planner: PlannerApi | None = None  # the parts: made at configure (_wire)
         self._problems = ProblemLog(self.get_logger().warning)
         self.autostart = self._params.declare("autostart", True, "configure and activate at start-up")
-        self.add_on_set_parameters_callback(lambda params: self._params.on_set(params, self._pipelines()))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ------------------------------------------------------------------ lifecycle
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.settings = self._params.read()
-            device = self.settings.device
-            pointer = self._params.backend("pointer", Pointer, device, self.settings.pointer_process)
-            self._backends = (pointer, None)
-            self._backends = (pointer, self._params.backend("propagator", MaskPropagator, device))
-            budget = check_buffer_memory(self.settings)
+            settings = self._params.read()
+            device = settings.device
+            self._backends = self._params.backends(device, settings.pointer_process)
+            pointer, config = self._backends[0], settings.pipeline
+            notes = pointer.check_context(config.context_frames, config.context_fps) if pointer else []
+            budget = check_buffer_memory(settings, pointer)
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
             self._close_backends()
             _free_memory()
             return TransitionCallbackReturn.FAILURE
+        self.settings = settings
         self._wire(budget)
         self._params.warn_unknown()
-        names = ", ".join(type(b).__name__ if b else "none" for b in self._backends)
+        for note in notes:
+            self.get_logger().warning(f"{type(pointer).__name__}: {note}")
+        names = ", ".join(b.describe() if b else "none" for b in self._backends)
         self.get_logger().info(
             f"configured on {device}: pointer, propagator = {names}; cameras {', '.join(self._cameras)}; "
             f"frame buffers {budget.text()}"
@@ -116,9 +148,12 @@ class PerceptionNode(LifecycleNode):
             for c in settings.cameras
         }
         status_pub = self.create_lifecycle_publisher(CommandStatus, "command_status", 20)
-        self._planner = PlannerApi(self, status_pub, self._pipelines, self.internal_error)
+        self._planner = PlannerApi(
+            self, status_pub, self._pipelines, self.internal_error, self.problem, settings.max_concurrent_goals
+        )
         self._outputs = Outputs(self, settings, self._cameras, self._planner, self.problem)
         self._inputs = CameraInputs(self, settings)
+        self._camera_subscriptions = [s for camera in self._cameras.values() for s in self._inputs.subscribe(camera)]
         self._diagnostics = Diagnostics(self, self._cameras, budget, settings.device)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -127,11 +162,10 @@ class PerceptionNode(LifecycleNode):
             commands = self._start_pipelines(pointer, propagator)
         except ValueError as error:
             self.get_logger().fatal(f"cannot activate: {error}")
-            self._stop_work()
+            self.stop_work()
             return TransitionCallbackReturn.FAILURE
-        self._live = self._planner.start(commands) + self._diagnostics.timers(self.settings.stats_period_s)
-        for camera in self._cameras.values():
-            self._live += self._inputs.subscribe(camera)
+        self._planner.start(commands)
+        self._diagnostic_timers = self._diagnostics.timers(self.settings.stats_period_s)
         inputs = ", ".join(f"{c.name} <- {c.config.image_topic} ({c.config.transport})" for c in self._cameras.values())
         self.get_logger().info(
             f"ready on {self.settings.device}: pointer {type(pointer).__name__ if pointer else 'none'}, "
@@ -143,7 +177,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_work()
+        self.stop_work()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -153,6 +187,17 @@ class PerceptionNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
         return TransitionCallbackReturn.SUCCESS
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Runtime thresholds apply at once (settings and pipelines); others only while unconfigured."""
+        settings, reason = runtime_change(params, self.settings)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        if settings is not None:
+            self.settings = settings
+            for pipeline in self._pipelines():
+                pipeline.reconfigure(**{p.name: p.value for p in params})
+        return SetParametersResult(successful=True)
 
     def _start_pipelines(self, pointer: Pointer | None, propagator: MaskPropagator | None) -> CommandBook:
         """A pipeline per camera: shared commands, track ids and pointer turns; own propagator state."""
@@ -171,44 +216,50 @@ class PerceptionNode(LifecycleNode):
                 track_ids,
                 turns,
             )
+            self._inputs.start(camera)
             camera.pipeline.start()
         return commands
 
     def _pipelines(self) -> list[PerceptionPipeline]:
         return [c.pipeline for c in self._cameras.values() if c.pipeline is not None]
 
-    def _stop_work(self) -> None:
-        """Stop subscriptions, services and workers; free what the buffers held on the GPU."""
-        for entity in self._live:
-            entity.destroy() if isinstance(entity, ActionServer) else self._destroy(entity)
-        self._live = []
-        for camera in self._cameras.values():
-            if camera.decoder is not None:
-                camera.decoder.close()
-                camera.decoder = None
-            if camera.pipeline is not None:
-                camera.pipeline.close()
-                camera.pipeline = None
+    def stop_work(self, wait_s: float = 10.0, reason: str = "the node was deactivated", free: bool = True) -> None:
+        """End goals (`reason`), stop timers and workers (waiting `wait_s` for a model call); free GPU buffers."""
         if self._planner is not None:
-            self._planner.stop()
-        _free_memory()
+            self._planner.stop(reason)
+        for timer in self._diagnostic_timers:
+            self.destroy_timer(timer)
+        self._diagnostic_timers = []
+        for camera in self._cameras.values():
+            self._inputs.stop(camera)
+            if camera.pipeline is not None:
+                camera.pipeline.close(wait_s)
+                camera.pipeline = None
+        if free:
+            _free_memory()
 
-    def release(self) -> None:
-        """Everything the node holds, models included (cleanup, shutdown, exit)."""
-        self._stop_work()
+    def release(self, wait_s: float = 10.0, free: bool = True) -> None:
+        """Everything the node holds, models, subscriptions and services included (cleanup, shutdown, exit).
+
+        `free`: collect garbage and empty the GPU cache, for other processes (pointless at exit).
+        """
+        self.stop_work(wait_s, "the node is shutting down", free=False)
+        if self._planner is not None:
+            self._planner.close()
+            self._planner = None
+        for subscription in self._camera_subscriptions:
+            self.destroy_subscription(subscription)
+        self._camera_subscriptions = []
         self._close_backends()
-        _free_memory()
+        self.settings = None
+        if free:
+            _free_memory()
 
     def _close_backends(self) -> None:
         for backend in self._backends:
             if backend is not None:
                 backend.close()
         self._backends = (None, None)
-
-    def _destroy(self, entity) -> None:
-        for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):
-            if destroy(entity):
-                return
 
     # ------------------------------------------------------------------ problems
 
@@ -222,24 +273,32 @@ class PerceptionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # Signals are ours: rclpy's handler shuts the context down under running callbacks and workers
+    # (RCLError, tracebacks, exit 1); here they end the spin, then everything stops in order.
+    return_large_blocks_to_the_os()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = PerceptionNode()
     if node.autostart:
         configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         if not configured or node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.release()
             node.destroy_node()
             rclpy.try_shutdown()
             return 1
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    spinner.start()
+    while not stop.wait(0.5) and spinner.is_alive():
         pass
-    finally:
-        node.release()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    node.release(EXIT_WAIT_S, free=False)  # the executor still runs: ended goals get their results
+    executor.shutdown(timeout_sec=EXIT_WAIT_S)
+    spinner.join(EXIT_WAIT_S)
+    node.destroy_node()
+    rclpy.try_shutdown()
     return 0
 
 

@@ -1,28 +1,57 @@
 """What planners call: the command topics, the list_commands / stop_command services and the Ground action.
 
-Every command event (accepted, rejected, stopped) is logged and published on command_status.
-The cameras share one command book: the default camera's pipeline applies a request (and
-counts it); the others learn what changed.
+Every command event (accepted, rejected, stopped) is published on command_status and logged
+(rejections rate-limited: anyone can send them). The cameras share one command book: the default
+camera's pipeline applies a request (and counts it); the others learn what changed.
+
+The topics, services and action server live from configure to cleanup; while the node is
+inactive they answer that it is not active. A Ground goal never holds an executor thread: it is
+a record checked by a timer and by the command events, and it is executed (closed with its
+result) only once its outcome is known: found, timed out, cancelled, its command stopped for any
+reason, or the node deactivated or shut down.
 """
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from videomolmo_ros.io.text import clip
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.node import messages
 from videomolmo_ros.node.goal_watch import GoalWatch
 from videomolmo_ros.node.guarded import guarded
-from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.pipeline.commands import (
+    CommandAction,
+    CommandBook,
+    CommandEvent,
+    CommandRequest,
+    CommandState,
+    GroundingMode,
+)
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
 
-_GOAL_POLL_S = 0.05
+GOAL_CHECK_PERIOD_S = 0.05  # feedback, success and timeouts of running goals are checked this often
+NOT_ACTIVE = "the node is not active"
+
+
+@dataclass
+class _Goal:
+    """A Ground goal in flight: its handle, what it collected, its deadline; `outcome` once it ended."""
+
+    handle: object
+    watch: GoalWatch
+    result: object
+    deadline: float
+    timeout_s: float
+    outcome: str = ""  # "", then succeed, abort or canceled
 
 
 class PlannerApi:
@@ -34,63 +63,87 @@ class PlannerApi:
         status_pub,
         pipelines: Callable[[], list[PerceptionPipeline]],
         report: Callable[[str], None],
+        problem: Callable[[str, str], None],
+        max_goals: int,
     ):
-        self._node = node
-        self._status_pub = status_pub
-        self._pipelines = pipelines
-        self._report = report
-        self._watches: dict[str, GoalWatch] = {}
-        self.commands: CommandBook | None = None  # shared by the cameras' pipelines while active
-        self.command_topic = ""
-
-    def start(self, commands: CommandBook) -> list:
-        """Offer the command topics, services and action; returns them (destroyed at deactivate)."""
         from videomolmo_ros.action import Ground
         from videomolmo_ros.srv import ListCommands, StopCommand
 
-        self.commands = commands
-        node, group = self._node, ReentrantCallbackGroup()  # a goal waits for results while others run
-        command_sub = node.create_subscription(GroundingCommand, "command", guarded(self._on_command, self._report), 10)
+        self._node = node
+        self._status_pub = status_pub
+        self._pipelines = pipelines
+        self._problem = problem  # problem(key, message): counted, rate-limited warnings
+        self._max_goals = max_goals
+        self._lock = threading.Lock()
+        self._goals: dict[str, _Goal] = {}  # by command id
+        self._reserved = 0  # goals accepted, not yet registered
+        self._ending: dict[bytes, _Goal] = {}  # ended goals, by goal id, until the action server closes them
+        self.commands: CommandBook | None = None  # shared by the cameras' pipelines while active
+        group = ReentrantCallbackGroup()
+        command_sub = node.create_subscription(GroundingCommand, "command", guarded(self._on_command, report), 10)
         self.command_topic = command_sub.topic_name
-        return [
+        self._action_server = ActionServer(
+            node,
+            Ground,
+            "ground",
+            execute_callback=self._close_goal,
+            goal_callback=self._on_goal,
+            handle_accepted_callback=guarded(self._on_goal_accepted, report),
+            cancel_callback=lambda request: CancelResponse.ACCEPT,
+            callback_group=group,
+        )
+        self._entities = [
             command_sub,
-            node.create_subscription(String, "command_text", guarded(self._on_command_text, self._report), 10),
+            node.create_subscription(String, "command_text", guarded(self._on_command_text, report), 10),
             node.create_service(ListCommands, "list_commands", self._list_commands, callback_group=group),
             node.create_service(StopCommand, "stop_command", self._stop_command, callback_group=group),
-            ActionServer(
-                node,
-                Ground,
-                "ground",
-                execute_callback=self._execute_goal,
-                goal_callback=lambda goal: GoalResponse.ACCEPT,
-                cancel_callback=lambda goal: CancelResponse.ACCEPT,
-                callback_group=group,
-            ),
+            node.create_timer(GOAL_CHECK_PERIOD_S, guarded(self._check_goals, report), callback_group=group),
         ]
 
-    def stop(self) -> None:
+    def start(self, commands: CommandBook) -> None:
+        """Serve commands and goals on this command book (activate)."""
+        self.commands = commands
+
+    def stop(self, reason: str = "the node was deactivated") -> None:
+        """End every goal with a result saying `reason`; serve nothing until the next start."""
         self.commands = None
+        with self._lock:
+            goals = list(self._goals.values())
+        for goal in goals:
+            self._end(goal, "abort", reason)
+
+    def close(self) -> None:
+        """Destroy the topics, services and action server (cleanup, shutdown)."""
+        self.stop("the node is shutting down")
+        for entity in self._entities:
+            for destroy in (self._node.destroy_subscription, self._node.destroy_service, self._node.destroy_timer):
+                if destroy(entity):
+                    break
+        self._action_server.destroy()
+        self._entities = []
 
     # ------------------------------------------------------------------ goal watching (worker threads)
 
     def on_targets(self, output: TargetsOutput) -> None:
-        if (watch := self._watches.get(output.command_id)) is not None:
-            watch.on_targets(output)
+        if (goal := self._goals.get(output.command_id)) is not None:
+            goal.watch.on_targets(output)
 
     def on_tracks(self, output: TracksOutput) -> None:
-        if (watch := self._watches.get(output.command_id)) is not None:
-            watch.on_tracks(output)
+        if (goal := self._goals.get(output.command_id)) is not None:
+            goal.watch.on_tracks(output)
 
     # ------------------------------------------------------------------ commands
 
     def _on_command(self, msg: GroundingCommand) -> None:
-        self.apply(messages.request_from_msg(msg))
+        if self.commands is not None:
+            self.apply(messages.request_from_msg(msg))
 
     def _on_command_text(self, msg: String) -> None:
-        self.apply(CommandRequest("", msg.data, GroundingMode.TRACK))
+        if self.commands is not None:
+            self.apply(CommandRequest("", msg.data, GroundingMode.TRACK))
 
-    def apply(self, request: CommandRequest):
-        """Carry out a command request; log and publish every event; return the events."""
+    def apply(self, request: CommandRequest) -> list[CommandEvent]:
+        """Carry out a command request; log and publish every event; end goals whose command stopped."""
         now = self._node.get_clock().now().nanoseconds
         default, *others = self._pipelines()
         events = default.submit_command(request)
@@ -100,10 +153,12 @@ class PlannerApi:
         for event in events:
             text = f"command {event.id or '(no id)'} {event.state.name.lower()}: {event.query!r} {event.reason}"
             if event.state is CommandState.REJECTED:
-                logger.warning(text.rstrip())
+                self._problem("commands_rejected", text.rstrip())
             else:
                 logger.info(text.rstrip())
             self._status_pub.publish(messages.status_msg(event, now))
+            if event.state is CommandState.STOPPED and (goal := self._goals.get(event.id)) is not None:
+                self._end(goal, "abort", f"its command was stopped: {event.reason}")
         return events
 
     def _list_commands(self, request, response):
@@ -115,6 +170,9 @@ class PlannerApi:
         return response
 
     def _stop_command(self, request, response):
+        if self.commands is None:
+            response.success, response.message = False, NOT_ACTIVE
+            return response
         action = CommandAction.STOP if request.id else CommandAction.STOP_ALL
         events = self.apply(CommandRequest(request.id, "", action=action))
         response.success = all(e.state is CommandState.STOPPED for e in events)
@@ -123,50 +181,83 @@ class PlannerApi:
 
     # ------------------------------------------------------------------ the Ground action
 
-    def _execute_goal(self, goal_handle):
-        """Run the goal's query as a command until the result is in, the goal times out or is cancelled."""
+    def _on_goal(self, goal) -> GoalResponse:
+        """Accept while active and fewer than max_concurrent_goals run; say why otherwise."""
+        with self._lock:
+            running = len(self._goals) + self._reserved
+            if self.commands is not None and running < self._max_goals:
+                self._reserved += 1
+                return GoalResponse.ACCEPT
+        reason = NOT_ACTIVE if self.commands is None else f"{running} goals run (max_concurrent_goals)"
+        self._problem("goals_rejected", f"Ground goal {clip(goal.query)!r} rejected: {reason}")
+        return GoalResponse.REJECT
+
+    def _on_goal_accepted(self, handle) -> None:
+        """Start the goal's command; the goal is executed (closed) once its outcome is known."""
         from videomolmo_ros.action import Ground
 
-        goal, result = goal_handle.request, Ground.Result()
+        request, result = handle.request, Ground.Result()
         result.command_id = f"goal-{uuid.uuid4().hex[:8]}"
-        watch = GoalWatch(GroundingMode(goal.mode) if goal.mode in (0, 1) else GroundingMode.POINT, goal.track_frames)
-        self._watches[result.command_id] = watch
-        try:
-            [*_, event] = self.apply(CommandRequest(result.command_id, goal.query, goal.mode, camera=goal.camera))
-            if event.state is CommandState.REJECTED:
-                return self._finish(goal_handle.abort, result, event.reason)
-            return self._wait_for_goal(goal_handle, goal, watch, result)
-        finally:
-            self._watches.pop(result.command_id, None)
-            if self.commands is not None and any(c.id == result.command_id for c in self.commands.running()):
-                self.apply(CommandRequest(result.command_id, "", action=CommandAction.STOP))
+        timeout_s = request.timeout.sec + request.timeout.nanosec / 1e9
+        mode = GroundingMode(request.mode) if request.mode in (0, 1) else GroundingMode.POINT
+        goal = _Goal(
+            handle,
+            GoalWatch(mode, request.track_frames),
+            result,
+            time.monotonic() + timeout_s if timeout_s > 0 else float("inf"),
+            timeout_s,
+        )
+        with self._lock:
+            self._reserved -= 1
+            self._goals[result.command_id] = goal
+        if self.commands is None:
+            self._end(goal, "abort", NOT_ACTIVE)
+            return
+        command = CommandRequest(result.command_id, request.query, request.mode, camera=request.camera)
+        [*_, event] = self.apply(command)
+        if event.state is CommandState.REJECTED:
+            self._end(goal, "abort", event.reason)
 
-    def _wait_for_goal(self, goal_handle, goal, watch: GoalWatch, result):
+    def _check_goals(self) -> None:
+        """Timer: send fresh feedback; end goals that are done, cancelled or past their deadline."""
         from videomolmo_ros.action import Ground
 
-        timeout_s = goal.timeout.sec + goal.timeout.nanosec / 1e9
-        deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
-        while True:
-            for targets in watch.feedback():
-                goal_handle.publish_feedback(Ground.Feedback(targets=messages.targets_msg(targets)))
-            if goal_handle.is_cancel_requested:
-                return self._finish(goal_handle.canceled, result, "cancelled", watch)
-            if watch.done():
-                result.success = True
-                return self._finish(goal_handle.succeed, result, "", watch)
-            if time.monotonic() > deadline or self.commands is None:
-                reason = f"no result within {timeout_s:.1f} s" if self.commands else "the node was deactivated"
-                return self._finish(goal_handle.abort, result, reason, watch)
-            time.sleep(_GOAL_POLL_S)
+        with self._lock:
+            goals = list(self._goals.values())
+        for goal in goals:
+            for targets in goal.watch.feedback():
+                goal.handle.publish_feedback(Ground.Feedback(targets=messages.targets_msg(targets)))
+            if goal.handle.is_cancel_requested:
+                self._end(goal, "canceled", "cancelled")
+            elif goal.watch.done():
+                goal.result.success = True
+                self._end(goal, "succeed", "")
+            elif time.monotonic() > goal.deadline:
+                self._end(goal, "abort", f"no result within {goal.timeout_s:.1f} s")
 
-    @staticmethod
-    def _finish(close, result, message: str, watch: GoalWatch | None = None):
+    def _end(self, goal: _Goal, outcome: str, message: str) -> None:
+        """End a goal once: stop its command, fill its result, have the action server close it."""
+        with self._lock:
+            if goal.outcome or self._goals.get(goal.result.command_id) is not goal:
+                return
+            goal.outcome = outcome
+            del self._goals[goal.result.command_id]
+        result, watch = goal.result, goal.watch
         result.message = message
-        if watch is not None:
-            targets = watch.confident or watch.targets
-            if targets is not None:
-                result.targets = messages.targets_msg(targets)
-            if watch.tracks is not None:
-                result.tracks = messages.tracks_msg(watch.tracks)
-        close()
-        return result
+        targets = watch.confident or watch.targets
+        if targets is not None:
+            result.targets = messages.targets_msg(targets)
+        if watch.tracks is not None:
+            result.tracks = messages.tracks_msg(watch.tracks)
+        if self.commands is not None and any(c.id == result.command_id for c in self.commands.running()):
+            self.apply(CommandRequest(result.command_id, "", action=CommandAction.STOP))
+        with self._lock:
+            self._ending[bytes(goal.handle.goal_id.uuid)] = goal
+        goal.handle.execute()  # runs _close_goal on the executor
+
+    def _close_goal(self, handle):
+        """The action server's execute callback, for an ended goal only: close it, return its result."""
+        with self._lock:
+            goal = self._ending.pop(bytes(handle.goal_id.uuid))
+        getattr(handle, goal.outcome)()
+        return goal.result

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from videomolmo_ros.io.text import clean, clip
+
 
 class GroundingMode(IntEnum):
     """Values match GroundingCommand.MODE_*."""
@@ -77,25 +79,24 @@ class Verdict(Enum):
     TOO_LONG = "too long"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
 _ID = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 
 
 def sanitize_query(text: str, max_chars: int) -> tuple[str, Verdict]:
-    """Strip control characters and collapse whitespace; refuse empty or over-long queries.
+    """Strip control and invisible characters, collapse whitespace; refuse empty or over-long queries.
 
     An over-long query is refused rather than cut: a truncated instruction can name a
     different object, and the planner is better told than silently misread.
     """
     if len(text) > 8 * max_chars:  # do not even scan megabytes of text
         return "", Verdict.TOO_LONG
-    clean = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
-    if not clean:
+    cleaned = _SPACES.sub(" ", clean(text)).strip()
+    if not cleaned:
         return "", Verdict.EMPTY
-    if len(clean) > max_chars:
+    if len(cleaned) > max_chars:
         return "", Verdict.TOO_LONG
-    return clean, Verdict.OK
+    return cleaned, Verdict.OK
 
 
 def select_cameras(spec: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -110,13 +111,13 @@ def select_cameras(spec: str, names: Sequence[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(part.strip() for part in spec.split(",") if part.strip()))
     unknown = [name for name in chosen if name not in names]
     if unknown or not chosen:
-        raise ValueError(f"unknown camera {', '.join(unknown) or spec!r} (cameras: {', '.join(names)})")
+        raise ValueError(f"unknown camera {clip(', '.join(unknown) or spec)!r} (cameras: {', '.join(names)})")
     return chosen
 
 
-def _preview(text: str) -> str:
-    """The start of a query, cleaned, to echo back in a rejection."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", text[:80])).strip()
+def preview(text: str) -> str:
+    """The start of an untrusted query, cleaned and clipped, to echo back in a rejection."""
+    return _SPACES.sub(" ", clip(text)).strip()
 
 
 class CommandBook:
@@ -142,7 +143,7 @@ class CommandBook:
             try:
                 action = CommandAction(request.action)
             except ValueError:
-                return [self._reject(request, _preview(request.query), f"unknown action {request.action}")]
+                return [self._reject(request, preview(request.query), f"unknown action {request.action}")]
             if action is CommandAction.STOP_ALL:
                 # Always answered, so a planner waiting for the reply gets one: empty id = all.
                 return self._stop_all("stopped by a STOP_ALL command") or [
@@ -153,7 +154,7 @@ class CommandBook:
             return self._start(request, replace_all=action is CommandAction.REPLACE)
 
     def _reject(self, request: CommandRequest, query: str, reason: str) -> CommandEvent:
-        return CommandEvent(CommandState.REJECTED, request.id[:64], query, reason)
+        return CommandEvent(CommandState.REJECTED, clip(request.id, 64), query, reason)
 
     def _stop_all(self, reason: str) -> list[CommandEvent]:
         events = [CommandEvent(CommandState.STOPPED, c.id, c.query, reason, c.cameras) for c in self._running.values()]
@@ -164,7 +165,7 @@ class CommandBook:
         command = self._running.pop(request.id, None)
         if command is None:
             running = ", ".join(self._running) or "none"
-            return [self._reject(request, "", f"no running command has id {request.id!r} (running: {running})")]
+            return [self._reject(request, "", f"no running command has id {clip(request.id)!r} (running: {running})")]
         return [
             CommandEvent(CommandState.STOPPED, command.id, command.query, "stopped by a STOP command", command.cameras)
         ]
@@ -177,7 +178,7 @@ class CommandBook:
             return [
                 self._reject(
                     request,
-                    _preview(request.query),
+                    preview(request.query),
                     f"the query has {len(request.query)} characters; at most {self.max_query_chars} are accepted",
                 )
             ]

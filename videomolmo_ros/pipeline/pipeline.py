@@ -31,14 +31,13 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
-from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
+from videomolmo_ros.io.text import clip
 from videomolmo_ros.pipeline.commands import (
     Command,
     CommandAction,
@@ -46,6 +45,7 @@ from videomolmo_ros.pipeline.commands import (
     CommandEvent,
     CommandRequest,
     CommandState,
+    preview,
 )
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
@@ -53,8 +53,8 @@ from videomolmo_ros.pipeline.mask_fusion import TAU
 from videomolmo_ros.pipeline.outputs import OutputSink
 from videomolmo_ros.pipeline.publisher import QueuedSink
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
-from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
-from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
+from videomolmo_ros.pipeline.tracking import Grounded, tracking_stage
+from videomolmo_ros.pipeline.turns import TakeTurns
 
 
 @dataclass(frozen=True)
@@ -76,34 +76,26 @@ class PipelineConfig:
     camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
 
 
-def tracked_frames(config: PipelineConfig) -> int:
-    """Frames the tracking worker keeps copies of: the live one, catch-up's last catch_up_s, fusion's held ones."""
-    held = config.fusion_max_lag_frames + 1 if config.fusion == "bidirectional" else 0
-    return 1 + max(history_frames(config.catch_up_s), held, 1)
+def ring_sizes(config: PipelineConfig, pointer: Pointer | None) -> tuple[int, int]:
+    """Slots of the stream ring and of the context ring (0: the pointer reads the stream ring).
 
-
-class TakeTurns:
-    """A lock handed over in arrival order: cameras sharing one model take turns, none starves.
-
-    (threading.Lock lets the thread that just released it take it straight back.)
+    A pointer that wants N consecutive camera frames (Pointer.camera_rate_frames) reads them from
+    a stream ring of at least N slots, and no context ring is kept.
     """
+    wanted = pointer.camera_rate_frames if pointer is not None else 0
+    if wanted:
+        return max(config.stream_frames, wanted), 0
+    return config.stream_frames, config.context_frames
 
-    def __init__(self) -> None:
-        self._wake = threading.Condition()
-        self._queue: deque[object] = deque()
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        me = object()
-        with self._wake:
-            self._queue.append(me)
-            self._wake.wait_for(lambda: self._queue[0] is me)
-        try:
-            yield
-        finally:
-            with self._wake:
-                self._queue.popleft()
-                self._wake.notify_all()
+def with_changes(config: PipelineConfig, changes: dict[str, object]) -> PipelineConfig:
+    """`config` with settings named as the node's parameters (max_result_age_s, tracker.match_distance, ...)."""
+    tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
+    top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
+    try:
+        return replace(config, **top, tracker=replace(config.tracker, **tracker))
+    except TypeError as error:
+        raise ValueError(f"not a runtime setting: {error}") from error
 
 
 class PerceptionPipeline:
@@ -139,28 +131,17 @@ class PerceptionPipeline:
         self.counters = Counters()
         self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
         self._pointer_turns = pointer_turns or TakeTurns()
-        self.stream = FrameBuffer(config.stream_frames, device, camera=config.camera)
-        self.context = FrameBuffer(
-            config.context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera
+        stream_frames, context_frames = ring_sizes(config, pointer)
+        self.stream = FrameBuffer(stream_frames, device, camera=config.camera)
+        # A pointer that reads consecutive camera frames gets them from the stream ring.
+        self.context = (
+            FrameBuffer(context_frames, device, sample_period_s=1.0 / config.context_fps, camera=config.camera)
+            if context_frames
+            else self.stream
         )
-        lag = (config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator, config.fusion_max_lag_s)
-        fuser = make_fuser(config.fusion, *lag)
-        tracker = TrackManager(config.tracker, track_ids, sightings_s=config.max_result_age_s)
-        catch_up = CatchUp(config.catch_up_s, config.catch_up_max_frames_per_step)
-        frames = TrackedFrames(tracked_frames(config), device)
-        if propagator is not None:
-            propagator.retain_frames(history_frames(config.catch_up_s))
-        self._stage = TrackingStage(  # the tracking worker's alone
-            config.camera,
-            tracker,
-            fuser,
-            propagator,
-            self.commands,
-            self.sink,
-            self.counters,
-            self.problem,
-            catch_up=catch_up,
-            frames=frames,
+        self._window_frames = context_frames or pointer.camera_rate_frames
+        self._stage = tracking_stage(  # the tracking worker's alone
+            config, device, propagator, TrackManager(config.tracker, track_ids, config.max_result_age_s), self
         )
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
@@ -182,8 +163,9 @@ class PerceptionPipeline:
             thread.start()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the workers (a running model call is waited for up to `timeout_s`).
+        """Stop the workers; a running model call is waited for up to `timeout_s`, then abandoned.
 
+        An abandoned worker (a daemon thread) ends when its call returns, reporting and publishing nothing.
         Frames held for fusion are published as they are: no keyframe will come for them.
         """
         with self._wake:
@@ -199,17 +181,13 @@ class PerceptionPipeline:
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes the frame buffers hold: the stream and context rings, and the frames kept for catch-up."""
-        return self.stream.nbytes + self.context.nbytes + self._stage.frames.nbytes
+        """Bytes the frame rings hold (one ring when the pointer reads the stream ring), and the tracker's copies."""
+        context = self.context.nbytes if self.context is not self.stream else 0
+        return self.stream.nbytes + context + self._stage.frames.nbytes
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
-        tracker = {k.removeprefix("tracker."): v for k, v in changes.items() if k.startswith("tracker.")}
-        top = {k: v for k, v in changes.items() if not k.startswith("tracker.")}
-        try:
-            config = replace(self.config, **top, tracker=replace(self.config.tracker, **tracker))
-        except TypeError as error:
-            raise ValueError(f"not a runtime setting: {error}") from error
+        config = with_changes(self.config, changes)
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
@@ -254,7 +232,8 @@ class PerceptionPipeline:
             self._restart()
         tensor = torch.from_numpy(image).to(self.device)
         self.stream.push(tensor, stamp_ns, frame_id)
-        self.context.push(tensor, stamp_ns, frame_id)
+        if self.context is not self.stream:
+            self.context.push(tensor, stamp_ns, frame_id)
         with self._wake:
             self._wake.notify_all()
 
@@ -263,7 +242,7 @@ class PerceptionPipeline:
         if self.pointer is None and request.action in (CommandAction.ADD, CommandAction.REPLACE):
             self.counters.add("commands_rejected")
             reason = "no pointer backend is configured (set the pointer_backend parameter)"
-            return [CommandEvent(CommandState.REJECTED, request.id, request.query[:80], reason)]
+            return [CommandEvent(CommandState.REJECTED, clip(request.id, 64), preview(request.query), reason)]
         events = self.commands.apply(request)
         for event in events:
             self.counters.add(f"commands_{event.state.name.lower()}")
@@ -279,10 +258,10 @@ class PerceptionPipeline:
             self._wake.notify_all()
 
     def _restart(self) -> None:
-        with self._wake:
+        with self._wake:  # with the buffers, so no grounding pairs a window of before with the new epoch
             self._epoch += 1
-        self.stream.clear()
-        self.context.clear()
+            self.stream.clear()
+            self.context.clear()
         self._control(self._stage.forget_all)  # _tracked_seq stays: no frame is tracked twice
 
     def _control(self, action: Callable[[], None]) -> None:
@@ -300,6 +279,8 @@ class PerceptionPipeline:
                 if not turn():
                     return
             except Exception as error:
+                if self._stopping:
+                    return  # an abandoned worker: its outputs, ROS context included, are gone
                 self.problem(
                     "internal_errors",
                     f"{threading.current_thread().name} worker: {error!r}\n{traceback.format_exc()}",
@@ -319,6 +300,7 @@ class PerceptionPipeline:
                 return False
             controls, self._controls = list(self._controls), deque()
             results, self._results = list(self._results), deque()
+            epoch = self._epoch
         for action in controls:
             action()
         for grounded in results:
@@ -332,6 +314,9 @@ class PerceptionPipeline:
             self._tracked_seq = newest.seq  # nothing to track: not a skip, no frame copy, no model step
             return True
         frame = self._stage.take(self.stream)
+        with self._wake:
+            if self._epoch != epoch:  # restarted meanwhile: the next turn forgets the old state first
+                return True
         if frame is not None:
             if self._tracked_seq >= 0:
                 self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)
@@ -350,7 +335,7 @@ class PerceptionPipeline:
         for _ in range(len(running)):
             command = self.commands.next_turn(self.camera)
             if command is not None and self._grounded.get((command.id, command.generation), -1) < newest.seq:
-                window = self.context.window(self.config.context_frames)
+                window = self.context.window(self._window_frames)
                 return (command, window) if window is not None else None
         return None
 
@@ -372,9 +357,12 @@ class PerceptionPipeline:
         try:
             result = self._ground(window, command)
         except Exception as error:
-            self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
-            return True
+            if not self._stopping:
+                self.problem("grounding_failures", f"grounding {command.query!r} failed: {error!r}")
+            return not self._stopping
         self.counters.add("groundings")
+        if result.skipped_frames:
+            self.counters.add("grounding_frames_not_shown_same_time", result.skipped_frames)
         with self._wake:
             self._results.append(Grounded(command, window, result, epoch))
             self._wake.notify_all()

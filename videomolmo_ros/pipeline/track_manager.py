@@ -9,6 +9,9 @@ while it is briefly out of sight. States follow stated rules:
 - TRACKED: its mask is seen in the current frame;
 - LOST: not seen in the current frame; deleted after `max_lost_frames` frames unseen.
 
+A mask counts as seen when it has `min_mask_pixels` pixels and its confidence is at least
+`min_mask_score`: a propagator unsure of the object reports it LOST, not TRACKED somewhere wrong.
+
 Matching a point to tracks: a point inside a track's current mask costs ~0, otherwise its
 distance to the track's point as a fraction of the image diagonal; pairs above
 `match_distance` are not allowed; the Hungarian algorithm picks the cheapest assignment.
@@ -44,6 +47,8 @@ class TrackerConfig:
     max_lost_frames: int = 90
     match_distance: float = 0.15
     min_mask_pixels: int = 4
+    min_mask_score: float = 0.0  # weaker masks count as not seen
+    min_point_score: float = 0.0  # weaker grounded points (of a pointer that scores them) are dropped
 
 
 @dataclass
@@ -143,7 +148,7 @@ class TrackManager:
         deleted = []
         for track in self.tracks(command_id):
             mask, score = masks.get(track.id, (None, 0.0))
-            box = None if mask is None else mask_box(mask)
+            box = None if mask is None or score < self.config.min_mask_score else mask_box(mask)
             if box is not None and np.count_nonzero(box_crop(mask, box)) < self.config.min_mask_pixels:
                 box = None
             if box is None:

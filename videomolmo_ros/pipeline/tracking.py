@@ -7,12 +7,13 @@ to it), so nothing here takes a lock.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask
-from videomolmo_ros.pipeline.catch_up import CatchUp
+from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
 from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
@@ -20,6 +21,9 @@ from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
+
+if TYPE_CHECKING:
+    from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 
 FUSION_MODES = ("forward", "bidirectional")
 
@@ -184,7 +188,10 @@ class TrackingStage:
                 f"{len(points) - len(valid)} point(s) for {query!r} fell outside the {len(window)}-frame "
                 f"{width}x{height} window and were dropped",
             )
-        return valid
+        min_score = self.tracker.config.min_point_score
+        confident = [p for p in valid if p.score is None or p.score >= min_score]
+        self._counters.add("points_dropped_low_score", len(valid) - len(confident))
+        return confident
 
     def catch_up(self) -> None:
         """Carry the objects prompted since the last live step through the frames tracked after their prompts.
@@ -297,3 +304,34 @@ class TrackingStage:
             for t in self.tracker.tracks(command.id)
         )
         self._sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))
+
+
+def frames_kept(config: "PipelineConfig") -> int:
+    """Frames the tracking worker keeps copies of: the live one, catch-up's last catch_up_s, fusion's held ones."""
+    held = config.fusion_max_lag_frames + 1 if config.fusion == "bidirectional" else 0
+    return 1 + max(history_frames(config.catch_up_s), held, 1)
+
+
+def tracking_stage(
+    config: "PipelineConfig",
+    device: torch.device,
+    propagator: MaskPropagator | None,
+    tracker: TrackManager,
+    pipeline: "PerceptionPipeline",
+) -> TrackingStage:
+    """A pipeline's tracking stage: its fuser (bidirectional fusion), catch-up and ring of tracked frames."""
+    lag = (config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator, config.fusion_max_lag_s)
+    if propagator is not None:
+        propagator.retain_frames(history_frames(config.catch_up_s))
+    return TrackingStage(
+        config.camera,
+        tracker,
+        make_fuser(config.fusion, *lag),
+        propagator,
+        pipeline.commands,
+        pipeline.sink,
+        pipeline.counters,
+        pipeline.problem,
+        catch_up=CatchUp(config.catch_up_s, config.catch_up_max_frames_per_step),
+        frames=TrackedFrames(frames_kept(config), device),
+    )

@@ -35,8 +35,10 @@ class SequenceResult:
     f: float
     jf: float
     pointing: PointingScores | None  # None: no targets on a frame with ground truth
-    count: CountScores | None  # likewise
-    count_pairs: list[tuple[int, int]]  # (objects visible, targets placed) per annotated frame pointed at
+    # Count accuracy per annotated frame pointed at, of its (objects visible, targets placed): not
+    # Molmo2's count accuracy, which scores one count per video query. None: no targets, likewise.
+    frame_count: CountScores | None
+    frame_count_pairs: list[tuple[int, int]]
     id_switches: int
     track_ids: int
     timeouts: int
@@ -71,8 +73,8 @@ def score(sample: Sample, run: SequenceRun) -> SequenceResult:
         f=command.union.f,
         jf=command.union.jf,
         pointing=command.pointing,
-        count=command.counts,
-        count_pairs=list(command.count_pairs),
+        frame_count=command.frame_counts,
+        frame_count_pairs=list(command.frame_count_pairs),
         id_switches=command.id_switches,
         track_ids=len({t.id for output in run.tracks if output for t in output.tracks}),
         timeouts=run.timeouts,
@@ -113,7 +115,7 @@ class Overall:
     f: float
     jf: float
     pointing: PointingScores | None
-    count: CountScores | None
+    frame_count: CountScores | None
     id_switches: int
     timeouts: int
     tracking_latency: LatencyStats | None
@@ -130,7 +132,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
         samples = [s for r in results for s in r.latency_samples[kind]]
         return latency_stats(samples) if samples else None
 
-    pairs = [pair for r in results for pair in r.count_pairs]
+    pairs = [pair for r in results for pair in r.frame_count_pairs]
     pointing = [dataclasses.astuple(r.pointing) for r in results if r.pointing]
     return Overall(
         sequences=len(results),
@@ -138,7 +140,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
         f=mean([r.f for r in results]),
         jf=mean([r.jf for r in results]),
         pointing=PointingScores(*map(mean, zip(*pointing, strict=True))) if pointing else None,
-        count=count_accuracy(pairs) if pairs else None,
+        frame_count=count_accuracy(pairs) if pairs else None,
         id_switches=sum(r.id_switches for r in results),
         timeouts=sum(r.timeouts for r in results),
         tracking_latency=pooled("tracking"),
@@ -166,15 +168,17 @@ def write_report(out_dir: Path, report: Report) -> None:
 
 def markdown_table(report: Report) -> str:
     """One row per sequence and a mean row."""
-    header = "| sequence | expression | frames | J | F | J&F | P | R | F1 | count | close | ID sw | timeouts |"
+    header = (
+        "| sequence | expression | frames | J | F | J&F | P | R | F1 | count/frame | close/frame | ID sw | timeouts |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in report.sequences:
         text = r.text.replace("|", "\\|").replace("\n", " ")
         text = text if len(text) <= 60 else text[:57] + "..."
-        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.count, r.id_switches, r.timeouts))
+        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.frame_count, r.id_switches, r.timeouts))
     o = report.overall
     frames = sum(r.frames for r in report.sequences)
-    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.count, o.id_switches, o.timeouts))
+    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, o.id_switches, o.timeouts))
     return "\n".join(lines) + "\n"
 
 

@@ -1,21 +1,18 @@
-"""Evaluation metrics, defined as the papers the node's models are scored with define them.
+"""Evaluation metrics, defined as the references the node's models are scored with define them.
 
 Scores computed here can be set beside the published numbers only if they follow the same
-definitions: video pointing and counting as in the Molmo2 reference evaluation, J, F and J&F
-as in the DAVIS benchmark (used by VideoMolmo, and by Molmo2 for tracking), identity switches
-as in CLEAR-MOT. The functions take plain numbers and numpy masks, so a bag replay, a test or a
-notebook can use them without ROS.
+definitions: video pointing and counting as in Molmo2's evaluation code; J, F and J&F (DAVIS
+2017) are in `mask_metrics`, identity switches (CLEAR-MOT) in `clear_mot`. The functions take
+plain numbers and numpy masks, so a bag replay, a test or a notebook can use them without ROS.
 """
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-from videomolmo_ros.pipeline.mask_fusion import mask_iou
+from scipy.spatial.distance import cdist
 
 
 @dataclass(frozen=True)
@@ -28,15 +25,26 @@ class VideoPoint:
 
 
 @dataclass(frozen=True)
-class PointingTruth:
-    """Ground truth of one video pointing query.
+class TruthPoint:
+    """A ground-truth point, and where a prediction paired with it must land to score.
 
-    `masks` maps the timestamp of each ground-truth point to the target mask (bool, height x
-    width) of that frame: a prediction scores only if it lands on the target.
+    `masks` maps a time (s) to the mask (bool, height x width) of the point's object at that time:
+    a paired prediction hits only at one of those times and on that mask, as in Molmo2's evaluation
+    (its `gt_abs_masks`); `scoring` gives each point its own frame's mask. Times are compared
+    exactly, so take both sides' times from the same frame stamps.
     """
 
-    points: Sequence[VideoPoint]
+    t_s: float
+    x: float
+    y: float
     masks: Mapping[float, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PointingTruth:
+    """Ground truth of one video pointing query: its points, and the video's duration and size."""
+
+    points: Sequence[TruthPoint]
     duration_s: float
     width: int
     height: int
@@ -50,30 +58,39 @@ class PointingScores:
 
 
 def video_pointing_scores(predicted: Sequence[VideoPoint], truth: PointingTruth) -> PointingScores:
-    """Precision, recall and F1 of predicted points, as the Molmo2 reference evaluation scores them.
+    """Precision, recall and F1 of predicted points, as Molmo2's video pointing evaluation scores them.
 
-    Both sets are normalised (t by the duration, x and y by the image size) so that time and space
-    weigh alike, paired by the Hungarian algorithm on Euclidean distance, and a pair is a true
-    positive when the prediction falls inside the ground-truth mask of its paired point's frame.
+    Both sets are normalised (t by the duration, x and y by the image size, each to 0-100 rounded to
+    0.1, as the reference does before pairing, so ties pair alike), paired by the Hungarian
+    algorithm on Euclidean distance, and a pair is a true positive when the prediction is at a
+    time of its paired point's `masks` and its pixel, rounded, is on that mask.
     Predicting nothing when there is nothing to find scores 1.
     """
     if not predicted and not truth.points:
         return PointingScores(1.0, 1.0, 1.0)
     if not predicted or not truth.points:
         return PointingScores(0.0, 0.0, 0.0)
-    scale = np.array([truth.duration_s, truth.width, truth.height], float)
-    pred = np.array([(p.t_s, p.x, p.y) for p in predicted], float) / scale
-    gt = np.array([(p.t_s, p.x, p.y) for p in truth.points], float) / scale
-    distance = np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=-1)
+    distance = cdist(_normalised(predicted, truth), _normalised(truth.points, truth))
     rows, cols = linear_sum_assignment(distance)
-    hits = sum(_inside(truth.masks[truth.points[c].t_s], predicted[r]) for r, c in zip(rows, cols, strict=True))
+    hits = sum(_hits(predicted[r], truth.points[c]) for r, c in zip(rows, cols, strict=True))
     precision, recall = hits / len(predicted), hits / len(truth.points)
     return PointingScores(precision, recall, _f1(precision, recall))
 
 
-def _inside(mask: np.ndarray, point: VideoPoint) -> bool:
-    """Whether the pixel a point falls on belongs to the mask (a point off the image never does)."""
-    col, row = math.floor(point.x), math.floor(point.y)
+def _normalised(points: Sequence[VideoPoint | TruthPoint], truth: PointingTruth) -> np.ndarray:
+    scale = (truth.duration_s, truth.width, truth.height)
+    return np.array([[round(v / s * 100, 1) for v, s in zip((p.t_s, p.x, p.y), scale, strict=True)] for p in points])
+
+
+def _hits(prediction: VideoPoint, point: TruthPoint) -> bool:
+    """Whether a prediction is at a time of the point's masks and on that mask (off the image: never).
+
+    Pixels are Python-rounded (half to even) as the reference rounds them: x = 9.6 is column 10.
+    """
+    mask = point.masks.get(prediction.t_s)
+    if mask is None:
+        return False
+    col, row = round(prediction.x), round(prediction.y)
     return 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and bool(mask[row, col])
 
 
@@ -91,131 +108,14 @@ def count_accuracy(pairs: Sequence[tuple[int, int]]) -> CountScores:
     """Exact and "close" accuracy over (ground truth, predicted) counts, as in Molmo2.
 
     Close allows an error of 1 + floor(5 % of the true count), so miscounting a crowd by one or two
-    is not scored like missing the only object.
+    is not scored like missing the only object. Molmo2 gives one pair per video query (the objects in
+    the video, the count it answered); the accuracy is comparable to its number only over such pairs.
     """
     if not pairs:
         raise ValueError("count_accuracy needs at least one (ground truth, predicted) pair")
     exact = sum(gt == pred for gt, pred in pairs)
     close = sum(abs(gt - pred) <= 1 + math.floor(0.05 * gt) for gt, pred in pairs)
     return CountScores(exact / len(pairs), close / len(pairs))
-
-
-@dataclass(frozen=True)
-class MaskScores:
-    j: float
-    f: float
-
-    @property
-    def jf(self) -> float:
-        """J&F, the mean of region and boundary scores that VideoMolmo and Molmo2 report."""
-        return (self.j + self.f) / 2
-
-
-def region_similarity(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """DAVIS J: the IoU of two bool masks; two empty masks agree that the object is absent (1)."""
-    return mask_iou(predicted, truth)
-
-
-def boundary_tolerance(shape: tuple[int, ...], bound_th: float = 0.008) -> int:
-    """DAVIS's boundary tolerance in pixels: `bound_th` of the image diagonal, rounded up.
-
-    The DAVIS 2017 evaluation code rounds up (np.ceil), so a 100 x 100 image allows 2 pixels.
-    """
-    return math.ceil(bound_th * math.hypot(shape[0], shape[1]))
-
-
-def boundary_f_measure(predicted: np.ndarray, truth: np.ndarray, bound_th: float = 0.008) -> float:
-    """DAVIS F: the F-measure of boundary pixels matched within `boundary_tolerance`.
-
-    A boundary pixel of one mask is matched when a boundary pixel of the other lies within the
-    tolerance disk, so outlines off by a pixel or two are not penalised as wrong objects.
-    """
-    pred_edge, true_edge = _boundary(predicted), _boundary(truth)
-    n_pred, n_true = np.count_nonzero(pred_edge), np.count_nonzero(true_edge)
-    if n_pred == 0 or n_true == 0:
-        return 1.0 if n_pred == n_true else 0.0
-    disk = _disk(boundary_tolerance(truth.shape, bound_th))
-    precision = np.count_nonzero(pred_edge & _dilate(true_edge, disk)) / n_pred
-    recall = np.count_nonzero(true_edge & _dilate(pred_edge, disk)) / n_true
-    return _f1(precision, recall)
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """DAVIS's 1-pixel boundary (seg2bmap): pixels that differ from their east, south or south-east
-    neighbour; on the last row and column only the neighbour along the edge counts."""
-    seg = mask.astype(bool)
-    east, south, south_east = (np.zeros_like(seg) for _ in range(3))
-    east[:, :-1], south[:-1, :], south_east[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
-    edge = (seg ^ east) | (seg ^ south) | (seg ^ south_east)
-    edge[-1, :] = seg[-1, :] ^ east[-1, :]
-    edge[:, -1] = seg[:, -1] ^ south[:, -1]
-    edge[-1, -1] = False
-    return edge
-
-
-def _disk(radius: int) -> np.ndarray:
-    """The structuring element DAVIS dilates with (skimage's disk): offsets with x^2 + y^2 <= r^2."""
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return (x * x + y * y <= radius * radius).astype(np.uint8)
-
-
-def _dilate(edge: np.ndarray, disk: np.ndarray) -> np.ndarray:
-    return cv2.dilate(edge.astype(np.uint8), disk).astype(bool)
-
-
-def mask_scores(predicted: np.ndarray, truth: np.ndarray) -> MaskScores:
-    """J and F of one frame."""
-    return MaskScores(region_similarity(predicted, truth), boundary_f_measure(predicted, truth))
-
-
-def sequence_mask_scores(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> MaskScores:
-    """J and F averaged over the frames of a sequence, as DAVIS reports them per object."""
-    if len(predicted) != len(truth) or not truth:
-        raise ValueError(f"need one predicted mask per truth frame, got {len(predicted)} for {len(truth)}")
-    return mean_mask_scores([mask_scores(p, t) for p, t in zip(predicted, truth, strict=True)])
-
-
-def mean_mask_scores(scores: Sequence[MaskScores]) -> MaskScores:
-    """The mean J and F of per-frame or per-object scores (DAVIS's J-Mean, F-Mean).
-
-    Apart from `sequence_mask_scores` so a long video can be scored frame by frame without
-    holding every mask, and per-object means can be averaged over objects.
-    """
-    if not scores:
-        raise ValueError("mean_mask_scores needs at least one MaskScores")
-    return MaskScores(float(np.mean([s.j for s in scores])), float(np.mean([s.f for s in scores])))
-
-
-def match_tracks(
-    truth: Mapping[Hashable, np.ndarray], predicted: Mapping[Hashable, np.ndarray], min_iou: float = 0.5
-) -> dict[Hashable, Hashable]:
-    """One frame's ground-truth object -> track id pairing: Hungarian on mask IoU, pairs >= `min_iou`.
-
-    At IoU >= 0.5 a track can overlap at most one object that well, the CLEAR-MOT reading of
-    "this track is that object".
-    """
-    gt_ids, track_ids = list(truth), list(predicted)
-    iou = np.array([[mask_iou(truth[g], predicted[t]) for t in track_ids] for g in gt_ids]).reshape(
-        len(gt_ids), len(track_ids)
-    )
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    return {gt_ids[r]: track_ids[c] for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
-
-
-def id_switches(assignments: Sequence[Mapping[Hashable, Hashable]]) -> int:
-    """CLEAR-MOT identity switches over per-frame ground-truth object -> track id assignments.
-
-    A switch is counted whenever an object is matched to a track other than the one it was last
-    matched to, even across frames where it was unmatched: losing an object and picking it up
-    under a new id is exactly the failure a planner holding the old id suffers from.
-    """
-    last: dict[Hashable, Hashable] = {}
-    switches = 0
-    for frame in assignments:
-        for gt_id, track_id in frame.items():
-            switches += gt_id in last and last[gt_id] != track_id
-            last[gt_id] = track_id
-    return switches
 
 
 @dataclass(frozen=True)

@@ -3,39 +3,37 @@
 One definition for both ways of running it: replay_bag (a bag's ground-truth topic, the node's
 outputs) and evaluate_dataset (a dataset's annotations, the pipeline's outputs). No ROS: each
 turns its run into the plain structures here, so tests and notebooks can score hand-made cases.
-Every number comes from `videomolmo_ros.tools.metrics`, so it means what the papers mean by it. Each
-command is scored on its own, against every ground-truth object.
+Every number comes from `metrics`, `mask_metrics` and `clear_mot`, which follow the references the
+papers score with (Molmo2's evaluation, DAVIS 2017, CLEAR-MOT); what no reference defines is named
+apart (`masks_frame_matched`, counts per frame). Each command is scored on its own, against every
+ground-truth object.
 """
 
-from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
+from videomolmo_ros.tools.clear_mot import ClearMotMatcher
+from videomolmo_ros.tools.mask_metrics import MaskScores, SequenceObjectScores, mask_scores, mean_mask_scores
 from videomolmo_ros.tools.metrics import (
     CountScores,
     LatencyStats,
-    MaskScores,
     PointingScores,
     PointingTruth,
+    TruthPoint,
     VideoPoint,
     count_accuracy,
-    id_switches,
     latency_stats,
-    mask_scores,
-    match_tracks,
-    mean_mask_scores,
     video_pointing_scores,
 )
 
 Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
-# J&F gives partial credit, as DAVIS does, so any overlap pairs a track with an object; whether the
-# track *is* that object, for ID switches, takes CLEAR-MOT's IoU >= 0.5 (match_tracks's default).
-ANY_OVERLAP = 1e-9
-# missed: annotated frames without masks; union: its J&F; count: exact count accuracy; ms: mask latency.
+# missed: annotated frames without masks; J, F, J&F: per object, one track each (DAVIS); any-id: J&F with
+# tracks matched to objects frame by frame; union: its J&F; count/fr: exact count accuracy per frame;
+# ms: mask latency.
 TABLE_HEADER = (
     "command",
     "query",
@@ -44,10 +42,11 @@ TABLE_HEADER = (
     "J",
     "F",
     "J&F",
+    "any-id",
     "union",
     "ID sw",
     "point F1",
-    "count",
+    "count/fr",
     "ms p50/90",
 )
 
@@ -80,21 +79,26 @@ class CommandScore:
     query: str
     frames_scored: int  # annotated frames scored for masks: those answered (or all, see score_outputs)
     frames_without_masks: tuple[int, ...]  # stamps of the annotated frames it did not answer
-    masks: MaskScores | None  # per ground-truth object over its frames, then averaged over objects
+    masks: MaskScores | None  # per object (DAVIS: one track for the sequence), averaged over objects
     objects: dict[Hashable, MaskScores]
+    object_tracks: dict[Hashable, Hashable | None]  # the track each object's scores are of (None: none left)
+    masks_frame_matched: MaskScores | None  # as `masks`, tracks matched to objects on each frame anew
+    objects_frame_matched: dict[Hashable, MaskScores]
     union: MaskScores | None  # all tracks' masks against all objects', per frame
     union_frames: dict[int, MaskScores]  # the union's scores on each frame scored, by stamp
     id_switches: int
     pointing_frames: int  # annotated frames the model placed targets on
     pointing: PointingScores | None
-    count_pairs: tuple[tuple[int, int], ...]  # (objects visible, targets placed) per frame pointed at
-    counts: CountScores | None
+    # (objects visible, targets placed) per frame pointed at, and their accuracy: per frame, where
+    # Molmo2 scores one count per video query, so not comparable to its count accuracy.
+    frame_count_pairs: tuple[tuple[int, int], ...]
+    frame_counts: CountScores | None
     masks_latency: LatencyStats | None
     targets_latency: LatencyStats | None
 
     def report(self) -> dict:
         report = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
-        for name in ("objects", "union_frames"):  # JSON keys are strings
+        for name in ("objects", "object_tracks", "objects_frame_matched", "union_frames"):  # JSON keys: strings
             report[name] = {str(k): _jsonable(v) for k, v in getattr(self, name).items()}
         return report
 
@@ -171,7 +175,8 @@ def _score_command(
 ) -> CommandScore:
     answered = _first_by_stamp(masks)
     scored = stamps if unanswered_found_nothing else [s for s in stamps if s in answered]
-    objects, union, switches = _mask_scores(truth, scored, answered)
+    sequence, union, switches = _mask_scores(truth, scored, answered)
+    assigned, frame_matched = sequence.assigned(), sequence.frame_matched()
     placed = _first_by_stamp(targets)
     pointed = [s for s in stamps if s in placed]
     pointing, pairs = _pointing_scores(truth, pointed, placed, stamps) if pointed else (None, [])
@@ -180,15 +185,18 @@ def _score_command(
         query=query,
         frames_scored=len(scored),
         frames_without_masks=tuple(s for s in stamps if s not in answered),
-        masks=mean_mask_scores(list(objects.values())) if objects else None,
-        objects=objects,
+        masks=mean_mask_scores([a.scores for a in assigned.values()]) if assigned else None,
+        objects={k: a.scores for k, a in assigned.items()},
+        object_tracks={k: a.track for k, a in assigned.items()},
+        masks_frame_matched=mean_mask_scores(list(frame_matched.values())) if frame_matched else None,
+        objects_frame_matched=frame_matched,
         union=mean_mask_scores(list(union.values())) if union else None,
         union_frames=union,
         id_switches=switches,
         pointing_frames=len(pointed),
         pointing=pointing,
-        count_pairs=tuple(pairs),
-        counts=count_accuracy(pairs) if pairs else None,
+        frame_count_pairs=tuple(pairs),
+        frame_counts=count_accuracy(pairs) if pairs else None,
         masks_latency=_latency(masks, sent_ns),
         targets_latency=_latency(targets, sent_ns),
     )
@@ -204,24 +212,23 @@ def _first_by_stamp(answers: Iterable[MasksAnswer | TargetsAnswer]) -> dict:
 
 def _mask_scores(
     truth: Mapping[int, Masks], stamps: list[int], answered: Mapping[int, MasksAnswer]
-) -> tuple[dict[Hashable, MaskScores], dict[int, MaskScores], int]:
-    """Per-object J and F, the union's per frame, and ID switches; frame by frame, so masks are
-    decoded one frame at a time. A frame not answered is scored as answered with no mask."""
-    per_object: dict[Hashable, list[MaskScores]] = defaultdict(list)
+) -> tuple[SequenceObjectScores, dict[int, MaskScores], int]:
+    """Every track against every object, the union's scores per frame, and ID switches; frame by
+    frame, so masks are decoded one frame at a time. A frame not answered is scored as answered with
+    no mask, an object not in a frame's ground truth as absent there."""
+    objects_ids = sorted({k for stamp in stamps for k in truth[stamp]})
+    track_ids = sorted({k for stamp in stamps if stamp in answered for k in answered[stamp].masks})
+    sequence = SequenceObjectScores(objects_ids, track_ids)
     union: dict[int, MaskScores] = {}
-    assignments: list[dict[Hashable, Hashable]] = []
+    identities = ClearMotMatcher()
     for stamp in stamps:
         objects = dict(truth[stamp])
         tracks = dict(answered[stamp].masks) if stamp in answered else {}
         shape = _frame_shape(stamp, objects, tracks)
-        pairs = match_tracks(objects, tracks, min_iou=ANY_OVERLAP)
-        for object_id, mask in objects.items():
-            predicted = tracks[pairs[object_id]] if object_id in pairs else np.zeros_like(mask)
-            per_object[object_id].append(mask_scores(predicted, mask))
+        sequence.add_frame(objects, tracks)
         union[stamp] = mask_scores(_union(tracks.values(), shape), _union(objects.values(), shape))
-        assignments.append(match_tracks(_present(objects), _present(tracks)))
-    objects = {k: mean_mask_scores(v) for k, v in sorted(per_object.items())}
-    return objects, union, id_switches(assignments)
+        identities.update(_present(objects), _present(tracks))
+    return sequence, union, identities.switches
 
 
 def _present(masks: Masks) -> dict[Hashable, np.ndarray]:
@@ -249,21 +256,22 @@ def _pointing_scores(
 ) -> tuple[PointingScores, list[tuple[int, int]]]:
     """Pointing P/R/F1 and (true, predicted) counts on the annotated frames the model placed targets on.
 
-    Each visible object's true point is its mask's interior point (any point on it would do: a
-    prediction scores when it lands on the mask); time is normalised by the annotated span.
+    Each visible object is one true point, its mask's interior point (any point on it would do: a
+    prediction scores when it lands on the mask), carrying that object's mask on that frame only:
+    a target scores on the object it is paired with, at its time, as in Molmo2's evaluation. Time
+    is normalised by the annotated span.
     """
-    points, masks, predicted, counts = [], {}, [], []
+    points, predicted, counts = [], [], []
     for stamp in pointed:
         t = (stamp - stamps[0]) / 1e9
         visible = [m for m in truth[stamp].values() if m.any()]
-        if visible:
-            masks[t] = _union(visible, visible[0].shape)
-        points += [VideoPoint(t, *interior_point(m, mask_box(m))) for m in visible]
+        points += [TruthPoint(t, *interior_point(m, mask_box(m)), {t: m}) for m in visible]
         predicted += [VideoPoint(t, x, y) for x, y in placed[stamp].points]
         counts.append((len(visible), len(placed[stamp].points)))
-    height, width = next(iter(masks.values())).shape if masks else (1, 1)  # no true points: nothing is normalised
+    # No true points: nothing is normalised by the size.
+    height, width = next(iter(points[0].masks.values())).shape if points else (1, 1)
     duration_s = (stamps[-1] - stamps[0]) / 1e9 or 1.0  # one annotated frame: time plays no part
-    pointing = video_pointing_scores(predicted, PointingTruth(points, masks, duration_s, width, height))
+    pointing = video_pointing_scores(predicted, PointingTruth(points, duration_s, width, height))
     return pointing, counts
 
 
@@ -297,10 +305,11 @@ def _row(score: CommandScore) -> tuple[str, ...]:
         _number(masks and masks.j),
         _number(masks and masks.f),
         _number(masks and masks.jf),
+        _number(score.masks_frame_matched and score.masks_frame_matched.jf),
         _number(union and union.jf),
         str(score.id_switches),
         _number(score.pointing and score.pointing.f1),
-        _number(score.counts and score.counts.exact),
+        _number(score.frame_counts and score.frame_counts.exact),
         f"{latency.p50_ms:.0f}/{latency.p90_ms:.0f}" if latency else "-",
     )
 

@@ -2,14 +2,23 @@
 
 sam2 is pinned (1.1.0 = facebookresearch/sam2@2b90b9f): the streaming session (session.py) relies
 on its private layout.
+
+The checkpoint is read without running code (safetensors, or torch.load with weights_only) and
+checked to be a state dict before it reaches the model. `sam2.config_overrides` can change only
+existing numbers and booleans of the config: hydra instantiates any `_target_`, so a free
+override would be code.
 """
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
+from videomolmo_ros.backends.hub import hub_file, is_repo_id
+from videomolmo_ros.backends.interfaces import startup_only
 from videomolmo_ros.backends.registry import BackendError
 
 # Short names -> (sam2 config, checkpoint file of Meta's SAM 2.1 release).
@@ -20,14 +29,16 @@ MODELS = {
     "large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
 }
 RELEASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+HUB_OWNER = "facebook"  # facebook/sam2.1-hiera-tiny, ... hold the release's .pt files
 
 
 @dataclass(frozen=True)
 class Sam2Options:
-    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"  # or tiny, small, base_plus, large
-    checkpoint: str = ""  # path to the matching .pt (e.g. sam2.1_hiera_tiny.pt); required
+    config: str = startup_only("tiny")  # tiny, small, base_plus, large, or a sam2 config name
+    # A hub id (downloaded once, then cached) or a local .pt / .safetensors matching the config.
+    checkpoint: str = startup_only("facebook/sam2.1-hiera-tiny")
     image_size: int = 0  # model input side in px, multiple of 32; 0: the config's (1024)
-    config_overrides: str = ""  # advanced: space-separated hydra overrides of the config
+    config_overrides: str = startup_only("")  # advanced: space-separated key=value of the config's numbers / bools
     memory_frames: int = 16  # recent tracked frames kept per object (the model reads 6 + 15 pointers)
     max_conditioning_frames: int = 4  # prompted frames kept per object (the first is never pruned)
     feature_cache_frames: int = 4  # frames whose image features are kept for late prompts
@@ -63,19 +74,101 @@ def check_options(options: Sam2Options) -> None:
         raise BackendError(f"sam2.feature_cache_frames {options.feature_cache_frames}: keep at least 1")
 
 
-def missing_checkpoint(options: Sam2Options) -> BackendError | None:
-    """Say what to download and which parameter to set when the checkpoint is not there."""
+def hub_repo(config: str) -> str:
+    """The hub repository holding the release checkpoint that fits a config (facebook/sam2.1-hiera-tiny, ...)."""
+    return f"{HUB_OWNER}/{checkpoint_file(config)[:-3].replace('_', '-')}"
+
+
+def checkpoint_path(options: Sam2Options) -> str:
+    """The local checkpoint: the path given, or the hub id's file (`owner/sam2.1-hiera-x` holds `sam2.1_hiera_x.pt`)
+    from the Hugging Face cache, downloaded there first when there is a network."""
     path = Path(options.checkpoint).expanduser()
-    if options.checkpoint and path.is_file():
-        return None
+    if path.is_file():
+        return str(path)
+    if not is_repo_id(options.checkpoint):
+        raise missing_checkpoint(options, f"sam2.checkpoint {options.checkpoint!r} is not a file")
+    filename = options.checkpoint.partition("/")[2].replace("-", "_") + ".pt"
+    try:
+        return hub_file(options.checkpoint, filename)
+    except FileNotFoundError as error:
+        raise missing_checkpoint(options, str(error)) from error
+
+
+def missing_checkpoint(options: Sam2Options, why: str) -> BackendError:
+    """Say the two ways to a checkpoint: a hub id with internet, or a local .pt."""
     wanted = checkpoint_file(options.config)
-    where = f"sam2.checkpoint {options.checkpoint!r} is not a file" if options.checkpoint else "no checkpoint"
     return BackendError(
-        f"SAM2: {where}. Download {wanted} from Meta's SAM 2.1 release ({RELEASE_URL}{wanted}, or the "
-        f"Hugging Face repo facebook/{wanted[:-3].replace('_', '-')}), put it on this machine (e.g. "
-        f"~/models/sam2/{wanted}) and set sam2.checkpoint to its path; it must match "
-        f"sam2.config ({config_name(options.config)})."
+        f"SAM2 checkpoint not found ({why}). Either set sam2.checkpoint to a Hugging Face hub id "
+        f"({hub_repo(options.config)}, downloaded on the first start with internet, then cached), or to a local "
+        f".pt: download {wanted} (from that repo or Meta's SAM 2.1 release, {RELEASE_URL}{wanted}), put it on this "
+        f"machine (e.g. ~/models/sam2/{wanted}) and set sam2.checkpoint to its path. It must match sam2.config "
+        f"({config_name(options.config)})."
     )
+
+
+_OVERRIDE = re.compile(r"(\+{0,2})([A-Za-z]\w*(?:\.[A-Za-z]\w*)*)=(.+)")  # no segment starting with _
+
+
+def checked_overrides(options: Sam2Options) -> list[str]:
+    """The user's overrides, each setting a number, bool or list of numbers in an existing node of the config.
+
+    An existing key keeps its kind; a new key (`++`) is a leaf of a node the config has. No key
+    starts with `_` (`_target_`, `_args_`, ...) and no value is a string, so nothing new is instantiated.
+    """
+    items = options.config_overrides.split()
+    if not items:
+        return []
+    import sam2  # noqa: F401 - importing it points hydra at sam2's configs
+    from hydra import compose
+    from omegaconf import DictConfig, OmegaConf
+
+    config = compose(config_name=config_name(options.config))
+    for item in items:
+        match = _OVERRIDE.fullmatch(item)
+        if match is not None:
+            _, key, text = match.groups()
+            value, current = _plain_value(text), OmegaConf.select(config, key, default=_ABSENT)
+            if current is _ABSENT:
+                fits = isinstance(OmegaConf.select(config, key.rpartition(".")[0], default=None), DictConfig)
+            else:
+                fits = _kind(current) == _kind(value)
+            if value is not _ABSENT and fits:
+                continue
+        raise BackendError(
+            f"sam2.config_overrides {item[:80]!r} refused: only key=value setting a number, bool or list of "
+            f"numbers in a node the config {config_name(options.config)} has, of the kind it holds there "
+            "(no _target_ or other _ keys, no strings, no new nodes)"
+        )
+    return items
+
+
+_ABSENT = object()
+
+
+def _plain_value(text: str):
+    """A bool, number or flat list of numbers written as hydra takes it; _ABSENT for anything else."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return _ABSENT
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-3 as a string
+        except ValueError:
+            return _ABSENT
+    if isinstance(value, list) and all(_kind(v) == "number" for v in value):
+        return value
+    return value if _kind(value) in ("bool", "number") else _ABSENT
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    from omegaconf import ListConfig
+
+    return "list" if isinstance(value, list | ListConfig) else "other"
 
 
 def hydra_overrides(options: Sam2Options) -> list[str]:
@@ -88,15 +181,13 @@ def hydra_overrides(options: Sam2Options) -> list[str]:
             f"++model.memory_attention.layer.self_attention.feat_sizes={grid}",
             f"++model.memory_attention.layer.cross_attention.feat_sizes={grid}",
         ]
-    return overrides + options.config_overrides.split()
+    return overrides + checked_overrides(options)
 
 
 def load_sam2(options: Sam2Options, device: torch.device):
     """sam2's own video model (SAM2VideoPredictor, a SAM2Base) with the checkpoint, in eval mode."""
     check_options(options)
-    problem = missing_checkpoint(options)
-    if problem is not None:
-        raise problem
+    checkpoint = checkpoint_path(options)
     try:
         from hydra.errors import HydraException
         from sam2.build_sam import build_sam2_video_predictor
@@ -105,19 +196,16 @@ def load_sam2(options: Sam2Options, device: torch.device):
             f"SAM2 needs the sam2 package: see requirements-sam2.txt and the README set-up ({error})"
         ) from error
     config = config_name(options.config)
-    checkpoint = str(Path(options.checkpoint).expanduser())
     overrides = hydra_overrides(options)
+    state = read_state_dict(Path(checkpoint))
     try:
-        return build_sam2_video_predictor(config, checkpoint, device=device, hydra_overrides_extra=overrides)
+        model = build_sam2_video_predictor(config, None, device="cpu", hydra_overrides_extra=overrides)
+        model.load_state_dict(state, strict=True)
+        return model.to(device)
     except HydraException as error:
         raise BackendError(
             f"SAM2 config {config!r} with overrides {overrides}: {error} "
             "(check sam2.config, sam2.image_size and sam2.config_overrides)"
-        ) from error
-    except (pickle.UnpicklingError, EOFError, KeyError) as error:
-        raise BackendError(
-            f"sam2.checkpoint {checkpoint} is not a SAM2 checkpoint (a torch file holding "
-            f"{{'model': state_dict}}, as Meta's release ships): {type(error).__name__}"
         ) from error
     except torch.OutOfMemoryError:
         raise
@@ -127,6 +215,29 @@ def load_sam2(options: Sam2Options, device: torch.device):
             f"{_shortened(error)}. Does sam2.checkpoint match sam2.config (tiny, small, base_plus, "
             "large)?"
         ) from error
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, read without running code: safetensors, or torch.load with weights_only.
+
+    A .pt must hold {'model': state_dict} as Meta's release ships; anything else is a clear error.
+    """
+    not_one = (
+        f"sam2.checkpoint {path} is not a SAM2 checkpoint (a .safetensors, or a .pt holding {{'model': state_dict}})"
+    )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("model") if isinstance(state, dict) else None
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, RuntimeError) as error:
+        raise BackendError(f"{not_one}: {type(error).__name__}: {_shortened(error, 120)}") from error
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise BackendError(f"{not_one}: it holds no tensors by name")
+    return state
 
 
 def _shortened(error: Exception, limit: int = 300) -> str:

@@ -1,9 +1,9 @@
 """VideoMolmo grounding (ghazishazan/VideoMolmo): Molmo-7B-D with a temporal module, points per frame.
 
-VideoMolmo points on one frame, the newest of the context window, conditioned on the previous
-4 frames (black frames at the start of a stream), as its reference inference does. Set
-`context_frames: 5` and `context_fps` to the camera rate: its previous frames are the camera's
-previous frames.
+VideoMolmo points on one frame, the newest camera frame, conditioned on the previous 4 camera
+frames (black frames at the start of a stream), as its reference inference does: its temporal
+module was trained on consecutive video frames. So it reads the last 5 frames of the camera-rate
+stream ring (`camera_rate_frames`), not the context window sampled at `context_fps`.
 
 Every frame is encoded by the vision encoder once: its features are cached beside the frame in
 the buffer, so a query encodes only frames no earlier query saw (the reference re-encodes the 4
@@ -18,7 +18,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo_v1_answer_regex
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
+from videomolmo_ros.backends.interfaces import GroundingResult, Pointer, startup_only
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo_v1, to_grounding_result
 from videomolmo_ros.backends.registry import BackendError
@@ -46,11 +46,13 @@ _POINT = re.compile(r"^point (to|at)\b", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class VideoMolmoOptions:
-    model: str = CHECKPOINT_ID  # hub id (found in the Hugging Face cache) or a local checkpoint folder
-    tokenizer: str = "allenai/Molmo-7B-D-0924"  # VideoMolmo uses Molmo-7B-D's tokenizer; empty: the model folder
-    revision: str = ""  # hub revision of the tokenizer; empty: the default branch
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
-    quantization: str = "none"  # none, 4bit or 8bit (bitsandbytes, GPU only)
+    model: str = startup_only(CHECKPOINT_ID)  # hub id (found in the Hugging Face cache) or a local checkpoint folder
+    tokenizer: str = startup_only(
+        "allenai/Molmo-7B-D-0924"
+    )  # VideoMolmo uses Molmo-7B-D's tokenizer; empty: the model folder
+    revision: str = startup_only("")  # hub revision of the tokenizer; empty: the default branch
+    dtype: str = startup_only("auto")  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
+    quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
     max_new_tokens: int = 512
     constrained: bool = True  # hold decoding to Molmo v1's point grammar
     max_points: int = 16  # under the grammar: points per answer at most
@@ -113,6 +115,14 @@ class VideoMolmoPointer(Pointer):
 
     Options = VideoMolmoOptions
     FEATURE_KEY = "videomolmo/vit"
+    camera_rate_frames = PAST_FRAMES + 1  # the newest frame and the 4 before it, consecutive
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        return [
+            f"reads the last {self.camera_rate_frames} consecutive camera frames (its temporal module was trained "
+            f"on consecutive frames); context_frames ({context_frames}) and context_fps ({context_fps:g} Hz) are "
+            "not used"
+        ]
 
     def __init__(self, options: VideoMolmoOptions, device: torch.device):
         super().__init__(options, device)

@@ -1,0 +1,65 @@
+"""SIGINT and SIGTERM end the node cleanly: exit 0, no traceback, quickly, even under a flood or mid model call."""
+
+import signal
+import threading
+import time
+
+import numpy as np
+from polling import wait_for
+from ros_harness import DOUBLES, play
+
+# ros2 launch escalates to SIGKILL 10 s after SIGINT; the node must be well within that.
+EXIT_BOUND_S = 8.0
+
+
+def stop_with(process, signum: int) -> float:
+    """Send `signum`; the seconds until the process exited (it must, within EXIT_BOUND_S)."""
+    start = time.monotonic()
+    process.process.send_signal(signum)
+    assert wait_for(lambda: process.process.poll() is not None, EXIT_BOUND_S), "the node did not exit in time"
+    return time.monotonic() - start
+
+
+def assert_clean(process) -> None:
+    log = process.log()
+    assert process.process.returncode == 0, log[-3000:]
+    assert "Traceback" not in log and "terminate called" not in log, log[-3000:]
+
+
+def test_sigint_with_a_model_call_in_flight_exits_at_once(node, planner):
+    process = node({**DOUBLES, "ColorOraclePointerDouble.delay_s": 60.0})  # the call never returns in time
+    planner.wait_connected()
+    planner.send_command("red", id="slow")
+    play(planner, 1.0)
+    assert wait_for(lambda: "accepted" in process.log(), 10)
+    took = stop_with(process, signal.SIGINT)
+    print(f"SIGINT with a grounding in flight: exited in {took:.2f} s")
+    assert_clean(process)
+
+
+def flood(planner, stamp_s: float, stop: threading.Event) -> None:
+    """Small frames at 200 Hz until `stop` is set."""
+    frame, k = np.zeros((48, 64, 3), np.uint8), 0
+    while not stop.is_set():
+        planner.send_image(frame, "rgb8", round((stamp_s + k / 200) * 1e9))
+        k += 1
+        time.sleep(1 / 200)
+
+
+def test_sigterm_under_a_200_hz_flood_exits_cleanly(node, planner):
+    for run in range(3):
+        process = node(DOUBLES)
+        planner.wait_connected()
+        planner.send_command("red", id=f"flood-{run}")
+        stop = threading.Event()
+        sender = threading.Thread(target=flood, args=(planner, 1000.0 * (run + 1), stop), daemon=True)
+        sender.start()
+        command_id = f"flood-{run}"
+        assert wait_for(lambda: any(m.command_id == command_id for m in planner.get("tracks")), 20), (  # noqa: B023
+            process.log()[-3000:]
+        )
+        took = stop_with(process, signal.SIGTERM)
+        stop.set()
+        sender.join()
+        print(f"SIGTERM under a 200 Hz flood, run {run}: exited in {took:.2f} s")
+        assert_clean(process)
