@@ -68,3 +68,16 @@ def test_per_frame_features_are_cached_in_the_process_across_queries():
             answer = pointer.ground(buffer.window(4), "red", GroundingMode.POINT).raw_output
             assert answer == ("computed 4 of 4" if k == 3 else "computed 2 of 4"), "frames 2, 3 were cached"
     pointer.close()
+
+
+def test_what_the_node_asks_of_a_pointer_at_configure_comes_from_the_process():
+    pointer = PointerProcess("oracle_doubles:ConsecutiveFramesPointerDouble", {}, CPU)
+    try:
+        assert pointer.camera_rate_frames == 3, "the pipeline sizes its rings by it"
+        assert pointer.check_context(8, 2.0) == ["reads 3 camera frames, not 8 at 2 Hz"]
+        with pytest.raises(BackendError, match="context_fps 500.0: too fast"):
+            pointer.check_context(8, 500.0)
+        assert pointer.describe() == "ConsecutiveFramesPointerDouble in a process of its own"
+        assert pointer.ground(window(0), "red", GroundingMode.POINT).points, "still answers after a refusal"
+    finally:
+        pointer.close()

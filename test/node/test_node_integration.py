@@ -251,5 +251,5 @@ def test_the_pointer_can_run_in_a_process_of_its_own(node, planner):
     for msg in planner.get("targets"):
         [target] = msg.targets
         assert truth[stamp_ns(msg.header)]["red"][round(target.y), round(target.x)], "on the red ball"
-    assert "pointer, propagator = PointerProcess, ColorOraclePropagatorDouble" in process.log()
+    assert "pointer, propagator = ColorOraclePointerDouble in a process of its own, Color" in process.log()
     assert process.stop() == 0, "the pointer process is stopped with the node"

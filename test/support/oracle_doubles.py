@@ -16,6 +16,7 @@ import torch
 from synthetic_video import COLOURS
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.backends.registry import BackendError
 from videomolmo_ros.pipeline.commands import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
 
@@ -144,6 +145,17 @@ class FeatureCachingPointerDouble(ColorOraclePointerDouble):
                 computed += 1
         result = super().ground(window, query, mode)
         return GroundingResult(result.points, raw_output=f"computed {computed} of {len(window)}")
+
+
+class ConsecutiveFramesPointerDouble(ColorOraclePointerDouble):
+    """The colour oracle as a pointer that reads 3 consecutive camera frames and has a say on the context window."""
+
+    camera_rate_frames = 3
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        if context_fps > 100:
+            raise BackendError(f"context_fps {context_fps}: too fast for this double")
+        return [f"reads {self.camera_rate_frames} camera frames, not {context_frames} at {context_fps:g} Hz"]
 
 
 class ScriptedPointerDouble(Pointer):

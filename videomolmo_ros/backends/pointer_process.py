@@ -7,10 +7,12 @@ while a query runs (bench/bench_latency.py measures both). In a child process on
 shared. The window's frames go through a shared-memory block (one copy per query, no pickling);
 the query, mode and the answer through a pipe.
 
-The child builds the same backend from the same spec and options, on the same device. Per-frame
-features a temporal model caches (VideoMolmo) are kept in the child, by frame, as the frame
-buffer keeps them in-process. A model error in the child is raised here as a RuntimeError with
-its message (the pipeline counts it); a child that died is started again at the next query.
+The child builds the same backend from the same spec and options, on the same device, and tells
+what the node asks of a pointer at configure (the frames it reads, what it says about the
+context window, its description). Per-frame features a temporal model caches (VideoMolmo) are
+kept in the child, by frame, as the frame buffer keeps them in-process. A model error in the
+child is raised here as a RuntimeError with its message (the pipeline counts it); a child that
+died is started again at the next query.
 """
 
 import contextlib
@@ -47,6 +49,17 @@ class PointerProcess(Pointer):
         self._memory: shared_memory.SharedMemory | None = None
         self._process = None
         self._start()
+
+    def describe(self) -> str:
+        return f"{self._description} in a process of its own"
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        with self._lock:
+            self._conn.send(("check", context_frames, context_fps))
+            kind, value = self._conn.recv()
+        if kind != "answered":
+            raise BackendError(value)
+        return value
 
     @property
     def pid(self) -> int | None:
@@ -104,6 +117,7 @@ class PointerProcess(Pointer):
         if kind != "ready":
             self._process.wait(10)
             raise BackendError(value)
+        self.camera_rate_frames, self._description = value
 
     def _shared(self, nbytes: int) -> shared_memory.SharedMemory:
         """The shared block, grown to hold `nbytes` (the largest window so far)."""
@@ -130,7 +144,7 @@ def _serve(conn, spec: str, options: dict, device: str) -> None:
     except Exception as error:  # the parent raises it as the configure error it is
         conn.send(("error", str(error) if isinstance(error, BackendError) else f"{spec}: {error!r}"))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", (pointer.camera_rate_frames, pointer.describe())))
     features: OrderedDict[FrameMeta, dict] = OrderedDict()
     attached: dict[str, shared_memory.SharedMemory] = {}
     while True:
@@ -140,6 +154,12 @@ def _serve(conn, spec: str, options: dict, device: str) -> None:
             return
         if request[0] == "stop":
             return
+        if request[0] == "check":
+            try:
+                conn.send(("answered", pointer.check_context(*request[1:])))
+            except BackendError as error:
+                conn.send(("error", str(error)))
+            continue
         _, name, shape, metas, query, mode = request
         try:
             images = torch.from_numpy(np.ndarray(shape, np.uint8, _attach(attached, name).buf))
