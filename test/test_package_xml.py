@@ -42,6 +42,7 @@ ROSDEP_KEYS: dict[str, str | None] = {
     "tokenizers": "python3-transformers-pip",  # comes with transformers
     "huggingface_hub": "python3-huggingface-hub-pip",
     "hydra": "python3-hydra-core-pip",
+    "omegaconf": "python3-hydra-core-pip",  # comes with hydra-core (it is hydra's config library)
     "tqdm": "python3-tqdm",
     "matplotlib": "python3-matplotlib",
     "rosbags": "python3-rosbags-pip",

@@ -75,7 +75,7 @@ def test_what_the_node_asks_of_a_pointer_at_configure_comes_from_the_process():
     try:
         assert pointer.camera_rate_frames == 3, "the pipeline sizes its rings by it"
         assert pointer.check_context(8, 2.0) == ["reads 3 camera frames, not 8 at 2 Hz"]
-        with pytest.raises(BackendError, match="context_fps 500.0: too fast"):
+        with pytest.raises(BackendError, match=r"context_fps 500\.0: too fast"):
             pointer.check_context(8, 500.0)
         assert pointer.describe() == "ConsecutiveFramesPointerDouble in a process of its own"
         assert pointer.ground(window(0), "red", GroundingMode.POINT).points, "still answers after a refusal"

@@ -6,7 +6,7 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, call, play, stamp_ns
+from ros_harness import DOUBLES, call, change_state, play, stamp_ns
 from synthetic_video import default_scene, render
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
@@ -118,3 +118,13 @@ def test_the_lifecycle_waits_for_a_manager_and_deactivation_stops_outputs(node, 
     count = len(planner.get("masks"))
     play(planner, 1.0, start_s=2000.0)
     assert len(planner.get("masks")) == count, "an inactive node publishes nothing"
+
+    # Active again: track ids stay unique for the node's lifetime, and nothing of the last run is tracked.
+    first_ids = {t.id for m in planner.get("tracks") for t in m.tracks}
+    assert change_state(planner, Transition.TRANSITION_ACTIVATE), process.log()
+    planner.wait_connected()
+    planner.send_command("red", id="r2")
+    play(planner, 2.0, start_s=3000.0)
+    assert wait_for(lambda: any(m.command_id == "r2" and m.ids for m in planner.get("masks")), 10), process.log()
+    second_ids = {t.id for m in planner.get("tracks") if m.command_id == "r2" for t in m.tracks}
+    assert second_ids and not second_ids & first_ids, (first_ids, second_ids)

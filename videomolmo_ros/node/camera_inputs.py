@@ -5,8 +5,8 @@ rejected with its reason and counted on the camera; a bug in a callback is count
 (`internal_errors`), never the end of the node. Sizes are checked against the camera's
 max_width x max_height from what the message claims, before anything is decoded or copied.
 
-The subscriptions live from configure to cleanup (re-creating them at every activate let the
-DDS reader state of connected peers pile up); while the node is inactive they drop what arrives.
+The subscriptions live from activate to deactivate, as a lifecycle node's work does: an inactive
+node takes in no frames (a callback still in flight at deactivate drops its message).
 """
 
 import functools
@@ -55,6 +55,7 @@ class NodeCamera:
     intrinsics: CameraIntrinsics | None = None
     pipeline: PerceptionPipeline | None = None
     decoder: DecodeWorker | None = None
+    subscriptions: list = field(default_factory=list)
     last_tracks: dict[str, TracksOutput] = field(default_factory=dict)
     last_targets: dict[str, TargetsOutput] = field(default_factory=dict)
 
@@ -74,14 +75,14 @@ def image_qos(camera: CameraConfig) -> QoSProfile:
 
 
 class CameraInputs:
-    """Subscribes each camera's topics (at activate) and feeds what arrives into the camera's pipeline."""
+    """Subscribes each camera's topics at activate and feeds what arrives into the camera's pipeline."""
 
     def __init__(self, node: Node, settings: NodeSettings):
         self._node = node
         self._settings = settings
 
-    def subscribe(self, camera: NodeCamera) -> list:
-        """Image (raw or compressed) and, with use_depth, depth and camera_info; callbacks run only while active."""
+    def start(self, camera: NodeCamera) -> None:
+        """Subscribe image (raw or compressed, with its decoder thread) and, with use_depth, depth and camera_info."""
         config, qos = camera.config, image_qos(camera.config)
 
         def bind(callback):
@@ -96,20 +97,20 @@ class CameraInputs:
             subscriptions.append(  # the camera's QoS too: drivers publish camera_info like the image
                 self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), qos)
             )
-        return subscriptions
-
-    def start(self, camera: NodeCamera) -> None:
-        """A compressed camera's decoder thread (activate; `stop` at deactivate)."""
-        if camera.config.transport == "compressed":
+        camera.subscriptions = subscriptions
+        if config.transport == "compressed":
             camera.decoder = DecodeWorker(
                 guarded(functools.partial(self._decode, camera), self._reporter(camera)),
                 lambda: camera.pipeline.counters.add("frames_skipped_decoder_busy"),
-                camera.config.queue_depth,
+                config.queue_depth,
                 f"decode-{camera.name}",
             )
 
-    @staticmethod
-    def stop(camera: NodeCamera) -> None:
+    def stop(self, camera: NodeCamera) -> None:
+        """Unsubscribe (deactivate) and stop the decoder thread."""
+        for subscription in camera.subscriptions:
+            self._node.destroy_subscription(subscription)
+        camera.subscriptions = []
         if camera.decoder is not None:
             camera.decoder.close()
             camera.decoder = None

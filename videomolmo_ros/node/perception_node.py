@@ -102,7 +102,7 @@ class PerceptionNode(LifecycleNode):
         self.settings: NodeSettings | None = None  # read at configure, None while unconfigured
         self._cameras: dict[str, NodeCamera] = {}  # made at configure; the first is the default camera
         self._backends: tuple = (None, None)
-        self._camera_subscriptions: list = []  # the cameras' subscriptions: configure to cleanup
+        self._track_ids = itertools.count(1)  # track ids are unique for the node's lifetime, across activations
         self._diagnostic_timers: list = []  # diagnostics: made at activate
         self._planner: PlannerApi | None = None  # the parts: made at configure (_wire)
         self._problems = ProblemLog(self.get_logger().warning)
@@ -153,7 +153,6 @@ class PerceptionNode(LifecycleNode):
         )
         self._outputs = Outputs(self, settings, self._cameras, self._planner, self.problem)
         self._inputs = CameraInputs(self, settings)
-        self._camera_subscriptions = [s for camera in self._cameras.values() for s in self._inputs.subscribe(camera)]
         self._diagnostics = Diagnostics(self, self._cameras, budget, settings.device)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -200,10 +199,15 @@ class PerceptionNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _start_pipelines(self, pointer: Pointer | None, propagator: MaskPropagator | None) -> CommandBook:
-        """A pipeline per camera: shared commands, track ids and pointer turns; own propagator state."""
+        """A pipeline per camera: shared commands, track ids and pointer turns; own propagator state.
+
+        The propagator starts empty: the objects of the last activation are not this one's tracks.
+        """
         config = self.settings.pipeline
         commands = CommandBook(config.max_query_chars, config.max_commands, tuple(self._cameras))
-        track_ids, turns = itertools.count(1), TakeTurns()
+        turns = TakeTurns()
+        if propagator is not None:
+            propagator.reset()
         for index, camera in enumerate(self._cameras.values()):
             own = propagator.for_another_camera() if propagator is not None and index > 0 else propagator
             camera.pipeline = PerceptionPipeline(
@@ -213,7 +217,7 @@ class PerceptionNode(LifecycleNode):
                 own,
                 self._outputs,
                 commands,
-                track_ids,
+                self._track_ids,
                 turns,
             )
             self._inputs.start(camera)
@@ -239,7 +243,7 @@ class PerceptionNode(LifecycleNode):
             _free_memory()
 
     def release(self, wait_s: float = 10.0, free: bool = True) -> None:
-        """Everything the node holds, models, subscriptions and services included (cleanup, shutdown, exit).
+        """Everything the node holds, models and services included (cleanup, shutdown, exit).
 
         `free`: collect garbage and empty the GPU cache, for other processes (pointless at exit).
         """
@@ -247,9 +251,6 @@ class PerceptionNode(LifecycleNode):
         if self._planner is not None:
             self._planner.close()
             self._planner = None
-        for subscription in self._camera_subscriptions:
-            self.destroy_subscription(subscription)
-        self._camera_subscriptions = []
         self._close_backends()
         self.settings = None
         if free:
