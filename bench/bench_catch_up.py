@@ -27,7 +27,7 @@ from synthetic_video import fast_scene, render
 
 from videomolmo_ros.pipeline.commands import CommandRequest
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
-from videomolmo_ros.tools.metrics import mask_scores, mean_mask_scores
+from videomolmo_ros.tools.mask_metrics import mask_scores, mean_mask_scores
 
 CPU = torch.device("cpu")
 FPS = 15.0

@@ -50,14 +50,15 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
-from oracle_doubles import ColorOraclePointerDouble, OracleOptions, colour_components
+from molmo2_work_double import Molmo2WorkPointerDouble
+from oracle_doubles import ColorOraclePointerDouble, OracleOptions
 from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
-from synthetic_video import COLOURS, default_scene, render
+from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
 from videomolmo_ros.msg import GroundingCommand
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, ObjectMask
+from videomolmo_ros.backends.interfaces import GroundingResult, ObjectMask
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
 from videomolmo_ros.node.perception_node import PerceptionNode
@@ -69,18 +70,6 @@ QUERY = "the red disc"
 # A random-weight Molmo2 sized so a query on 8 frames costs about 1.2 s of one CPU core.
 MOLMO2_WORK = {"hidden": 384, "layers": 4, "image_size": 378}
 MOLMO2_TOKENS = 64
-
-
-class Molmo2WorkPointerDouble(Molmo2Pointer):
-    """The shipped Molmo2 backend doing all its work on a random checkpoint; its meaningless answer
-    is replaced by the red disc's centroid on the newest frame, so the tracker has an object to step."""
-
-    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
-        super().ground(window, query, mode)
-        newest = len(window) - 1
-        regions = colour_components(window.images[newest].cpu().numpy(), COLOURS["red"])
-        points = tuple(GroundedPoint(newest, *np.argwhere(m).mean(axis=0)[::-1], "red") for m in regions[:1])
-        return GroundingResult(points)
 
 
 class QueryWatch:
@@ -220,7 +209,7 @@ def callback_latency(samples: int, fps: float) -> tuple[dict, dict]:
         model = str(write_tiny_molmo2(folder / "molmo2", **MOLMO2_WORK))
         overrides = {
             "device": "cpu",
-            "pointer_backend": backend_spec(Molmo2WorkPointerDouble),
+            "pointer_backend": f"molmo2_work_double:{pointer}",  # by module path: a pointer process imports it too
             f"{pointer}.model": model,
             f"{pointer}.max_new_tokens": MOLMO2_TOKENS,
             "max_result_age_s": 60.0,  # slow CPU queries still prompt the tracker (its steps are part of the load)

@@ -217,11 +217,11 @@ def sam2_step_s(width: int, height: int) -> float:
     from sam2.build_sam import build_sam2_video_predictor
 
     from videomolmo_ros.backends.registry import create
-    from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
+    from videomolmo_ros.backends.sam2.loading import Sam2Options, config_name, hydra_overrides
 
     options = Sam2Options(image_size=256)
     overrides = hydra_overrides(options)
-    model = build_sam2_video_predictor(options.config, None, device="cpu", hydra_overrides_extra=overrides)
+    model = build_sam2_video_predictor(config_name(options.config), None, device="cpu", hydra_overrides_extra=overrides)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "sam2.1_hiera_tiny_random.pt"
         torch.save({"model": model.state_dict()}, checkpoint)
