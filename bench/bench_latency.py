@@ -5,7 +5,7 @@
 - image callback: the time perception_node's image subscription callback takes (rgb8 message ->
   RGB array -> pipeline.submit_frame: what each driver message costs the node's executor thread),
   at 640x480 and 1920x1080 and on the real 1280x720 clips of ../shared/data (decoded once, when
-  present). The node runs in this process (a fresh one per size), configured and
+  present). The node runs in this process (a fresh one per input), configured and
   activated with parameter overrides and spun as its main() does; the callback it registered is
   called at the camera rate with sensor_msgs/Image messages in received form, idle (no command)
   and while a grounding query is in flight: the grounding worker runs the shipped Molmo2 backend
@@ -13,6 +13,11 @@
   1-2 s of CPU per query; Molmo2WorkPointerDouble answers the red disc instead of the random
   model's answer) and the tracking worker steps the shipped SAM2 backend on the tests' tiny random
   checkpoint. Only calls that began and ended while a query ran count as in flight.
+- the GIL or the CPU: the same callback while the same Molmo2 queries run without tracking, in a
+  thread of the node's process (they share its GIL), in that thread with a 1 ms GIL switch interval
+  instead of Python's 5 ms, and in a process of their own (`pointer_process`: only the CPU is
+  shared); idle first, all in one run. If the separate process is much better than the thread,
+  the GIL is what costs the callback, and a pointer process would pay.
 - command to first target: perception_node as its own process over DDS with the test doubles
   (ros_harness.DOUBLES; the pointer sleeps `--delay` s, then thresholds colours), 320x240 frames
   at 15 Hz; the time from publishing a GroundingCommand to the arrival here of the first
@@ -24,6 +29,7 @@
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import random
 import sys
@@ -45,15 +51,16 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from oracle_doubles import ColorOraclePointerDouble, OracleOptions, colour_components
+from molmo2_work_double import Molmo2WorkPointerDouble
+from oracle_doubles import ColorOraclePointerDouble, OracleOptions
 from real_clips import real_clips
 from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
-from synthetic_video import COLOURS, default_scene, render
+from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
 from videomolmo_ros.msg import GroundingCommand
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, ObjectMask
+from videomolmo_ros.backends.interfaces import GroundingResult, ObjectMask
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
 from videomolmo_ros.node.perception_node import PerceptionNode
@@ -67,36 +74,27 @@ MOLMO2_WORK = {"hidden": 384, "layers": 4, "image_size": 378}
 MOLMO2_TOKENS = 64
 
 
-class Molmo2WorkPointerDouble(Molmo2Pointer):
-    """The shipped Molmo2 backend doing all its work on a random checkpoint; its meaningless answer
-    is replaced by the red disc's centroid on the newest frame, so the tracker has an object to step.
+class QueryWatch:
+    """Watches the node's pointer (in-process or a PointerProcess): `in_flight` while a query runs,
+    `times` each query's seconds, `windows` the (frames, height, width) it was given."""
 
-    `latest` is the instance the node built; `in_flight` says whether a query runs; `times` holds
-    each query's seconds, `windows` the (frames, height, width) it was given.
-    """
-
-    latest: "Molmo2WorkPointerDouble | None" = None
-
-    def __init__(self, options, device):
-        super().__init__(options, device)
+    def __init__(self, pointer):
         self.in_flight = False
         self.times: list[float] = []
         self.windows: list[tuple[int, int, int]] = []
-        type(self).latest = self
+        ground = pointer.ground
 
-    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
-        self.in_flight = True
-        start = time.perf_counter()
-        try:
-            super().ground(window, query, mode)
-        finally:
-            self.times.append(time.perf_counter() - start)
-            self.in_flight = False
-        self.windows.append(tuple(window.images.shape[:3]))
-        newest = len(window) - 1
-        regions = colour_components(window.images[newest].cpu().numpy(), COLOURS["red"])
-        points = tuple(GroundedPoint(newest, *np.argwhere(m).mean(axis=0)[::-1], "red") for m in regions[:1])
-        return GroundingResult(points)
+        def watched(window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+            self.in_flight = True
+            start = time.perf_counter()
+            try:
+                return ground(window, query, mode)
+            finally:
+                self.times.append(time.perf_counter() - start)
+                self.windows.append(tuple(window.images.shape[:3]))
+                self.in_flight = False
+
+        pointer.ground = watched
 
 
 class Sam2StepCountingDouble(Sam2Propagator):
@@ -104,8 +102,8 @@ class Sam2StepCountingDouble(Sam2Propagator):
 
     steps = 0
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
-        masks = super().step(frame)
+    def step(self, frame: Frame, object_ids=None) -> dict[int, ObjectMask]:
+        masks = super().step(frame, object_ids)
         if masks:
             type(self).steps += 1
         return masks
@@ -203,35 +201,41 @@ def active_node(args: list[str]):
         rclpy.try_shutdown()
 
 
-def callback_latency(samples: int, fps: float) -> dict:
-    """Per size: image callback seconds idle and with a query in flight, and what the workers did."""
-    results = {}
+def callback_latency(samples: int, fps: float) -> tuple[dict, dict]:
+    """Per size: image callback seconds idle and with a query in flight, and what the workers did;
+    and the callback's seconds with the queries in a thread or a process of their own (gil_or_cpu)."""
+    results, gil = {}, {}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         pointer, propagator = Molmo2WorkPointerDouble.__qualname__, Sam2StepCountingDouble.__qualname__
+        model = str(write_tiny_molmo2(folder / "molmo2", **MOLMO2_WORK))
         overrides = {
             "device": "cpu",
-            "pointer_backend": backend_spec(Molmo2WorkPointerDouble),
-            f"{pointer}.model": str(write_tiny_molmo2(folder / "molmo2", **MOLMO2_WORK)),
+            "pointer_backend": f"molmo2_work_double:{pointer}",  # by module path: a pointer process imports it too
+            f"{pointer}.model": model,
             f"{pointer}.max_new_tokens": MOLMO2_TOKENS,
             "max_result_age_s": 60.0,  # slow CPU queries still prompt the tracker (its steps are part of the load)
             "propagator_backend": backend_spec(Sam2StepCountingDouble),
             **{f"{propagator}.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()},
         }
-        args = ros_args(overrides, folder)
         inputs = {f"{w}x{h}": [render(default_scene(w, h), 0.0, w, h)[0]] for w, h in SIZES} | real_clips()
         for name, frames in inputs.items():
-            Sam2StepCountingDouble.steps = 0
             msgs = [received(image_msg(frame, "rgb8", 0)) for frame in frames]
-            with active_node(args) as node:  # a fresh node per input: no resolution change mid-run
-                results[name] = _measure_callbacks(node, msgs, samples, fps)
-    return results
+            for own_process in (False, True):
+                Sam2StepCountingDouble.steps = 0
+                args = ros_args({**overrides, "pointer_process": own_process}, folder)
+                with active_node(args) as node:  # a fresh node per input: no resolution change mid-run
+                    results[name, own_process] = _measure_callbacks(node, msgs, samples, fps)
+        for size in SIZES:
+            with active_node(ros_args(overrides, folder)) as node:
+                gil[size] = gil_or_cpu(model, node, size, samples, fps)
+    return results, gil
 
 
 def _measure_callbacks(node: PerceptionNode, msgs: list[Image], samples: int, fps: float) -> dict:
     camera = CameraDriver(subscription_callback(node, Image, "image"), fps)
     on_command = subscription_callback(node, GroundingCommand, "command")
-    pointer = Molmo2WorkPointerDouble.latest
+    pointer = QueryWatch(node._backends[0])
     warm = time.perf_counter() + 1.0
     camera.stream(msgs, lambda _: time.perf_counter() > warm)
     # The idle calls also fill the context window, so every query below sees all its frames.
@@ -239,8 +243,7 @@ def _measure_callbacks(node: PerceptionNode, msgs: list[Image], samples: int, fp
     on_command(GroundingCommand(id="latency", query=QUERY, mode=GroundingCommand.MODE_POINT))
     camera.stream(msgs, lambda _: pointer.in_flight)
     calls = camera.calls
-    busy = camera.stream(msgs, lambda kept: len(kept) >= samples, keep=lambda: pointer.in_flight)
-    camera.stream(msgs, lambda _: pointer.times, timeout_s=600.0)  # the query in flight ends (slow on a busy CPU)
+    busy = camera.stream(msgs, lambda kept: len(kept) >= samples and pointer.times, keep=lambda: pointer.in_flight)
     return {
         "idle": idle,
         "in flight": busy,
@@ -248,8 +251,55 @@ def _measure_callbacks(node: PerceptionNode, msgs: list[Image], samples: int, fp
         "query_s": percentiles(pointer.times),
         "queries": len(pointer.times),
         "windows": sorted(set(pointer.windows)),
-        "steps": Sam2StepCountingDouble.steps,
+        "steps_per_s": Sam2StepCountingDouble.steps / sum(pointer.times),
     }
+
+
+def query_loop(model: str, size: tuple[int, int], running, stop) -> None:
+    """Molmo2 queries on an 8-frame window, one after another until `stop` is set (in a thread or a process)."""
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    pointer = Molmo2Pointer(Molmo2Pointer.Options(model=model, max_new_tokens=MOLMO2_TOKENS), torch.device("cpu"))
+    window = synthetic_window(size)
+    while not stop.is_set():
+        pointer.ground(window, QUERY, GroundingMode.POINT)
+        running.set()  # one query done: the load is on
+
+
+def synthetic_window(size: tuple[int, int]) -> FrameWindow:
+    width, height = size
+    buffer = FrameBuffer(8, "cpu")
+    for k in range(8):
+        buffer.push(render(default_scene(width, height), k / 2, width, height)[0], k * 500_000_000, "cam")
+    return buffer.window(8)
+
+
+def gil_or_cpu(model: str, node: PerceptionNode, size: tuple[int, int], samples: int, fps: float) -> dict:
+    """Callback seconds idle, and while queries run in a thread (5 ms, 1 ms switch interval) or a process."""
+    camera = CameraDriver(subscription_callback(node, Image, "image"), fps)
+    width, height = size
+    msgs = [received(image_msg(render(default_scene(width, height), 0.0, width, height)[0], "rgb8", 0))]
+    results = {"idle": camera.stream(msgs, lambda kept: len(kept) >= samples)}
+    interval = sys.getswitchinterval()
+    for name, runner, switch_s in (
+        ("thread", threading, interval),
+        ("thread 1 ms", threading, 0.001),
+        ("process", multiprocessing.get_context("spawn"), interval),
+    ):
+        running, stop = runner.Event(), runner.Event()
+        worker = (runner.Thread if runner is threading else runner.Process)(
+            target=query_loop, args=(model, size, running, stop), daemon=True
+        )
+        sys.setswitchinterval(switch_s)
+        worker.start()
+        try:
+            camera.stream(msgs, lambda _, running=running: running.is_set(), timeout_s=300)
+            results[name] = camera.stream(msgs, lambda kept: len(kept) >= samples)
+        finally:
+            stop.set()
+            worker.join(60)
+            sys.setswitchinterval(interval)
+    return results
 
 
 class TimedPlanner(Planner):
@@ -357,25 +407,44 @@ def command_to_target(queries: int, delay_s: float) -> dict[str, list[float]]:
 
 
 def print_callback_latency(results: dict, samples: int, fps: float) -> None:
-    print(f"image callback (rgb8 message -> RGB -> pipeline.submit_frame), in-process node, {fps:g} Hz")
+    print(f"image callback (rgb8 message -> RGB -> pipeline.submit_frame), in-process node, {fps:g} Hz;")
+    print("the pointer in the node's process, or in a process of its own (pointer_process: true)")
     header = f"{'idle p50 ms':>12} {'p99 ms':>7} {'in flight p50':>14} {'p99 ms':>7} {'p50 x':>6} {'p99 x':>6}"
-    print(f"{'frames':>13} {header}")
-    for name, r in results.items():
+    print(f"{'frames':>13} {'pointer':>8} {header} {'SAM2 steps/s':>13}")
+    for (name, own_process), r in results.items():
         idle, busy = percentiles(r["idle"]), percentiles(r["in flight"])
         print(
-            f"{name:>13} {idle[0] * 1e3:12.2f} {idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} "
-            f"{busy[1] * 1e3:7.2f} {busy[0] / idle[0]:6.2f} {busy[1] / idle[1]:6.2f}"
+            f"{name:>13} {'process' if own_process else 'in node':>8} {idle[0] * 1e3:12.2f} "
+            f"{idle[1] * 1e3:7.2f} {busy[0] * 1e3:14.2f} {busy[1] * 1e3:7.2f} {busy[0] / idle[0]:6.2f} "
+            f"{busy[1] / idle[1]:6.2f} {r['steps_per_s']:13.1f}"
         )
     print(
         f"{samples} calls each. In flight: Molmo2 with random weights ({MOLMO2_WORK['hidden']} wide, "
-        f"{MOLMO2_WORK['layers']} layers, {MOLMO2_WORK['image_size']} px frames) and SAM2 tiny random:"
+        f"{MOLMO2_WORK['layers']} layers, {MOLMO2_WORK['image_size']} px frames) and SAM2 tiny random (steps/s while"
+        " queries ran: the tracking worker's rate, camera at most):"
     )
-    for name, r in results.items():
+    for (name, own_process), r in results.items():
         frames = ", ".join(f"{n} x {w}x{h}" for n, h, w in r["windows"])
         print(
-            f"{name:>13} {r['queries']} queries of {frames} frames, {r['query_s'][0]:.2f} s p50 "
-            f"{r['query_s'][1]:.2f} s p99; {r['steps']} SAM2 steps; {r['overlap']:.0%} of calls inside a query"
+            f"{name:>13} {'process' if own_process else 'in node':>8} {r['queries']} queries of {frames} "
+            f"frames, {r['query_s'][0]:.2f} s p50 {r['query_s'][1]:.2f} s p99; {r['overlap']:.0%} of calls in a query"
         )
+
+
+def print_gil_or_cpu(results: dict, samples: int) -> None:
+    print(
+        "\nimage callback while Molmo2 queries run without tracking: in the node's process (a thread, at "
+        "Python's 5 ms GIL switch interval and at 1 ms) or in a process of their own; ms"
+    )
+    conditions = list(next(iter(results.values())))
+    print(f"{'size':>10} " + " ".join(f"{name + ' p50':>16} {'p99':>6}" for name in conditions))
+    for (width, height), r in results.items():
+        cells = []
+        for name in conditions:
+            p50, p99 = percentiles(r[name])
+            cells.append(f"{p50 * 1e3:16.2f} {p99 * 1e3:6.2f}")
+        print(f"{width}x{height:<5} " + " ".join(cells))
+    print(f"{samples} calls each; the queries ran the whole time (each condition waits for the first to finish)")
 
 
 def print_command_to_target(times: dict[str, list[float]], queries: int, delay_s: float) -> None:
@@ -414,7 +483,9 @@ def main() -> None:
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    print_callback_latency(callback_latency(args.samples, args.fps), args.samples, args.fps)
+    in_flight, gil = callback_latency(args.samples, args.fps)
+    print_callback_latency(in_flight, args.samples, args.fps)
+    print_gil_or_cpu(gil, args.samples)
     print()
     print_command_to_target(command_to_target(args.queries, args.delay), args.queries, args.delay)
 

@@ -420,6 +420,76 @@ def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint
     assert torch.equal(wrist.step(frame(16))[2].mask, alone.step(frame(16))[2].mask), "twin tracks as if alone"
 
 
+def test_catch_up_carries_a_late_prompt_to_the_newest_frame_leaving_the_others_as_they_were(checkpoint):
+    live, alone_a, alone_b = make(checkpoint), make(checkpoint), make(checkpoint)
+    stepped(live, range(10), {1: [RED]})
+    stepped(alone_a, range(10), {1: [RED]})
+    live.add_prompts(frame(3), {2: [BLUE]})  # grounding answered on frame 3, tracking is at frame 9
+    for k in range(4, 10):
+        assert sorted(live.step(frame(k), [2, 42])) == [2], "only the objects asked for (unknown ids ignored)"
+    stepped(alone_b, range(3))  # the same frame numbers, no objects yet
+    alone_b.add_prompts(frame(3), {2: [BLUE]})
+    stepped(alone_b, range(3, 10))
+    masks = live.step(frame(10))
+    assert torch.equal(masks[1].mask, alone_a.step(frame(10))[1].mask), "object 1 was never stepped again"
+    assert torch.equal(masks[2].mask, alone_b.step(frame(10))[2].mask), "object 2 as if tracked from frame 3 on"
+
+
+def test_a_refresh_drops_the_memories_tracked_after_its_frame(checkpoint):
+    propagator = make(checkpoint)
+    stepped(propagator, range(10), {1: [RED]})
+    propagator.add_prompts(frame(3), {1: [RED]})
+    assert sorted(propagator._session.objects[1].recent) == [1, 2], "frames 4-9 came before these clicks"
+    for k in range(4, 10):
+        propagator.step(frame(k), [1])
+    assert sorted(propagator._session.objects[1].recent) == [1, 2, 4, 5, 6, 7, 8, 9]
+    assert sorted(propagator._session.objects[1].cond) == [0, 3]
+
+
+def test_retained_frames_keep_their_image_features_for_catch_up(checkpoint):
+    propagator = make(checkpoint, feature_cache_frames=2)
+    propagator.retain_frames(8)
+    calls = []
+    forward_image = propagator.model.forward_image
+    propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
+    stepped(propagator, range(10), {1: [RED]})
+    propagator.add_prompts(frame(3), {2: [BLUE]})
+    for k in range(4, 10):
+        propagator.step(frame(k), [2])
+    assert len(calls) == 10, "every frame encoded once: catch-up reads the kept features"
+
+
+def stepped_outputs(propagator: Sam2Propagator, f: Frame, batched: bool) -> dict[int, dict]:
+    """sam2's outputs of every live object on `f`, in batches or one object at a time (as sam2 steps them)."""
+    index = propagator._step_index(f.meta.stamp_ns)
+    with propagator._inference():
+        features = propagator._features(f)
+        session = propagator._session
+        if batched:
+            return session.track_many(list(session.objects), index, features, reverse=False)
+        return {i: session.track(i, index, features, reverse=False) for i in session.objects}
+
+
+def test_the_objects_of_a_frame_run_as_batches_with_the_per_object_paths_masks(checkpoint):
+    batched, alone = make(checkpoint), make(checkpoint)
+    prompts = {i: [(40.0 + 50 * i, 100.0 + 10 * i)] for i in range(1, 5)}
+    for propagator in (batched, alone):
+        propagator.add_prompts(frame(0), prompts)
+    calls = []
+    batched.model.memory_attention.register_forward_hook(lambda module, args, out: calls.append(out.shape[1]))
+    for k in range(1, 30):
+        if k == 8:  # an object with fewer memories than the others for a while: a batch of its own
+            for propagator in (batched, alone):
+                propagator.add_prompts(frame(8), {9: [BLUE]})
+        calls.clear()
+        ours, reference = stepped_outputs(batched, frame(k), True), stepped_outputs(alone, frame(k), False)
+        # The late object's memory lines up with the others' once it has 15 frames of object pointers.
+        assert sorted(calls, reverse=True) == ([4] if k <= 8 else [4, 1] if k < 24 else [5]), f"frame {k}"
+        for i, out in reference.items():
+            for key in ("pred_masks", "obj_ptr", "object_score_logits"):
+                assert torch.allclose(ours[i][key], out[key], rtol=1e-4, atol=1e-5), f"frame {k}, object {i}, {key}"
+
+
 def test_a_checkpoint_that_is_no_state_dict_is_a_clear_error_and_safetensors_load(checkpoint, tmp_path):
     for name, content in (("list.pt", [1, 2]), ("object.pt", {"model": np.arange(3)}), ("empty.pt", {"model": {}})):
         torch.save(content, tmp_path / name)

@@ -295,6 +295,24 @@ def test_depth_sync_pairs_frames_with_the_nearest_depth_within_tolerance():
     assert sync.find(100_000_000) is None, "a looping bag forgets the depth from before the jump"
 
 
+def test_depth_sync_waits_for_a_depth_image_that_comes_after_its_colour_frame():
+    import threading
+
+    from videomolmo_ros.io.depth_projection import DepthSync
+
+    intrinsics = CameraIntrinsics(100.0, 100.0, 2.0, 2.0, 4, 4)
+    sync = DepthSync(tolerance_s=0.02)
+    early = DepthImage.from_raw(np.full((4, 4), 1000, np.uint16), "16UC1", intrinsics, 60_000_000)
+    late = DepthImage.from_raw(np.full((4, 4), 2000, np.uint16), "16UC1", intrinsics, 101_000_000)
+    sync.add(early)
+    assert sync.find(100_000_000) is None, "without waiting: the colour frame came first"
+    waiting, wait = threading.Event(), sync._arrived.wait
+    sync._arrived.wait = lambda timeout=None: waiting.set() or wait(timeout)  # the depth comes once find waits
+    threading.Thread(target=lambda: waiting.wait(10) and sync.add(late), daemon=True).start()
+    assert sync.find(100_000_000, wait_s=10.0) is late, "the depth taken with the frame, arrived meanwhile"
+    assert waiting.is_set()
+
+
 def test_transform_point_rotates_then_translates():
     from videomolmo_ros.io.depth_projection import transform_point
 

@@ -165,3 +165,13 @@ def test_labels_beyond_count_are_refused() -> None:
     _, _, png = encode_masks([np.ones((2, 2), bool), np.ones((2, 2), bool)])
     with pytest.raises(ValueError, match="label 2"):
         decode_masks(png, 2, 2, 1)
+
+
+def test_label_images_are_smaller_than_with_pngs_default_filters_and_read_back_by_any_decoder():
+    rows, cols = np.ogrid[:480, :640]
+    discs = [(cols - 100 - 60 * k) ** 2 + (rows - 240) ** 2 <= 40**2 for k in range(8)]
+    *_, data = encode_masks(discs, compression=1)
+    labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(labels, label_image(discs))
+    _, default = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    assert len(data) < 0.7 * len(default), "no row filters, run-length zlib: runs of labels compress well"

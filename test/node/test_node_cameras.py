@@ -175,14 +175,16 @@ def test_corrupt_and_oversized_frames_are_counted_and_the_cameras_keep_serving(n
     assert latest("wrist: drops").get("frames_rejected_too_large") == "1"
     assert "frames_rejected_corrupt" not in latest("head: drops"), "the head camera's counters are its own"
     values = latest("wrist: buffers")
-    assert int(values["budget_bytes"]) == (4 + 8) * 320 * 240 * 3 >= int(values["memory_bytes"]) > 0
+    frames = 4 + 8 + 61  # stream, context, tracked: the live frame and 2 s of catch-up at up to 30 a second
+    assert int(values["budget_bytes"]) == frames * 320 * 240 * 3 >= int(values["memory_bytes"]) > 0
 
 
 def test_buffers_that_do_not_fit_the_memory_limit_fail_at_configure_with_the_numbers(node):
     process = node({**CAMERAS, "buffer_memory_limit_mb": 10.0})
     assert process.process.wait(60) == 1
     log = process.log()
-    assert "frame buffers need 73.8 MiB for 12 frames per camera (head 71.2 MiB, wrist 2.6 MiB)" in log
+    # 4 stream + 8 context + 61 tracked (the live frame and 2 s of catch-up at up to 30 a second)
+    assert "frame buffers need 449.1 MiB for 73 frames per camera (head 433.1 MiB, wrist 16.0 MiB)" in log
     assert "only 10.0 MiB allowed (buffer_memory_limit_mb)" in log
 
 

@@ -237,3 +237,16 @@ def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, plan
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets)
     assert "VideoMolmoPointer" in process.log()
+
+
+def test_the_pointer_can_run_in_a_process_of_its_own(node, planner):
+    process = node({**DOUBLES, "pointer_process": True})
+    planner.wait_connected()
+    planner.send_command("the red ball", id="p", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 3.0)
+    assert wait_for(lambda: any(t.command_id == "p" for t in planner.get("targets")), 30), process.log()
+    for msg in planner.get("targets"):
+        [target] = msg.targets
+        assert truth[stamp_ns(msg.header)]["red"][round(target.y), round(target.x)], "on the red ball"
+    assert "pointer, propagator = ColorOraclePointerDouble in a process of its own, Color" in process.log()
+    assert process.stop() == 0, "the pointer process is stopped with the node"

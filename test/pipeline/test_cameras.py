@@ -14,6 +14,8 @@ def test_the_budget_is_every_cameras_rings_at_their_largest_frame():
     assert budget.per_camera == {"head": 12 * 640 * 480 * 3, "wrist": 12 * 1280 * 720 * 3}
     assert budget.total == 12 * 3 * (640 * 480 + 1280 * 720)
     assert "head 10.5 MiB" in budget.text() and "wrist 31.6 MiB" in budget.text()
+    tracking = buffer_budget(cameras, stream_frames=4, context_frames=8, tracked_frames=61)
+    assert tracking.per_camera["head"] == 73 * 640 * 480 * 3, "the tracker's ring: 61 frames more"
 
 
 def test_a_budget_that_does_not_fit_fails_with_the_numbers():

@@ -158,6 +158,17 @@ def test_skipped_and_unfused_frames_are_counted_without_a_warning():
     assert "fusion_frames_fused" not in status.values
 
 
+def test_outputs_the_publisher_dropped_warn_and_catch_up_skips_are_reported_without_a_warning():
+    monitor = HealthMonitor()
+    bounded = report(monitor, T0, {"catch_up_skipped": 12, "catch_up_frames": 8, "fusion_frames_unfused_age": 3})
+    assert bounded["drops"].level == Level.OK and bounded["drops"].values["catch_up_skipped"] == "12"
+    assert (
+        bounded["drops"].values["fusion_frames_unfused_age"] == "3" and "catch_up_frames" not in bounded["drops"].values
+    )
+    lost = report(monitor, T0 + 1, {"outputs_dropped_publisher_busy": 2})["drops"]
+    assert lost.level == Level.WARN and "2 outputs_dropped_publisher_busy" in lost.message
+
+
 def test_rejected_camera_info_warns_and_weak_points_are_reported_without_a_warning():
     monitor = HealthMonitor()
     weak = report(monitor, T0, {"points_dropped_low_score": 4})["drops"]

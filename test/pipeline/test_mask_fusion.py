@@ -185,6 +185,34 @@ def test_frames_beyond_the_lag_bound_are_released_forward_only_and_counted() -> 
     assert len(fuser) == 3
 
 
+def test_frames_held_longer_than_the_time_bound_are_released_forward_only_and_counted() -> None:
+    now = [0.0]
+    fuser = FixedLagFuser(max_lag_frames=100, max_lag_s=2.0, clock=lambda: now[0])
+    assert fuser.due_in() is None, "nothing held, nothing due"
+    for k in range(3):
+        now[0] = k * 0.5
+        fuser.push(meta(k), {1: span(k, k + 1)})
+    now[0] = 1.9
+    assert fuser.expire() == [] and fuser.due_in() == pytest.approx(0.1)
+    now[0] = 2.6  # the stream ended at 1.0 s: no frame, no keyframe since
+    released = fuser.expire()
+    assert stamps(released) == [0, 1] and not any(r.fused for r in released)
+    assert np.array_equal(released[1].masks[1], span(1, 2))
+    assert fuser.expired == 2 and fuser.timeouts == 0 and len(fuser) == 1
+    assert fuser.due_in() == pytest.approx(0.4)
+
+
+def test_amend_adds_objects_to_a_held_frame_only() -> None:
+    fuser = FixedLagFuser(max_lag_frames=10)
+    for k in range(2):
+        fuser.push(meta(k), {1: span(0, 3)})
+    assert fuser.amend(meta(1), {2: span(5, 8)})
+    assert not fuser.amend(meta(7), {2: span(5, 8)}), "not held"
+    assert [sorted(r.masks) for r in fuser.peek()] == [[1], [1, 2]]
+    assert len(fuser) == 2, "peek leaves them held"
+    assert np.array_equal(fuser.flush()[1].masks[2], span(5, 8))
+
+
 def test_keyframe_for_a_frame_not_held_is_counted_and_changes_nothing() -> None:
     fuser = FixedLagFuser(max_lag_frames=2)
     for k in range(5):

@@ -14,6 +14,7 @@ from oracle_doubles import (
     RecordingPointerDouble,
 )
 from polling import wait_for
+from sink_double import ListSinkDouble
 from synthetic_video import MovingDisc, default_scene, render
 
 from videomolmo_ros.backends.interfaces import GroundingResult, NoOptions
@@ -23,32 +24,8 @@ from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig,
 CPU = torch.device("cpu")
 
 
-class ListSink:
-    """Collects outputs as the node would publish them."""
-
-    def __init__(self):
-        self.targets, self.tracks, self.masks, self.problems = [], [], [], []
-        self.lock = threading.Lock()
-
-    def publish_targets(self, output):
-        with self.lock:
-            self.targets.append(output)
-
-    def publish_tracks(self, output):
-        with self.lock:
-            self.tracks.append(output)
-
-    def publish_masks(self, output):
-        with self.lock:
-            self.masks.append(output)
-
-    def problem(self, key, message):
-        with self.lock:
-            self.problems.append((key, message))
-
-
 def make(pointer_options=None, propagate=True, **config):
-    sink = ListSink()
+    sink = ListSinkDouble()
     pipeline = PerceptionPipeline(
         PipelineConfig(**config),
         CPU,
@@ -202,14 +179,14 @@ def test_without_a_propagator_tracks_come_from_groundings():
 
 
 def test_commands_without_a_pointer_are_rejected_with_the_reason():
-    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSink())
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSinkDouble())
     [event] = pipeline.submit_command(CommandRequest("", "red"))
     assert event.state is CommandState.REJECTED and "pointer_backend" in event.reason
 
 
 @pytest.mark.parametrize("shape", [(240, 320, 3), (120, 160, 3)])
 def test_frames_are_buffered_as_given(shape):
-    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSink())
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, ListSinkDouble())
     image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
     pipeline.submit_frame(image, 5, "cam")
     assert np.array_equal(pipeline.stream.latest().image.numpy(), image)
@@ -254,7 +231,7 @@ def test_an_object_seen_only_early_in_the_window_still_gets_a_track_and_a_target
     answer = GroundingResult(
         (GroundedPoint(0, 40.0, 40.0, "cup", 2), GroundedPoint(1, 200.0, 100.0, "ball", 1)), "scripted"
     )
-    sink = ListSink()
+    sink = ListSinkDouble()
     pipeline = PerceptionPipeline(
         PipelineConfig(context_frames=2, context_fps=20.0), CPU, ScriptedPointerDouble(answer), None, sink
     )
@@ -273,18 +250,18 @@ def test_an_object_seen_only_early_in_the_window_still_gets_a_track_and_a_target
 
 
 def test_bidirectional_fusion_publishes_every_frame_once_late_and_on_the_object():
-    pipeline, sink = make(fusion="bidirectional", fusion_max_lag_frames=200, context_fps=4.0)
+    pipeline, sink = make(fusion="bidirectional", fusion_max_lag_frames=200, fusion_max_lag_s=600.0, context_fps=4.0)
     try:
         pipeline.submit_command(CommandRequest("r", "red"))
         truth = play(pipeline, 3.0)
         assert wait_for(lambda: pipeline.counters.snapshot().get("fusion_frames_fused", 0) > 5)
+        held = pipeline.counters.snapshot()["frames_tracked"] - len(sink.masks)
     finally:
         pipeline.close()
-    stamps = [m.meta.stamp_ns for m in sink.masks]
-    assert stamps == sorted(stamps) and len(stamps) == len(set(stamps)), "each frame once, in order"
+    assert held > 0, "frames after the last keyframe wait for the next one"
+    assert all_tracked_frames_published(pipeline, sink), "each frame once, in order (the held ones at close)"
     counts = pipeline.counters.snapshot()
     assert counts["fusion_frames_fused"] + counts.get("fusion_frames_unfused", 0) == len(sink.masks)
-    assert len(sink.masks) < counts["frames_tracked"], "frames after the last keyframe are still held"
     for output in sink.masks:
         if output.ids:
             assert iou(output.masks[0], truth[output.meta.stamp_ns]["red"]) > 0.95
@@ -301,6 +278,39 @@ def test_without_keyframes_fusion_releases_frames_at_the_lag_bound_and_counts_th
     assert sink.masks, "frames are not held forever"
 
 
+def all_tracked_frames_published(pipeline, sink) -> bool:
+    tracked = pipeline.counters.snapshot().get("frames_tracked", 0)
+    stamps = [m.meta.stamp_ns for m in sink.masks]
+    return tracked > 0 and len(stamps) == tracked and stamps == sorted(set(stamps))
+
+
+def test_fusion_releases_the_last_frames_after_its_time_bound_when_the_stream_ends():
+    pipeline, sink = make(fusion="bidirectional", fusion_max_lag_frames=200, fusion_max_lag_s=0.5)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 2.0)  # then nothing: no newer frame, no keyframe for the frames after the last one
+        assert wait_for(lambda: all_tracked_frames_published(pipeline, sink), 10), pipeline.counters.snapshot()
+    finally:
+        pipeline.close()
+    assert pipeline.counters.snapshot()["fusion_frames_unfused_age"] >= 1
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+def test_frames_held_for_fusion_go_out_when_their_command_stops_or_the_pipeline_closes(how):
+    pipeline, sink = make(fusion="bidirectional", fusion_max_lag_frames=200, fusion_max_lag_s=600.0)
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 2.0)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("fusion_frames_fused", 0) > 5)
+        if how == "stop":
+            pipeline.submit_command(CommandRequest("r", "", action=CommandAction.STOP))
+            assert wait_for(lambda: all_tracked_frames_published(pipeline, sink), 10)
+    finally:
+        pipeline.close()
+    assert all_tracked_frames_published(pipeline, sink), "no tracked frame is left unpublished"
+    assert all(m.command_id == "r" for m in sink.masks)
+
+
 def test_bidirectional_fusion_needs_a_propagator_with_a_backward_pass():
     from videomolmo_ros.backends.interfaces import MaskPropagator
 
@@ -308,11 +318,11 @@ def test_bidirectional_fusion_needs_a_propagator_with_a_backward_pass():
         add_prompts = step = remove = reset = lambda *args: {}
 
     with pytest.raises(ValueError, match="backward pass"):
-        PerceptionPipeline(PipelineConfig(fusion="bidirectional"), CPU, None, ForwardOnly(None, CPU), ListSink())
+        PerceptionPipeline(PipelineConfig(fusion="bidirectional"), CPU, None, ForwardOnly(None, CPU), ListSinkDouble())
 
 
 def test_a_frame_with_the_previous_frames_stamp_is_dropped_and_counted():
-    sink = ListSink()
+    sink = ListSinkDouble()
     pipeline = PerceptionPipeline(PipelineConfig(), CPU, None, None, sink)
     image, _ = render(default_scene(), 0.0)
     for _ in range(3):
@@ -326,7 +336,7 @@ def test_two_cameras_share_commands_and_track_ids_but_not_frames():
     """One pipeline per camera, as the node runs them: each tracks its own scene, ids never collide."""
     book = CommandBook(cameras=("head", "wrist"))
     ids, turns = itertools.count(1), TakeTurns()
-    sinks = {name: ListSink() for name in ("head", "wrist")}
+    sinks = {name: ListSinkDouble() for name in ("head", "wrist")}
     pipelines = {
         name: PerceptionPipeline(
             PipelineConfig(camera=name),
@@ -411,7 +421,7 @@ def test_a_pointer_trained_on_consecutive_frames_reads_them_at_camera_rate(camer
     """VideoMolmo's previous frames are the camera's previous frames, whatever context_fps says."""
     pointer = RecordingPointerDouble(GroundingResult(()), camera_rate_frames)
     config = PipelineConfig(stream_frames=2, context_frames=3, context_fps=2.0)
-    pipeline = PerceptionPipeline(config, CPU, pointer, None, ListSink())
+    pipeline = PerceptionPipeline(config, CPU, pointer, None, ListSinkDouble())
     pipeline.start()
     try:
         pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
@@ -432,7 +442,7 @@ def test_a_pointer_trained_on_consecutive_frames_reads_them_at_camera_rate(camer
 
 def test_frames_a_pointer_did_not_show_its_model_are_counted():
     pointer = RecordingPointerDouble(GroundingResult((), skipped_frames=2))
-    pipeline = PerceptionPipeline(PipelineConfig(), CPU, pointer, None, ListSink())
+    pipeline = PerceptionPipeline(PipelineConfig(), CPU, pointer, None, ListSinkDouble())
     pipeline.start()
     try:
         pipeline.submit_command(CommandRequest("", "the red ball", GroundingMode.POINT))
@@ -450,7 +460,7 @@ def test_points_scored_below_min_point_score_are_dropped_and_counted():
 
     points = (GroundedPoint(0, 60.0, 60.0, "a", score=0.9), GroundedPoint(0, 200.0, 150.0, "b", score=0.2))
     points += (GroundedPoint(0, 250.0, 60.0, "c"),)  # no score: never dropped
-    sink = ListSink()
+    sink = ListSinkDouble()
     config = PipelineConfig(context_frames=1, tracker=TrackerConfig(min_point_score=0.5))
     pipeline = PerceptionPipeline(config, CPU, ScriptedPointerDouble(GroundingResult(points)), None, sink)
     pipeline.start()

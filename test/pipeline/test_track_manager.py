@@ -301,3 +301,13 @@ def test_a_mask_below_min_mask_score_leaves_the_track_lost_not_tracked():
     assert (track.x, track.y) == pytest.approx((100, 100), abs=1), "the weak mask does not move the track"
     manager.update_from_masks("c", {track_id: (mask, 0.5)})
     assert state(manager, "c", track_id) is TrackState.TRACKED, "at the threshold counts as seen"
+
+
+def test_a_late_grounding_matches_the_track_where_it_was_on_the_grounded_frame():
+    manager = TrackManager(TrackerConfig(confirm_frames=1), sightings_s=5.0)
+    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0)
+    for k in range(1, 31):  # the object moves 8 px a frame: 240 px in 30 frames
+        manager.update_from_masks("c", {track_id: (disc((40 + 8 * k, 120), 10), 1.0)}, stamp_ns=k * 10**8)
+    # A grounding of frame 10 (where the object was at x = 120) answers now (it is at x = 280).
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8) == [track_id]
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 30 * 10**8) != [track_id], "not where it is now"

@@ -5,8 +5,9 @@ colour named in the query identifies the object, so the pipeline and the node ca
 end to end without model weights. They never ship as backends.
 """
 
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -15,6 +16,7 @@ import torch
 from synthetic_video import COLOURS
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.backends.registry import BackendError
 from videomolmo_ros.pipeline.commands import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
 
@@ -31,6 +33,12 @@ def colour_components(image: np.ndarray, rgb: Sequence[int], min_area: int = 20)
 def _centroid(mask: np.ndarray) -> tuple[float, float]:
     rows, cols = np.nonzero(mask)
     return float(cols.mean()), float(rows.mean())
+
+
+def _reach(mask: np.ndarray, point: tuple[float, float]) -> float:
+    """Distance in px from `point` to the nearest pixel of `mask`."""
+    rows, cols = np.nonzero(mask)
+    return float(np.hypot(cols - point[0], rows - point[1]).min())
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,12 @@ class ColorOraclePointerDouble(Pointer):
 class ColorOraclePropagatorDouble(MaskPropagator):
     """Carries each prompted object by its colour: the region nearest its last position."""
 
+    search_radius = math.inf  # px around the last position a region must reach into to be found
+
     def __init__(self, options: object, device: torch.device):
         super().__init__(options, device)
         self._objects: dict[int, tuple[np.ndarray, tuple[float, float]]] = {}
+        self.steps: list[tuple[int, tuple[int, ...]]] = []  # (stamp, objects stepped) of every step, in order
 
     def add_prompts(self, frame: Frame, prompts: Mapping[int, Sequence[tuple[float, float]]]) -> None:
         image = frame.image.cpu().numpy()
@@ -73,11 +84,14 @@ class ColorOraclePropagatorDouble(MaskPropagator):
             patch = image[max(0, int(y) - 1) : int(y) + 2, max(0, int(x) - 1) : int(x) + 2]
             self._objects[object_id] = (patch.reshape(-1, 3).mean(axis=0), (x, y))
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
         image = frame.image.cpu().numpy()
         masks = {}
-        for object_id, (rgb, last) in self._objects.items():
-            regions = colour_components(image, rgb)
+        ids = tuple(self._objects if object_ids is None else [i for i in object_ids if i in self._objects])
+        self.steps.append((frame.meta.stamp_ns, ids))
+        for object_id in ids:
+            rgb, last = self._objects[object_id]
+            regions = [m for m in colour_components(image, rgb) if _reach(m, last) <= self.search_radius]
             if not regions:
                 masks[object_id] = ObjectMask(torch.zeros(image.shape[:2], dtype=torch.bool))
                 continue
@@ -94,13 +108,54 @@ class ColorOraclePropagatorDouble(MaskPropagator):
         self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool
     ) -> list[dict[int, ObjectMask]]:
         order = list(reversed(frames)) if reverse else list(frames)
-        session = ColorOraclePropagatorDouble(self.options, self.device)
+        session = type(self)(self.options, self.device)
         session.add_prompts(order[0], prompts)
         masks = [session.step(frame) for frame in order]
         return masks[::-1] if reverse else masks
 
     def reset(self) -> None:
         self._objects.clear()
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    search_radius: float = 25.0
+
+
+class LocalPropagatorDouble(ColorOraclePropagatorDouble):
+    """A tracker that, like SAM2, follows an object from where it last saw it: it only finds a region
+    within `search_radius` px of the object's last position, so an object that moved further is lost."""
+
+    Options = LocalOptions
+
+    def __init__(self, options: LocalOptions, device: torch.device):
+        super().__init__(options, device)
+        self.search_radius = options.search_radius
+
+
+class FeatureCachingPointerDouble(ColorOraclePointerDouble):
+    """The colour oracle caching each frame's regions as a per-frame feature (as VideoMolmo caches vision
+    features); its raw output says how many frames of the window it had to compute."""
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        computed = 0
+        for index, cached in enumerate(window.features):
+            if "regions" not in cached:
+                window.put_feature(index, "regions", super().ground(window, query, mode).points)
+                computed += 1
+        result = super().ground(window, query, mode)
+        return GroundingResult(result.points, raw_output=f"computed {computed} of {len(window)}")
+
+
+class ConsecutiveFramesPointerDouble(ColorOraclePointerDouble):
+    """The colour oracle as a pointer that reads 3 consecutive camera frames and has a say on the context window."""
+
+    camera_rate_frames = 3
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        if context_fps > 100:
+            raise BackendError(f"context_fps {context_fps}: too fast for this double")
+        return [f"reads {self.camera_rate_frames} camera frames, not {context_frames} at {context_fps:g} Hz"]
 
 
 class ScriptedPointerDouble(Pointer):

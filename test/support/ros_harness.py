@@ -222,10 +222,10 @@ FPS = 15.0
 START_S = 1000.0
 
 
-def play(planner, seconds, encoding="rgb8", start_s=START_S):
-    """Publish the synthetic video at FPS; return {stamp_ns: true masks}."""
+def play(planner, seconds, encoding="rgb8", start_s=START_S, scene=None):
+    """Publish the synthetic video (default_scene unless given) at FPS; return {stamp_ns: true masks}."""
     truth = {}
-    scene = default_scene()
+    scene = scene or default_scene()
     for k in range(int(seconds * FPS)):
         t = k / FPS
         image, masks = render(scene, t)

@@ -13,7 +13,7 @@ read-only, set from the params file or launch only, never by a peer on the netwo
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import Field, dataclass, field
 
 import torch
@@ -94,6 +94,9 @@ class Backend:
         """What the start-up log says the node runs (a remote backend names its server; never a secret)."""
         return type(self).__name__
 
+    def close(self) -> None:
+        """Release what the backend holds besides memory (a process, a connection); called at cleanup."""
+
 
 class Pointer(Backend, ABC):
     """A video grounding model: frames + query -> points per frame.
@@ -134,8 +137,14 @@ class MaskPropagator(Backend, ABC):
         """
 
     @abstractmethod
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
-        """Masks on a new frame for every live object (an empty mask when not visible)."""
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        """Masks on `frame` for every live object (None), or for `object_ids` only (an empty mask when not visible).
+
+        Live steps come in time order, every object on each new frame. Catch-up is the exception:
+        after a prompt on an older frame, the pipeline carries the prompted objects (`object_ids`)
+        through frames it already stepped for the others, oldest first, before their next live
+        step; the other objects must stay exactly as they were. Unknown ids are ignored.
+        """
 
     @abstractmethod
     def remove(self, object_ids: Iterable[int]) -> None:
@@ -144,6 +153,13 @@ class MaskPropagator(Backend, ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget every object and all temporal state (a time jump, a restart)."""
+
+    def retain_frames(self, count: int) -> None:
+        """The pipeline may step the last `count` stepped frames again (catch-up); optional.
+
+        A backend that caches per-frame work (SAM2's image features) keeps it for that many frames,
+        so catch-up costs the per-object step only.
+        """
 
     def for_another_camera(self) -> "MaskPropagator":
         """A propagator for one more camera, with its own temporal state.

@@ -366,17 +366,23 @@ class DepthSync:
     def __init__(self, tolerance_s: float = 0.02, capacity: int = 30):
         self.tolerance_ns = round(tolerance_s * 1e9)
         self._images: deque[DepthImage] = deque(maxlen=capacity)
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
 
     def add(self, depth: DepthImage) -> None:
-        with self._lock:
+        with self._arrived:
             if self._images and depth.stamp_ns < self._images[-1].stamp_ns:
                 self._images.clear()  # time went back (a looping bag): older depth no longer applies
             self._images.append(depth)
+            self._arrived.notify_all()
 
-    def find(self, stamp_ns: int) -> DepthImage | None:
-        """The depth image closest in time to `stamp_ns`, if within the tolerance."""
-        with self._lock:
+    def find(self, stamp_ns: int, wait_s: float = 0.0) -> DepthImage | None:
+        """The depth image closest in time to `stamp_ns`, if within the tolerance.
+
+        Depth often arrives a few ms after its colour frame (another topic): with `wait_s`, wait up
+        to that long for a depth image stamped at or after the frame before choosing.
+        """
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._images and self._images[-1].stamp_ns >= stamp_ns, wait_s)
             best = min(self._images, key=lambda d: abs(d.stamp_ns - stamp_ns), default=None)
         if best is None or abs(best.stamp_ns - stamp_ns) > self.tolerance_ns:
             return None

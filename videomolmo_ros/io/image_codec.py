@@ -61,6 +61,15 @@ ENCODINGS.update({f"bayer_{name}8": Encoding(_U8, 1, None, code) for name, code 
 ENCODINGS.update({f"bayer_{name}16": Encoding(_U16, 1, None, code) for name, code in _BAYER.items()})
 
 
+# (channels, R G B channel indices) -> OpenCV's conversion to RGB (one vectorised pass; rgb8 is a plain copy).
+_TO_RGB = {
+    (3, (2, 1, 0)): cv2.COLOR_BGR2RGB,
+    (4, (0, 1, 2)): cv2.COLOR_RGBA2RGB,
+    (4, (2, 1, 0)): cv2.COLOR_BGRA2RGB,
+    (1, (0, 0, 0)): cv2.COLOR_GRAY2RGB,
+}
+
+
 class ImageDecodeError(ValueError):
     """An image message (or array) the codec cannot interpret; the message says what is wrong.
 
@@ -152,9 +161,9 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
             "not_colour",
         )
     height, width = array.shape[:2]
-    pixels = array.reshape(height, width, fmt.channels)
-    # np.stack, not fancy indexing: indexing the last axis returns a non-C-contiguous array.
-    return np.stack([pixels[:, :, channel] for channel in fmt.rgb], axis=-1)
+    pixels = np.ascontiguousarray(array).reshape(height, width, fmt.channels)
+    conversion = _TO_RGB.get((fmt.channels, fmt.rgb))
+    return pixels.copy() if conversion is None else cv2.cvtColor(pixels, conversion)
 
 
 def _convert_to_rgb8(array: np.ndarray, encoding: str, fmt: Encoding) -> np.ndarray:

@@ -3,6 +3,11 @@
 Pixel 0 is background and pixel k (1-based) belongs to ids[k-1]; where masks overlap, the later
 object wins. One label image instead of a mask per object keeps the message small, and PNG lets
 any consumer decode it with plain OpenCV. No ROS imports: callers pass the message's fields.
+
+A label image is long runs of one value, so it is written without PNG row filters and with
+zlib's run-length strategy: 5-6 times faster to encode than PNG's default adaptive filters and
+3-4 times smaller (bench/bench_pipeline.py measures the levels and strategies); any PNG decoder
+reads it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from videomolmo_ros.io.mask_geometry import box_crop, mask_box
 
 if TYPE_CHECKING:
     import torch
@@ -47,9 +54,11 @@ def label_image(masks: Sequence[np.ndarray | torch.Tensor], shape: tuple[int, in
         if array.shape != shape:
             raise ValueError(f"all masks must have the same shape: mask {index} is {array.shape}, not {shape}")
     labels = np.zeros(shape, np.uint8 if len(arrays) < 256 else np.uint16)
-    # In list order, so a later mask overwrites an earlier one where they overlap.
+    # In list order, so a later mask overwrites an earlier one where they overlap; each within its box.
     for label, array in enumerate(arrays, start=1):
-        labels[array] = label
+        box = mask_box(array)
+        if box is not None:
+            box_crop(labels, box)[box_crop(array, box)] = label
     return labels
 
 
@@ -64,10 +73,24 @@ def encode_masks(
     cost time for little size.
     """
     labels = label_image(masks, shape)
-    ok, png = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    ok, png = cv2.imencode(".png", labels, png_parameters(compression))
     if not ok:
         raise ValueError(f"OpenCV could not encode a {labels.shape} {labels.dtype} label image as PNG")
     return labels.shape[0], labels.shape[1], png.tobytes()
+
+
+def png_parameters(
+    compression: int, strategy: int = cv2.IMWRITE_PNG_STRATEGY_RLE, row_filter: int = cv2.IMWRITE_PNG_FILTER_NONE
+) -> list[int]:
+    """OpenCV's PNG options: zlib level, strategy and row filter (what encode_masks uses by default)."""
+    return [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        compression,
+        cv2.IMWRITE_PNG_STRATEGY,
+        strategy,
+        cv2.IMWRITE_PNG_FILTER,
+        row_filter,
+    ]
 
 
 def decode_label_image(data: bytes, height: int, width: int) -> np.ndarray:

@@ -92,7 +92,9 @@ class Outputs:
         if not self._settings.use_depth or not points or camera.pipeline is None:
             return
         counters = camera.pipeline.counters
-        depth = camera.depths.find(meta.stamp_ns)
+        # On the publisher thread, wait for a depth image that comes after its colour frame.
+        wait_s = self._settings.depth_sync_tolerance_s if self._settings.pipeline.publish_queue else 0.0
+        depth = camera.depths.find(meta.stamp_ns, wait_s)
         shape = camera.pipeline.stream.frame_shape
         if depth is None or camera.intrinsics is None or shape is None:
             counters.add("positions_missing_no_depth", len(points))

@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 
 from videomolmo_ros.backends import registry
 from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
@@ -60,6 +61,7 @@ class NodeSettings:
     buffer_memory_limit_mb: float
     vision_msgs: bool
     max_concurrent_goals: int
+    pointer_process: bool
 
 
 class Parameters:
@@ -133,6 +135,7 @@ class Parameters:
             ),
             vision_msgs=p("publish_vision_msgs", False, "also publish detections, detections_3d (vision_msgs)"),
             max_concurrent_goals=p("max_concurrent_goals", 8, "Ground goals in flight; more are rejected", (1, 1024)),
+            pointer_process=p("pointer_process", False, "run the pointer in a process of its own (frames shared)"),
         )
 
     def _pipeline_config(self) -> PipelineConfig:
@@ -150,6 +153,21 @@ class Parameters:
             fusion_iou_threshold=p("fusion_iou_threshold", 0.7, "IoU above which fused masks intersect", (0.0, 1.0)),
             fusion_max_lag_frames=p(
                 "fusion_max_lag_frames", 30, "frames held for fusion before release unfused", (1, 10_000)
+            ),
+            fusion_max_lag_s=p(
+                "fusion_max_lag_s", 2.0, "seconds held for fusion before release unfused", (0.01, 3600.0)
+            ),
+            publish_queue=p(
+                "publish_queue",
+                32,
+                "outputs waiting for the publisher thread at most (0: publish on tracking)",
+                (0, 10_000),
+            ),
+            catch_up_s=p(
+                "catch_up_s", 2.0, "carry late-grounded objects through the frames of this many seconds", (0.0, 10.0)
+            ),
+            catch_up_max_frames_per_step=p(
+                "catch_up_max_frames_per_step", 8, "catch-up frames stepped per live step at most", (1, 1000)
             ),
             tracker=TrackerConfig(
                 confirm_frames=p("tracker.confirm_frames", 3, "frames seen before tentative -> tracked", (1, 1000)),
@@ -193,13 +211,28 @@ class Parameters:
     def _camera_param(self, camera: str, setting: str, default, description: str, bounds: tuple | None = None):
         return self.declare(f"cameras.{camera}.{setting}", default, description, bounds)
 
-    def backends(self, device: torch.device) -> tuple[Pointer | None, MaskPropagator | None]:
-        """The pointer and propagator `*_backend` name, built with their options (all declared first)."""
-        roles = (("pointer", Pointer), ("propagator", MaskPropagator))
-        chosen = [(kind, self._backend_options(role, kind)) for role, kind in roles]
-        return tuple(
-            None if spec is None else registry.create(spec, kind, device, opts) for kind, (spec, opts) in chosen
+    def backends(
+        self, device: torch.device, pointer_process: bool = False
+    ) -> tuple[Pointer | None, MaskPropagator | None]:
+        """The pointer and propagator `*_backend` name, built with their options (all declared first).
+
+        `pointer_process`: the pointer runs in a child process (PointerProcess), built there from the same options.
+        """
+        (pointer_spec, pointer_options), (spec, options) = (
+            self._backend_options(role, kind) for role, kind in (("pointer", Pointer), ("propagator", MaskPropagator))
         )
+        if pointer_spec is None:
+            pointer = None
+        elif pointer_process:
+            pointer = PointerProcess(pointer_spec, pointer_options, device)
+        else:
+            pointer = registry.create(pointer_spec, Pointer, device, pointer_options)
+        try:
+            return pointer, None if spec is None else registry.create(spec, MaskPropagator, device, options)
+        except Exception:
+            if pointer is not None:
+                pointer.close()
+            raise
 
     def _backend_options(self, role: str, kind: type) -> tuple[str | None, dict]:
         """The backend `<role>_backend` names and its options `<prefix>.<option>`, declared; None if unset."""

@@ -54,6 +54,7 @@ from videomolmo_ros.pipeline.cameras import BufferBudget, CameraConfig, buffer_b
 from videomolmo_ros.pipeline.commands import CommandBook
 from videomolmo_ros.pipeline.counters import ProblemLog
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, ring_sizes
+from videomolmo_ros.pipeline.tracking import frames_kept
 
 # A model call in flight when the process is told to stop is waited for this long, then abandoned
 # (the workers are daemon threads): ros2 launch sends SIGKILL 10 s after SIGINT.
@@ -82,7 +83,7 @@ def return_large_blocks_to_the_os() -> None:
 def check_buffer_memory(settings: NodeSettings, pointer: Pointer | None) -> BufferBudget:
     """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
     device = settings.device
-    budget = buffer_budget(settings.cameras, *ring_sizes(settings.pipeline, pointer))
+    budget = buffer_budget(settings.cameras, *ring_sizes(settings.pipeline, pointer), frames_kept(settings.pipeline))
     gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     try:
         check_budget(budget, settings.buffer_memory_limit_mb, gpu_free, str(device))
@@ -115,13 +116,13 @@ class PerceptionNode(LifecycleNode):
         try:
             settings = self._params.read()
             device = settings.device
-            self._backends = self._params.backends(device)
+            self._backends = self._params.backends(device, settings.pointer_process)
             pointer, config = self._backends[0], settings.pipeline
             notes = pointer.check_context(config.context_frames, config.context_fps) if pointer else []
             budget = check_buffer_memory(settings, pointer)
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
-            self._backends = (None, None)
+            self._close_backends()
             _free_memory()
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
@@ -251,10 +252,16 @@ class PerceptionNode(LifecycleNode):
         if self._planner is not None:
             self._planner.close()
             self._planner = None
-        self._backends = (None, None)
+        self._close_backends()
         self.settings = None
         if free:
             _free_memory()
+
+    def _close_backends(self) -> None:
+        for backend in self._backends:
+            if backend is not None:
+                backend.close()
+        self._backends = (None, None)
 
     # ------------------------------------------------------------------ problems
 

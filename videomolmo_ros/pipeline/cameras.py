@@ -82,13 +82,16 @@ class BufferBudget:
         return f"{self.total / MIB:.1f} MiB for {self.frames_per_camera} frames per camera ({parts})"
 
 
-def buffer_budget(cameras: Sequence[CameraConfig], stream_frames: int, context_frames: int) -> BufferBudget:
-    """The rings' size: (stream + context) slots of max_width x max_height RGB8 per camera.
+def buffer_budget(
+    cameras: Sequence[CameraConfig], stream_frames: int, context_frames: int, tracked_frames: int = 0
+) -> BufferBudget:
+    """The rings' size: (stream + context + tracked) slots of max_width x max_height RGB8 per camera.
 
-    Windows handed to the models are copies of up to context_frames frames on top of this,
-    held only while a query runs.
+    The tracked ring holds the tracking worker's copies: the live frame, the last catch_up_s
+    seconds for catch-up, the frames held for fusion. Windows handed to the models are copies of
+    up to context_frames frames on top of this, held only while a query runs.
     """
-    frames = stream_frames + context_frames
+    frames = stream_frames + context_frames + tracked_frames
     return BufferBudget({c.name: frames * c.max_width * c.max_height * 3 for c in cameras}, frames)
 
 
@@ -109,5 +112,6 @@ def check_budget(budget: BufferBudget, limit_mb: float, gpu_free: int | None, de
     if budget.total > available:
         raise ValueError(
             f"frame buffers need {budget.text()}, but only {available / MIB:.1f} MiB {where}: lower "
-            "stream_frames / context_frames or the cameras' max_width / max_height, or use fewer cameras"
+            "stream_frames / context_frames / catch_up_s or the cameras' max_width / max_height, or use fewer "
+            "cameras"
         )

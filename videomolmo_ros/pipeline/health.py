@@ -23,15 +23,23 @@ DROP_COUNTERS = (
     "frames_rejected_",
     "frames_skipped_",
     "groundings_dropped_",
-    "fusion_frames_unfused_lag",
+    "fusion_frames_unfused_",
+    "catch_up_skipped",
+    "outputs_dropped_",
     "commands_rejected",
     "camera_info_rejected",
     "points_dropped_low_score",
 )
 # Of those, the ones worth a warning when they grow: lost data or refused requests. Skipped
-# frames (tracking slower than the camera), frames released unfused and points below the
-# configured score are the designed degradation, reported but not warned about.
-WARN_COUNTERS = ("frames_rejected_", "groundings_dropped_", "commands_rejected", "camera_info_rejected")
+# frames (tracking slower than the camera, catch-up over its bound), frames released unfused and
+# points below the configured score are the designed degradation, reported but not warned about.
+WARN_COUNTERS = (
+    "frames_rejected_",
+    "groundings_dropped_",
+    "outputs_dropped_",
+    "commands_rejected",
+    "camera_info_rejected",
+)
 NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the
 # windows; less is two threads' events arriving slightly out of order, which is harmless.

@@ -16,6 +16,8 @@ and does not use it.
 Masks are H x W bool numpy arrays, one per object id.
 """
 
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -101,6 +103,7 @@ class _Held(Generic[M]):
     key: Hashable
     meta: M
     forward: Masks
+    since: float  # clock() when pushed
 
 
 class FixedLagFuser(Generic[M]):
@@ -124,6 +127,9 @@ class FixedLagFuser(Generic[M]):
     counted in `timeouts`. Lag counts pushes (tracked frames), not camera frames, which the
     tracking worker may skip. Choose max_lag_frames >= k + L to fuse every frame. Zero lag,
     forward masks published at once, is the pipeline's default mode and needs no fuser.
+    Lag is bounded in time too: a frame held longer than `max_lag_s` (by `clock`) is released
+    forward-only by `expire` and counted in `expired`, so frames are not held forever when the
+    stream ends or stalls and no newer frame or keyframe comes.
 
     Frames are matched by `key(meta)`, by default `meta.stamp_ns`: a keyframe's meta comes
     from the context buffer, whose seq numbers differ from the tracking stream's, but the
@@ -142,13 +148,18 @@ class FixedLagFuser(Generic[M]):
         max_lag_frames: int,
         tau: float = TAU,
         key: Callable[[M], Hashable] = attrgetter("stamp_ns"),
+        max_lag_s: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
     ):
         if max_lag_frames < 1:
             raise ValueError(f"max_lag_frames must be at least 1 (0 is the zero-lag mode), got {max_lag_frames}")
         self.max_lag_frames = max_lag_frames
         self.tau = tau
         self.key = key
+        self.max_lag_s = max_lag_s
+        self.clock = clock
         self.timeouts = 0  # frames released forward-only because the lag bound was reached
+        self.expired = 0  # frames released forward-only because they were held longer than max_lag_s
         self.missed_keyframes = 0  # keyframes for frames not held (already released, or unknown)
         self._held: OrderedDict[Hashable, _Held[M]] = OrderedDict()
 
@@ -165,16 +176,43 @@ class FixedLagFuser(Generic[M]):
         key = self.key(meta)
         if key in self._held:
             raise ValueError(f"frame key {key!r} is already held (flush or reset on a time jump)")
-        self._held[key] = _Held(key, meta, dict(forward_masks))
+        self._held[key] = _Held(key, meta, dict(forward_masks), self.clock())
         released = []
         while len(self._held) > self.max_lag_frames + 1:
             released.append(_forward_only(self._held.popitem(last=False)[1]))
         self.timeouts += len(released)
         return released
 
+    def expire(self) -> list[ReleasedFrame[M]]:
+        """Release, forward-only, the frames held longer than `max_lag_s`, oldest first."""
+        released = []
+        deadline = self.clock() - self.max_lag_s
+        while self._held and next(iter(self._held.values())).since <= deadline:
+            released.append(_forward_only(self._held.popitem(last=False)[1]))
+        self.expired += len(released)
+        return released
+
+    def due_in(self) -> float | None:
+        """Seconds until `expire` releases the oldest held frame (0 when overdue); None when none is held."""
+        if not self._held or math.isinf(self.max_lag_s):
+            return None
+        return max(0.0, next(iter(self._held.values())).since + self.max_lag_s - self.clock())
+
     def held(self) -> list[M]:
         """The held frames' metas, oldest first (to find the frame a keyframe lands on)."""
         return [held.meta for held in self._held.values()]
+
+    def amend(self, meta: M, forward_masks: Mapping[int, np.ndarray]) -> bool:
+        """Add or replace objects' forward masks on a held frame; False when it is not held.
+
+        Catch-up reaches frames after they were pushed: an object prompted on an older frame gets
+        its masks on the held frames since, before they are released.
+        """
+        held = self._held.get(self.key(meta))
+        if held is None:
+            return False
+        held.forward.update(forward_masks)
+        return True
 
     def frames_needing_backward(self, keyframe_meta: M) -> list[M]:
         """The held frames before the keyframe, oldest first: what the backward pass must cover.
@@ -205,6 +243,10 @@ class FixedLagFuser(Generic[M]):
         *between, keyframe = self._take_through(key)
         fused = [self._fuse(held, backward_masks_by_frame.get(held.key)) for held in between]
         return [*fused, _forward_only(keyframe)]
+
+    def peek(self) -> list[ReleasedFrame[M]]:
+        """What `flush` would release, leaving every frame held (to publish a part of them now)."""
+        return [_forward_only(held) for held in self._held.values()]
 
     def flush(self) -> list[ReleasedFrame[M]]:
         """Release every held frame forward-only (shutdown, or before a reset of the tracks)."""

@@ -11,6 +11,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
 
 - a camera frame that arrives while the tracking worker is busy is superseded by newer
   frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
+- an object prompted on an older frame is carried through the frames tracked since (catch-up,
+  `catch_up_frames`), at most `catch_up_max_frames_per_step` of them per live step, spread over
+  the span; the others are skipped (`catch_up_skipped`); frames older than `catch_up_s` are not kept;
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
@@ -28,7 +31,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -49,8 +51,10 @@ from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
 from videomolmo_ros.pipeline.mask_fusion import TAU
 from videomolmo_ros.pipeline.outputs import OutputSink
+from videomolmo_ros.pipeline.publisher import QueuedSink
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
-from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage, make_fuser
+from videomolmo_ros.pipeline.tracking import Grounded, tracking_stage
+from videomolmo_ros.pipeline.turns import TakeTurns
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class PipelineConfig:
     fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
     fusion_iou_threshold: float = TAU
     fusion_max_lag_frames: int = 30
+    fusion_max_lag_s: float = 2.0  # ... or held this long (the stream ended or stalled): released unfused
+    publish_queue: int = 0  # >0: outputs are published from a worker thread, at most this many waiting
+    catch_up_s: float = 2.0  # objects prompted on an older frame are carried through the frames tracked since
+    catch_up_max_frames_per_step: int = 8  # catch-up frames stepped per live step at most (the rest skipped)
     camera: str = ""  # the camera this pipeline serves: its frames' metas and its commands' selection
 
 
@@ -88,30 +96,6 @@ def with_changes(config: PipelineConfig, changes: dict[str, object]) -> Pipeline
         return replace(config, **top, tracker=replace(config.tracker, **tracker))
     except TypeError as error:
         raise ValueError(f"not a runtime setting: {error}") from error
-
-
-class TakeTurns:
-    """A lock handed over in arrival order: cameras sharing one model take turns, none starves.
-
-    (threading.Lock lets the thread that just released it take it straight back.)
-    """
-
-    def __init__(self) -> None:
-        self._wake = threading.Condition()
-        self._queue: deque[object] = deque()
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        me = object()
-        with self._wake:
-            self._queue.append(me)
-            self._wake.wait_for(lambda: self._queue[0] is me)
-        try:
-            yield
-        finally:
-            with self._wake:
-                self._queue.popleft()
-                self._wake.notify_all()
 
 
 class PerceptionPipeline:
@@ -138,7 +122,12 @@ class PerceptionPipeline:
         self.device = device
         self.pointer = pointer
         self.propagator = propagator
-        self.sink = sink
+        self._publisher = (
+            QueuedSink(sink, config.publish_queue, self.problem, f"publish-{config.camera}")
+            if config.publish_queue
+            else None
+        )
+        self.sink = self._publisher or sink
         self.counters = Counters()
         self.commands = commands or CommandBook(config.max_query_chars, config.max_commands, (config.camera,))
         self._pointer_turns = pointer_turns or TakeTurns()
@@ -151,10 +140,8 @@ class PerceptionPipeline:
             else self.stream
         )
         self._window_frames = context_frames or pointer.camera_rate_frames
-        fuser = make_fuser(config.fusion, config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator)
-        tracker = TrackManager(config.tracker, track_ids)
-        self._stage = TrackingStage(  # the tracking worker's alone
-            config.camera, tracker, fuser, propagator, self.commands, sink, self.counters, self.problem
+        self._stage = tracking_stage(  # the tracking worker's alone
+            config, device, propagator, TrackManager(config.tracker, track_ids, config.max_result_age_s), self
         )
         self.last_grounding_s: float | None = None
         self._wake = threading.Condition()
@@ -179,6 +166,7 @@ class PerceptionPipeline:
         """Stop the workers; a running model call is waited for up to `timeout_s`, then abandoned.
 
         An abandoned worker (a daemon thread) ends when its call returns, reporting and publishing nothing.
+        Frames held for fusion are published as they are: no keyframe will come for them.
         """
         with self._wake:
             self._stopping = True
@@ -186,11 +174,16 @@ class PerceptionPipeline:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout_s)
+        if not self._threads[0].is_alive():  # the tracking worker's state is ours now
+            self._stage.release_held()
+        if self._publisher is not None:
+            self._publisher.close(timeout_s)
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes the frame rings hold (one ring when the pointer reads the stream ring)."""
-        return self.stream.nbytes + (self.context.nbytes if self.context is not self.stream else 0)
+        """Bytes the frame rings hold (one ring when the pointer reads the stream ring), and the tracker's copies."""
+        context = self.context.nbytes if self.context is not self.stream else 0
+        return self.stream.nbytes + context + self._stage.frames.nbytes
 
     def reconfigure(self, **changes: float) -> None:
         """Change thresholds while running, named as the node's parameters (tracker.match_distance, ...)."""
@@ -265,10 +258,10 @@ class PerceptionPipeline:
             self._wake.notify_all()
 
     def _restart(self) -> None:
-        with self._wake:
+        with self._wake:  # with the buffers, so no grounding pairs a window of before with the new epoch
             self._epoch += 1
-        self.stream.clear()
-        self.context.clear()
+            self.stream.clear()
+            self.context.clear()
         self._control(self._stage.forget_all)  # _tracked_seq stays: no frame is tracked twice
 
     def _control(self, action: Callable[[], None]) -> None:
@@ -300,23 +293,30 @@ class PerceptionPipeline:
         return bool(self._controls or self._results or fresh_frame)
 
     def _tracking_turn(self) -> bool:
+        due_s = self._stage.release_overdue()  # frames held for fusion too long; wake when the next one is due
         with self._wake:
-            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work())
+            self._wake.wait_for(lambda: self._stopping or self._tracking_has_work(), timeout=due_s)
             if self._stopping:
                 return False
             controls, self._controls = list(self._controls), deque()
             results, self._results = list(self._results), deque()
+            epoch = self._epoch
         for action in controls:
             action()
         for grounded in results:
             self._apply_grounding(grounded)
+        if results:
+            self._stage.catch_up()
         newest = self.stream.newest()
         if self.propagator is None or newest is None or newest.seq <= self._tracked_seq:
             return True
         if not self.commands.running(self.camera):
             self._tracked_seq = newest.seq  # nothing to track: not a skip, no frame copy, no model step
             return True
-        frame = self.stream.latest()
+        frame = self._stage.take(self.stream)
+        with self._wake:
+            if self._epoch != epoch:  # restarted meanwhile: the next turn forgets the old state first
+                return True
         if frame is not None:
             if self._tracked_seq >= 0:
                 self.counters.add("frames_skipped_tracking_busy", frame.meta.seq - self._tracked_seq - 1)

@@ -15,10 +15,14 @@ A mask counts as seen when it has `min_mask_pixels` pixels and its confidence is
 Matching a point to tracks: a point inside a track's current mask costs ~0, otherwise its
 distance to the track's point as a fraction of the image diagonal; pairs above
 `match_distance` are not allowed; the Hungarian algorithm picks the cheapest assignment.
+Grounding answers on an older frame than the tracks are on, so a track is also matched where
+it was on that frame (its sighting then: point and box, kept for `sightings_s`), and the
+cheaper of the two counts: a fast object keeps its id however far it moved since.
 """
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,7 +30,7 @@ from enum import IntEnum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from videomolmo_ros.io.mask_geometry import Box, interior_point, mask_box
+from videomolmo_ros.io.mask_geometry import Box, box_crop, interior_point, mask_box
 
 
 class TrackState(IntEnum):
@@ -61,6 +65,12 @@ class Track:
     streak: int = 0  # consecutive frames seen
     unseen: int = 0  # consecutive frames not seen
     mask: np.ndarray | None = field(default=None, repr=False)
+    sightings: deque[tuple[int, float, float, Box | None]] = field(default_factory=deque, repr=False)  # stamp, x, y
+
+    def seen_at(self, stamp_ns: int) -> tuple[float, float, Box | None] | None:
+        """Where the track was on the frame stamped `stamp_ns` (its last sighting by then), if known."""
+        before = [s for s in self.sightings if s[0] <= stamp_ns]
+        return before[-1][1:] if before else None
 
 
 _INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track's mask
@@ -72,10 +82,11 @@ class TrackManager:
     Managers of several cameras share one `ids` counter, so ids are unique across cameras too.
     """
 
-    def __init__(self, config: TrackerConfig | None = None, ids: Iterator[int] | None = None):
+    def __init__(self, config: TrackerConfig | None = None, ids: Iterator[int] | None = None, sightings_s: float = 5.0):
         self.config = config or TrackerConfig()
         self._tracks: dict[int, Track] = {}
         self._ids = ids if ids is not None else itertools.count(1)
+        self._sightings_ns = round(sightings_s * 1e9)
 
     def tracks(self, command_id: str) -> list[Track]:
         return [t for t in self._tracks.values() if t.command_id == command_id]
@@ -87,18 +98,17 @@ class TrackManager:
         image_size: tuple[int, int],
         stamp_ns: int,
     ) -> list[int]:
-        """The track id of each (x, y, label) point, creating tracks for unmatched points."""
+        """The track id of each (x, y, label) point on the frame stamped `stamp_ns`; unmatched points start tracks."""
         candidates = self.tracks(command_id)
-        height, width = image_size
-        diagonal = math.hypot(width, height)
+        diagonal = math.hypot(image_size[1], image_size[0])
         cost = np.full((len(points), len(candidates)), np.inf)
         for i, (x, y, _) in enumerate(points):
             for j, track in enumerate(candidates):
-                distance = math.hypot(x - track.x, y - track.y) / diagonal
-                if _inside(track.mask, x, y):
-                    cost[i, j] = distance * _INSIDE_COST
-                elif distance <= self.config.match_distance:
-                    cost[i, j] = distance
+                now = self._cost(x, y, track.x, track.y, _inside(track.mask, x, y), diagonal)
+                then = track.seen_at(stamp_ns)
+                if then is not None:
+                    now = min(now, self._cost(x, y, then[0], then[1], _inside_box(then[2], x, y), diagonal))
+                cost[i, j] = now
         ids: list[int | None] = [None] * len(points)
         if candidates and points:
             rows, cols = linear_sum_assignment(np.where(np.isinf(cost), 1e9, cost))
@@ -112,21 +122,35 @@ class TrackManager:
                 ids[i] = track.id
         return ids
 
-    def update_from_points(self, ids: Sequence[int], points: Sequence[tuple[float, float, str]]) -> None:
+    def _cost(self, x: float, y: float, track_x: float, track_y: float, inside: bool, diagonal: float) -> float:
+        """Cost of matching a point to a track's position: ~0 inside its mask (or box), else its distance."""
+        distance = math.hypot(x - track_x, y - track_y) / diagonal
+        if inside:
+            return distance * _INSIDE_COST
+        return distance if distance <= self.config.match_distance else math.inf
+
+    def update_from_points(
+        self, ids: Sequence[int], points: Sequence[tuple[float, float, str]], stamp_ns: int | None = None
+    ) -> None:
         """Without masks, a grounding is the only sighting: move the tracks to their points."""
         for track_id, (x, y, _) in zip(ids, points, strict=True):
             track = self._tracks[track_id]
             track.x, track.y = x, y
-            self._seen(track)
+            self._seen(track, stamp_ns)
 
-    def update_from_masks(self, command_id: str, masks: dict[int, tuple[np.ndarray, float]]) -> list[int]:
-        """Update a command's tracks from one frame's masks; return the ids deleted as lost too long."""
+    def update_from_masks(
+        self, command_id: str, masks: dict[int, tuple[np.ndarray, float]], stamp_ns: int | None = None
+    ) -> list[int]:
+        """Update a command's tracks from one frame's masks; return the ids deleted as lost too long.
+
+        With `stamp_ns` (the frame's), each sighting is kept for late groundings' matching.
+        """
         deleted = []
         for track in self.tracks(command_id):
             mask, score = masks.get(track.id, (None, 0.0))
-            box = None
-            if mask is not None and score >= self.config.min_mask_score and mask.sum() >= self.config.min_mask_pixels:
-                box = mask_box(mask)
+            box = None if mask is None or score < self.config.min_mask_score else mask_box(mask)
+            if box is not None and np.count_nonzero(box_crop(mask, box)) < self.config.min_mask_pixels:
+                box = None
             if box is None:
                 track.mask = None
                 track.streak = 0
@@ -141,14 +165,18 @@ class TrackManager:
                 continue
             track.mask, track.box, track.score = mask, box, score
             track.x, track.y = interior_point(mask, box)
-            self._seen(track)
+            self._seen(track, stamp_ns)
         for track_id in deleted:
             del self._tracks[track_id]
         return deleted
 
-    def _seen(self, track: Track) -> None:
+    def _seen(self, track: Track, stamp_ns: int | None) -> None:
         track.streak += 1
         track.unseen = 0
+        if stamp_ns is not None:
+            track.sightings.append((stamp_ns, track.x, track.y, track.box))
+            while track.sightings[0][0] < stamp_ns - self._sightings_ns:
+                track.sightings.popleft()
         if track.state is not TrackState.TENTATIVE or track.streak >= self.config.confirm_frames:
             track.state = TrackState.TRACKED
 
@@ -160,6 +188,10 @@ class TrackManager:
 
     def clear(self) -> None:
         self._tracks.clear()
+
+
+def _inside_box(box: Box | None, x: float, y: float) -> bool:
+    return box is not None and box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 def _inside(mask: np.ndarray | None, x: float, y: float) -> bool:

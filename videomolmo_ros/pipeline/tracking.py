@@ -4,19 +4,26 @@ Only the tracking worker calls into a TrackingStage (the pipeline queues every o
 to it), so nothing here takes a lock.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask
+from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
 from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackManager
+from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
+
+if TYPE_CHECKING:
+    from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 
 FUSION_MODES = ("forward", "bidirectional")
 
@@ -56,8 +63,14 @@ def latest_sightings(points: list[GroundedPoint]) -> list[GroundedPoint]:
     return [p for p in points if p.frame_index == index]
 
 
-def make_fuser(fusion: str, max_lag_frames: int, iou_threshold: float, propagator: MaskPropagator | None):
-    """None in the zero-lag forward mode; else the fuser holding frames until the next keyframe."""
+def make_fuser(
+    fusion: str,
+    max_lag_frames: int,
+    iou_threshold: float,
+    propagator: MaskPropagator | None,
+    max_lag_s: float = math.inf,
+):
+    """None in the zero-lag forward mode; else the fuser holding frames until the next keyframe (or the lag bounds)."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion {fusion!r}: use forward or bidirectional")
     if fusion == "forward":
@@ -65,7 +78,7 @@ def make_fuser(fusion: str, max_lag_frames: int, iou_threshold: float, propagato
     if propagator is None or type(propagator).propagate is MaskPropagator.propagate:
         name = type(propagator).__name__ if propagator else "no propagator"
         raise ValueError(f"fusion bidirectional needs a propagator with a backward pass; {name} has none")
-    return FixedLagFuser(max_lag_frames, iou_threshold, key=lambda t: t.frame.meta.stamp_ns)
+    return FixedLagFuser(max_lag_frames, iou_threshold, key=lambda t: t.frame.meta.stamp_ns, max_lag_s=max_lag_s)
 
 
 class TrackingStage:
@@ -81,6 +94,8 @@ class TrackingStage:
         sink: OutputSink,
         counters: Counters,
         problem: Callable[[str, str], None],
+        catch_up: CatchUp | None = None,
+        frames: TrackedFrames | None = None,
     ):
         self.camera = camera
         self.tracker = tracker
@@ -90,16 +105,49 @@ class TrackingStage:
         self._sink = sink
         self._counters = counters
         self._problem = problem
+        self._catch_up = catch_up or CatchUp(0.0, 1)
+        self.frames = frames or TrackedFrames(2)  # the tracker's own copies of the frames it tracks
+        self._published: dict[str, Command] = {}  # the commands frames were published for, by id
+
+    def take(self, stream: FrameBuffer) -> Frame | None:
+        """The tracker's own copy of the stream's newest frame (in its ring: no allocation per frame)."""
+        return self.frames.take(stream)
 
     def forget_command(self, command_id: str) -> None:
-        removed = self.tracker.remove_command(command_id)
-        if self.propagator is not None and removed:
-            self.propagator.remove(removed)
+        """Forget a stopped command's tracks, after publishing its share of the frames held for fusion."""
+        command = self._published.pop(command_id, None)
+        replaced = any(c.id == command_id for c in self._commands.running(self.camera))  # its frames go out under it
+        if self._fuser is not None and command is not None and not replaced:
+            for item in self._fuser.peek():
+                self._publish_frame(item.meta.frame, self._released_masks(item), (command,))
+        self._remove(self.tracker.remove_command(command_id))
+
+    def release_overdue(self) -> float | None:
+        """Publish the frames held for fusion longer than its time bound; seconds until the next is due."""
+        if self._fuser is None:
+            return None
+        expired = self._fuser.expired
+        released = self._fuser.expire()
+        self._counters.add("fusion_frames_unfused_age", self._fuser.expired - expired)
+        self._publish_released(released)
+        return self._fuser.due_in()
+
+    def release_held(self) -> None:
+        """Publish every frame held for fusion as it is (the stream stops: no keyframe will come)."""
+        if self._fuser is not None:
+            self._publish_released(self._fuser.flush())
+
+    def _remove(self, object_ids: list[int]) -> None:
+        if self.propagator is not None and object_ids:
+            self.propagator.remove(object_ids)
+            self._catch_up.forget(object_ids)
 
     def forget_all(self) -> None:
         if self._fuser is not None:
             self._counters.add("fusion_frames_dropped_reset", self._fuser.reset())
         self.tracker.clear()
+        self._catch_up.clear()
+        self.frames.clear()
         if self.propagator is not None:
             self.propagator.reset()
 
@@ -124,8 +172,9 @@ class TrackingStage:
             if self.propagator is not None:
                 prompts = {i: [(p.x, p.y)] for i, p in here}
                 self.propagator.add_prompts(frame, prompts)
+                self._catch_up.prompted(list(prompts), frame.meta.stamp_ns)
         if self.propagator is None:
-            self.tracker.update_from_points(ids, observed)
+            self.tracker.update_from_points(ids, observed, last.stamp_ns)
             self._publish_tracks(command, last)
         elif self._fuser is not None:
             self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
@@ -143,6 +192,30 @@ class TrackingStage:
         confident = [p for p in valid if p.score is None or p.score >= min_score]
         self._counters.add("points_dropped_low_score", len(valid) - len(confident))
         return confident
+
+    def catch_up(self) -> None:
+        """Carry the objects prompted since the last live step through the frames tracked after their prompts.
+
+        Their masks there are not published again (those frames went out already), except on frames
+        still held for fusion, which get them before release.
+        """
+        plan = self._catch_up.plan(self.frames.recent())
+        for frame, object_ids in plan.steps:
+            try:
+                stepped = self.propagator.step(frame, object_ids)
+            except Exception as error:
+                self._problem("propagation_failures", f"catch-up propagation failed: {error!r}")
+                return
+            self._counters.add("catch_up_frames")
+            if self._fuser is not None:
+                self._amend_held(frame, self._cpu_masks(stepped, frame))
+        self._counters.add("catch_up_skipped", plan.skipped)
+
+    def _amend_held(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
+        held = next((t for t in self._fuser.held() if t.frame.meta.stamp_ns == frame.meta.stamp_ns), None)
+        if held is not None:
+            held.scores.update({object_id: score for object_id, (_, score) in masks.items()})
+            self._fuser.amend(held, {object_id: mask for object_id, (mask, _) in masks.items()})
 
     def track(self, frame: Frame) -> None:
         """Step the propagator on `frame`; publish its tracks and masks (or hold them for fusion)."""
@@ -205,17 +278,21 @@ class TrackingStage:
     def _publish_released(self, released: list[ReleasedFrame]) -> None:
         for item in released:
             self._counters.add("fusion_frames_fused" if item.fused else "fusion_frames_unfused")
-            scores = item.meta.scores
-            masks = {i: (mask, scores.get(i, 1.0)) for i, mask in item.masks.items() if mask is not None}
-            self._publish_frame(item.meta.frame, masks)
+            self._publish_frame(item.meta.frame, self._released_masks(item))
 
-    def _publish_frame(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
-        """Update every command's tracks from one frame's masks and publish its tracks and masks."""
+    @staticmethod
+    def _released_masks(item: ReleasedFrame) -> dict[int, tuple[np.ndarray, float]]:
+        scores = item.meta.scores
+        return {i: (mask, scores.get(i, 1.0)) for i, mask in item.masks.items() if mask is not None}
+
+    def _publish_frame(
+        self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]], commands: tuple[Command, ...] | None = None
+    ) -> None:
+        """Update the commands' tracks (every running one by default) from one frame's masks and publish them."""
         shape = (frame.height, frame.width)
-        for command in self._commands.running(self.camera):
-            deleted = self.tracker.update_from_masks(command.id, masks)
-            if deleted:
-                self.propagator.remove(deleted)
+        for command in self._commands.running(self.camera) if commands is None else commands:
+            self._published[command.id] = command
+            self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns))
             self._publish_tracks(command, frame.meta)
             seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
             ids, seen_masks = tuple(t.id for t in seen), tuple(t.mask for t in seen)
@@ -227,3 +304,34 @@ class TrackingStage:
             for t in self.tracker.tracks(command.id)
         )
         self._sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))
+
+
+def frames_kept(config: "PipelineConfig") -> int:
+    """Frames the tracking worker keeps copies of: the live one, catch-up's last catch_up_s, fusion's held ones."""
+    held = config.fusion_max_lag_frames + 1 if config.fusion == "bidirectional" else 0
+    return 1 + max(history_frames(config.catch_up_s), held, 1)
+
+
+def tracking_stage(
+    config: "PipelineConfig",
+    device: torch.device,
+    propagator: MaskPropagator | None,
+    tracker: TrackManager,
+    pipeline: "PerceptionPipeline",
+) -> TrackingStage:
+    """A pipeline's tracking stage: its fuser (bidirectional fusion), catch-up and ring of tracked frames."""
+    lag = (config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator, config.fusion_max_lag_s)
+    if propagator is not None:
+        propagator.retain_frames(history_frames(config.catch_up_s))
+    return TrackingStage(
+        config.camera,
+        tracker,
+        make_fuser(config.fusion, *lag),
+        propagator,
+        pipeline.commands,
+        pipeline.sink,
+        pipeline.counters,
+        pipeline.problem,
+        catch_up=CatchUp(config.catch_up_s, config.catch_up_max_frames_per_step),
+        frames=TrackedFrames(frames_kept(config), device),
+    )

@@ -15,39 +15,46 @@ This backend drives the model itself, one frame at a time:
   `memory_frames` tracked frames. The model reads every conditioning frame, the 6 most recent
   memory frames and object pointers from up to 15 frames back, so 16 recent frames lose nothing.
 - Objects are independent (as in sam2 1.1.0's predictor): adding or refreshing one never resets
-  the others. Each object is a batch-of-one `track_step` over the frame's shared image features,
-  so the cost is one backbone pass per frame plus one memory-attention/decoder pass per object.
+  the others. The objects of a frame run together over its shared image features, in batches of
+  objects whose memories line up (batching.py): one backbone pass per frame, and one memory-
+  attention / decoder / memory-encoder pass per batch instead of per object.
 - A prompt conditions on its clicks alone (an initial conditioning frame, no memory): the
   grounding model re-detected the object, and memory that drifted must not bend the new mask.
 - Image features are computed once per frame and the last `feature_cache_frames` are kept by
-  stamp, so a prompt on a recently stepped frame reuses them.
-- With the default 16 recent frames and prompts on the first frame, the masks are exactly those of
-  sam2's `propagate_in_video` on the same frames (the tests check it), at a constant memory instead
-  of one that grows with every frame.
+  stamp (more when the pipeline catches up: `retain_frames`), so a prompt on a recently stepped
+  frame, and catch-up through the frames since, reuse them.
+- A prompt restarts the object from its clicks: its memories of frames after the prompted one
+  (tracked before the prompt arrived) are dropped; catch-up (`step(frame, object_ids)` on those
+  frames, oldest first) carries it to the newest frame again, leaving the other objects untouched.
+- With the default 16 recent frames and prompts on the first frame, the masks are those of sam2's
+  `propagate_in_video` on the same frames (the tests check it: exactly for one object, within
+  float rounding for a batch), at a constant memory instead of one that grows with every frame.
 - `propagate` runs a clip in a separate session (prompts on its first or last frame), for the
   backward pass of VideoMolmo's bidirectional mask fusion.
 
 sam2 is pinned (1.1.0 = facebookresearch/sam2@2b90b9f) because this module calls the private
 `SAM2Base._prepare_backbone_features` (flatten the backbone output) besides the public
-`forward_image` and `track_step`, and relies on the layout `track_step` reads from its
-`output_dict` (`cond_frame_outputs` / `non_cond_frame_outputs` of dicts with `maskmem_features`,
-`maskmem_pos_enc`, `obj_ptr`, `object_score_logits`) and on the `fill_hole_area` attribute of
-`SAM2VideoPredictor`.
+`forward_image` and `track_step` (and batching.py the private steps `track_step` is made of:
+`_prepare_memory_conditioned_features`, `_forward_sam_heads`, `_encode_new_memory`), and relies
+on the layout `track_step` reads from its `output_dict` (`cond_frame_outputs` /
+`non_cond_frame_outputs` of dicts with `maskmem_features`, `maskmem_pos_enc`, `obj_ptr`,
+`object_score_logits`) and on the `fill_hole_area` attribute of `SAM2VideoPredictor`.
 """
 
 import copy
 import importlib.util
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 
 import torch
 from torch.nn.functional import interpolate
 
 from videomolmo_ros.backends.interfaces import MaskPropagator, ObjectMask
+from videomolmo_ros.backends.sam2.batching import Features
 from videomolmo_ros.backends.sam2.loading import Sam2Options, load_sam2
-from videomolmo_ros.backends.sam2.session import Features, Session
+from videomolmo_ros.backends.sam2.session import Session
 from videomolmo_ros.pipeline.frame_buffer import Frame
 
 _IMAGE_MEAN = (0.485, 0.456, 0.406)  # what sam2's frame loader normalises with
@@ -75,6 +82,7 @@ class Sam2Propagator(MaskPropagator):
         self._std = torch.tensor(_IMAGE_STD, device=device).view(1, 3, 1, 1)
         self._cache_lock = threading.Lock()  # propagate() may read the cache from another thread
         self._position_encodings: dict[tuple, torch.Tensor] = {}
+        self._cache_frames = options.feature_cache_frames
         self.reset()
 
     # ------------------------------------------------------------------ MaskPropagator
@@ -88,18 +96,24 @@ class Sam2Propagator(MaskPropagator):
             for object_id, points in prompts.items():
                 self._session.prompt(object_id, index, features, self._model_points(frame, points))
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        """A stepped frame keeps its number: catch-up on an older frame lands where the live step put it."""
         index = self._step_index(frame.meta.stamp_ns)
-        if not self._session.objects:
+        objects = self._session.objects
+        ids = list(objects) if object_ids is None else [i for i in object_ids if i in objects]
+        if not ids:
             return {}
         with self._inference():
             features = self._features(frame)
-            outs = {i: self._session.track(i, index, features, reverse=False) for i in self._session.objects}
-            return self._masks(outs, frame)
+            return self._masks(self._session.track_many(ids, index, features, reverse=False), frame)
 
     def remove(self, object_ids: Iterable[int]) -> None:
         for object_id in object_ids:
             self._session.objects.pop(object_id, None)
+
+    def retain_frames(self, count: int) -> None:
+        """Keep the image features of the last `count` frames too (catch-up steps them again)."""
+        self._cache_frames = max(self.options.feature_cache_frames, count)
 
     def reset(self) -> None:
         self._session = Session(self.model, _ENDLESS, self.options, self._hole_area)
@@ -136,7 +150,7 @@ class Sam2Propagator(MaskPropagator):
                 if k == order[0]:
                     outs = {i: session.prompt(i, k, features, self._model_points(frame, p)) for i, p in prompts.items()}
                 else:
-                    outs = {i: session.track(i, k, features, reverse) for i in session.objects}
+                    outs = session.track_many(list(session.objects), k, features, reverse)
                 results[k] = self._masks(outs, frame)
         return results
 
@@ -207,7 +221,7 @@ class Sam2Propagator(MaskPropagator):
         if keep:
             with self._cache_lock:
                 self._cache[stamp] = features
-                while len(self._cache) > self.options.feature_cache_frames:
+                while len(self._cache) > self._cache_frames:
                     self._cache.popitem(last=False)
         return features
 

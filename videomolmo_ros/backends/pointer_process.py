@@ -1,0 +1,195 @@
+"""A pointer in a process of its own, frames shared through shared memory (`pointer_process: true`).
+
+In the node's process, a grounding model's Python work (generate's token loop, preprocessing)
+holds the GIL for most of a query: the image callback waits for it (p99 of several ms) and the
+tracking worker's many short torch calls wait at every one of them, so tracking slows down
+while a query runs (bench/bench_latency.py measures both). In a child process only the CPU is
+shared. The window's frames go through a shared-memory block (one copy per query, no pickling);
+the query, mode and the answer through a pipe.
+
+The child builds the same backend from the same spec and options, on the same device, and tells
+what the node asks of a pointer at configure (the frames it reads, what it says about the
+context window, its description). Per-frame features a temporal model caches (VideoMolmo) are
+kept in the child, by frame, as the frame buffer keeps them in-process. A model error in the
+child is raised here as a RuntimeError with its message (the pipeline counts it); a child that
+died is started again at the next query.
+"""
+
+import contextlib
+import multiprocessing.connection
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
+import torch
+
+from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
+from videomolmo_ros.backends.registry import BackendError, create
+from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.pipeline.frame_buffer import FrameMeta, FrameWindow
+
+_FEATURE_FRAMES = 64  # frames whose cached features the child keeps (a few context windows)
+_START_TIMEOUT_S = 600.0  # loading a large model from disk
+# The child: a fresh interpreter running this module (not multiprocessing's spawn, which runs the
+# parent's main script again: the node's console script has no __main__ guard).
+_CHILD = "import sys; from videomolmo_ros.backends.pointer_process import child_main; child_main(int(sys.argv[1]))"
+
+
+class PointerProcess(Pointer):
+    """The pointer `spec` with `options`, run in a child process; `ground` blocks until it answers."""
+
+    def __init__(self, spec: str, options: Mapping[str, object], device: torch.device):
+        super().__init__(dict(options), device)
+        self.spec = spec
+        self._lock = threading.Lock()  # one query at a time (cameras take turns anyway)
+        self._memory: shared_memory.SharedMemory | None = None
+        self._process = None
+        self._start()
+
+    def describe(self) -> str:
+        return f"{self._description} in a process of its own"
+
+    def check_context(self, context_frames: int, context_fps: float) -> list[str]:
+        with self._lock:
+            self._conn.send(("check", context_frames, context_fps))
+            kind, value = self._conn.recv()
+        if kind != "answered":
+            raise BackendError(value)
+        return value
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        with self._lock:
+            if not self.alive:
+                self._start()  # it died (out of memory, a crash): the next query gets a new one
+            images = window.images.cpu().numpy()
+            memory = self._shared(images.nbytes)
+            np.copyto(np.ndarray(images.shape, np.uint8, memory.buf), images)
+            try:
+                self._conn.send(("ground", memory.name, images.shape, window.metas, query, int(mode)))
+                kind, value = self._conn.recv()
+            except (EOFError, OSError, BrokenPipeError) as error:
+                raise RuntimeError(f"pointer process exited during a query ({error!r}); restarting it") from error
+        if kind == "failed":
+            raise RuntimeError(f"pointer process: {value}")
+        return value
+
+    def close(self) -> None:
+        """Stop the child and free the shared memory (the node's cleanup and shutdown)."""
+        with self._lock:
+            if self.alive:
+                with contextlib.suppress(OSError):
+                    self._conn.send(("stop",))
+                try:
+                    self._process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            if self._memory is not None:
+                self._memory.close()
+                self._memory.unlink()
+                self._memory = None
+
+    def _start(self) -> None:
+        """A new child on one end of a socket pair (no fork of a process with threads and CUDA); wait until ready."""
+        self._conn, child = multiprocessing.Pipe()
+        self._process = subprocess.Popen([sys.executable, "-c", _CHILD, str(child.fileno())], pass_fds=[child.fileno()])
+        child.close()
+        self._conn.send((self.spec, self.options, str(self.device), sys.path))
+        if not self._conn.poll(_START_TIMEOUT_S):
+            self._process.kill()
+            raise BackendError(f"pointer process for {self.spec!r} did not start within {_START_TIMEOUT_S:.0f} s")
+        try:
+            kind, value = self._conn.recv()
+        except EOFError as error:
+            raise BackendError(f"pointer process for {self.spec!r} exited while loading the model") from error
+        if kind != "ready":
+            self._process.wait(10)
+            raise BackendError(value)
+        self.camera_rate_frames, self._description = value
+
+    def _shared(self, nbytes: int) -> shared_memory.SharedMemory:
+        """The shared block, grown to hold `nbytes` (the largest window so far)."""
+        if self._memory is None or self._memory.size < nbytes:
+            if self._memory is not None:
+                self._memory.close()
+                self._memory.unlink()
+            self._memory = shared_memory.SharedMemory(create=True, size=nbytes)
+        return self._memory
+
+
+def child_main(fd: int) -> None:
+    """The child process: the parent's module path, then serve on the socket `fd`."""
+    conn = multiprocessing.connection.Connection(fd)
+    spec, options, device, path = conn.recv()
+    sys.path[:0] = [entry for entry in path if entry not in sys.path]  # where the parent finds backends
+    _serve(conn, spec, options, device)
+
+
+def _serve(conn, spec: str, options: dict, device: str) -> None:
+    """Build the pointer, then answer queries until told to stop (or the parent goes away)."""
+    try:
+        pointer = create(spec, Pointer, torch.device(device), options)
+    except Exception as error:  # the parent raises it as the configure error it is
+        conn.send(("error", str(error) if isinstance(error, BackendError) else f"{spec}: {error!r}"))
+        return
+    conn.send(("ready", (pointer.camera_rate_frames, pointer.describe())))
+    features: OrderedDict[FrameMeta, dict] = OrderedDict()
+    attached: dict[str, shared_memory.SharedMemory] = {}
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        if request[0] == "stop":
+            return
+        if request[0] == "check":
+            try:
+                conn.send(("answered", pointer.check_context(*request[1:])))
+            except BackendError as error:
+                conn.send(("error", str(error)))
+            continue
+        _, name, shape, metas, query, mode = request
+        try:
+            images = torch.from_numpy(np.ndarray(shape, np.uint8, _attach(attached, name).buf))
+            window = _window(metas, images.to(pointer.device), features)
+            conn.send(("answered", pointer.ground(window, query, GroundingMode(mode))))
+        except Exception as error:
+            conn.send(("failed", repr(error)))
+
+
+def _attach(attached: dict, name: str) -> shared_memory.SharedMemory:
+    """The parent's block `name`, attached once per block (the parent creates, grows and unlinks it)."""
+    if name not in attached:
+        for old in attached.values():
+            old.close()
+        attached.clear()
+        attached[name] = shared_memory.SharedMemory(name=name)
+        # Attaching registers the block with this process's own tracker, which would unlink it when
+        # this process ends, from under the parent: the parent owns it.
+        resource_tracker.unregister(attached[name]._name, "shared_memory")
+    return attached[name]
+
+
+def _window(metas: tuple[FrameMeta, ...], images: torch.Tensor, features: OrderedDict) -> FrameWindow:
+    """The window as the pointer sees it in-process, with the features cached for its frames here."""
+
+    def store(meta: FrameMeta, key: str, value: object) -> bool:
+        features.setdefault(meta, {})[key] = value
+        features.move_to_end(meta)
+        while len(features) > _FEATURE_FRAMES:
+            features.popitem(last=False)
+        return True
+
+    return FrameWindow(metas, images, tuple(dict(features.get(m, {})) for m in metas), store=store)
