@@ -15,6 +15,10 @@
   lockstep; also on the real 1280x720 clips of ../shared/data when present (decoded once, fed as
   bgr8 messages, one box object of a ninth of the frame); next to a SAM2 hiera-t step at 256 px on
   this CPU (random weights, through the shipped backend).
+- the debug overlay (drawn while `debug_image` has a subscriber): masks, boxes, points and labels
+  drawn on a frame copy, per frame at 640x480 and 1920x1080 with 1 and 8 objects, next to the same
+  SAM2 step (the overlay runs on the publisher worker: it costs camera rate only when it is slower
+  than the tracker).
 - memory: process RSS and live Python objects after 100 and after 10,000 frames (must stay flat).
 """
 
@@ -38,9 +42,13 @@ from synthetic_video import default_scene, render
 from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
 from videomolmo_ros.io import mask_codec
 from videomolmo_ros.io.image_codec import decode_image, encode_image, to_rgb8
+from videomolmo_ros.io.mask_geometry import interior_point, mask_box
 from videomolmo_ros.pipeline.commands import CommandRequest
+from videomolmo_ros.pipeline.debug_overlay import draw_overlay
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
+from videomolmo_ros.pipeline.outputs import MasksOutput, Target, TargetsOutput, TrackSnapshot
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
+from videomolmo_ros.pipeline.track_manager import TrackState
 
 CPU = torch.device("cpu")
 SIZES = [(640, 480), (1920, 1080)]
@@ -277,6 +285,33 @@ def node_table(frames: int) -> None:
         )
     step = sam2_step_s(640, 480)
     print(f"for scale: a SAM2 hiera-t step at 256 px, one object, on this CPU: {step * 1e3:.1f} ms")
+    overlay_table(step)
+
+
+def overlay_s(width: int, height: int, objects: int) -> float:
+    """Median seconds of one debug overlay: `objects` discs with masks, boxes, points and long labels."""
+    image, masks, _ = discs(width, height, objects)
+    meta = FrameMeta(1, 0, "cam")
+    tracks = []
+    for k, mask in enumerate(masks, 1):
+        box = mask_box(mask)
+        x, y = interior_point(mask, box)
+        tracks.append(TrackSnapshot(k, "the person in the green shirt", TrackState.TRACKED, 0.9, x, y, box, 0))
+    ids = tuple(t.id for t in tracks)
+    output = MasksOutput(meta, "c", ids, tuple(masks), (height, width))
+    targets = TargetsOutput(meta, "c", "q", tuple(Target(t.id, "p", t.x, t.y) for t in tracks))
+    return median_time(lambda: draw_overlay(image, tracks, output, targets), 15)
+
+
+def overlay_table(step_s: float) -> None:
+    print(
+        "\ndebug overlay per frame (publisher worker, while debug_image is subscribed), median of 15, vs that SAM2 step"
+    )
+    print(f"{'size':>10} {'objs':>4} {'overlay ms':>11} {'overlay/step':>13}")
+    for width, height in SIZES:
+        for objects in OBJECTS:
+            seconds = overlay_s(width, height, objects)
+            print(f"{width}x{height:<5} {objects:>4} {seconds * 1e3:11.2f} {seconds / step_s:13.3f}")
 
 
 def settled(pipeline: PerceptionPipeline) -> None:

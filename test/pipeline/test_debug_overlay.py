@@ -1,7 +1,5 @@
 """debug_overlay: masks, boxes, points and labels drawn on a copy of the camera frame."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -157,17 +155,3 @@ def test_a_non_contiguous_frame_is_drawn_on():
     image = np.ascontiguousarray(grey_image()[:, :, ::-1])[:, ::2]  # a strided view, as a crop would give
     out = draw_overlay(image, [snapshot_of(1, disc(100, 100, 20, image.shape[:2]))], None, None)
     assert out.shape == image.shape and out.flags.c_contiguous
-
-
-def test_fast_enough_for_every_frame_at_640x480():
-    ids = list(range(1, 9))
-    masks = [disc(60 + 70 * i, 240, 45) for i in range(8)]
-    tracks = [snapshot_of(i, m, label="the person in the green shirt") for i, m in zip(ids, masks, strict=True)]
-    targets = TargetsOutput(META, "c", "q", tuple(Target(t.id, "p", t.x, t.y) for t in tracks))
-    image = grey_image()
-    times = []
-    for _ in range(15):
-        started = time.perf_counter()
-        draw_overlay(image, tracks, masks_output(ids, masks), targets)
-        times.append(time.perf_counter() - started)
-    assert sorted(times)[len(times) // 2] < 0.030  # a few ms here; 30 ms leaves room for a busy machine

@@ -1,7 +1,6 @@
 """decode_worker: work moved off a callback thread, in order, bounded, every drop counted."""
 
 import threading
-import time
 
 from polling import wait_for
 
@@ -23,10 +22,9 @@ def test_a_slow_handler_drops_the_oldest_waiting_items_and_counts_them():
     worker = DecodeWorker(lambda item: (release.wait(5), handled.append(item)), lambda: drops.append(1), 2, "t")
     worker.put(0)
     assert wait_for(lambda: not worker._queue, 5)  # 0 is being handled
-    started = time.monotonic()
     for item in range(1, 6):
         worker.put(item)
-    assert time.monotonic() - started < 0.5, "put never waits for the handler"
+    assert handled == [], "put never waits for the handler (still holding 0)"
     release.set()
     assert wait_for(lambda: len(handled) == 3, 5)
     worker.close()
