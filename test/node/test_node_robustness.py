@@ -39,7 +39,8 @@ SOAK_FPS = 30.0
 SOAK_WARM_UP_S = 20.0  # RSS is compared between this point and the end
 SOAK_RSS_GROWTH_MB = 60.0  # allowed RSS growth after warm-up: memory is bounded
 SOAK_CYCLE_S = 6.0  # the command schedule repeats every SOAK_CYCLE_S (see _soak_commands)
-SOAK_MAX_TRACKS_GAP_S = 3.0
+SOAK_MAX_TRACKS_GAP_S = 1.0  # a longer gap in a cycle's tracks counts as time without tracks
+SOAK_MIN_TRACKED_SHARE = 0.75  # of the running spans overall: one stall of a busy machine passes, a stop does not
 FUZZ_EXAMPLES = 60
 STATS = {"stats_period_s": 0.5}
 
@@ -267,15 +268,24 @@ def test_soak_at_camera_rate_with_commands_coming_and_going(node, reliable_plann
     print(f"soak: {sent} frames in {SOAK_S:.0f} s, RSS {rss_warm:.1f} -> {rss_end:.1f} MB, node counters {counts}")
     assert rss_end - rss_warm < SOAK_RSS_GROWTH_MB, f"RSS {rss_warm:.0f} MB at warm-up, {rss_end:.0f} MB at the end"
 
-    # Outputs keep arriving while a command runs: within each running span (after the first
-    # grounding's latency), no gap between tracked source stamps longer than the bound.
+    # Outputs keep arriving while a command runs: every command is tracked within its cycle, and
+    # over all running spans (after the first grounding's latency) tracked source stamps leave few
+    # gaps. Not a bound per cycle: a busy machine may stall the node once (frames skipped while
+    # the tracker was busy are the designed degradation); a command that never tracks, or tracking
+    # that stops, fails.
     tracked = sorted(stamp_ns(m.header) / 1e9 - START_S for m in planner.get("tracks") if m.tracks)
     assert tracked, f"no tracks during the soak:\n{process.log()[-8000:]}"
-    for cycle in range(int(SOAK_S // SOAK_CYCLE_S)):
-        lo, hi = cycle * SOAK_CYCLE_S + 1.5, cycle * SOAK_CYCLE_S + 4.8
+    cycles = range(int(SOAK_S // SOAK_CYCLE_S))
+    untracked = {}
+    for cycle in cycles:
+        start_s = cycle * SOAK_CYCLE_S
+        assert any(start_s <= t < start_s + 5.0 for t in tracked), f"cycle {cycle}: its commands were never tracked"
+        lo, hi = start_s + 1.5, start_s + 4.8
         points = [lo, *(t for t in tracked if lo <= t <= hi), hi]
-        gap = max(b - a for a, b in pairwise(points))
-        assert gap < SOAK_MAX_TRACKS_GAP_S, f"cycle {cycle}: tracks stopped for {gap:.1f} s while a command ran"
+        untracked[cycle] = sum(b - a for a, b in pairwise(points) if b - a > SOAK_MAX_TRACKS_GAP_S)
+    share = 1 - sum(untracked.values()) / (len(cycles) * (4.8 - 1.5))
+    gaps = {c: round(g, 1) for c, g in untracked.items() if g}
+    assert share >= SOAK_MIN_TRACKED_SHARE, f"tracked {share:.0%} of the running time; gaps (s) by cycle: {gaps}"
 
     # Nothing vanished: the node received every frame sent, and every frame it received was
     # tracked, skipped, rejected or arrived with no command running.
