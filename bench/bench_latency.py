@@ -218,7 +218,8 @@ def callback_latency(samples: int, fps: float) -> tuple[dict, dict]:
             "propagator_backend": backend_spec(Sam2StepCountingDouble),
             **{f"{propagator}.{k}": v for k, v in tiny_options(write_tiny_sam2(folder)).items()},
         }
-        inputs = {f"{w}x{h}": [render(default_scene(w, h), 0.0, w, h)[0]] for w, h in SIZES} | real_clips()
+        inputs = {f"{w}x{h}": [render(default_scene(w, h), 0.0, w, h)[0]] for w, h in SIZES}
+        inputs |= {Path(name).stem: frames for name, frames in real_clips().items()}
         for name, frames in inputs.items():
             msgs = [received(image_msg(frame, "rgb8", 0)) for frame in frames]
             for own_process in (False, True):

@@ -273,7 +273,7 @@ def node_table(frames: int) -> None:
     head = f"{before} | {'now: callback':>14} {'tracking':>9} {'publish':>8} {'critical':>9}"
     print(f"{'size':>10} {'objs':>4} {'callback':>9} {head} {'crit. now/before':>17}")
     rows = [(f"{w}x{h:<5}", w, h, n, None) for w, h in SIZES for n in OBJECTS]
-    rows += [(f"{name:>10}", *clip[0].shape[1::-1], 1, clip) for name, clip in real_clips().items()]
+    rows += [(f"{Path(name).stem:>10}", *clip[0].shape[1::-1], 1, clip) for name, clip in real_clips().items()]
     for label, width, height, objects, clip in rows:
         cb0, track0, pub0 = node_work(width, height, objects, 0, frames, clip)
         cb1, track1, pub1 = node_work(width, height, objects, 32, frames, clip)
