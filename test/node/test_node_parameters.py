@@ -18,7 +18,7 @@ SELECTING_OPTIONS = {
 def selects_code_files_or_endpoints(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return (
-        name in ("device", "pointer_backend", "propagator_backend", "cameras.names")
+        name in ("device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names")
         or (name.startswith("cameras.") and leaf in ("image_topic", "depth_topic", "camera_info_topic", "transport"))
         or ("." in name and not name.startswith("cameras.") and leaf in SELECTING_OPTIONS)
     )
@@ -41,7 +41,11 @@ def test_every_code_file_or_endpoint_selecting_parameter_is_read_only(node, plan
     selecting = {name for name in params if selects_code_files_or_endpoints(name)}
     assert {"molmo2.model", "molmo2.trust_remote_code", "molmo2.server_url", "sam2.config_overrides"} <= selecting
     assert [name for name in sorted(selecting) if not params[name]] == []
-    for name, value in [("pointer_backend", "os:system"), ("molmo2.trust_remote_code", True)]:
+    for name, value in [
+        ("pointer_backend", "os:system"),
+        ("molmo2.trust_remote_code", True),
+        ("pointer_process", True),
+    ]:
         result = set_parameter(planner, name, value)
         assert not result.successful, (name, process.log()[-2000:])
     assert "read-only" in set_parameter(planner, "sam2.config_overrides", "++model._target_=builtins.print").reason

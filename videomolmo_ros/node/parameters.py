@@ -35,7 +35,9 @@ RUNTIME_PARAMETERS = frozenset(
 )
 # Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
 # options mark their own (interfaces.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
-READ_ONLY_PARAMETERS = frozenset({"device", "pointer_backend", "propagator_backend", "cameras.names"})
+READ_ONLY_PARAMETERS = frozenset(
+    {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names"}
+)
 READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_info_topic", "transport"})
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a list"}
 
