@@ -135,8 +135,8 @@ def frames_received(process) -> int:
 
 def counters_once_received(process, frames: int, timeout_s: float = 30.0) -> dict[str, int]:
     """The logged counters (every 0.5 s) once the node has received `frames` frames."""
-    assert wait_for(lambda: counters(process.log()).get("frames_received", 0) >= frames, timeout_s), (
-        f"{frames} frames sent, the node received {counters(process.log()).get('frames_received', 0)}"
+    assert wait_for(lambda: frames_received(process) >= frames, timeout_s), (
+        f"{frames} frames sent, the node received {frames_received(process)}"
     )
     time.sleep(1.0)  # one more period: what the frames caused (rejections, steps) is logged too
     return counters(process.log())
