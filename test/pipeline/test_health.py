@@ -6,6 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from videomolmo_ros.pipeline import health
 from videomolmo_ros.pipeline.health import HealthMonitor, Level
 
 T0 = 1000.0  # the node's clock, seconds
@@ -340,3 +341,33 @@ def test_the_warning_is_given_once_and_names_the_readme_section():
     feed_stamps(monitor, [20])
     assert monitor.missing_frames_warning() is None, "once"
     assert monitor.frames_missing_suspected == 8
+
+
+def _lossy_jittered_camera(monitor, seed: int, hz: float = 30.0, frames: int = 900) -> int:
+    """A jittered camera losing a tenth of its frames at random; the number it lost between received frames."""
+    rng = np.random.default_rng(seed)
+    kept = [k for k in range(frames) if k < 10 or rng.random() > 0.1]
+    jitter = rng.uniform(-0.15 / hz, 0.15 / hz, frames)
+    for k in kept:
+        stamp = T0 + k / hz + jitter[k]
+        monitor.image_received(round(stamp * 1e9), stamp + 0.01)
+    return kept[-1] + 1 - len(kept)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_period_measured_now_and_then_counts_every_loss_measuring_it_per_frame_would(seed, monkeypatch):
+    """The period is re-measured every few intervals (it costs the image callback ~0.5 ms): the losses
+    counted equal the true ones, and those counted when it is measured at every frame."""
+    now_and_then = HealthMonitor()
+    lost = _lossy_jittered_camera(now_and_then, seed)
+    monkeypatch.setattr(health, "_PERIOD_REFRESH", 1)
+    every_frame = HealthMonitor()
+    _lossy_jittered_camera(every_frame, seed)
+    assert now_and_then.frames_missing_suspected == every_frame.frames_missing_suspected == lost
+
+
+def test_losses_after_the_camera_speeds_up_are_counted_at_the_new_rate():
+    monitor = HealthMonitor()
+    feed_stamps(monitor, range(300))  # 10 s at 30 Hz
+    feed_stamps(monitor, [k for k in range(601) if k < 120 or k % 2 == 0], hz=60.0, start_s=T0 + 10.0)
+    assert monitor.frames_missing_suspected == 240  # from 2 s after the change on, every other frame lost
