@@ -1,6 +1,7 @@
 """Running perception_node as a separate process and talking to it over DDS, as a planner would."""
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from std_msgs.msg import String
 from synthetic_video import default_scene, render
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
 
+from videomolmo_ros.io.child_process import stop_child
 from videomolmo_ros.io.image_codec import encode_image
 
 SUPPORT_DIR = Path(__file__).parent  # the shared doubles: importable by the node process too
@@ -90,15 +92,9 @@ class NodeProcess:
         return False
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(2)  # SIGINT, as Ctrl-C or launch would
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_child(self.process, lambda: self.process.send_signal(signal.SIGINT), 15)  # as Ctrl-C or launch
         self._log.close()
-        return self.process.returncode
+        return code
 
 
 def call(planner, service_type, name: str, request, timeout_s: float = 20.0):

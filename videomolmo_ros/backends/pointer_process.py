@@ -29,6 +29,7 @@ import torch
 
 from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
 from videomolmo_ros.backends.registry import BackendError, create
+from videomolmo_ros.io.child_process import stop_child
 from videomolmo_ros.pipeline.commands import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameMeta, FrameWindow
 
@@ -89,17 +90,15 @@ class PointerProcess(Pointer):
         """Stop the child and free the shared memory (the node's cleanup and shutdown)."""
         with self._lock:
             if self.alive:
-                with contextlib.suppress(OSError):
-                    self._conn.send(("stop",))
-                try:
-                    self._process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
+                stop_child(self._process, self._ask_to_stop, 10)
             if self._memory is not None:
                 self._memory.close()
                 self._memory.unlink()
                 self._memory = None
+
+    def _ask_to_stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(("stop",))
 
     def _start(self) -> None:
         """A new child on one end of a socket pair (no fork of a process with threads and CUDA); wait until ready."""

@@ -1,1 +1,1 @@
-"""Codecs and geometry without ROS: images, masks, mask geometry, depth back-projection."""
+"""Codecs and geometry without ROS: images, masks, mask geometry, depth back-projection; stopping a child process."""

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 from rclpy.utilities import remove_ros_args
 
+from videomolmo_ros.io.child_process import stop_child
 from videomolmo_ros.io.dds_profile import large_data_environment
 from videomolmo_ros.io.image_codec import encode_jpeg
 from videomolmo_ros.io.package_share import share_path
@@ -82,13 +83,7 @@ class NodeProcess:
         return f"perception_node exited ({self.process.returncode}):\n" + "\n".join(fatal)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, lambda: self.process.send_signal(signal.SIGINT), 30)
         self._log.close()
 
 
