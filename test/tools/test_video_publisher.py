@@ -65,7 +65,8 @@ def test_the_cups_clip_reaches_the_node_and_its_outputs_carry_the_published_head
     assert result.returncode == 0, result.stderr
     assert f"published {FRAMES} frames" in result.stdout and f"on /{topic}" in result.stdout
 
-    assert wait_for(lambda: len(sent.stamps()) == FRAMES, 30)
+    arrived = wait_for(lambda: len(sent.stamps()) == FRAMES, 30)
+    assert arrived, f"{len(sent.stamps())} of {FRAMES} frames reached the test's reader\n{result.stderr}"
     received = lambda: diagnostics.values("main: camera input").get("frames_received")  # noqa: E731
     assert wait_for(lambda: received() == str(FRAMES), 30), f"{received()} of {FRAMES}\n{process.log()}"
     stamps = set(sent.stamps())

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -30,6 +31,7 @@ from videomolmo_ros.tools.camera_calibration import Calibration, CalibrationErro
 from videomolmo_ros.tools.ros_spin import SpunNode
 from videomolmo_ros.tools.video_source import VideoSource, VideoSourceError
 
+ACK_WAIT_S = 10.0  # at exit, for reliable subscribers to acknowledge the last frames
 RELIABLE = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -61,6 +63,12 @@ class FramePublisher:
     @property
     def subscribers(self) -> int:
         return self._image_pub.get_subscription_count()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until every reliable subscriber acknowledged every frame sent: a
+        reliable writer destroyed at exit stops resending, so the last frames would be lost to a slow reader."""
+        publishers = [p for p in (self._image_pub, self._info_pub) if p is not None]
+        return all(p.wait_for_all_acked(Duration(seconds=timeout_s)) for p in publishers)
 
     def publish(self, rgb: np.ndarray) -> int:
         """Publish `rgb` (H x W x 3 uint8) now; the stamp (ns) its header carries."""
@@ -199,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         except VideoSourceError as error:
             print(f"video_publisher: error: {error}", file=sys.stderr)
             return 1
+        if not publisher.flush(ACK_WAIT_S):
+            unacked = f"a subscriber did not acknowledge every frame within {ACK_WAIT_S:g} s"
+            print(f"video_publisher: {unacked}", file=sys.stderr)
         print(stats.text(spun.node.resolve_topic_name(publisher.topic)))
     return 0
 
