@@ -213,6 +213,12 @@ class DiagnosticsRecorder:
         status = self.status(name)
         return {} if status is None else {kv.key: kv.value for kv in status.values}
 
+    def history(self, name: str) -> list[dict[str, str]]:
+        """The values of every status received whose name ends with `name`, oldest first."""
+        with self._lock:
+            statuses = [status for array in self._arrays for status in array.status if status.name.endswith(name)]
+        return [{kv.key: kv.value for kv in status.values} for status in statuses]
+
 
 FPS = 15.0
 START_S = 1000.0

@@ -82,7 +82,10 @@ def test_the_cups_clip_reaches_the_node_and_its_outputs_carry_the_published_head
     camera_status = diagnostics.values("main: camera input")
     assert camera_status["frames_missing_suspected"] == "0"
     assert 0 < float(camera_status["camera_rate_hz"]) <= RATE_HZ * 1.1, "the stamps' rate: the publisher's"
-    assert wait_for(lambda: float(diagnostics.values("main: outputs").get("rate_hz", 0)) > 0, 10)
+    # Any report while the node published: the rate is over the last seconds and falls to 0 once
+    # the outputs stop, which on a slow machine can come before this line.
+    outputs = lambda: diagnostics.history("main: outputs")  # noqa: E731
+    assert wait_for(lambda: any(float(v.get("rate_hz", 0)) > 0 for v in outputs()), 10), outputs()[-3:]
     assert "frames_rejected" not in str(diagnostics.values("main: drops"))
 
 
