@@ -9,9 +9,20 @@ from videomolmo_ros.io.dds_profile import use_large_data_profile
 
 @pytest.fixture(scope="session")
 def ros_context():
+    """rclpy for the whole session, with one DDS participant that lives as long.
+
+    The participant goes when the context's last node goes. Fast DDS 3.2 (the wheels here) can then
+    livelock: `set_listener(nullptr)` with no timeout busy-waits, holding the listener's mutex, for
+    a discovery callback that needs that mutex to finish (eProsima/Fast-DDS#6513), and rclpy holds
+    the GIL meanwhile, so nothing in this process runs again. Each test's planner node coming and
+    going while nodes under test start and stop hit it once in about twenty runs of the suite; an
+    anchor node keeps the participant until the end, when no node under test is left.
+    """
     use_large_data_profile()  # raw frames above 512 KB published from here arrive (and from the nodes started)
     rclpy.init()
+    anchor = rclpy.create_node("test_session_anchor")
     yield
+    anchor.destroy_node()
     rclpy.shutdown()
 
 

@@ -184,7 +184,10 @@ class Planner:
         self.text_pub.publish(String(data=text))
 
     def close(self) -> None:
+        # Join the spin thread first: a node destroyed while that thread waits on it is only
+        # destroyed when the wait ends, on that thread, at a moment no test chose.
         self.executor.shutdown()
+        self._thread.join()
         self.node.destroy_node()
 
 
