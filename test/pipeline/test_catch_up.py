@@ -127,6 +127,18 @@ def test_a_refreshed_fast_object_keeps_its_id_and_is_carried_again():
     assert iou(run.mask("red", 41), truth(41, "red")) > 0.9
 
 
+def test_a_grounding_of_a_frame_the_object_was_only_carried_through_keeps_its_id():
+    run = Stage()
+    run.track(range(21))
+    run.ground("red", 0)  # carried through frames 1-20 by catch-up, first seen live on frame 21
+    run.track(range(21, 36))
+    first = run.ids("red")
+    run.ground("red", 8)  # a frame the object was only carried through: 81 px behind where it is now
+    run.track([36])
+    assert run.ids("red") == first, "one object, one id"
+    assert iou(run.mask("red", 36), truth(36, "red")) > 0.9
+
+
 def test_frames_older_than_catch_up_s_are_not_stepped_again():
     catch_up = CatchUp(seconds=1.0, max_frames_per_step=100)
     tracked = [Frame(FrameMeta(k, k * 100_000_000, "cam"), torch.zeros(1, 1, 3, dtype=torch.uint8)) for k in range(30)]

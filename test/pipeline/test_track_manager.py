@@ -311,3 +311,18 @@ def test_a_late_grounding_matches_the_track_where_it_was_on_the_grounded_frame()
     # A grounding of frame 10 (where the object was at x = 120) answers now (it is at x = 280).
     assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8) == [track_id]
     assert manager.associate("c", [(120, 120, "obj")], SIZE, 30 * 10**8) != [track_id], "not where it is now"
+
+
+def test_a_grounding_of_a_frame_known_only_after_the_fact_matches_the_track_there():
+    manager = TrackManager(TrackerConfig(confirm_frames=1), sightings_s=5.0)
+    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0)
+    manager.sighted(track_id, 0, 40, 120)  # prompted on frame 0 with its point
+    for k in range(21, 31):  # seen live from frame 21 on (catch-up carried it through 1-20)
+        manager.update_from_masks("c", {track_id: (disc((40 + 8 * k, 120), 10), 1.0)}, stamp_ns=k * 10**8)
+    manager.sighted_masks({track_id: (disc((120, 120), 10), 1.0), 999: (disc((5, 5), 3), 1.0)}, 10 * 10**8)
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8) == [track_id], "where catch-up had it"
+    assert manager.associate("c", [(44, 120, "obj")], SIZE, 5 * 10**8) == [track_id], "near its prompted point"
+    [track] = manager.tracks("c")
+    assert [s[0] for s in track.sightings] == sorted(s[0] for s in track.sightings), "kept in frame order"
+    assert (track.x, track.y) == pytest.approx((280, 120), abs=1), "learnt sightings do not move the track"
+    assert manager.associate("c", [(200, 120, "obj")], SIZE, 10 * 10**8) != [track_id], "80 px from it then"

@@ -17,9 +17,13 @@ distance to the track's point as a fraction of the image diagonal; pairs above
 `match_distance` are not allowed; the Hungarian algorithm picks the cheapest assignment.
 Grounding answers on an older frame than the tracks are on, so a track is also matched where
 it was on that frame (its sighting then: point and box, kept for `sightings_s`), and the
-cheaper of the two counts: a fast object keeps its id however far it moved since.
+cheaper of the two counts: a fast object keeps its id however far it moved since. Sightings
+learnt after the fact count too: the point a track was prompted with, and where catch-up carried
+it on frames it was not yet published on (a grounding of such a frame must not start a second
+track on the same object, whose mask would hide the first one's).
 """
 
+import bisect
 import itertools
 import math
 from collections import deque
@@ -148,9 +152,7 @@ class TrackManager:
         deleted = []
         for track in self.tracks(command_id):
             mask, score = masks.get(track.id, (None, 0.0))
-            box = None if mask is None or score < self.config.min_mask_score else mask_box(mask)
-            if box is not None and np.count_nonzero(box_crop(mask, box)) < self.config.min_mask_pixels:
-                box = None
+            box = self._seen_box(mask, score)
             if box is None:
                 track.mask = None
                 track.streak = 0
@@ -170,13 +172,38 @@ class TrackManager:
             del self._tracks[track_id]
         return deleted
 
+    def sighted(self, track_id: int, stamp_ns: int, x: float, y: float) -> None:
+        """Where a track was on an earlier frame, learnt after the fact (the point it was prompted with)."""
+        track = self._tracks.get(track_id)
+        if track is not None:
+            self._remember(track, (stamp_ns, x, y, None))
+
+    def sighted_masks(self, masks: dict[int, tuple[np.ndarray, float]], stamp_ns: int) -> None:
+        """Where tracks were on an earlier frame catch-up carried them through; their states are left as they are."""
+        for track_id, (mask, score) in masks.items():
+            track = self._tracks.get(track_id)
+            box = None if track is None else self._seen_box(mask, score)
+            if box is not None:
+                self._remember(track, (stamp_ns, *interior_point(mask, box), box))
+
+    def _seen_box(self, mask: np.ndarray | None, score: float) -> Box | None:
+        """The box of a mask that counts as seen (enough pixels, confident enough), else None."""
+        box = None if mask is None or score < self.config.min_mask_score else mask_box(mask)
+        if box is not None and np.count_nonzero(box_crop(mask, box)) < self.config.min_mask_pixels:
+            return None
+        return box
+
+    def _remember(self, track: Track, sighting: tuple[int, float, float, Box | None]) -> None:
+        """Keep a sighting in stamp order (learnt ones come late), for `sightings_s` before the newest."""
+        bisect.insort(track.sightings, sighting, key=lambda s: s[0])
+        while track.sightings[0][0] < track.sightings[-1][0] - self._sightings_ns:
+            track.sightings.popleft()
+
     def _seen(self, track: Track, stamp_ns: int | None) -> None:
         track.streak += 1
         track.unseen = 0
         if stamp_ns is not None:
-            track.sightings.append((stamp_ns, track.x, track.y, track.box))
-            while track.sightings[0][0] < stamp_ns - self._sightings_ns:
-                track.sightings.popleft()
+            self._remember(track, (stamp_ns, track.x, track.y, track.box))
         if track.state is not TrackState.TENTATIVE or track.streak >= self.config.confirm_frames:
             track.state = TrackState.TRACKED
 

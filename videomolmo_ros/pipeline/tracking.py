@@ -173,6 +173,8 @@ class TrackingStage:
                 prompts = {i: [(p.x, p.y)] for i, p in here}
                 self.propagator.add_prompts(frame, prompts)
                 self._catch_up.prompted(list(prompts), frame.meta.stamp_ns)
+                for i, p in here:
+                    self.tracker.sighted(i, frame.meta.stamp_ns, p.x, p.y)
         if self.propagator is None:
             self.tracker.update_from_points(ids, observed, last.stamp_ns)
             self._publish_tracks(command, last)
@@ -197,7 +199,8 @@ class TrackingStage:
         """Carry the objects prompted since the last live step through the frames tracked after their prompts.
 
         Their masks there are not published again (those frames went out already), except on frames
-        still held for fusion, which get them before release.
+        still held for fusion, which get them before release; the tracks remember where they were
+        there, so a later grounding of one of those frames finds them.
         """
         plan = self._catch_up.plan(self.frames.recent())
         for frame, object_ids in plan.steps:
@@ -207,8 +210,10 @@ class TrackingStage:
                 self._problem("propagation_failures", f"catch-up propagation failed: {error!r}")
                 return
             self._counters.add("catch_up_frames")
+            masks = self._cpu_masks(stepped, frame)
+            self.tracker.sighted_masks(masks, frame.meta.stamp_ns)
             if self._fuser is not None:
-                self._amend_held(frame, self._cpu_masks(stepped, frame))
+                self._amend_held(frame, masks)
         self._counters.add("catch_up_skipped", plan.skipped)
 
     def _amend_held(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
