@@ -1,6 +1,6 @@
 """Catch-up: J&F of a fast object against grounding latency, with and without catch-up, side by side in one run.
 
-    . scripts/env.sh && python bench/bench_catch_up.py [--latencies 0 0.5 1 2] [--seconds 5]
+    ./bench/run bench_catch_up [--latencies 0 0.5 1 2] [--seconds 5]
 
 The ROS-free pipeline on the tests' fast scene (a red disc of radius 10 px moving 3 px a frame at
 15 Hz, 320x240), fed in real time, with the tests' doubles: a colour pointer that answers after
@@ -13,21 +13,23 @@ arrive: J&F of the published mask against the true disc (no mask = empty).
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from support import (
+    ColorOraclePointerDouble,
+    ListSinkDouble,
+    LocalOptions,
+    LocalPropagatorDouble,
+    OracleOptions,
+    fast_scene,
+    render,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
-from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
-from sink_double import ListSinkDouble
-from synthetic_video import fast_scene, render
-
+from videomolmo_ros.evaluation.mask_metrics import mask_scores, mean_mask_scores
 from videomolmo_ros.pipeline.commands import CommandRequest
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
-from videomolmo_ros.tools.mask_metrics import mask_scores, mean_mask_scores
 
 CPU = torch.device("cpu")
 FPS = 15.0

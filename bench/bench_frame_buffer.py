@@ -1,6 +1,6 @@
 """Frame buffer costs, measured side by side in one run.
 
-    . scripts/env.sh && python bench/bench_frame_buffer.py [--device cuda]
+    ./bench/run bench_frame_buffer [--device cuda]
 
 Prints, per frame size: the cost of reading the last K frames (one gather of K slots)
 against copying the whole ring, the cost of a push against decoding the image message it

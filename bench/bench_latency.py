@@ -1,6 +1,6 @@
 """Latency a camera driver and a planner see, each side by side with what it is compared to, in one run.
 
-    . scripts/env.sh && python bench/bench_latency.py [--samples 200] [--fps 30] [--queries 10]
+    ./bench/run bench_latency [--samples 200] [--fps 30] [--queries 10]
 
 - image callback: the time perception_node's image subscription callback takes (rgb8 message ->
   RGB array -> pipeline.submit_frame: what each driver message costs the node's executor thread),
@@ -49,23 +49,32 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from molmo2_work_double import Molmo2WorkPointerDouble
-from oracle_doubles import ColorOraclePointerDouble, OracleOptions
-from real_clips import real_clips
-from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
-from synthetic_video import default_scene, render
-from tiny_molmo2 import write_tiny_molmo2
-from tiny_sam2 import tiny_options, write_tiny_sam2
+from support import (
+    DOUBLES,
+    FPS,
+    START_S,
+    ColorOraclePointerDouble,
+    Molmo2WorkPointerDouble,
+    NodeProcess,
+    OracleOptions,
+    Planner,
+    default_scene,
+    image_msg,
+    installed_params_file,
+    real_clips,
+    render,
+    tiny_options,
+    write_tiny_molmo2,
+    write_tiny_sam2,
+)
 from videomolmo_ros.msg import GroundingCommand
 
-from videomolmo_ros.backends.interfaces import GroundingResult, ObjectMask
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
+from videomolmo_ros.contracts.frames import Frame, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult, ObjectMask
 from videomolmo_ros.node.perception_node import PerceptionNode
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 SIZES = [(640, 480), (1920, 1080)]
 QUERY = "the red disc"

@@ -1,6 +1,6 @@
 """RSS of perception_node over deactivate / activate cycles with DDS peers connected, side by side.
 
-    . scripts/env.sh && python bench/bench_lifecycle_memory.py [--cycles 40] [--width 960] [--height 720]
+    ./bench/run bench_lifecycle_memory [--cycles 40] [--width 960] [--height 720]
 
 perception_node runs as its own process with the test doubles (ros_harness.DOUBLES) and a camera
 budgeted for the frame size. A peer in this process streams frames of that size at 15 Hz and
@@ -13,15 +13,11 @@ frames streamed (peers connected, nothing sent).
 import argparse
 import os
 import random
-import sys
 import tempfile
 from pathlib import Path
 
 import rclpy
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
-from lifecycle_soak import Stream, cycle
-from ros_harness import DOUBLES, NodeProcess, Planner
+from support import DOUBLES, NodeProcess, Planner, Stream, cycle
 
 
 def run(cycles: int, width: int, height: int, stream: bool) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Where a Molmo2 query's time goes: preprocessing, prefill, decode; and visual tokens per frame.
 
-    . scripts/env.sh && python bench/bench_molmo2.py [--frames 8] [--tokens 32]
+    ./bench/run bench_molmo2 [--frames 8] [--tokens 32]
 
 Random-weight checkpoints built from configs (no download): the tiny one the tests use and a
 mid-size one with Molmo2's real 378 px frames (81 visual tokens per frame) and a wider, deeper
@@ -9,7 +9,6 @@ other machines better than the absolute times.
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from tiny_molmo2 import write_tiny_molmo2
+from support import write_tiny_molmo2
 
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer, printed_time
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CONFIGS = {

@@ -1,6 +1,6 @@
 """The node's own costs per frame, side by side with what they are compared to, in one run.
 
-    . scripts/env.sh && python bench/bench_pipeline.py [--frames 60]
+    ./bench/run bench_pipeline [--frames 60]
 
 - mask encoding: bytes and encode time of a published ObjectMasks frame (PNG label image) at
   640x480 and 1920x1080 with 1 and 8 objects: OpenCV's default PNG (adaptive row filters, the
@@ -25,7 +25,6 @@
 import argparse
 import gc
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,18 +33,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from support import default_scene, real_clips, render
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from real_clips import real_clips
-from synthetic_video import default_scene, render
-
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.contracts.frames import Frame, FrameMeta
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult, ObjectMask
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.io import mask_codec
 from videomolmo_ros.io.image_codec import decode_image, encode_image, to_rgb8
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
 from videomolmo_ros.pipeline.commands import CommandRequest
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
 from videomolmo_ros.pipeline.outputs import MasksOutput, Target, TargetsOutput, TrackSnapshot
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackState

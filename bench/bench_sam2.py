@@ -1,6 +1,6 @@
 """SAM2: the streaming propagator against sam2's stock SAM2VideoPredictor, side by side in one run.
 
-    . scripts/env.sh && python bench/bench_sam2.py [--frames 100 1000] [--real-frames 30 100] [--device cpu]
+    ./bench/run bench_sam2 [--frames 100 1000] [--real-frames 30 100] [--device cpu]
 
 Both run the same model object (random weights built from a config: no download) on the same
 synthetic 320x240 frames with objects prompted on the first frame; the stock predictor reads the
@@ -24,7 +24,6 @@ import argparse
 import functools
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -34,14 +33,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the stock predictor's progress bar
 
 import torch
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from synthetic_video import default_scene, render
-from tiny_sam2 import tiny_options, write_tiny_sam2
+from support import default_scene, render, tiny_options, write_tiny_sam2
 
 from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
+from videomolmo_ros.contracts.frames import Frame, FrameMeta
 
 SCENE = default_scene()
 HIERA_T = "configs/sam2.1/sam2.1_hiera_t.yaml"

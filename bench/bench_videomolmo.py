@@ -1,6 +1,6 @@
 """VideoMolmo per-frame feature cache against re-encoding the previous frames at every query.
 
-    . scripts/env.sh && python bench/bench_videomolmo.py [--queries 6]
+    ./bench/run bench_videomolmo [--queries 6]
 
 One random-weight checkpoint at Molmo's real crop geometry (336 px crops: a 640x480 frame is 7
 crops, 740 image tokens) with a narrower, shallower ViT and decoder so it runs on a CPU. The same
@@ -12,7 +12,6 @@ re-encoded at every query). Ratios carry over to other machines better than the 
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))  # the tests' shared doubles
-from tiny_molmo2 import byte_level_tokenizer
-from tiny_videomolmo import MOLMO_TOKENS, random_state, write_checkpoint
+from support import MOLMO_TOKENS, byte_level_tokenizer, random_state, write_checkpoint
 
 from videomolmo_ros.backends.videomolmo.model import VisionConfig, tiny_config
 from videomolmo_ros.backends.videomolmo.pointer import VideoMolmoOptions, VideoMolmoPointer
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 

@@ -21,17 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "support"))
-from synthetic_video import default_scene, render
-from tiny_molmo2 import write_tiny_molmo2
-from tiny_sam2 import tiny_options, write_tiny_sam2
-from tiny_videomolmo import write_tiny_videomolmo_with_tokenizer
+from support import (
+    default_scene,
+    render,
+    tiny_options,
+    write_tiny_molmo2,
+    write_tiny_sam2,
+    write_tiny_videomolmo_with_tokenizer,
+)
 
 from videomolmo_ros.backends import registry
-from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.pipeline.cameras import MIB, CameraConfig, buffer_budget, check_budget
-from videomolmo_ros.pipeline.commands import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 SCENE = default_scene()

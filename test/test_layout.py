@@ -1,23 +1,24 @@
-"""The package's architecture, as its folders promise it: ROS only in the shell, no layer importing upward."""
+"""The package's architecture as its folders promise it: ROS only in the shell, no import upward or in a cycle."""
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 # The source folder: the rules are about the code written here (an installed copy also holds the
 # generated message modules).
 PACKAGE = Path(__file__).resolve().parents[1] / "videomolmo_ros"
 # Modules that are the ROS side: the node, and the tools' publishers and subscriptions (bag replay,
-# video publisher, demo, and the spun node they share).
+# video publisher, demo, and the frame publisher, replay node and spun node they share).
 ROS_MODULES = (
     "videomolmo_ros.node",
     "videomolmo_ros.tools.bag_replay",
     "videomolmo_ros.tools.video_publisher",
     "videomolmo_ros.tools.demo",
+    "videomolmo_ros.tools.frame_publisher",
+    "videomolmo_ros.tools.replay_node",
     "videomolmo_ros.tools.ros_spin",
 )
 # Top-level packages of ROS 2 (Python client, generated interfaces) that the core never needs.
@@ -37,13 +38,16 @@ ROS_PACKAGES = {
     "tf2_ros",
     "vision_msgs",
 }
-# What each layer may import from the others (a layer may always import itself).
+# The layers, bottom up, and what each may import from the others (a layer may always import
+# itself). Together they are acyclic, and test_no_layer_imports_one_above_it keeps the code to them.
 ALLOWED = {
-    "io": set(),
-    "pipeline": {"io", "backends"},  # backends: the interfaces the workers call
-    "backends": {"io", "pipeline"},  # pipeline: the frame and command types a backend is given
-    "tools": {"io", "pipeline", "backends"},
-    "node": {"io", "pipeline", "backends"},
+    "contracts": set(),  # the types every layer speaks and the two backend interfaces
+    "io": {"contracts"},
+    "pipeline": {"contracts", "io"},
+    "backends": {"contracts", "io"},
+    "evaluation": {"contracts", "io", "pipeline"},
+    "node": {"contracts", "io", "pipeline", "backends"},
+    "tools": {"contracts", "io", "pipeline", "backends", "evaluation"},
 }
 
 _IMPORT_WITHOUT_ROS = """
@@ -64,10 +68,10 @@ print(json.dumps(failed))
 """
 
 
-def _modules() -> list[str]:
+def _modules(package: Path = PACKAGE) -> list[str]:
     names = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
@@ -77,9 +81,59 @@ def _layer(module: str) -> str | None:
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in ALLOWED) else None
 
 
+def _source(package: Path, module: str) -> Path:
+    path = package.parent.joinpath(*module.split("."))
+    return (path / "__init__.py") if path.is_dir() else path.with_suffix(".py")
+
+
+def layer_imports(package: Path = PACKAGE) -> dict[tuple[str, str], list[str]]:
+    """(layer, other layer) -> the imports that make the first depend on the second."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for module in _modules(package):
+        layer = _layer(module)
+        if layer is None:
+            continue
+        for node in ast.walk(ast.parse(_source(package, module).read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                other = _layer(name) if name.startswith("videomolmo_ros.") else None
+                if other is not None and other != layer:
+                    found.setdefault((layer, other), []).append(f"{module} imports {name}")
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every simple cycle, once, from its alphabetically first layer."""
+    found = []
+
+    def visit(path: list[str]) -> None:
+        for step in sorted(graph.get(path[-1], ())):
+            if step == path[0]:
+                found.append([*path, step])
+            elif step not in path and step > path[0]:
+                visit([*path, step])
+
+    for start in sorted(graph):
+        visit([start])
+    return found
+
+
+def layering_problems(imports: dict[tuple[str, str], list[str]]) -> list[str]:
+    """Every cycle between layers, and every import the layer picture (ALLOWED) does not allow."""
+    graph: dict[str, set[str]] = {}
+    for layer, other in imports:
+        graph.setdefault(layer, set()).add(other)
+    problems = [f"cycle {' -> '.join(c)} ({imports[(c[-2], c[-1])][0]})" for c in _cycles(graph)]
+    for (layer, other), witnesses in sorted(imports.items()):
+        if other not in ALLOWED.get(layer, set()):
+            problems.append(f"{layer} may not import {other}: {witnesses[0]}")
+    return problems
+
+
 def test_every_module_outside_the_ros_shell_imports_without_ros():
     core = [m for m in _modules() if not m.startswith(ROS_MODULES)]
-    assert "videomolmo_ros.pipeline.pipeline" in core and "videomolmo_ros.tools.bag_files" in core
+    assert "videomolmo_ros.pipeline.pipeline" in core and "videomolmo_ros.evaluation.bag_files" in core
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_WITHOUT_ROS, " ".join(sorted(ROS_PACKAGES)), *core],
         capture_output=True,
@@ -90,22 +144,27 @@ def test_every_module_outside_the_ros_shell_imports_without_ros():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
 
 
-def test_no_layer_imports_a_layer_above_it():
-    wrong = []
-    for module in _modules():
-        layer = _layer(module)
-        if layer is None:
-            continue
-        path = PACKAGE.parent.joinpath(*module.split("."))
-        source = (path / "__init__.py") if path.is_dir() else path.with_suffix(".py")
-        for node in ast.walk(ast.parse(source.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            for name in names:
-                other = _layer(name) if name.startswith("videomolmo_ros.") else None
-                if other is not None and other != layer and other not in ALLOWED[layer]:
-                    wrong.append(f"{module} imports {name}")
-    assert wrong == []
+def test_the_layer_picture_itself_has_no_cycle():
+    assert (
+        layering_problems({(layer, other): ["allowed"] for layer, others in ALLOWED.items() for other in others}) == []
+    )
+
+
+def test_no_layer_imports_one_above_it_and_no_layers_form_a_cycle():
+    assert layering_problems(layer_imports()) == []
+
+
+def test_an_import_that_closes_a_cycle_between_layers_fails_the_check(tmp_path):
+    """The check on a copy of the package where contracts/ imports the pipeline (which imports contracts/)."""
+    copy = tmp_path / "videomolmo_ros"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    frames = copy / "contracts" / "frames.py"
+    frames.write_text(frames.read_text() + "\nfrom videomolmo_ros.pipeline import frame_buffer  # noqa\n")
+    problems = layering_problems(layer_imports(copy))
+    assert any(p.startswith("cycle contracts -> pipeline -> contracts") for p in problems), problems
+    assert (
+        "contracts may not import pipeline: videomolmo_ros.contracts.frames imports videomolmo_ros.pipeline" in problems
+    )
 
 
 def test_modules_and_classes_stay_small_enough_to_read():
@@ -113,21 +172,10 @@ def test_modules_and_classes_stay_small_enough_to_read():
     cohesive = {"videomolmo_ros.backends.videomolmo.model"}
     too_big = []
     for module in _modules():
-        path = PACKAGE.parent.joinpath(*module.split("."))
-        source = (path / "__init__.py") if path.is_dir() else path.with_suffix(".py")
-        text = source.read_text()
+        text = _source(PACKAGE, module).read_text()
         if module not in cohesive and text.count("\n") > 420:
             too_big.append(f"{module}: {text.count(chr(10))} lines")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 300:
                 too_big.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert too_big == []
-
-
-def test_a_module_path_of_the_previous_release_imports_the_moved_module(monkeypatch):
-    from videomolmo_ros.io import mask_codec
-
-    monkeypatch.delitem(sys.modules, "videomolmo_ros.mask_codec", raising=False)
-    with pytest.warns(FutureWarning, match="videomolmo_ros.mask_codec moved to videomolmo_ros.io.mask_codec"):
-        from videomolmo_ros.mask_codec import decode_masks
-    assert decode_masks is mask_codec.decode_masks

@@ -9,10 +9,9 @@ from tiny_molmo2 import write_tiny_molmo2
 
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.backends.constrained_decoding import molmo2_answer_regex
-from videomolmo_ros.backends.interfaces import Pointer
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
-from videomolmo_ros.backends.registry import BackendError
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CPU = torch.device("cpu")

@@ -8,10 +8,10 @@ import torch
 from polling import wait_for
 from synthetic_video import default_scene, render
 
-from videomolmo_ros.backends.interfaces import Pointer
 from videomolmo_ros.backends.pointer_process import PointerProcess
-from videomolmo_ros.backends.registry import BackendError, create
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.backends.registry import create
+from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CPU = torch.device("cpu")

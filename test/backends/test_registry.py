@@ -8,8 +8,8 @@ import torch
 from oracle_doubles import ColorOraclePointerDouble, ColorOraclePropagatorDouble, OracleOptions
 
 from videomolmo_ros.backends import registry
-from videomolmo_ros.backends.interfaces import MaskPropagator, NoOptions, Pointer
-from videomolmo_ros.backends.registry import BackendError, create, option_defaults, resolve
+from videomolmo_ros.backends.registry import create, option_defaults, resolve
+from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, NoOptions, Pointer
 
 POINTER_SPEC = "oracle_doubles:ColorOraclePointerDouble"
 PROPAGATOR_SPEC = "oracle_doubles:ColorOraclePropagatorDouble"

@@ -16,11 +16,10 @@ from tiny_sam2 import OVERRIDES, write_tiny_sam2
 from tiny_sam2 import tiny_options as options_for
 
 from videomolmo_ros.backends import registry as backend_registry
-from videomolmo_ros.backends.interfaces import MaskPropagator
-from videomolmo_ros.backends.registry import BackendError
 from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
+from videomolmo_ros.contracts.frames import Frame, FrameMeta
+from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator
 
 CPU = torch.device("cpu")
 SCENE = default_scene()

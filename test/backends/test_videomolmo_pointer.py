@@ -9,10 +9,9 @@ from tiny_videomolmo import write_tiny_videomolmo_with_tokenizer
 
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.backends.constrained_decoding import molmo_v1_answer_regex
-from videomolmo_ros.backends.interfaces import Pointer
-from videomolmo_ros.backends.registry import BackendError
 from videomolmo_ros.backends.videomolmo.pointer import VideoMolmoPointer, pointing_prompt
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CPU = torch.device("cpu")

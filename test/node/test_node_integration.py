@@ -10,7 +10,7 @@ from tiny_videomolmo import write_tiny_videomolmo_with_tokenizer
 from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 
 from videomolmo_ros.backends import registry as backend_registry
-from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.io.mask_codec import decode_masks
 
 

@@ -12,7 +12,7 @@ from ros_harness import NO_BACKENDS, RELIABLE_IMAGES, DiagnosticsRecorder
 from sensor_msgs.msg import CompressedImage, Image
 
 from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_image, encode_jpeg
-from videomolmo_ros.tools.video_source import VideoSource
+from videomolmo_ros.io.video_source import VideoSource
 
 FRAMES_PER_CLIP = 20
 RATE_HZ = 15.0

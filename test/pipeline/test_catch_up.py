@@ -6,11 +6,12 @@ from oracle_doubles import LocalOptions, LocalPropagatorDouble
 from sink_double import ListSinkDouble
 from synthetic_video import MovingDisc, fast_scene, render
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+from videomolmo_ros.contracts.frames import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult
 from videomolmo_ros.pipeline.catch_up import CatchUp, CatchUpPlan
 from videomolmo_ros.pipeline.commands import CommandBook, CommandRequest
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.pipeline import PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames

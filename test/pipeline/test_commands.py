@@ -4,12 +4,12 @@ import re
 
 import pytest
 
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.commands import (
     CommandAction,
     CommandBook,
     CommandRequest,
     CommandState,
-    GroundingMode,
     Verdict,
     sanitize_query,
     select_cameras,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
 from videomolmo_ros.pipeline.debug_overlay import PALETTE, draw_overlay, track_colour
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
 from videomolmo_ros.pipeline.outputs import MasksOutput, Target, TargetsOutput, TrackSnapshot
 from videomolmo_ros.pipeline.track_manager import TrackState
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.io.mask_geometry import mask_box
 from videomolmo_ros.pipeline.detections import detections_2d, detections_3d
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
 from videomolmo_ros.pipeline.outputs import TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackState
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, fuse_frame, fuse_masks, mask_iou
 
 WIDTH = 10

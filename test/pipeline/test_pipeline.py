@@ -17,8 +17,9 @@ from polling import wait_for
 from sink_double import ListSinkDouble
 from synthetic_video import MovingDisc, default_scene, render
 
-from videomolmo_ros.backends.interfaces import GroundingResult, NoOptions
-from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
+from videomolmo_ros.contracts.interfaces import NoOptions
+from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig, TakeTurns
 
 CPU = torch.device("cpu")
@@ -206,7 +207,7 @@ def test_no_model_step_and_no_skips_counted_while_no_command_runs():
 
 
 def test_track_answers_prompt_each_object_at_its_latest_sighting():
-    from videomolmo_ros.backends.interfaces import GroundedPoint
+    from videomolmo_ros.contracts.grounding import GroundedPoint
     from videomolmo_ros.pipeline.tracking import latest_sightings
 
     ball = [GroundedPoint(k, 10.0 + k, 20.0, "ball", 1) for k in range(4)]
@@ -216,7 +217,7 @@ def test_track_answers_prompt_each_object_at_its_latest_sighting():
 
 
 def test_point_answers_prompt_the_latest_frame_with_points():
-    from videomolmo_ros.backends.interfaces import GroundedPoint
+    from videomolmo_ros.contracts.grounding import GroundedPoint
     from videomolmo_ros.pipeline.tracking import latest_sightings
 
     points = [GroundedPoint(0, 1.0, 1.0), GroundedPoint(2, 5.0, 5.0), GroundedPoint(2, 9.0, 9.0)]
@@ -226,7 +227,7 @@ def test_point_answers_prompt_the_latest_frame_with_points():
 def test_an_object_seen_only_early_in_the_window_still_gets_a_track_and_a_target():
     from oracle_doubles import ScriptedPointerDouble
 
-    from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+    from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult
 
     answer = GroundingResult(
         (GroundedPoint(0, 40.0, 40.0, "cup", 2), GroundedPoint(1, 200.0, 100.0, "ball", 1)), "scripted"
@@ -312,7 +313,7 @@ def test_frames_held_for_fusion_go_out_when_their_command_stops_or_the_pipeline_
 
 
 def test_bidirectional_fusion_needs_a_propagator_with_a_backward_pass():
-    from videomolmo_ros.backends.interfaces import MaskPropagator
+    from videomolmo_ros.contracts.interfaces import MaskPropagator
 
     class ForwardOnly(MaskPropagator):
         add_prompts = step = remove = reset = lambda *args: {}
@@ -455,7 +456,7 @@ def test_frames_a_pointer_did_not_show_its_model_are_counted():
 def test_points_scored_below_min_point_score_are_dropped_and_counted():
     from oracle_doubles import ScriptedPointerDouble
 
-    from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+    from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult
     from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
     points = (GroundedPoint(0, 60.0, 60.0, "a", score=0.9), GroundedPoint(0, 200.0, 150.0, "b", score=0.2))

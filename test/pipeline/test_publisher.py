@@ -3,7 +3,7 @@
 from polling import wait_for
 from sink_double import BrokenMasksSinkDouble, GatedSinkDouble
 
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.publisher import QueuedSink
 

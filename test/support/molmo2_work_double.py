@@ -8,10 +8,9 @@ import numpy as np
 from oracle_doubles import colour_components
 from synthetic_video import COLOURS
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Pointer
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import FrameWindow
+from videomolmo_ros.contracts.frames import FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingMode, GroundingResult
 
 
 class Molmo2WorkPointerDouble(Molmo2Pointer):

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from synthetic_video import COLOURS
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
-from videomolmo_ros.backends.registry import BackendError
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
+from videomolmo_ros.contracts.frames import Frame, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingMode, GroundingResult, ObjectMask
+from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, Pointer
 
 _TOLERANCE = 40
 

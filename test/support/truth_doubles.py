@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask, Pointer
+from videomolmo_ros.contracts.frames import Frame, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingMode, GroundingResult, ObjectMask
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameWindow
 
 _THUMB = (48, 27)  # width, height: enough to tell consecutive frames apart, cheap to compare
 

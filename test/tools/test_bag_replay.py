@@ -12,8 +12,8 @@ from ros_harness import DOUBLES, START_S, NodeProcess, installed_executable
 from rosbags.rosbag2 import StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
+from videomolmo_ros.evaluation.bag_files import COMMAND_TYPE, COMPRESSED_TYPE, TRUTH_TYPE, make_typestore, read_outputs
 from videomolmo_ros.io.mask_codec import decode_masks, encode_masks
-from videomolmo_ros.tools.bag_files import COMMAND_TYPE, COMPRESSED_TYPE, TRUTH_TYPE, make_typestore, read_outputs
 from videomolmo_ros.tools.bag_replay import main
 
 FPS = 15.0

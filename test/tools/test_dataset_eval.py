@@ -14,9 +14,11 @@ from oracle_doubles import (
 from PIL import Image
 from synthetic_video import default_scene, render
 
-from videomolmo_ros.backends.interfaces import NoOptions
-from videomolmo_ros.tools.dataset_eval import EvalConfig, evaluate, main
-from videomolmo_ros.tools.video_dataset import DatasetError, VideoDataset, rle_decode, rle_encode
+from videomolmo_ros.contracts.interfaces import NoOptions
+from videomolmo_ros.evaluation.dataset_evaluation import evaluate
+from videomolmo_ros.evaluation.lockstep_run import EvalConfig
+from videomolmo_ros.evaluation.video_dataset import DatasetError, VideoDataset, rle_decode, rle_encode
+from videomolmo_ros.tools.dataset_eval import main
 
 CPU = torch.device("cpu")
 FPS = 10.0

@@ -12,8 +12,8 @@ from ros_harness import installed_executable
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
 
-from videomolmo_ros.tools.bag_files import read_outputs, stamp_ns
-from videomolmo_ros.tools.demo_scene import TabletopScene
+from videomolmo_ros.evaluation.bag_files import read_outputs, stamp_ns
+from videomolmo_ros.evaluation.demo_scene import TabletopScene
 
 
 def demo(args: list[str], timeout_s: float = 600.0, **env: str) -> subprocess.CompletedProcess:

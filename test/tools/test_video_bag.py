@@ -13,9 +13,9 @@ from rosbags.rosbag2 import Reader
 from synthetic_video import default_scene, render
 from truth_doubles import box_of
 
+from videomolmo_ros.evaluation.bag_files import make_typestore, read_outputs
 from videomolmo_ros.io.image_codec import decode_compressed
 from videomolmo_ros.io.mask_codec import decode_masks
-from videomolmo_ros.tools.bag_files import make_typestore, read_outputs
 from videomolmo_ros.tools.bag_replay import main as replay_main
 from videomolmo_ros.tools.video_bag import main
 

@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from synthetic_video import default_scene, render
 
 from videomolmo_ros.io.mask_codec import decode_masks
+from videomolmo_ros.pipeline.health import FrameGaps
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 FRAMES = 40
@@ -80,7 +81,11 @@ def test_the_cups_clip_reaches_the_node_and_its_outputs_carry_the_published_head
     assert max(m.sum() for m in decoded) > 10_000, "a red cup (about 25,000 px) is segmented"
 
     camera_status = diagnostics.values("main: camera input")
-    assert camera_status["frames_missing_suspected"] == "0"
+    # Every frame arrived: the only frames suspected missing are the publisher's own stalls on a busy
+    # machine (a late frame is stamped late), exactly the gaps in the stamps it sent.
+    gaps = FrameGaps()
+    stalls = sum(gaps.add(stamp) for stamp in sent.stamps())
+    assert camera_status["frames_missing_suspected"] == str(stalls)
     assert 0 < float(camera_status["camera_rate_hz"]) <= RATE_HZ * 1.1, "the stamps' rate: the publisher's"
     # Any report while the node published: the rate is over the last seconds and falls to 0 once
     # the outputs stop, which on a slow machine can come before this line.

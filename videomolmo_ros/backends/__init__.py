@@ -1,4 +1,4 @@
-"""Model backends behind two small interfaces (interfaces.py): Pointer (grounding) and MaskPropagator (masks).
+"""Model backends behind the two interfaces of videomolmo_ros.contracts: Pointer (grounding), MaskPropagator (masks).
 
 One folder per model family: molmo2/, videomolmo/, sam2/; registry.py resolves a parameter to a
 class; point_grammar.py and constrained_decoding.py hold the answer grammars the pointers share.

@@ -5,7 +5,7 @@
 
 import torch
 
-from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.contracts.interfaces import BackendError
 
 
 def resolve_dtype(name: str, device: torch.device, param: str) -> torch.dtype:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult
 
 MOLMO2_NONE_POINTS = "There are none."
 MOLMO2_NONE_TRACKS = "No tracks available."  # upstream: only when tracks were filtered away

@@ -27,11 +27,11 @@ from multiprocessing import resource_tracker, shared_memory
 import numpy as np
 import torch
 
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer
-from videomolmo_ros.backends.registry import BackendError, create
+from videomolmo_ros.backends.registry import create
+from videomolmo_ros.contracts.frames import FrameMeta, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer
 from videomolmo_ros.io.child_process import stop_child
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta, FrameWindow
 
 _FEATURE_FRAMES = 64  # frames whose cached features the child keeps (a few context windows)
 _START_TIMEOUT_S = 600.0  # loading a large model from disk

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from videomolmo_ros.backends.interfaces import READ_ONLY, Pointer
+from videomolmo_ros.contracts.interfaces import READ_ONLY, BackendError, Pointer
 
 # Registered names -> "module:Class". Imported only when chosen, so a user of one backend
 # never pays for (or needs the dependencies of) another.
@@ -17,10 +17,6 @@ POINTERS: dict[str, str] = {
 PROPAGATORS: dict[str, str] = {
     "sam2": "videomolmo_ros.backends.sam2.propagator:Sam2Propagator",
 }
-
-
-class BackendError(RuntimeError):
-    """A backend that cannot be found, built or configured; the message says what to change."""
 
 
 def resolve(spec: str, kind: type) -> type:
@@ -40,8 +36,7 @@ def resolve(spec: str, kind: type) -> type:
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, kind)):
         raise BackendError(
-            f"{kind.__name__} backend {spec!r}: {target} is not a subclass of "
-            f"videomolmo_ros.backends.interfaces.{kind.__name__}"
+            f"{kind.__name__} backend {spec!r}: {target} is not a subclass of videomolmo_ros.contracts.{kind.__name__}"
         )
     return cls
 

@@ -3,7 +3,7 @@
 import threading
 from dataclasses import dataclass, field
 
-from videomolmo_ros.pipeline.commands import GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackState
 

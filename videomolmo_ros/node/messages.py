@@ -5,6 +5,7 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.io import mask_codec
 from videomolmo_ros.io.image_codec import decode_image, to_rgb8
 from videomolmo_ros.msg import (
@@ -17,7 +18,6 @@ from videomolmo_ros.msg import (
     PointedTargets,
 )
 from videomolmo_ros.pipeline.commands import CommandEvent, CommandRequest
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
 

@@ -18,8 +18,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from videomolmo_ros.backends import registry
-from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.backends.pointer_process import PointerProcess
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
@@ -34,7 +34,7 @@ RUNTIME_PARAMETERS = frozenset(
     | {"tracker.min_mask_score", "tracker.min_point_score"}
 )
 # Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
-# options mark their own (interfaces.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
+# options mark their own (contracts.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
 READ_ONLY_PARAMETERS = frozenset(
     {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names"}
 )

@@ -40,8 +40,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
-from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
-from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, Pointer
 from videomolmo_ros.io.dds_profile import use_large_data_profile
 from videomolmo_ros.io.depth_projection import DepthSync
 from videomolmo_ros.msg import CommandStatus

@@ -22,19 +22,13 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.io.text import clip
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.node import messages
 from videomolmo_ros.node.goal_watch import GoalWatch
 from videomolmo_ros.node.guarded import guarded
-from videomolmo_ros.pipeline.commands import (
-    CommandAction,
-    CommandBook,
-    CommandEvent,
-    CommandRequest,
-    CommandState,
-    GroundingMode,
-)
+from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandEvent, CommandRequest, CommandState
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
 

@@ -16,7 +16,7 @@ counted. Objects whose prompt came before a frame share its step (one batched ca
 import math
 from dataclasses import dataclass
 
-from videomolmo_ros.pipeline.frame_buffer import Frame
+from videomolmo_ros.contracts.frames import Frame
 
 # Catch-up keeps at most this many frames per second of `seconds` (memory is budgeted for it).
 MAX_RATE_HZ = 30

@@ -11,14 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.io.text import clean, clip
-
-
-class GroundingMode(IntEnum):
-    """Values match GroundingCommand.MODE_*."""
-
-    POINT = 0
-    TRACK = 1
 
 
 class CommandAction(IntEnum):

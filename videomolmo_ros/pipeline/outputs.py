@@ -5,8 +5,8 @@ from typing import Protocol
 
 import numpy as np
 
+from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.io.mask_geometry import Box
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
 from videomolmo_ros.pipeline.track_manager import TrackState
 
 

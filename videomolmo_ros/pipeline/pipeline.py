@@ -36,7 +36,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from videomolmo_ros.backends.interfaces import GroundingResult, MaskPropagator, Pointer
+from videomolmo_ros.contracts.frames import FrameWindow
+from videomolmo_ros.contracts.grounding import GroundingResult
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.io.text import clip
 from videomolmo_ros.pipeline.commands import (
     Command,
@@ -48,7 +50,7 @@ from videomolmo_ros.pipeline.commands import (
     preview,
 )
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import TAU
 from videomolmo_ros.pipeline.outputs import OutputSink
 from videomolmo_ros.pipeline.publisher import QueuedSink

@@ -12,7 +12,8 @@ from collections import deque
 
 import torch
 
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer
+from videomolmo_ros.contracts.frames import Frame
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 
 class TrackedFrames:

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from videomolmo_ros.backends.interfaces import GroundedPoint, GroundingResult, MaskPropagator, ObjectMask
+from videomolmo_ros.contracts.frames import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult, ObjectMask
+from videomolmo_ros.contracts.interfaces import MaskPropagator
 from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
 from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
-from videomolmo_ros.pipeline.frame_buffer import Frame, FrameBuffer, FrameMeta, FrameWindow
+from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackManager

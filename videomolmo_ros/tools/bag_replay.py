@@ -19,35 +19,29 @@ the topic is never played to the node.
 """
 
 import argparse
-import queue
+import dataclasses
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
-from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
-from videomolmo_ros.tools.bag_files import (
+from videomolmo_ros.evaluation.bag_files import (
     ACTION_ADD,
     ACTION_STOP,
     COMMAND_TYPE,
-    COMPRESSED_TYPE,
     DEFAULT_TRUTH_TOPIC,
-    IMAGE_TYPE,
     MODES,
-    OUTPUTS,
     STATUS_ACCEPTED,
-    STATUS_STOPPED,
     BagWriter,
     ReplayError,
     ReplaySummary,
     Stream,
+    TopicChoice,
     make_typestore,
     open_bag,
     read_truth,
@@ -55,105 +49,8 @@ from videomolmo_ros.tools.bag_files import (
     stamp_ns,
     write_report,
 )
+from videomolmo_ros.tools.replay_node import ReplayNode
 from videomolmo_ros.tools.ros_spin import SpunNode
-
-# Reliable, deep enough that a burst of masks is not lost while the replay is busy.
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-# ---------------------------------------------------------------------------- ROS side
-
-
-class ReplayNode:
-    """The rclpy side: publishers into the node, raw subscriptions to its outputs.
-
-    Callbacks run on the node's spin thread and only queue what they receive (the bag writer is
-    not thread-safe) and note what lockstep waits for: track stamps, command answers.
-    """
-
-    def __init__(self, spun: SpunNode, streams: list[Stream], typestore: Typestore, clock: bool):
-        from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-
-        from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectMasks, ObjectTracks, PointedTargets
-
-        self.node = spun.node
-        self.typestore = typestore
-        ros_types = {
-            IMAGE_TYPE: Image,
-            COMPRESSED_TYPE: CompressedImage,
-            "sensor_msgs/msg/CameraInfo": CameraInfo,
-            COMMAND_TYPE: GroundingCommand,
-            **dict(zip(OUTPUTS.values(), [PointedTargets, ObjectTracks, ObjectMasks, CommandStatus], strict=True)),
-        }
-        self.publishers = {
-            s.node_topic: self.node.create_publisher(ros_types[s.msgtype], s.node_topic, 10) for s in streams
-        }
-        self.command_pub = self.publishers.get(next((s.node_topic for s in streams if s.msgtype == COMMAND_TYPE), ""))
-        self._clock = Clock
-        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10) if clock else None
-        self.received: queue.SimpleQueue = queue.SimpleQueue()
-        self.lock = threading.Condition()
-        self.track_stamps: list[int] = []
-        self.statuses: list = []
-        self.running: set[str] = set()
-        for name, msgtype in OUTPUTS.items():
-            self.node.create_subscription(
-                ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
-            )
-
-    def output_topics(self) -> dict[str, str]:
-        """The fully resolved names of the node's outputs, as the output bag records them."""
-        return {name: self.node.resolve_topic_name(name) for name in OUTPUTS}
-
-    def _on_output(self, name: str, data: bytes) -> None:
-        self.received.put((name, self.node.get_clock().now().nanoseconds, data))
-        if name not in ("tracks", "command_status"):
-            return
-        msg = self.typestore.deserialize_cdr(data, OUTPUTS[name])
-        with self.lock:
-            if name == "tracks":
-                self.track_stamps.append(stamp_ns(msg.header))
-            else:
-                self._on_status(msg)
-            self.lock.notify_all()
-
-    def _on_status(self, msg) -> None:
-        self.statuses.append(msg)
-        if msg.state == STATUS_ACCEPTED:
-            self.running.add(msg.id)
-        elif msg.state == STATUS_STOPPED:
-            self.running.discard(msg.id)
-
-    def record(self, bag: BagWriter) -> None:
-        """Write the outputs received so far into `bag` (from the one thread that writes it)."""
-        while True:
-            try:
-                name, receive_ns, data = self.received.get_nowait()
-            except queue.Empty:
-                return
-            bag.write(name, receive_ns, data)
-
-    def wait(self, predicate, timeout_s: float, drain) -> bool:
-        """Wait for `predicate` (checked under the lock), writing received outputs meanwhile."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            drain()
-            with self.lock:
-                if predicate():
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.lock.wait(min(remaining, 0.05))
-
-    def publish_clock(self, bag_ns: int) -> None:
-        msg = self._clock()
-        msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
-        self.clock_pub.publish(msg)
-
-
-# ---------------------------------------------------------------------------- the replay
 
 
 class Replay:
@@ -299,13 +196,17 @@ class Replay:
                 return
 
 
+def topic_choice(args: argparse.Namespace) -> TopicChoice:
+    return TopicChoice(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TopicChoice)})
+
+
 def replay(args: argparse.Namespace) -> ReplaySummary:
     """Play the bag into the node; the summary (and the output bag) is what a scorer reads."""
     typestore = make_typestore()
     reader = open_bag(Path(args.bag))
     spun = out = None
     try:
-        streams = select_streams(reader, args)
+        streams = select_streams(reader, topic_choice(args))
         if args.command and not any(s.msgtype == COMMAND_TYPE for s in streams):
             streams.append(Stream("", args.node_command, COMMAND_TYPE))
         spun = SpunNode("replay_bag", args.namespace)
@@ -368,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = replay(args)
         print(summary.text())
         if truth is not None:
-            write_report(args, summary, truth)
+            write_report(
+                Path(args.report or Path(args.output) / "score.json"), args.bag, args.truth_topic, summary, truth
+            )
     except ReplayError as error:
         print(f"replay_bag: error: {error}", file=sys.stderr)
         return 1

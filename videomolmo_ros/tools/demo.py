@@ -26,11 +26,7 @@ from pathlib import Path
 import yaml
 from rclpy.utilities import remove_ros_args
 
-from videomolmo_ros.io.child_process import stop_child
-from videomolmo_ros.io.dds_profile import large_data_environment
-from videomolmo_ros.io.image_codec import encode_jpeg
-from videomolmo_ros.io.package_share import share_path
-from videomolmo_ros.tools.bag_files import (
+from videomolmo_ros.evaluation.bag_files import (
     ACTION_ADD,
     ACTION_STOP,
     COMMAND_TYPE,
@@ -42,13 +38,17 @@ from videomolmo_ros.tools.bag_files import (
     make_typestore,
     read_outputs,
 )
-from videomolmo_ros.tools.bag_replay import ReplayNode
-from videomolmo_ros.tools.demo_report import DemoSummary, SentFrame, summarize, write_files
-from videomolmo_ros.tools.demo_scene import TabletopScene
+from videomolmo_ros.evaluation.demo_report import DemoSummary, SentFrame, summarize, write_files
+from videomolmo_ros.evaluation.demo_scene import TabletopScene
+from videomolmo_ros.io.child_process import stop_child
+from videomolmo_ros.io.dds_profile import large_data_environment
+from videomolmo_ros.io.image_codec import encode_jpeg
+from videomolmo_ros.io.package_share import share_path
+from videomolmo_ros.io.video_source import VideoSource, VideoSourceError
 from videomolmo_ros.tools.demo_weights import missing_weights, node_parameters
+from videomolmo_ros.tools.frame_publisher import FramePublisher, add_source_arguments, play
+from videomolmo_ros.tools.replay_node import ReplayNode
 from videomolmo_ros.tools.ros_spin import SpunNode
-from videomolmo_ros.tools.video_publisher import FramePublisher, add_source_arguments, play
-from videomolmo_ros.tools.video_source import VideoSource, VideoSourceError
 
 NAMESPACE = "/videomolmo_demo"
 SYNTHETIC_QUERY = "the red ball"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.contracts.interfaces import BackendError
 
 NODE = "perception_node"
 

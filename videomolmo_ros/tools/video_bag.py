@@ -24,9 +24,7 @@ import numpy as np
 from PIL import Image as PilImage
 from tqdm import tqdm
 
-from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_jpeg
-from videomolmo_ros.io.mask_codec import encode_masks
-from videomolmo_ros.tools.bag_files import (
+from videomolmo_ros.evaluation.bag_files import (
     ACTION_ADD,
     COMMAND_TYPE,
     COMPRESSED_TYPE,
@@ -38,7 +36,9 @@ from videomolmo_ros.tools.bag_files import (
     ReplayError,
     make_typestore,
 )
-from videomolmo_ros.tools.video_source import VideoSource, VideoSourceError
+from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_jpeg
+from videomolmo_ros.io.mask_codec import encode_masks
+from videomolmo_ros.io.video_source import VideoSource, VideoSourceError
 
 
 class TruthFolder:

@@ -20,12 +20,11 @@ from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo2_answer_regex
 from videomolmo_ros.backends.hub import offline_reason
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer, startup_only
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo2, to_grounding_result
-from videomolmo_ros.backends.registry import BackendError
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import FrameWindow
+from videomolmo_ros.contracts.frames import FrameWindow
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer, startup_only
 
 # What the model was trained to answer, per mode; the query is the user's (already sanitised).
 PROMPTS = {GroundingMode.POINT: "Point to {query}.", GroundingMode.TRACK: "Track {query}."}

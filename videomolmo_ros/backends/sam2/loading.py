@@ -18,8 +18,7 @@ import torch
 import yaml
 
 from videomolmo_ros.backends.hub import hub_file, is_repo_id
-from videomolmo_ros.backends.interfaces import startup_only
-from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.contracts.interfaces import BackendError, startup_only
 
 # Short names -> (sam2 config, checkpoint file of Meta's SAM 2.1 release).
 MODELS = {

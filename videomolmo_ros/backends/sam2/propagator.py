@@ -51,11 +51,12 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch.nn.functional import interpolate
 
-from videomolmo_ros.backends.interfaces import MaskPropagator, ObjectMask
 from videomolmo_ros.backends.sam2.batching import Features
 from videomolmo_ros.backends.sam2.loading import Sam2Options, load_sam2
 from videomolmo_ros.backends.sam2.session import Session
-from videomolmo_ros.pipeline.frame_buffer import Frame
+from videomolmo_ros.contracts.frames import Frame
+from videomolmo_ros.contracts.grounding import ObjectMask
+from videomolmo_ros.contracts.interfaces import MaskPropagator
 
 _IMAGE_MEAN = (0.485, 0.456, 0.406)  # what sam2's frame loader normalises with
 _IMAGE_STD = (0.229, 0.224, 0.225)

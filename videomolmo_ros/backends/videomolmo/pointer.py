@@ -18,10 +18,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor, molmo_v1_answer_regex
-from videomolmo_ros.backends.interfaces import GroundingResult, Pointer, startup_only
 from videomolmo_ros.backends.model_loading import quantization_config, resolve_dtype
 from videomolmo_ros.backends.point_grammar import parse_molmo_v1, to_grounding_result
-from videomolmo_ros.backends.registry import BackendError
 from videomolmo_ros.backends.videomolmo.model import (
     CHECKPOINT_ID,
     PAST_FRAMES,
@@ -37,8 +35,9 @@ from videomolmo_ros.backends.videomolmo.preprocessing import (
     build_model_inputs,
     preprocess_frame,
 )
-from videomolmo_ros.pipeline.commands import GroundingMode
-from videomolmo_ros.pipeline.frame_buffer import FrameWindow
+from videomolmo_ros.contracts.frames import FrameWindow
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
+from videomolmo_ros.contracts.interfaces import BackendError, Pointer, startup_only
 
 _QUESTION = re.compile(r"^(what|which|who|whom|whose|where|when|why|how)\b|\?$", re.IGNORECASE)
 _POINT = re.compile(r"^point (to|at)\b", re.IGNORECASE)

@@ -1,6 +1,6 @@
 """Scoring an evaluation run and writing what a reader looks at: report.json, table.md, overlay GIFs, plots.png.
 
-Scores are videomolmo_ros.tools.scoring's, as replay_bag's (see dataset_eval for what each means).
+Scores are videomolmo_ros.evaluation.scoring's, as replay_bag's (see dataset_eval for what each means).
 """
 
 import dataclasses
@@ -16,11 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from videomolmo_ros.evaluation.lockstep_run import COMMAND_ID, EvalConfig, SequenceRun, read_frame
+from videomolmo_ros.evaluation.metrics import CountScores, LatencyStats, PointingScores, count_accuracy, latency_stats
+from videomolmo_ros.evaluation.scoring import MasksAnswer, TargetsAnswer, latency_samples, score_outputs
+from videomolmo_ros.evaluation.video_dataset import Sample
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay
-from videomolmo_ros.tools.lockstep_run import COMMAND_ID, EvalConfig, SequenceRun, read_frame
-from videomolmo_ros.tools.metrics import CountScores, LatencyStats, PointingScores, count_accuracy, latency_stats
-from videomolmo_ros.tools.scoring import MasksAnswer, TargetsAnswer, latency_samples, score_outputs
-from videomolmo_ros.tools.video_dataset import Sample
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from videomolmo_ros.io.mask_geometry import interior_point, mask_box
-from videomolmo_ros.tools.clear_mot import ClearMotMatcher
-from videomolmo_ros.tools.mask_metrics import MaskScores, SequenceObjectScores, mask_scores, mean_mask_scores
-from videomolmo_ros.tools.metrics import (
+from videomolmo_ros.evaluation.clear_mot import ClearMotMatcher
+from videomolmo_ros.evaluation.mask_metrics import MaskScores, SequenceObjectScores, mask_scores, mean_mask_scores
+from videomolmo_ros.evaluation.metrics import (
     CountScores,
     LatencyStats,
     PointingScores,
@@ -28,6 +27,7 @@ from videomolmo_ros.tools.metrics import (
     latency_stats,
     video_pointing_scores,
 )
+from videomolmo_ros.io.mask_geometry import interior_point, mask_box
 
 Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 

@@ -13,8 +13,10 @@ import torch
 from real_footage import davis_root, davis_sequence
 from truth_doubles import TruthOptions, TruthPointerDouble, TruthPropagatorDouble, box_of
 
-from videomolmo_ros.tools.dataset_eval import EvalConfig, evaluate, main
-from videomolmo_ros.tools.video_dataset import DatasetError, VideoDataset
+from videomolmo_ros.evaluation.dataset_evaluation import evaluate
+from videomolmo_ros.evaluation.lockstep_run import EvalConfig
+from videomolmo_ros.evaluation.video_dataset import DatasetError, VideoDataset
+from videomolmo_ros.tools.dataset_eval import main
 
 CPU = torch.device("cpu")
 SEQUENCES = {"dog": "the dog", "blackswan": "the swan"}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from box_masks import box
 
-from videomolmo_ros.tools.clear_mot import ClearMotMatcher
-from videomolmo_ros.tools.mask_metrics import region_similarity
+from videomolmo_ros.evaluation.clear_mot import ClearMotMatcher
+from videomolmo_ros.evaluation.mask_metrics import region_similarity
 
 Frame = tuple[dict[int, np.ndarray], dict[int, np.ndarray]]  # (objects, tracks) by id
 

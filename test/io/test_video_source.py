@@ -7,9 +7,9 @@ import yaml
 from real_footage import clip, davis_sequence
 from synthetic_video import default_scene, render
 
+from videomolmo_ros.io.camera_calibration import CalibrationError, from_intrinsics, read_calibration
 from videomolmo_ros.io.image_codec import JPEG_FORMAT, decode_compressed, encode_jpeg
-from videomolmo_ros.tools.camera_calibration import CalibrationError, from_intrinsics, read_calibration
-from videomolmo_ros.tools.video_source import FOLDER_FPS, VideoSource, VideoSourceError
+from videomolmo_ros.io.video_source import FOLDER_FPS, VideoSource, VideoSourceError
 
 FRAMES = 12
 

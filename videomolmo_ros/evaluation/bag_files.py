@@ -4,7 +4,6 @@ bags, ground truth and scoring of a replay.
 The ROS side of the replay (publishing into the node, recording its answers) is bag_replay.py.
 """
 
-import argparse
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -16,9 +15,9 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from videomolmo_ros.evaluation.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
 from videomolmo_ros.io.package_share import PACKAGE, share_path
-from videomolmo_ros.tools.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
 
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -112,11 +111,26 @@ def open_bag(path: Path) -> Reader:
     return reader
 
 
-def select_streams(reader: Reader, args: argparse.Namespace) -> list[Stream]:
-    """The bag topics to play: the image always, depth / camera_info / commands when present.
+@dataclass(frozen=True)
+class TopicChoice:
+    """Which bag topics are played into which node topics (replay_bag's topic options).
 
-    A topic named on the command line must be in the bag; a default name may be absent.
+    An empty bag topic means its default name, which may be absent from the bag; a named one must be there.
     """
+
+    node_image: str
+    node_depth: str
+    node_camera_info: str
+    node_command: str
+    image_topic: str = ""
+    depth_topic: str = ""
+    camera_info_topic: str = ""
+    command_topic: str = ""
+    ignore_bag_commands: bool = False
+
+
+def select_streams(reader: Reader, args: TopicChoice) -> list[Stream]:
+    """The bag topics to play: the image always, depth / camera_info / commands when present."""
     in_bag = {c.topic: c.msgtype for c in reader.connections}
     listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
     streams = []
@@ -267,13 +281,14 @@ def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> OutputScor
         raise ReplayError(f"cannot score the replay (its outputs are in {summary.output_bag}): {error}") from error
 
 
-def write_report(args: argparse.Namespace, summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> None:
-    """Score the replay, write the JSON report and print the table."""
+def write_report(
+    path: Path, bag: str, truth_topic: str, summary: ReplaySummary, truth: Mapping[int, LabelMasks]
+) -> None:
+    """Score the replay, write the JSON report to `path` and print the table."""
     result = score(summary, truth)
-    path = Path(args.report or Path(args.output) / "score.json")
-    topic = args.truth_topic or DEFAULT_TRUTH_TOPIC
+    topic = truth_topic or DEFAULT_TRUTH_TOPIC
     try:
-        path.write_text(json.dumps({"bag": args.bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
+        path.write_text(json.dumps({"bag": bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
     except OSError as error:
         raise ReplayError(f"cannot write the score report {path}: {error}") from error
     print(f"score against {topic} -> {path}\n{result.table()}")

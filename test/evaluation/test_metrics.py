@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from box_masks import box
 
-from videomolmo_ros.tools.metrics import (
+from videomolmo_ros.evaluation.metrics import (
     CountScores,
     LatencyStats,
     PointingScores,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from videomolmo_ros.tools.video_dataset import rle_decode, rle_encode
+from videomolmo_ros.evaluation.video_dataset import rle_decode, rle_encode
 
 # pycocotools 2.0.11 warns on numpy 2 about its own array conversion: noise from the reference.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

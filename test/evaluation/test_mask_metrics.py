@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from box_masks import box
 
-from videomolmo_ros.tools.mask_metrics import (
+from videomolmo_ros.evaluation.mask_metrics import (
     MaskScores,
     ObjectScores,
     SequenceObjectScores,

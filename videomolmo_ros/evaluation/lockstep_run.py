@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from videomolmo_ros.backends.interfaces import MaskPropagator, Pointer
-from videomolmo_ros.pipeline.commands import CommandRequest, CommandState, GroundingMode
+from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
+from videomolmo_ros.evaluation.video_dataset import DatasetError, Sample
+from videomolmo_ros.pipeline.commands import CommandRequest, CommandState
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
-from videomolmo_ros.tools.video_dataset import DatasetError, Sample
 
 COMMAND_ID = "eval"
 # Pipeline problems that end a grounding without targets.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from box_masks import box
 
-from videomolmo_ros.tools.mask_metrics import MaskScores
-from videomolmo_ros.tools.metrics import CountScores, LatencyStats, PointingScores
-from videomolmo_ros.tools.scoring import MasksAnswer, TargetsAnswer, score_outputs
+from videomolmo_ros.evaluation.mask_metrics import MaskScores
+from videomolmo_ros.evaluation.metrics import CountScores, LatencyStats, PointingScores
+from videomolmo_ros.evaluation.scoring import MasksAnswer, TargetsAnswer, score_outputs
 
 MS = 1_000_000
 STAMPS = [1_000 * MS, 1_100 * MS, 1_200 * MS]

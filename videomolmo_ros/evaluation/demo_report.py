@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videomolmo_ros.contracts.frames import FrameMeta
+from videomolmo_ros.evaluation.bag_files import RecordedOutput, stamp_ns
+from videomolmo_ros.evaluation.metrics import latency_stats
 from videomolmo_ros.io.mask_codec import decode_masks
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay
-from videomolmo_ros.pipeline.frame_buffer import FrameMeta
 from videomolmo_ros.pipeline.outputs import MasksOutput, Target, TargetsOutput, TrackSnapshot
-from videomolmo_ros.tools.bag_files import RecordedOutput, stamp_ns
-from videomolmo_ros.tools.metrics import latency_stats
 
 CSV_COLUMNS = (
     "stamp_ns",

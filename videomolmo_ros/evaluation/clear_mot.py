@@ -11,7 +11,7 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from videomolmo_ros.tools.mask_metrics import region_similarity
+from videomolmo_ros.evaluation.mask_metrics import region_similarity
 
 Masks = Mapping[Hashable, np.ndarray]  # object or track id -> bool mask (height x width)
 
