@@ -1,7 +1,6 @@
 """registry: finding, configuring and building pointer / propagator backends by name."""
 
 import dataclasses
-import sys
 
 import pytest
 import torch
@@ -62,7 +61,7 @@ def test_unimportable_module_is_a_backend_error_naming_the_module():
     ],
 )
 def test_class_that_is_not_a_pointer_is_refused(spec):
-    with pytest.raises(BackendError, match=r"not a subclass of videomolmo_ros\.backends\.interfaces\.Pointer"):
+    with pytest.raises(BackendError, match=r"not a subclass of videomolmo_ros\.contracts\.Pointer"):
         resolve(spec, Pointer)
 
 
@@ -107,17 +106,3 @@ def test_create_with_unknown_option_names_the_accepted_options():
 def test_create_with_options_for_a_backend_that_takes_none():
     with pytest.raises(BackendError, match="it takes: none"):
         create(PROPAGATOR_SPEC, MaskPropagator, CPU, {"threshold": 0.3})
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("videomolmo_ros.sam2_propagator:Sam2Propagator", registry.PROPAGATORS["sam2"]),
-        ("videomolmo_ros.videomolmo_pointer:VideoMolmoPointer", registry.POINTERS["videomolmo"]),
-    ],
-)
-def test_a_shipped_backend_named_by_its_previous_module_path_still_resolves_with_a_warning(old, new, monkeypatch):
-    kind = MaskPropagator if "sam2" in old else Pointer
-    monkeypatch.delitem(sys.modules, old.partition(":")[0], raising=False)  # warned at the first import
-    with pytest.warns(FutureWarning, match=f"{old.partition(':')[0]} moved to {new.partition(':')[0]}"):
-        assert resolve(old, kind) is resolve(new, kind)
