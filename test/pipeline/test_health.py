@@ -187,6 +187,11 @@ def test_time_jump_warns_naming_the_event_then_clears():
     assert report(monitor, T0 + 2, {"time_jump_resets": 1})["time"].level == Level.OK
 
 
+def test_a_bug_is_a_drop_worth_a_warning():
+    status = report(HealthMonitor(), T0, {"internal_errors": 1})["drops"]
+    assert status.level == Level.WARN and "1 internal_errors" in status.message
+
+
 def test_buffers_and_model():
     statuses = report(HealthMonitor(), T0, buffer_fill=(3, 8), model_state="ready", gpu=3 * 2**30)
     assert statuses["buffers"].values == {"held": "3", "capacity": "8"}

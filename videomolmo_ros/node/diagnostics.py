@@ -39,7 +39,7 @@ class Diagnostics:
                 self._node.get_logger().warning(f"camera {camera.name}: {warning}")
             statuses = camera.health.report(
                 now_s,
-                pipeline.counters.snapshot(),
+                camera.counts(),
                 (len(pipeline.stream), pipeline.stream.capacity),
                 pipeline.last_grounding_s,
                 "active",
@@ -65,7 +65,7 @@ class Diagnostics:
     def log_stats(self) -> None:
         """Each camera's counters, when they changed since the last time."""
         for camera in self._cameras.values():
-            counts = camera.pipeline.counters.snapshot() if camera.pipeline else {}
+            counts = camera.counts()
             if counts != self._last_stats.get(camera.name, {}):
                 self._last_stats[camera.name] = counts
                 text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

@@ -29,8 +29,9 @@ DROP_COUNTERS = (
     "commands_rejected",
     "camera_info_rejected",
     "points_dropped_low_score",
+    "internal_errors",
 )
-# Of those, the ones worth a warning when they grow: lost data or refused requests. Skipped
+# Of those, the ones worth a warning when they grow: lost data, refused requests, bugs. Skipped
 # frames (tracking slower than the camera, catch-up over its bound), frames released unfused and
 # points below the configured score are the designed degradation, reported but not warned about.
 WARN_COUNTERS = (
@@ -39,6 +40,7 @@ WARN_COUNTERS = (
     "outputs_dropped_",
     "commands_rejected",
     "camera_info_rejected",
+    "internal_errors",
 )
 NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the
