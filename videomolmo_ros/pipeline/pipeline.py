@@ -13,7 +13,8 @@ Drop policy (every drop is counted in `counters` under the name given here):
   frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
 - an object prompted on an older frame is carried through the frames tracked since (catch-up,
   `catch_up_frames`), at most `catch_up_max_frames_per_step` of them per live step, spread over
-  the span; the others are skipped (`catch_up_skipped`); frames older than `catch_up_s` are not kept;
+  the span; the others are skipped (`catch_up_skipped`), and so are the steps planned after one that
+  failed; frames older than `catch_up_s` are not kept;
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);

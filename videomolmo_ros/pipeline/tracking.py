@@ -203,18 +203,20 @@ class TrackingStage:
         there, so a later grounding of one of those frames finds them.
         """
         plan = self._catch_up.plan(self.frames.recent())
-        for frame, object_ids in plan.steps:
+        skipped = plan.skipped
+        for done, (frame, object_ids) in enumerate(plan.steps):
             try:
                 stepped = self.propagator.step(frame, object_ids)
             except Exception as error:
                 self._problem("propagation_failures", f"catch-up propagation failed: {error!r}")
-                return
+                skipped += len(plan.steps) - done  # this step and the planned ones after it
+                break
             self._counters.add("catch_up_frames")
             masks = self._cpu_masks(stepped, frame)
             self.tracker.sighted_masks(masks, frame.meta.stamp_ns)
             if self._fuser is not None:
                 self._amend_held(frame, masks)
-        self._counters.add("catch_up_skipped", plan.skipped)
+        self._counters.add("catch_up_skipped", skipped)
 
     def _amend_held(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
         held = next((t for t in self._fuser.held() if t.frame.meta.stamp_ns == frame.meta.stamp_ns), None)
