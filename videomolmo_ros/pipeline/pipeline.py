@@ -51,6 +51,7 @@ from videomolmo_ros.pipeline.commands import (
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer, FrameWindow
 from videomolmo_ros.pipeline.mask_fusion import TAU
+from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import OutputSink
 from videomolmo_ros.pipeline.publisher import QueuedSink
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
@@ -145,6 +146,7 @@ class PerceptionPipeline:
             config, device, propagator, TrackManager(config.tracker, track_ids, config.max_result_age_s), self
         )
         self.last_grounding_s: float | None = None
+        self.pointer_health, self.propagator_health = ModelHealth("pointer", "grounding"), self._stage.health
         self._wake = threading.Condition()
         self._results: deque[Grounded] = deque()
         self._controls: deque[Callable[[], None]] = deque()
@@ -370,8 +372,8 @@ class PerceptionPipeline:
         return True
 
     def _ground(self, window: FrameWindow, command: Command) -> GroundingResult:
-        """One pointer call, in this camera's turn on the model; its time (not the wait) is reported."""
-        with self._pointer_turns.turn():
+        """One pointer call, in this camera's turn on the model, judged; its time (not the wait) is reported."""
+        with self._pointer_turns.turn(), self.pointer_health.call():
             started = time.monotonic()
             try:
                 return self.pointer.ground(window, command.query, command.mode)
