@@ -81,3 +81,21 @@ def test_what_the_node_asks_of_a_pointer_at_configure_comes_from_the_process():
         assert pointer.ground(window(0), "red", GroundingMode.POINT).points, "still answers after a refusal"
     finally:
         pointer.close()
+
+
+def test_a_process_that_died_and_cannot_start_again_says_how_it_ended_and_why(tmp_path):
+    pointer = PointerProcess("failing_doubles:DyingPointerDouble", {"loaded_file": str(tmp_path / "loaded")}, CPU)
+    try:
+        assert pointer.down is None
+        with pytest.raises(RuntimeError, match=r"was killed by SIGKILL \(out of memory\?\) during a query"):
+            pointer.ground(window(0), "red", GroundingMode.POINT)
+        assert pointer.down is None, "it starts again at the next query"
+        for _ in range(2):  # every query tries again, and says why it cannot
+            with pytest.raises(BackendError, match="not enough memory to load the model again"):
+                pointer.ground(window(0), "red", GroundingMode.POINT)
+            assert pointer.down == (
+                "the pointer process was killed by SIGKILL (out of memory?) and could not be started again: "
+                "not enough memory to load the model again"
+            )
+    finally:
+        pointer.close()

@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 
-from videomolmo_ros.io.child_process import stop_child
+from videomolmo_ros.io.child_process import exit_cause, stop_child
 
 
 def _child(on_sigint: str) -> subprocess.Popen:
@@ -32,3 +32,11 @@ def test_a_child_that_already_exited_is_not_asked():
     process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
     process.wait()
     assert stop_child(process, lambda: (_ for _ in ()).throw(AssertionError("asked")), 1) == 5
+
+
+def test_how_a_child_ended_is_said_in_words():
+    assert exit_cause(3) == "exited with code 3"
+    assert exit_cause(-signal.SIGKILL) == "was killed by SIGKILL (out of memory?)"
+    assert exit_cause(-signal.SIGSEGV) == "was killed by SIGSEGV"
+    assert exit_cause(-200) == "was killed by signal 200"
+    assert exit_cause(None) == "is still running"

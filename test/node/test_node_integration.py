@@ -1,8 +1,18 @@
 """perception_node as a separate process over real DDS, driven as a planner would drive it."""
 
 import yaml
+from diagnostic_msgs.msg import DiagnosticStatus
 from polling import wait_for
-from ros_harness import DOUBLES, NO_BACKENDS, RELIABLE_CAMERA, installed_params_file, play, stamp_ns
+from ros_harness import (
+    DOUBLES,
+    NO_BACKENDS,
+    RELIABLE_CAMERA,
+    START_S,
+    DiagnosticsRecorder,
+    installed_params_file,
+    play,
+    stamp_ns,
+)
 from synthetic_video import default_scene, render
 from tiny_molmo2 import write_tiny_molmo2
 from tiny_sam2 import tiny_options, write_tiny_sam2
@@ -239,8 +249,10 @@ def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, plan
     assert "VideoMolmoPointer" in process.log()
 
 
-def test_the_pointer_can_run_in_a_process_of_its_own(node, planner):
-    process = node({**DOUBLES, "pointer_process": True})
+def test_the_pointer_runs_in_a_process_of_its_own_whose_death_for_good_is_a_diagnosed_error(node, planner, tmp_path):
+    diagnostics = DiagnosticsRecorder(planner.node)
+    dying = {"pointer_backend": "failing_doubles:DyingPointerDouble", "DyingPointerDouble.answers": 2}
+    process = node({**DOUBLES, **dying, "pointer_process": True, "DyingPointerDouble.loaded_file": str(tmp_path / "x")})
     planner.wait_connected()
     planner.send_command("the red ball", id="p", mode=GroundingCommand.MODE_POINT)
     truth = play(planner, 3.0)
@@ -248,5 +260,21 @@ def test_the_pointer_can_run_in_a_process_of_its_own(node, planner):
     for msg in planner.get("targets"):
         [target] = msg.targets
         assert truth[stamp_ns(msg.header)]["red"][round(target.y), round(target.x)], "on the red ball"
-    assert "pointer, propagator = ColorOraclePointerDouble in a process of its own, Color" in process.log()
+    assert "pointer, propagator = DyingPointerDouble in a process of its own, Color" in process.log()
+
+    def down() -> bool:  # its third query kills it, and it cannot be loaded again
+        status = diagnostics.status(": main: pointer")
+        return status is not None and status.level == DiagnosticStatus.ERROR
+
+    for second in range(30):  # the video goes on: each new window is a query, each query a restart
+        if down():
+            break
+        play(planner, 1.0, start_s=START_S + 3.0 + second)
+    assert down(), process.log()
+    status = diagnostics.status(": main: pointer")
+    assert status.message == (
+        "the pointer process was killed by SIGKILL (out of memory?) and could not be started again: "
+        "not enough memory to load the model again"
+    )
+    assert status.hardware_id == "cpu"
     assert process.stop() == 0, "the pointer process is stopped with the node"

@@ -2,13 +2,14 @@
 
 import pytest
 from depth_stream import CX, CY, DISC_DEPTH_MM, FX, FY, play_with_depth
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
 from polling import wait_for
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from ros_harness import DOUBLES, FPS, START_S, play, stamp_ns
+from ros_harness import DOUBLES, FPS, START_S, DiagnosticsRecorder, play, stamp_ns
 from sensor_msgs.msg import Image
+from videomolmo_ros.msg import GroundingCommand
 from visualization_msgs.msg import MarkerArray
 
 
@@ -50,20 +51,43 @@ def test_a_best_effort_camera_info_publisher_is_heard(node, planner):
     assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
 
 
-def test_diagnostics_report_rates_and_drops(node, planner):
-    diagnostics = subscribe(planner, DiagnosticArray, "/diagnostics")
-    process = node(DOUBLES)
+def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_updater_does(node, planner):
+    diagnostics = DiagnosticsRecorder(planner.node)
+    process = node({**DOUBLES, "ColorOraclePointerDouble.fail_on": "broken"})
     planner.wait_connected()
     planner.send_text("")  # a rejected command: a drop the diagnostics must show
-    planner.send_command("red", id="r")
-    play(planner, 2.5)
-    assert wait_for(lambda: len(diagnostics) >= 2, 10), process.log()
-    statuses = {s.name.rsplit(": ", 1)[1]: s for s in diagnostics[-1].status}
-    assert {"camera input", "outputs", "grounding", "drops", "time", "buffers", "model"} <= set(statuses)
-    rate = float({kv.key: kv.value for kv in statuses["camera input"].values}["rate_hz"])
+    planner.send_command("broken red", id="r")  # the pointer raises on every query of it
+    video_s = START_S
+
+    def play_until(level) -> bool:
+        """Play the video on, a second at a time, until the pointer's status has `level` (at most 20 s)."""
+        nonlocal video_s
+        for _ in range(20):
+            play(planner, 1.0, start_s=video_s)
+            video_s += 1.0
+            status = diagnostics.status(": main: pointer")
+            if status is not None and status.level == level:
+                return True
+        return False
+
+    assert play_until(DiagnosticStatus.WARN), process.log()
+    statuses = {s.name: s for s in diagnostics.latest().status}
+    tasks = ["camera input", "outputs", "grounding", "drops", "time", "buffers", "pointer", "propagator"]
+    assert {f"perception_node: main: {task}" for task in tasks} | {"perception_node: device"} <= set(statuses)
+    sick = statuses["perception_node: main: pointer"]
+    assert sick.message.startswith("the last ") and "double told to fail on 'broken'" in sick.message
+    values = {kv.key: kv.value for kv in sick.values}
+    assert int(values["failures_in_a_row"]) >= 3 and "broken" in values["last_error"]
+    assert (values["backend"], sick.hardware_id) == ("ColorOraclePointerDouble", "cpu")
+    camera = statuses["perception_node: main: camera input"]
+    assert camera.hardware_id == "/image", "a camera's statuses name its image topic"
+    rate = float({kv.key: kv.value for kv in camera.values}["rate_hz"])
     assert 5 < rate < 25, f"camera input rate {rate} Hz while {FPS} Hz are sent"
-    drops = [{kv.key: kv.value for kv in s.values} for a in diagnostics for s in a.status if "drops" in s.name]
-    assert any(int(values.get("commands_rejected", 0)) >= 1 for values in drops)
+    assert any(int(values.get("commands_rejected", 0)) >= 1 for values in diagnostics.history("main: drops"))
+
+    planner.send_command("red", id="r", action=GroundingCommand.ACTION_REPLACE)  # a query the model answers
+    assert play_until(DiagnosticStatus.OK), process.log()
+    assert diagnostics.status(": main: pointer").message.startswith("answering")
 
 
 def test_debug_views_are_published_only_to_subscribers(node, planner):

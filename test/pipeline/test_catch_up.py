@@ -2,12 +2,14 @@
 
 import numpy as np
 import torch
+from failing_doubles import FailingPropagatorDouble
 from oracle_doubles import LocalOptions, LocalPropagatorDouble
 from sink_double import ListSinkDouble
 from synthetic_video import MovingDisc, fast_scene, render
 
 from videomolmo_ros.contracts.frames import Frame, FrameMeta, FrameWindow
 from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult
+from videomolmo_ros.contracts.interfaces import NoOptions
 from videomolmo_ros.pipeline.catch_up import CatchUp, CatchUpPlan
 from videomolmo_ros.pipeline.commands import CommandBook, CommandRequest
 from videomolmo_ros.pipeline.counters import Counters
@@ -38,11 +40,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 class Stage:
     """A tracking stage with the local propagator double and two commands, driven frame by frame."""
 
-    def __init__(self, catch_up_s: float = 2.0, max_frames_per_step: int = 8, fusion: str = "forward"):
+    def __init__(self, catch_up_s: float = 2.0, max_frames_per_step: int = 8, fusion: str = "forward", propagator=None):
         self.commands = CommandBook()
         for query in ("red", "blue"):
             self.commands.apply(CommandRequest(query, query))
-        self.propagator = LocalPropagatorDouble(LocalOptions(search_radius=25.0), CPU)
+        self.propagator = propagator or LocalPropagatorDouble(LocalOptions(search_radius=25.0), CPU)
         self.sink, self.counters = ListSinkDouble(), Counters()
         self.stream = FrameBuffer(4)  # the camera's ring, which the tracker takes its copies from
         kept = frames_kept(PipelineConfig(catch_up_s=catch_up_s, fusion=fusion))
@@ -115,6 +117,15 @@ def test_catch_up_steps_only_the_grounded_object_within_the_bound_and_counts_wha
     assert run.counters.snapshot() == {"frames_tracked": 21, "catch_up_frames": 8, "catch_up_skipped": 12}
     run.track([21])
     assert run.propagator.steps[-1] == (frame(21).meta.stamp_ns, tuple(sorted(run.ids("blue") | {red})))
+
+
+def test_a_failed_catch_up_step_counts_the_steps_it_stopped_as_skipped():
+    run = Stage(max_frames_per_step=8, propagator=FailingPropagatorDouble(NoOptions(), CPU))
+    run.track(range(21))  # the live steps fail too; their frames are kept for catch-up all the same
+    run.sink.problems.clear()
+    run.ground("red", 0)  # 20 frames to carry it through: 8 planned, 12 over the bound
+    assert [key for key, _ in run.sink.problems] == ["propagation_failures"], "stopped at the first failure"
+    assert run.counters.snapshot() == {"catch_up_skipped": 20}, "every frame of the span stepped or counted"
 
 
 def test_a_refreshed_fast_object_keeps_its_id_and_is_carried_again():

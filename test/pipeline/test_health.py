@@ -8,12 +8,13 @@ import pytest
 
 from videomolmo_ros.pipeline import health
 from videomolmo_ros.pipeline.health import HealthMonitor, Level
+from videomolmo_ros.pipeline.model_health import ModelHealth
 
 T0 = 1000.0  # the node's clock, seconds
 
 
-def report(monitor, now_s, counters=None, buffer_fill=(4, 4), grounding_latency_s=None, model_state="ready", gpu=None):
-    statuses = monitor.report(now_s, counters or {}, buffer_fill, grounding_latency_s, model_state, gpu)
+def report(monitor, now_s, counters=None, buffer_fill=(4, 4), grounding_latency_s=None):
+    statuses = monitor.report(now_s, counters or {}, buffer_fill, grounding_latency_s)
     return {s.name: s for s in statuses}
 
 
@@ -31,8 +32,8 @@ def test_levels_match_diagnostic_msgs():
 
 
 def test_every_status_is_reported_in_order():
-    names = [s.name for s in HealthMonitor().report(T0, {}, (0, 4), None, "loading", None)]
-    assert names == ["camera input", "outputs", "grounding", "drops", "time", "buffers", "model"]
+    names = [s.name for s in HealthMonitor().report(T0, {}, (0, 4), None)]
+    assert names == ["camera input", "outputs", "grounding", "drops", "time", "buffers"]
 
 
 # ----------------------------------------------------------------- camera input
@@ -187,15 +188,20 @@ def test_time_jump_warns_naming_the_event_then_clears():
     assert report(monitor, T0 + 2, {"time_jump_resets": 1})["time"].level == Level.OK
 
 
-def test_buffers_and_model():
-    statuses = report(HealthMonitor(), T0, buffer_fill=(3, 8), model_state="ready", gpu=3 * 2**30)
+def test_a_bug_is_a_drop_worth_a_warning():
+    status = report(HealthMonitor(), T0, {"internal_errors": 1})["drops"]
+    assert status.level == Level.WARN and "1 internal_errors" in status.message
+
+
+def test_buffers_and_device():
+    statuses = report(HealthMonitor(), T0, buffer_fill=(3, 8))
     assert statuses["buffers"].values == {"held": "3", "capacity": "8"}
-    assert statuses["model"].values == {"state": "ready", "gpu_memory_bytes": str(3 * 2**30)}
-    budgeted = HealthMonitor().report(T0, {}, (3, 8), None, "ready", None, (2 * 2**20, 8 * 2**20))
+    budgeted = HealthMonitor().report(T0, {}, (3, 8), None, (2 * 2**20, 8 * 2**20))
     buffers = {s.name: s for s in budgeted}["buffers"]
     assert buffers.values["budget_bytes"] == str(8 * 2**20) and "2.0 of 8.0 MiB budgeted" in buffers.message
-    assert "3072 MiB" in statuses["model"].message
-    assert report(HealthMonitor(), T0, model_state="cpu")["model"].values == {"state": "cpu"}
+    gpu = health.device_status("cuda:0", 3 * 2**30)
+    assert gpu.message == "cuda:0, 3072 MiB allocated" and gpu.values == {"gpu_memory_bytes": str(3 * 2**30)}
+    assert health.device_status("cpu", None) == health.HealthStatus("device", Level.OK, "cpu", {})
 
 
 # ----------------------------------------------------------------- endless streams, threads
@@ -371,3 +377,90 @@ def test_losses_after_the_camera_speeds_up_are_counted_at_the_new_rate():
     feed_stamps(monitor, range(300))  # 10 s at 30 Hz
     feed_stamps(monitor, [k for k in range(601) if k < 120 or k % 2 == 0], hz=60.0, start_s=T0 + 10.0)
     assert monitor.frames_missing_suspected == 240  # from 2 s after the change on, every other frame lost
+
+
+# ----------------------------------------------------------------- models
+
+
+class Clock:
+    """A model health's clock, moved by hand."""
+
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_model_is_ok_before_its_first_call_and_while_it_answers():
+    model = ModelHealth("pointer", "grounding", clock=Clock())
+    assert (model.status().level, model.status().message) == (Level.OK, "no grounding yet")
+    model.succeeded()
+    status = model.status()
+    assert (status.name, status.level, status.message) == ("pointer", Level.OK, "answering")
+    assert status.values == {"calls": "1", "failures": "0", "failures_in_a_row": "0", "failures_last_10s": "0"}
+
+
+def test_failures_in_a_row_warn_with_the_last_error_and_one_success_clears_the_warning():
+    clock = Clock()
+    model = ModelHealth("propagator", "propagation step", failures_to_warn=3, clock=clock)
+    model.succeeded()
+    for _ in range(2):
+        model.failed(RuntimeError("CUDA out of memory"))
+        clock.now += 0.1
+    assert model.status().level == Level.OK, "two failures: unlucky, not sick"
+    model.failed(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
+    clock.now += 0.5
+    sick = model.status()
+    assert sick.level == Level.WARN
+    error = "RuntimeError('CUDA out of memory. Tried to allocate 20.00 MiB')"
+    assert sick.message == f"the last 3 propagation steps failed: {error}"
+    assert sick.values["last_error"] == error and sick.values["last_error_age_s"] == "0.5"
+    assert sick.values["failures_in_a_row"] == "3" and sick.values["calls"] == "4"
+    model.succeeded()
+    well = model.status()
+    assert well.level == Level.OK and well.message == "answering; 3 propagation step(s) failed in the last 10 s"
+    assert well.values["failures"] == "3" and well.values["failures_in_a_row"] == "0"
+    clock.now += 10.0
+    assert model.status().message == "answering" and model.status().values["failures_last_10s"] == "0"
+    assert model.status().values["last_error"] == error, "the last error stays for whoever looks later"
+
+
+def test_occasional_failures_are_counted_without_a_warning():
+    model = ModelHealth("pointer", "grounding", failures_to_warn=3, clock=Clock())
+    for k in range(90):
+        model.failed("timeout") if k % 3 == 2 else model.succeeded()
+    status = model.status()
+    assert status.level == Level.OK and status.values["failures_last_10s"] == "30"
+
+
+def test_a_model_that_cannot_answer_at_all_is_an_error_saying_why():
+    model = ModelHealth("pointer", "grounding", clock=Clock())
+    model.failed("BackendError('not enough memory to load the model again')")
+    down = (
+        "the pointer process was killed by SIGKILL (out of memory?) and could not be started again: "
+        "not enough memory to load the model again"
+    )
+    status = model.status(down)
+    assert (status.level, status.message) == (Level.ERROR, down)
+    assert status.values["cause"] == down and status.values["failures"] == "1"
+    assert model.status(None).level == Level.OK, "once a child starts again, the failures judge it"
+
+
+def test_the_last_error_is_clipped_and_memory_stays_bounded():
+    clock = Clock()
+    model = ModelHealth("pointer", "grounding", clock=clock)
+    tracemalloc.start()
+    try:
+        model.failed("x" * 10_000)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5000):
+            clock.now += 0.001  # all within the 10 s window, more than max_events
+            model.failed("boom " * 1000)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 100_000
+    status = model.status()
+    assert len(status.values["last_error"]) <= 203 and len(status.message) < 150
+    assert status.values["failures"] == "5001" and status.values["failures_last_10s"] == "1024"

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from failing_doubles import POINTER_ERROR, PROPAGATOR_ERROR, FailingPointerDouble, FailingPropagatorDouble
 from oracle_doubles import (
     ColorOraclePointerDouble,
     ColorOraclePropagatorDouble,
@@ -20,18 +21,20 @@ from synthetic_video import MovingDisc, default_scene, render
 from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
 from videomolmo_ros.contracts.interfaces import NoOptions
 from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandRequest, CommandState
+from videomolmo_ros.pipeline.health import Level
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig, TakeTurns
 
 CPU = torch.device("cpu")
 
 
-def make(pointer_options=None, propagate=True, **config):
+def make(pointer_options=None, propagate=True, pointer=None, propagator=None, **config):
+    """A started pipeline with the oracle doubles (or `pointer`, `propagator`) and a list sink."""
     sink = ListSinkDouble()
     pipeline = PerceptionPipeline(
         PipelineConfig(**config),
         CPU,
-        ColorOraclePointerDouble(pointer_options or OracleOptions(), CPU),
-        ColorOraclePropagatorDouble(NoOptions(), CPU) if propagate else None,
+        pointer or ColorOraclePointerDouble(pointer_options or OracleOptions(), CPU),
+        propagator or (ColorOraclePropagatorDouble(NoOptions(), CPU) if propagate else None),
         sink,
     )
     pipeline.start()
@@ -163,6 +166,35 @@ def test_model_failures_are_reported_and_other_commands_keep_working():
         pipeline.close()
     assert pipeline.counters.snapshot()["grounding_failures"] >= 1
     assert any("failed" in message for key, message in sink.problems if key == "grounding_failures")
+
+
+def test_a_pointer_failing_on_every_query_is_judged_sick_with_its_error():
+    pipeline, sink = make(pointer=FailingPointerDouble(NoOptions(), CPU))
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 2.5)  # a new context window every 0.5 s: each one grounded, and failing
+        assert wait_for(lambda: pipeline.pointer_health.status().level == Level.WARN, 10), pipeline.counters.snapshot()
+    finally:
+        pipeline.close()
+    status = pipeline.pointer_health.status()
+    assert status.message.startswith("the last ") and POINTER_ERROR in status.message
+    assert status.values["failures"] == str(pipeline.counters.snapshot()["grounding_failures"])
+    assert pipeline.propagator_health.status().level == Level.OK and not sink.targets
+
+
+def test_a_propagator_failing_on_every_step_is_judged_sick_and_the_pointer_well():
+    pipeline, sink = make(propagator=FailingPropagatorDouble(NoOptions(), CPU))
+    try:
+        pipeline.submit_command(CommandRequest("r", "red"))
+        play(pipeline, 2.0)
+        assert wait_for(lambda: pipeline.propagator_health.status().level == Level.WARN, 10)
+    finally:
+        pipeline.close()
+    status = pipeline.propagator_health.status()
+    assert PROPAGATOR_ERROR in status.values["last_error"] and "propagation steps failed" in status.message
+    assert status.values["failures"] == str(pipeline.counters.snapshot()["propagation_failures"])
+    assert pipeline.pointer_health.status().level == Level.OK and sink.targets
+    assert not any(m.ids for m in sink.masks)
 
 
 def test_without_a_propagator_tracks_come_from_groundings():

@@ -203,6 +203,11 @@ class DiagnosticsRecorder:
         with self._lock:
             self._arrays.append(msg)
 
+    def latest(self):
+        """The newest DiagnosticArray received, or None."""
+        with self._lock:
+            return self._arrays[-1] if self._arrays else None
+
     def status(self, name: str):
         """The newest status whose name ends with `name` ("main: camera input"), or None."""
         with self._lock:

@@ -12,7 +12,8 @@ what the node asks of a pointer at configure (the frames it reads, what it says 
 context window, its description). Per-frame features a temporal model caches (VideoMolmo) are
 kept in the child, by frame, as the frame buffer keeps them in-process. A model error in the
 child is raised here as a RuntimeError with its message (the pipeline counts it); a child that
-died is started again at the next query.
+died is started again at the next query. While it cannot be (the model no longer loads), `down`
+says how the child ended and why it does not start again, for the diagnostics.
 """
 
 import contextlib
@@ -31,10 +32,11 @@ from videomolmo_ros.backends.registry import create
 from videomolmo_ros.contracts.frames import FrameMeta, FrameWindow
 from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
 from videomolmo_ros.contracts.interfaces import BackendError, Pointer
-from videomolmo_ros.io.child_process import stop_child
+from videomolmo_ros.io.child_process import exit_cause, stop_child
 
 _FEATURE_FRAMES = 64  # frames whose cached features the child keeps (a few context windows)
 _START_TIMEOUT_S = 600.0  # loading a large model from disk
+_EXIT_STATUS_WAIT_S = 2.0  # for the exit status of a child whose connection broke
 # The child: a fresh interpreter running this module (not multiprocessing's spawn, which runs the
 # parent's main script again: the node's console script has no __main__ guard).
 _CHILD = "import sys; from videomolmo_ros.backends.pointer_process import child_main; child_main(int(sys.argv[1]))"
@@ -49,6 +51,8 @@ class PointerProcess(Pointer):
         self._lock = threading.Lock()  # one query at a time (cameras take turns anyway)
         self._memory: shared_memory.SharedMemory | None = None
         self._process = None
+        self._death: str | None = None  # how the last serving child ended, until another one starts
+        self._restart_error: str | None = None  # why the last attempt to start another one failed
         self._start()
 
     def describe(self) -> str:
@@ -70,10 +74,17 @@ class PointerProcess(Pointer):
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def down(self) -> str | None:
+        """Why no child can answer: how the last one ended and why another did not start; None while one can."""
+        if self._restart_error is None:
+            return None
+        return f"the pointer process {self._death} and could not be started again: {self._restart_error}"
+
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         with self._lock:
             if not self.alive:
-                self._start()  # it died (out of memory, a crash): the next query gets a new one
+                self._restart()  # it died (out of memory, a crash): the next query gets a new one
             images = window.images.cpu().numpy()
             memory = self._shared(images.nbytes)
             np.copyto(np.ndarray(images.shape, np.uint8, memory.buf), images)
@@ -81,7 +92,12 @@ class PointerProcess(Pointer):
                 self._conn.send(("ground", memory.name, images.shape, window.metas, query, int(mode)))
                 kind, value = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError) as error:
-                raise RuntimeError(f"pointer process exited during a query ({error!r}); restarting it") from error
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(_EXIT_STATUS_WAIT_S)
+                ended = exit_cause(self._process.returncode)
+                raise RuntimeError(
+                    f"the pointer process {ended} during a query; it starts again at the next one"
+                ) from error
         if kind == "failed":
             raise RuntimeError(f"pointer process: {value}")
         return value
@@ -99,6 +115,16 @@ class PointerProcess(Pointer):
     def _ask_to_stop(self) -> None:
         with contextlib.suppress(OSError):
             self._conn.send(("stop",))
+
+    def _restart(self) -> None:
+        """Another child for the one that died; if it does not start, `down` says why until one does."""
+        self._death = self._death or exit_cause(self._process.returncode)  # the serving child's end, not a retry's
+        try:
+            self._start()
+        except Exception as error:
+            self._restart_error = str(error) or repr(error)
+            raise
+        self._death = self._restart_error = None
 
     def _start(self) -> None:
         """A new child on one end of a socket pair (no fork of a process with threads and CUDA); wait until ready."""

@@ -2,7 +2,8 @@
 
 A callback converts and hands over; it never runs a model. A message it cannot use is
 rejected with its reason and counted on the camera; a bug in a callback is counted and logged
-(`internal_errors`), never the end of the node. Sizes are checked against the camera's
+(`internal_errors`), never the end of the node, also when it comes while the camera has no
+pipeline (NodeCamera.problem). Sizes are checked against the camera's
 max_width x max_height from what the message claims, before anything is decoded or copied.
 
 The subscriptions live from activate to deactivate, as a lifecycle node's work does: an inactive
@@ -10,6 +11,7 @@ node takes in no frames (a callback still in flight at deactivate drops its mess
 """
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ from videomolmo_ros.node import messages
 from videomolmo_ros.node.guarded import guarded
 from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.pipeline.cameras import CameraConfig
+from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.decode_worker import DecodeWorker
 from videomolmo_ros.pipeline.health import HealthMonitor
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
@@ -46,12 +49,18 @@ RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": Reliabi
 
 @dataclass
 class NodeCamera:
-    """One camera's share of the node: settings, pipeline, depth, health, debug view."""
+    """One camera's share of the node: settings, pipeline, depth, health, debug view.
+
+    `report(key, message)` logs a problem (rate-limited); `counters` keep the problems counted while
+    the camera has no pipeline (inactive), for the diagnostics of the next activation.
+    """
 
     config: CameraConfig
     debug_image_pub: object
     depths: DepthSync
+    report: Callable[[str, str], None]
     health: HealthMonitor = field(default_factory=HealthMonitor)
+    counters: Counters = field(default_factory=Counters)
     intrinsics: CameraIntrinsics | None = None
     pipeline: PerceptionPipeline | None = None
     decoder: DecodeWorker | None = None
@@ -62,6 +71,22 @@ class NodeCamera:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def problem(self, key: str, message: str) -> None:
+        """Count a problem under `key` and log it: on the pipeline, or on the camera while it has none."""
+        pipeline = self.pipeline  # once: deactivate may take it meanwhile
+        if pipeline is not None:
+            pipeline.problem(key, message)
+            return
+        self.counters.add(key)
+        self.report(key, f"camera {self.name}: {message}")
+
+    def counts(self) -> dict[str, int]:
+        """The pipeline's counters plus those counted while the camera had no pipeline."""
+        counts = Counter(self.counters.snapshot())
+        if (pipeline := self.pipeline) is not None:
+            counts.update(pipeline.counters.snapshot())
+        return dict(counts)
 
 
 def image_qos(camera: CameraConfig) -> QoSProfile:
@@ -117,7 +142,8 @@ class CameraInputs:
 
     @staticmethod
     def _reporter(camera: NodeCamera) -> Callable[[str], None]:
-        return lambda text: camera.pipeline.problem("internal_errors", text) if camera.pipeline else None
+        """Where a bug in one of the camera's callbacks is counted and logged (`internal_errors`), pipeline or not."""
+        return functools.partial(camera.problem, "internal_errors")
 
     def _on_image(self, camera: NodeCamera, msg: Image) -> None:
         if self._bad_header(camera, msg):

@@ -1,15 +1,31 @@
-"""/diagnostics at 1 Hz and the counters in the log: how each camera, and the model, are doing."""
+"""/diagnostics at 1 Hz and the counters in the log: how each camera, and its models, are doing.
+
+As diagnostic_updater publishes them: each status is named "<node>: <task>" ("perception_node:
+main: camera input"), says which hardware it is about (`hardware_id`: a camera's statuses its image
+topic, a model's and the device's the device), and has a DiagnosticStatus level constant.
+"""
+
+from dataclasses import replace
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.node.camera_inputs import NodeCamera
 from videomolmo_ros.pipeline.cameras import BufferBudget
+from videomolmo_ros.pipeline.health import HealthStatus, Level, device_status
+
+LEVELS = {
+    Level.OK: DiagnosticStatus.OK,
+    Level.WARN: DiagnosticStatus.WARN,
+    Level.ERROR: DiagnosticStatus.ERROR,
+    Level.STALE: DiagnosticStatus.STALE,
+}
 
 
 class Diagnostics:
-    """Each camera's statuses, named "<node>: <camera>: <status>"; the model's once."""
+    """Each camera's statuses and its models' ("<node>: <camera>: <status>"); the device's once."""
 
     def __init__(self, node: Node, cameras: dict[str, NodeCamera], budget: BufferBudget, device: torch.device):
         self._node = node
@@ -27,45 +43,55 @@ class Diagnostics:
         return timers
 
     def publish(self) -> None:
-        gpu = torch.cuda.memory_allocated(self._device) if self._device.type == "cuda" else None
         now_s = self._node.get_clock().now().nanoseconds / 1e9
         array = DiagnosticArray()
         array.header.stamp = self._node.get_clock().now().to_msg()
-        for index, camera in enumerate(self._cameras.values()):
-            pipeline = camera.pipeline
-            if pipeline is None:
-                continue
-            if warning := camera.health.missing_frames_warning():  # once: the camera status keeps counting
-                self._node.get_logger().warning(f"camera {camera.name}: {warning}")
-            statuses = camera.health.report(
-                now_s,
-                pipeline.counters.snapshot(),
-                (len(pipeline.stream), pipeline.stream.capacity),
-                pipeline.last_grounding_s,
-                "active",
-                gpu,
-                (pipeline.buffer_bytes, self._budget.per_camera[camera.name]),
-            )
-            for status in statuses:
-                if status.name == "model" and index > 0:
-                    continue
-                name = status.name if status.name == "model" else f"{camera.name}: {status.name}"
-                array.status.append(self._status(name, status))
+        for camera in self._cameras.values():
+            array.status.extend(self._camera_statuses(camera, now_s))
+        gpu = torch.cuda.memory_allocated(self._device) if self._device.type == "cuda" else None
+        array.status.append(self._status(device_status(str(self._device), gpu), str(self._device)))
         self._pub.publish(array)
 
-    def _status(self, name: str, status) -> DiagnosticStatus:
+    def _camera_statuses(self, camera: NodeCamera, now_s: float) -> list[DiagnosticStatus]:
+        """The camera's statuses and its pointer's and propagator's; none while it has no pipeline."""
+        pipeline = camera.pipeline
+        if pipeline is None:
+            return []
+        if warning := camera.health.missing_frames_warning():  # once: the camera status keeps counting
+            self._node.get_logger().warning(f"camera {camera.name}: {warning}")
+        statuses = camera.health.report(
+            now_s,
+            camera.counts(),
+            (len(pipeline.stream), pipeline.stream.capacity),
+            pipeline.last_grounding_s,
+            (pipeline.buffer_bytes, self._budget.per_camera[camera.name]),
+        )
+        topic = self._node.resolve_topic_name(camera.config.image_topic)
+        result = [self._status(status, topic, camera.name) for status in statuses]
+        for model, health in (
+            (pipeline.pointer, pipeline.pointer_health),
+            (pipeline.propagator, pipeline.propagator_health),
+        ):
+            if model is not None:
+                status = health.status(model.down if isinstance(model, PointerProcess) else None)
+                status = replace(status, values={"backend": model.describe(), **status.values})
+                result.append(self._status(status, str(self._device), camera.name))
+        return result
+
+    def _status(self, status: HealthStatus, hardware_id: str, camera: str = "") -> DiagnosticStatus:
+        task = f"{camera}: {status.name}" if camera else status.name
         return DiagnosticStatus(
-            level=bytes([int(status.level)]),
-            name=f"{self._node.get_name()}: {name}",
+            level=LEVELS[status.level],
+            name=f"{self._node.get_name()}: {task}",
             message=status.message,
-            hardware_id=self._node.get_fully_qualified_name(),
+            hardware_id=hardware_id,
             values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
         )
 
     def log_stats(self) -> None:
         """Each camera's counters, when they changed since the last time."""
         for camera in self._cameras.values():
-            counts = camera.pipeline.counters.snapshot() if camera.pipeline else {}
+            counts = camera.counts()
             if counts != self._last_stats.get(camera.name, {}):
                 self._last_stats[camera.name] = counts
                 text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

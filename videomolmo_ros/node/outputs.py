@@ -61,7 +61,7 @@ class Outputs:
         self._extra(camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.tracks))
         camera.last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
-        self._vision.publish(output, msg, camera.pipeline.problem if camera.pipeline else self.problem)
+        self._vision.publish(output, msg, camera.problem)
         camera.health.outputs_published(output.meta.stamp_ns, self._node.get_clock().now().nanoseconds / 1e9)
         if self._settings.debug_views and self._debug_markers_pub.get_subscription_count() > 0:
             self._extra(camera, "markers", lambda: self._debug_markers_pub.publish(markers(msg)))
@@ -78,9 +78,7 @@ class Outputs:
         try:
             make()
         except Exception as error:
-            camera.pipeline.problem(
-                f"extras_failed_{name}", f"{name} left out: {error!r}\n{traceback.format_exc(limit=-3)}"
-            )
+            camera.problem(f"extras_failed_{name}", f"{name} left out: {error!r}\n{traceback.format_exc(limit=-3)}")
 
     # ------------------------------------------------------------------ 3D positions
 

@@ -144,6 +144,7 @@ class PerceptionNode(LifecycleNode):
                 c,
                 self.create_lifecycle_publisher(Image, _debug_topic(c, settings.cameras), 2),
                 DepthSync(settings.depth_sync_tolerance_s),
+                self.problem,
             )
             for c in settings.cameras
         }
@@ -269,8 +270,8 @@ class PerceptionNode(LifecycleNode):
 
     def internal_error(self, text: str) -> None:
         """A bug in a callback that belongs to no camera: counted on the default camera and logged."""
-        pipelines = self._pipelines()
-        pipelines[0].problem("internal_errors", text) if pipelines else self.problem("internal_errors", text)
+        cameras = list(self._cameras.values())
+        cameras[0].problem("internal_errors", text) if cameras else self.problem("internal_errors", text)
 
 
 def main(args: list[str] | None = None) -> int:

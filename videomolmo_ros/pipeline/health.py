@@ -1,10 +1,10 @@
 """The node's health as a few named statuses, ready to publish as diagnostic_msgs/DiagnosticArray.
 
 An operator (rqt_robot_monitor, a fleet dashboard) should see at a glance whether the camera is
-arriving, outputs are going out and how late, the model is answering, and whether anything was
-dropped or reset recently, without reading logs. The node feeds `HealthMonitor` one event per
-image and per published frame (any thread) and asks for `report` on a timer; this module knows
-nothing of ROS (the node converts `HealthStatus` to DiagnosticStatus).
+arriving, outputs are going out and how late, the models are answering (model_health.py), and
+whether anything was dropped or reset recently, without reading logs. The node feeds
+`HealthMonitor` one event per image and per published frame (any thread) and asks for `report`
+on a timer; this module knows nothing of ROS (the node converts `HealthStatus` to DiagnosticStatus).
 
 Memory is bounded on an endless stream: rates and latencies come from a sliding window of the
 last `window_s` seconds holding at most `max_events` events.
@@ -29,8 +29,9 @@ DROP_COUNTERS = (
     "commands_rejected",
     "camera_info_rejected",
     "points_dropped_low_score",
+    "internal_errors",
 )
-# Of those, the ones worth a warning when they grow: lost data or refused requests. Skipped
+# Of those, the ones worth a warning when they grow: lost data, refused requests, bugs. Skipped
 # frames (tracking slower than the camera, catch-up over its bound), frames released unfused and
 # points below the configured score are the designed degradation, reported but not warned about.
 WARN_COUNTERS = (
@@ -39,6 +40,7 @@ WARN_COUNTERS = (
     "outputs_dropped_",
     "commands_rejected",
     "camera_info_rejected",
+    "internal_errors",
 )
 NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the
@@ -228,8 +230,6 @@ class HealthMonitor:
         counters: Mapping[str, int],
         buffer_fill: tuple[int, int],
         grounding_latency_s: float | None,
-        model_state: str,
-        gpu_memory_bytes: int | None,
         buffer_memory: tuple[int, int] | None = None,
     ) -> list[HealthStatus]:
         """The statuses now; `counters` is the pipeline's counter snapshot (PerceptionPipeline.counters).
@@ -246,7 +246,6 @@ class HealthMonitor:
                 _drops(counters, new),
                 _time(counters, new),
                 _buffers(buffer_fill, buffer_memory),
-                _model(model_state, gpu_memory_bytes),
             ]
 
     def _camera(self, now_s: float, counters: Mapping[str, int]) -> HealthStatus:
@@ -352,10 +351,9 @@ def _buffers(fill: tuple[int, int], memory: tuple[int, int] | None) -> HealthSta
     return HealthStatus("buffers", Level.OK, message, values)
 
 
-def _model(state: str, gpu_memory_bytes: int | None) -> HealthStatus:
-    values = {"state": state}
-    message = state
-    if gpu_memory_bytes is not None:
-        values["gpu_memory_bytes"] = str(gpu_memory_bytes)
-        message += f", {gpu_memory_bytes / 2**20:.0f} MiB GPU memory"
-    return HealthStatus("model", Level.OK, message, values)
+def device_status(device: str, gpu_memory_bytes: int | None) -> HealthStatus:
+    """The device the models and buffers are on, and the GPU memory allocated there (None on a CPU)."""
+    if gpu_memory_bytes is None:
+        return HealthStatus("device", Level.OK, device, {})
+    message = f"{device}, {gpu_memory_bytes / 2**20:.0f} MiB allocated"
+    return HealthStatus("device", Level.OK, message, {"gpu_memory_bytes": str(gpu_memory_bytes)})

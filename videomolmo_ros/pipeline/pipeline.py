@@ -13,7 +13,8 @@ Drop policy (every drop is counted in `counters` under the name given here):
   frames: only the newest frame is tracked (`frames_skipped_tracking_busy`);
 - an object prompted on an older frame is carried through the frames tracked since (catch-up,
   `catch_up_frames`), at most `catch_up_max_frames_per_step` of them per live step, spread over
-  the span; the others are skipped (`catch_up_skipped`); frames older than `catch_up_s` are not kept;
+  the span; the others are skipped (`catch_up_skipped`), and so are the steps planned after one that
+  failed; frames older than `catch_up_s` are not kept;
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
@@ -52,6 +53,7 @@ from videomolmo_ros.pipeline.commands import (
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import TAU
+from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import OutputSink
 from videomolmo_ros.pipeline.publisher import QueuedSink
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
@@ -146,6 +148,7 @@ class PerceptionPipeline:
             config, device, propagator, TrackManager(config.tracker, track_ids, config.max_result_age_s), self
         )
         self.last_grounding_s: float | None = None
+        self.pointer_health, self.propagator_health = ModelHealth("pointer", "grounding"), self._stage.health
         self._wake = threading.Condition()
         self._results: deque[Grounded] = deque()
         self._controls: deque[Callable[[], None]] = deque()
@@ -371,8 +374,8 @@ class PerceptionPipeline:
         return True
 
     def _ground(self, window: FrameWindow, command: Command) -> GroundingResult:
-        """One pointer call, in this camera's turn on the model; its time (not the wait) is reported."""
-        with self._pointer_turns.turn():
+        """One pointer call, in this camera's turn on the model, judged; its time (not the wait) is reported."""
+        with self._pointer_turns.turn(), self.pointer_health.call():
             started = time.monotonic()
             try:
                 return self.pointer.ground(window, command.query, command.mode)

@@ -4,10 +4,11 @@ Only the tracking worker calls into a TrackingStage (the pipeline queues every o
 to it), so nothing here takes a lock.
 """
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
+from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 
 FUSION_MODES = ("forward", "bidirectional")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ def make_fuser(
 
 
 class TrackingStage:
-    """Turns groundings into prompts and tracks, and each tracked frame into published tracks and masks."""
+    """Turns groundings into prompts and tracks, and each tracked frame into published tracks and masks.
+
+    `health` judges the propagator from how its calls went (model_health.py).
+    """
 
     def __init__(
         self,
@@ -109,6 +115,7 @@ class TrackingStage:
         self._problem = problem
         self._catch_up = catch_up or CatchUp(0.0, 1)
         self.frames = frames or TrackedFrames(2)  # the tracker's own copies of the frames it tracks
+        self.health = ModelHealth("propagator", "propagation step")
         self._published: dict[str, Command] = {}  # the commands frames were published for, by id
 
     def take(self, stream: FrameBuffer) -> Frame | None:
@@ -205,18 +212,27 @@ class TrackingStage:
         there, so a later grounding of one of those frames finds them.
         """
         plan = self._catch_up.plan(self.frames.recent())
-        for frame, object_ids in plan.steps:
-            try:
-                stepped = self.propagator.step(frame, object_ids)
-            except Exception as error:
-                self._problem("propagation_failures", f"catch-up propagation failed: {error!r}")
-                return
+        skipped = plan.skipped
+        for done, (frame, object_ids) in enumerate(plan.steps):
+            stepped = self._call("catch-up propagation", functools.partial(self.propagator.step, frame, object_ids))
+            if stepped is None:
+                skipped += len(plan.steps) - done  # this step and the planned ones after it
+                break
             self._counters.add("catch_up_frames")
             masks = self._cpu_masks(stepped, frame)
             self.tracker.sighted_masks(masks, frame.meta.stamp_ns)
             if self._fuser is not None:
                 self._amend_held(frame, masks)
-        self._counters.add("catch_up_skipped", plan.skipped)
+        self._counters.add("catch_up_skipped", skipped)
+
+    def _call(self, what: str, call: Callable[[], T]) -> T | None:
+        """A propagator call, judged by `health`; its failure is counted and reported, and gives None."""
+        try:
+            with self.health.call():
+                return call()
+        except Exception as error:
+            self._problem("propagation_failures", f"{what} failed: {error!r}")
+            return None
 
     def _amend_held(self, frame: Frame, masks: dict[int, tuple[np.ndarray, float]]) -> None:
         held = next((t for t in self._fuser.held() if t.frame.meta.stamp_ns == frame.meta.stamp_ns), None)
@@ -226,10 +242,8 @@ class TrackingStage:
 
     def track(self, frame: Frame) -> None:
         """Step the propagator on `frame`; publish its tracks and masks (or hold them for fusion)."""
-        try:
-            stepped = self.propagator.step(frame)
-        except Exception as error:
-            self._problem("propagation_failures", f"mask propagation failed: {error!r}")
+        stepped = self._call("mask propagation", functools.partial(self.propagator.step, frame))
+        if stepped is None:
             return
         self._counters.add("frames_tracked")
         masks = self._cpu_masks(stepped, frame)
@@ -271,14 +285,12 @@ class TrackingStage:
         anchor = held[-1]
         span = [*self._fuser.frames_needing_backward(anchor), anchor]
         frames = [t.frame for t in span] + ([keyframe] if anchor.frame.meta.stamp_ns != stamp else [])
-        try:
-            backward = self.propagator.propagate(frames, prompts, reverse=True)
-        except Exception as error:
-            self._problem("propagation_failures", f"backward pass for mask fusion failed: {error!r}")
-            backward = []
+        backward = self._call(
+            "backward pass for mask fusion", functools.partial(self.propagator.propagate, frames, prompts, reverse=True)
+        )
         by_frame = {
             t.frame.meta.stamp_ns: {i: mask for i, (mask, _) in self._cpu_masks(masks, t.frame).items()}
-            for t, masks in zip(span, backward, strict=False)  # `backward` may also cover the keyframe
+            for t, masks in zip(span, backward or [], strict=False)  # `backward` may also cover the keyframe
         }
         self._publish_released(self._fuser.keyframe(anchor, by_frame))
 
