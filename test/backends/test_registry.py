@@ -89,7 +89,10 @@ class DescribedPointer(ColorOraclePointerDouble):
         # The comment lines right above a field
         # are its description when nothing is beside it.
         above: int = 1
-        several: int = 2  # beside the last line of a field written over several
+        several: tuple = (
+            1,
+            2,
+        )  # beside the last line of a field written over several
         bare: int = 0
 
 
