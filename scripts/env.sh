@@ -12,7 +12,7 @@ export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 # Raw camera frames above 512 KB are lost at camera rate under Fast DDS's defaults: every process
-# of this shell publishes with larger shared-memory segments (README, "Large images over DDS"),
+# of this shell publishes with larger shared-memory segments (docs/large-images.md),
 # unless a profile of your own is set already. Kilted's Fast DDS 3 reads FASTDDS_*.
 if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE+set}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE+set}" ]; then
   export FASTDDS_DEFAULT_PROFILES_FILE="$_vmr_root/config/fastdds_large_data.xml"

@@ -13,7 +13,7 @@ PACKAGE_XML = ET.parse(ROOT / "package.xml").getroot()
 
 # Every third-party module the package, its launch file or its tests import -> its rosdep key
 # (a ROS package name, or a key of ros/rosdistro's rosdep/python.yaml), or None where rosdep
-# has no key and pip installs it (the README's apt section says how).
+# has no key and pip installs it (docs/setup.md's apt section says how).
 ROSDEP_KEYS: dict[str, str | None] = {
     # ROS
     "rclpy": "rclpy",
@@ -100,11 +100,11 @@ def test_every_third_party_import_has_a_declared_dependency(folders, tags):
     assert missing == {}, f"imported but not declared in package.xml ({', '.join(tags)})"
 
 
-def test_imports_without_a_rosdep_key_are_pinned_and_the_readme_says_how_they_install():
+def test_imports_without_a_rosdep_key_are_pinned_and_the_setup_page_says_how_they_install():
     pinned = "".join(path.read_text() for path in ROOT.glob("*.txt")).lower()
-    apt_section = (ROOT / "README.md").read_text().split("### With ROS 2 from apt")[1].split("\n## ")[0]
+    apt_section = (ROOT / "docs" / "setup.md").read_text().split("## With ROS 2 from apt")[1].split("\n## ")[0]
     for module, key in ROSDEP_KEYS.items():
         if key is not None:
             continue
         assert module in OPTIONAL or re.search(rf"^{module}==", pinned, re.MULTILINE), f"{module} is not pinned"
-        assert module in apt_section, f"the README's apt section does not say how {module} gets installed"
+        assert module in apt_section, f"docs/setup.md's apt section does not say how {module} gets installed"

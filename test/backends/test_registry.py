@@ -82,6 +82,34 @@ def test_option_defaults_read_the_options_dataclass():
     assert option_defaults(ColorOraclePropagatorDouble) == {}  # NoOptions
 
 
+class DescribedPointer(ColorOraclePointerDouble):
+    @dataclasses.dataclass(frozen=True)
+    class Options:  # nested, so its source is indented
+        beside: str = "x#y"  # the comment beside the field, not the '#' in its default
+        # The comment lines right above a field
+        # are its description when nothing is beside it.
+        above: int = 1
+        several: tuple = (
+            1,
+            2,
+        )  # beside the last line of a field written over several
+        bare: int = 0
+
+
+def test_an_options_comment_is_its_parameter_description():
+    assert registry.option_descriptions(DescribedPointer) == {
+        "beside": "the comment beside the field, not the '#' in its default",
+        "above": "The comment lines right above a field are its description when nothing is beside it.",
+        "several": "beside the last line of a field written over several",
+    }
+    assert registry.option_descriptions(FactoryPointer) == {}
+    shipped = {**dict.fromkeys(registry.POINTERS, Pointer), **dict.fromkeys(registry.PROPAGATORS, MaskPropagator)}
+    for name, kind in shipped.items():
+        cls = resolve(name, kind)
+        missing = set(option_defaults(cls)) - set(registry.option_descriptions(cls))
+        assert not missing, f"{name}: options without a comment saying what they are: {missing}"
+
+
 def test_create_passes_device_and_options_through():
     backend = create(POINTER_SPEC, Pointer, CPU, {"fail_on": "boom"})
     assert isinstance(backend, ColorOraclePointerDouble)

@@ -2,6 +2,7 @@
 
 import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
+from parameter_reference import documented_parameters
 from polling import wait_for
 from ros_harness import (
     DOUBLES,
@@ -22,6 +23,9 @@ from videomolmo_ros.msg import CommandStatus, GroundingCommand, ObjectTrack
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.io.mask_codec import decode_masks
+
+# What rclpy declares on every node.
+ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 
 
 def test_targets_tracks_and_masks_follow_the_objects_with_source_headers(node, planner):
@@ -139,9 +143,10 @@ def test_without_a_network_the_sam2_default_fails_at_once_naming_both_ways(node)
     assert "facebook/sam2.1-hiera-tiny" in log and "local .pt" in log and "sam2.checkpoint" in log
 
 
-def test_the_code_defaults_are_the_documented_ones(node, planner, tmp_path):
-    """Started without the params file (tiny models for the two checkpoints), every other parameter
-    has the value config/perception.yaml documents, and the params file names only parameters the node has."""
+def test_the_documented_parameters_are_the_declared_ones_with_the_code_defaults(node, planner, tmp_path):
+    """Started without the params file (tiny models for the two checkpoints): the node declares exactly the
+    parameters docs/parameters.md and config/perception.yaml name (less the backends not selected), and every
+    one has the value config/perception.yaml gives."""
     from rcl_interfaces.srv import GetParameters, ListParameters
     from rclpy.parameter import parameter_value_to_python
 
@@ -152,26 +157,26 @@ def test_the_code_defaults_are_the_documented_ones(node, planner, tmp_path):
     assert client.wait_for_service(timeout_sec=20)
     future = client.call_async(ListParameters.Request())
     assert wait_for(future.done, 20)
-    declared = set(future.result().result.names)
+    declared = set(future.result().result.names) - ROS_OWN_PARAMETERS
     file_values = yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"]
-    documented = set(file_values)
-    compared = sorted(name for name in documented & declared if name not in checkpoints)
+    documented = documented_parameters("main")
+    assert set(file_values) == documented, "config/perception.yaml and docs/parameters.md name the same parameters"
+    backends = {**backend_registry.POINTERS, **backend_registry.PROPAGATORS}
+    not_selected = {name for name in documented if name.partition(".")[0] in set(backends) - {"molmo2", "sam2"}}
+    assert sorted(declared - documented) == [], "declared but not documented"
+    assert sorted(documented - not_selected - declared) == [], "documented but not declared"
+    compared = sorted(declared - set(checkpoints))
     getter = planner.node.create_client(GetParameters, "/perception_node/get_parameters")
     future = getter.call_async(GetParameters.Request(names=compared))
     assert wait_for(future.done, 20)
     values = {name: parameter_value_to_python(v) for name, v in zip(compared, future.result().values, strict=True)}
     differ = {name: (values[name], file_values[name]) for name in compared if values[name] != file_values[name]}
     assert differ == {}, "code default != perception.yaml"
-    assert {"pointer_backend", "propagator_backend", "molmo2.dtype", "sam2.memory_frames"} <= set(compared)
-    backends = {**backend_registry.POINTERS, **backend_registry.PROPAGATORS}
-    core = {name for name in documented if name.partition(".")[0] not in backends}
-    assert core <= declared, f"in perception.yaml but unknown to the node: {core - declared}"
-    for backend in backends:
+    for backend in backends:  # the options of the backends not selected too
         options = {name.partition(".")[2] for name in documented if name.startswith(f"{backend}.")}
         kind = Pointer if backend in backend_registry.POINTERS else MaskPropagator
         defaults = backend_registry.option_defaults(backend_registry.resolve(backend, kind))
         assert {option: file_values[f"{backend}.{option}"] for option in options} == defaults, backend
-    assert {"molmo2.model", "sam2.checkpoint"} <= declared, "the selected backends' options are parameters"
 
 
 def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refused(node, tmp_path):

@@ -67,7 +67,7 @@ def test_without_the_profile_lost_frames_are_suspected_and_warned_about(node, pl
     result = subprocess.run(publisher, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert process.wait_for_log("frame(s) never arrived", 30), process.log()
-    assert "README, section 'Large images over DDS'" in process.log()
+    assert "see docs/large-images.md" in process.log()
     missing = lambda: int(diagnostics.values("main: camera input").get("frames_missing_suspected", 0))  # noqa: E731
     assert wait_for(lambda: missing() > 0, 10)
     received = int(diagnostics.values("main: camera input")["frames_received"])

@@ -299,7 +299,7 @@ def test_frames_missing_between_received_stamps_are_counted_at_the_measured_rate
     assert status.level == Level.WARN
     assert status.values["frames_missing_suspected"] == str(monitor.frames_missing_suspected)
     assert float(status.values["camera_rate_hz"]) == pytest.approx(30.0, rel=0.01)
-    assert "never received" in status.message and "Large images over DDS" in status.message
+    assert "never received" in status.message and "see docs/large-images.md" in status.message
     again = report(monitor, T0 + 10.5)["camera input"]
     assert again.values["frames_missing_suspected_new"] == "0" and again.level == Level.OK
 
@@ -343,7 +343,7 @@ def test_the_warning_is_given_once_and_names_the_readme_section():
     feed_stamps(monitor, [*range(10), 12, 13])
     warning = monitor.missing_frames_warning()
     assert "2 frame(s) never arrived" in warning and "30.0 Hz" in warning
-    assert "README, section 'Large images over DDS'" in warning
+    assert "see docs/large-images.md" in warning
     feed_stamps(monitor, [20])
     assert monitor.missing_frames_warning() is None, "once"
     assert monitor.frames_missing_suspected == 8

@@ -1,7 +1,11 @@
 """Find a backend class from a parameter: a registered name or `package.module:Class`."""
 
+import ast
 import dataclasses
 import importlib
+import inspect
+import textwrap
+import tokenize
 from collections.abc import Mapping
 
 import torch
@@ -57,6 +61,36 @@ def option_defaults(cls: type) -> dict[str, object]:
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(cls.Options)
     }
+
+
+def option_descriptions(cls: type) -> dict[str, str]:
+    """Each option's comment in the Options class, beside its field or on the lines just above it.
+
+    The comment is what `ros2 param describe` and docs/parameters.md say of the parameter, so it is
+    written once, where the option is. Options without one (or without source) are left out.
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(cls.Options))  # dedented: an Options class may be nested
+    except (OSError, TypeError):
+        return {}
+    lines = source.splitlines(keepends=True)
+    tokens = tokenize.generate_tokens(iter(lines).__next__)
+    comments = {token.start[0]: token for token in tokens if token.type == tokenize.COMMENT}
+    nodes = ast.walk(ast.parse(source))
+    fields = [n for n in nodes if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    texts = {f.target.id: _comment_of(comments, f.lineno, f.end_lineno or f.lineno) for f in fields}
+    return {name: text for name, text in texts.items() if text}
+
+
+def _comment_of(comments: dict[int, tokenize.TokenInfo], first: int, last: int) -> str:
+    """The comment beside the code of lines `first`..`last` (on the last), else the comment lines right above."""
+    if last in comments:
+        return comments[last].string.lstrip("#").strip()
+    above = []
+    while (comment := comments.get(first - 1)) is not None and not comment.line[: comment.start[1]].strip():
+        above.insert(0, comment.string.lstrip("#").strip())
+        first -= 1
+    return " ".join(above)
 
 
 def read_only_options(cls: type) -> frozenset[str]:

@@ -1,8 +1,8 @@
 """DDS settings for camera-sized messages, in effect in the node and the processes the tools are or start. No ROS.
 
 Fast DDS loses raw frames above its default 512 KB shared-memory segment at camera rate unless the
-PUBLISHING process runs with a profile of larger segments (config/fastdds_large_data.xml; README,
-"Large images over DDS"). perception_node (its debug image is frame-sized) and the tools that
+PUBLISHING process runs with a profile of larger segments (config/fastdds_large_data.xml;
+docs/large-images.md). perception_node (its debug image is frame-sized) and the tools that
 publish frames (video_publisher, replay_bag, the demo) put it in effect before their first DDS
 participant exists, unless the user chose a profile of their own: a variable already set, even to
 an empty value, is kept.

@@ -80,11 +80,7 @@ class Parameters:
         the value, what was expected and the file that gave it.
         """
         if not self._node.has_parameter(name):
-            descriptor = ParameterDescriptor(description=description, read_only=read_only or is_read_only(name))
-            if bounds is not None and isinstance(default, int) and not isinstance(default, bool):
-                descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
-            elif bounds is not None and isinstance(default, float):
-                descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1])]
+            descriptor = describe(name, default, description, bounds, read_only)
             given = self._widen_integer_override(name, default)
             try:
                 self._node.declare_parameter(name, default, descriptor)
@@ -97,6 +93,10 @@ class Parameters:
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(self._mismatch(name, value, default, bounds))
         return value
+
+    def autostart(self) -> bool:
+        """Whether the node configures and activates itself (declared at construction, before the rest)."""
+        return self.declare("autostart", True, "configure and activate at start-up")
 
     def _widen_integer_override(self, name: str, default):
         """The value given for `name` (None if none); an integer given for a double becomes that double."""
@@ -242,13 +242,22 @@ class Parameters:
         spec = self.declare(f"{role}_backend", DEFAULT_BACKENDS[role], what)
         if not spec:
             return None, {}
+        return spec, self.backend_options(spec, kind)
+
+    def backend_options(self, spec: str, kind: type) -> dict:
+        """The options of the backend `spec`, declared as `<prefix>.<option>` with their comments as descriptions."""
         cls = registry.resolve(spec, kind)
         prefix, fixed = registry.parameter_prefix(spec), registry.read_only_options(cls)
-        options = {
-            name: self.declare(f"{prefix}.{name}", default, f"option of {cls.__name__}", read_only=name in fixed)
+        descriptions = registry.option_descriptions(cls)
+        return {
+            name: self.declare(
+                f"{prefix}.{name}",
+                default,
+                descriptions.get(name, f"option of {cls.__name__}"),
+                read_only=name in fixed,
+            )
             for name, default in registry.option_defaults(cls).items()
         }
-        return spec, options
 
     def warn_unknown(self) -> None:
         """Say which given parameters the node has no use for (a typo'd camera or option name).
@@ -275,6 +284,16 @@ def _same_kind(written, default) -> bool:
     if isinstance(default, bool) or isinstance(written, bool):
         return isinstance(default, bool) and isinstance(written, bool)
     return isinstance(written, type(default))
+
+
+def describe(name: str, default, description: str, bounds: tuple | None, read_only: bool) -> ParameterDescriptor:
+    """What `ros2 param describe` says of a parameter: its description, read-only flag and range."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only or is_read_only(name))
+    if bounds is not None and isinstance(default, int) and not isinstance(default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
+    elif bounds is not None and isinstance(default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1])]
+    return descriptor
 
 
 def is_read_only(name: str) -> bool:

@@ -106,7 +106,7 @@ class PerceptionNode(LifecycleNode):
         self._diagnostic_timers: list = []  # diagnostics: made at activate
         self._planner: PlannerApi | None = None  # the parts: made at configure (_wire)
         self._problems = ProblemLog(self.get_logger().warning)
-        self.autostart = self._params.declare("autostart", True, "configure and activate at start-up")
+        self.autostart = self._params.autostart()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ------------------------------------------------------------------ lifecycle

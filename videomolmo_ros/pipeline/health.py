@@ -46,8 +46,8 @@ NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the
 # windows; less is two threads' events arriving slightly out of order, which is harmless.
 CLOCK_JUMP_S = 1.0
-# Where the README tells how to stop large frames being lost before they reach the node.
-LOSS_HELP = "README, section 'Large images over DDS'"
+# Where the docs tell how to stop large frames being lost before they reach the node.
+LOSS_HELP = "see docs/large-images.md"
 
 
 class Level(IntEnum):

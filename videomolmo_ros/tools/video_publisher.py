@@ -5,8 +5,7 @@ or looping, as sensor_msgs/Image (rgb8 / bgr8) or, with --compressed, Compressed
 <topic>/compressed as image_transport names it), each stamped from the node clock (/clock under
 use_sim_time) with --frame-id, on SensorDataQoS (best effort, keep last 5; --reliable for a
 reliable one). A CameraInfo goes out beside every frame when a calibration is given (--fx ...,
-or a camera_info YAML). Large frames need the DDS profile this process puts in effect (README,
-"Large images over DDS").
+or a camera_info YAML). Large frames need the DDS profile this process puts in effect (docs/large-images.md).
 
     video_publisher clip.mp4 --loop
     video_publisher ~/data/davis2016/JPEGImages/480p/dog --fps 24 --compressed

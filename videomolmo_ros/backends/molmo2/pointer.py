@@ -79,12 +79,12 @@ class Molmo2Options:
     dtype: str = startup_only("auto")  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
     quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
     trust_remote_code: bool = startup_only(False)  # never needed for Molmo2; only for checkpoints that ship code
-    max_new_tokens: int = 2048
+    max_new_tokens: int = 2048  # tokens an answer may take at most
     constrained: bool = True  # force the output grammar during decoding
     max_points_per_frame: int = 16  # under the grammar: at most this many points (or objects) per frame
     server_url: str = startup_only("")  # OpenAI-compatible server (e.g. http://gpu-host:8000/v1); empty: run in-process
     server_model: str = startup_only("")  # model name on the server; empty: `model`
-    server_timeout_s: float = 30.0
+    server_timeout_s: float = 30.0  # seconds to wait for the server's answer (a timeout: a counted failure)
 
 
 def missing_checkpoint(model: str, error: Exception, offline: str = "") -> BackendError:

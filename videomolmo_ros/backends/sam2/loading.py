@@ -192,7 +192,7 @@ def load_sam2(options: Sam2Options, device: torch.device):
         from sam2.build_sam import build_sam2_video_predictor
     except ImportError as error:
         raise BackendError(
-            f"SAM2 needs the sam2 package: see requirements-sam2.txt and the README set-up ({error})"
+            f"SAM2 needs the sam2 package: see requirements-sam2.txt and docs/setup.md ({error})"
         ) from error
     config = config_name(options.config)
     overrides = hydra_overrides(options)

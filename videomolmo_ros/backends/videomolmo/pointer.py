@@ -52,7 +52,7 @@ class VideoMolmoOptions:
     revision: str = startup_only("")  # hub revision of the tokenizer; empty: the default branch
     dtype: str = startup_only("auto")  # auto: bfloat16 on GPU, float32 on CPU; or float32, bfloat16, float16
     quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
-    max_new_tokens: int = 512
+    max_new_tokens: int = 512  # tokens an answer may take at most
     constrained: bool = True  # hold decoding to Molmo v1's point grammar
     max_points: int = 16  # under the grammar: points per answer at most
     feature_cache: bool = True  # keep each frame's vision features beside it in the buffer (off: re-encode)
