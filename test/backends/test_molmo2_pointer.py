@@ -169,19 +169,11 @@ def test_a_missing_checkpoint_says_what_to_download_and_where(tmp_path):
         backend_registry.create("molmo2", Pointer, CPU, {"model": str(tmp_path)})  # an empty folder
 
 
-def test_without_a_network_only_the_cache_is_looked_in(monkeypatch):
+def test_without_a_network_only_the_cache_is_looked_in(offline_hub):
     """One refused connection to the hub endpoint (a closed local port), then the message at once."""
-    import socket
-
-    from huggingface_hub import constants
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(BackendError, match=r"no network: .*127\.0\.0\.1.*hf download allenai/Molmo2-4B"):
         backend_registry.create("molmo2", Pointer, CPU, {})
+    assert offline_hub.asked_for("allenai/Molmo2-4B") == [], "only the cache was looked in"
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,6 @@ frame a prompt is keyed to (against a fresh propagator prompted on that frame al
 objects never disturb each other, bounded memory on a long stream, and the separate clip session.
 """
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -337,46 +335,24 @@ def test_missing_checkpoint_names_both_ways_to_one(tmp_path):
         backend_registry.create("sam2", MaskPropagator, CPU, {"config": "small", "checkpoint": str(tmp_path / "x.pt")})
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache of the test's own, and a hub endpoint on a closed local port."""
-    from huggingface_hub import constants
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return tmp_path / "hub"
-
-
-def test_without_a_network_the_hub_is_not_asked_and_the_message_says_so(hub_cache, monkeypatch):
+def test_without_a_network_the_hub_is_not_asked_and_the_message_says_so(offline_hub):
     """One refused connection to the endpoint, then the message: no minutes of the hub client's retries."""
-    import huggingface_hub
-
-    asked, real = [], huggingface_hub.hf_hub_download
-
-    def download(*args, **kwargs):
-        if not kwargs.get("local_files_only"):
-            asked.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     with pytest.raises(BackendError, match=r"no network: http://127\.0\.0\.1:\d+ did not answer") as raised:
         backend_registry.create("sam2", MaskPropagator, CPU, {})
-    assert asked == [], "only the cache was looked in"
+    assert offline_hub.asked_for("facebook/sam2.1-hiera-tiny") == [], "only the cache was looked in"
     assert "facebook/sam2.1-hiera-tiny" in str(raised.value) and "local" in str(raised.value)
 
 
-def test_a_hub_id_in_the_cache_loads_without_a_network(hub_cache, checkpoint):
-    snapshot = hub_cache / "models--facebook--sam2.1-hiera-tiny" / "snapshots" / ("0" * 40)
+def test_a_hub_id_in_the_cache_loads_without_a_network(offline_hub, checkpoint):
+    repo = offline_hub.cache / "models--facebook--sam2.1-hiera-tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     (snapshot / "sam2.1_hiera_tiny.pt").write_bytes(checkpoint.read_bytes())
-    (hub_cache / "models--facebook--sam2.1-hiera-tiny" / "refs").mkdir()
-    (hub_cache / "models--facebook--sam2.1-hiera-tiny" / "refs" / "main").write_text("0" * 40)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
     options = {**options_for(checkpoint), "checkpoint": "facebook/sam2.1-hiera-tiny"}
     propagator = backend_registry.create("sam2", MaskPropagator, CPU, options)
+    assert offline_hub.asked_for("facebook/sam2.1-hiera-tiny") == [], "found in the cache, the hub is not asked"
     saved = torch.load(checkpoint, weights_only=True)["model"]
     assert all(torch.equal(value, saved[name]) for name, value in propagator.model.state_dict().items())
 
