@@ -129,16 +129,13 @@ def test_context_rates_molmo2_was_not_trained_on_are_warned_about_or_refused(che
 
 @pytest.mark.parametrize("mode", [GroundingMode.POINT, GroundingMode.TRACK])
 def test_constrained_answers_always_parse(checkpoint, mode):
+    """Where points land and which carry object ids is checked on given answers (the tests around, the
+    remote ones, test_point_grammar): this random model answers every track query "There are none."."""
     pointer = make(checkpoint)
     for seed in range(4):
-        frames = window(seed)
-        result = pointer.ground(frames, f"the object number {seed}", mode)
+        result = pointer.ground(window(seed), f"the object number {seed}", mode)
         assert re.fullmatch(molmo2_answer_regex(mode.name.lower(), max_points=3), result.raw_output), result.raw_output
         assert result.problems == (), result.problems
-        for point in result.points:
-            assert 0 <= point.frame_index < len(frames)
-            assert 0 <= point.x <= 160 and 0 <= point.y <= 120
-            assert (point.object_id is not None) == (mode is GroundingMode.TRACK)
 
 
 def test_unconstrained_random_output_is_reported_not_raised(checkpoint):

@@ -45,6 +45,7 @@ def test_answers_follow_molmo_v1_grammar_and_land_on_the_newest_frame(checkpoint
         result = pointer.ground(window, f"the mug number {k}", GroundingMode.POINT)
         assert re.fullmatch(molmo_v1_answer_regex(3), result.raw_output), result.raw_output
         assert result.problems == ()
+        assert result.points, "an answer with a point, to land"
         assert all(p.frame_index == len(window) - 1 and 0 <= p.x < 160 and 0 <= p.y < 120 for p in result.points)
 
 

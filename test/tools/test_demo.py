@@ -75,7 +75,7 @@ def test_the_synthetic_scene_runs_end_to_end_and_every_file_agrees_with_the_reco
     assert f"tracks {len(outputs['tracks'])}" in printed
 
 
-def test_offline_without_weights_it_stops_at_once_naming_what_to_download(tmp_path):
+def test_offline_without_weights_it_stops_before_starting_a_node_naming_what_to_download(tmp_path):
     out = tmp_path / "demo_out"
     result = demo(["-o", str(out)], timeout_s=120, HF_HUB_OFFLINE="1", HOME=str(tmp_path))
     assert result.returncode == 1
