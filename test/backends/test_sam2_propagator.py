@@ -16,6 +16,7 @@ from tiny_sam2 import tiny_options as options_for
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.backends.interfaces import MaskPropagator
 from videomolmo_ros.backends.registry import BackendError
+from videomolmo_ros.backends.sam2 import propagator as sam2_propagator
 from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
 from videomolmo_ros.pipeline.frame_buffer import Frame, FrameMeta
@@ -265,17 +266,21 @@ def test_refreshing_an_object_adds_a_conditioning_frame_and_prunes_the_oldest_bu
     assert 8 not in propagator._session.objects[1].recent, "a prompted frame is memory once, as a prompt"
 
 
-def test_memory_is_bounded_on_a_long_stream(checkpoint):
+def test_memory_is_bounded_on_a_long_stream(checkpoint, monkeypatch):
+    """Every store of the live state is full by frame 40 (16 memories, 4 cached features, a timeline cut to
+    32 stamps here instead of 1024, the same code); from then on a store that kept anything per frame
+    (a tensor, a stamp) would differ between frames 40, 80 and 120, by 40 items at least."""
+    monkeypatch.setattr(sam2_propagator, "_TIMELINE_FRAMES", 32)
     propagator = make(checkpoint, memory_frames=16)
     propagator.add_prompts(frame(0), {1: [RED]})
     sizes = {}
-    for k in range(2000):
+    for k in range(120):
         propagator.step(frame(k, size=(64, 48)))
-        if k + 1 in (100, 1000, 2000):
-            sizes[k + 1] = (len(propagator.state_tensors()), propagator.state_bytes())
+        if k + 1 in (40, 80, 120):
+            sizes[k + 1] = (len(propagator.state_tensors()), propagator.state_bytes(), len(propagator._timeline))
     assert propagator.kept_memories() == {1: (1, 16)}
-    assert sizes[100] == sizes[1000] == sizes[2000], sizes
-    assert len(propagator._timeline) <= 1024
+    assert sizes[40] == sizes[80] == sizes[120], sizes
+    assert sizes[120][2] == 32, "the timeline is cut at its bound"
 
 
 def test_propagate_backward_is_a_separate_session(checkpoint):
