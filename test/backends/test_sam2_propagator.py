@@ -34,8 +34,21 @@ def checkpoint(tmp_path_factory):
     return write_tiny_sam2(tmp_path_factory.mktemp("sam2"))
 
 
-def make(checkpoint, **extra) -> Sam2Propagator:
+def load(checkpoint, **extra) -> Sam2Propagator:
+    """A propagator on weights loaded now, through the registry (for tests that patch or hook the model)."""
     return backend_registry.create("sam2", MaskPropagator, CPU, options_for(checkpoint, **extra))
+
+
+_LOADED: dict[tuple, Sam2Propagator] = {}
+
+
+def make(checkpoint, **extra) -> Sam2Propagator:
+    """A propagator with a state of its own on weights loaded once per options: a twin, as a second camera
+    gets (test_a_second_camera_shares_the_weights_and_keeps_its_own_objects: it tracks as a fresh one)."""
+    key = (str(checkpoint), *sorted(extra.items()))
+    if key not in _LOADED:
+        _LOADED[key] = load(checkpoint, **extra)
+    return _LOADED[key].for_another_camera()
 
 
 def frame(k: int, seq: int | None = None, size=(320, 240), offset_ns: int = 0) -> Frame:
@@ -177,14 +190,14 @@ def test_masks_per_object_at_each_frames_resolution(checkpoint):
 
 
 def test_registered_and_loaded_from_the_checkpoint(checkpoint):
-    propagator = make(checkpoint)
+    propagator = load(checkpoint)
     saved = torch.load(checkpoint, weights_only=True)["model"]
     assert propagator.model.image_size == 128 and not propagator.model.training
     assert all(torch.equal(value, saved[name]) for name, value in propagator.model.state_dict().items())
 
 
 def test_image_features_computed_once_per_frame(checkpoint):
-    propagator = make(checkpoint)
+    propagator = load(checkpoint)
     calls = []
     forward_image = propagator.model.forward_image
     propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
@@ -394,7 +407,7 @@ def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint
     assert sorted(head.step(frame(4))) == [1] and sorted(wrist.step(frame(14))) == [2]
     head.reset()
     assert sorted(wrist.step(frame(15))) == [2], "resetting one camera leaves the other tracking"
-    alone = make(checkpoint)
+    alone = load(checkpoint)
     stepped(alone, range(10, 14), {2: [BLUE]})
     for k in (14, 15):
         alone.step(frame(k))
@@ -428,7 +441,7 @@ def test_a_refresh_drops_the_memories_tracked_after_its_frame(checkpoint):
 
 
 def test_retained_frames_keep_their_image_features_for_catch_up(checkpoint):
-    propagator = make(checkpoint, feature_cache_frames=2)
+    propagator = load(checkpoint, feature_cache_frames=2)
     propagator.retain_frames(8)
     calls = []
     forward_image = propagator.model.forward_image
@@ -452,7 +465,7 @@ def stepped_outputs(propagator: Sam2Propagator, f: Frame, batched: bool) -> dict
 
 
 def test_the_objects_of_a_frame_run_as_batches_with_the_per_object_paths_masks(checkpoint):
-    batched, alone = make(checkpoint), make(checkpoint)
+    batched, alone = load(checkpoint), make(checkpoint)  # batched: hooked
     prompts = {i: [(40.0 + 50 * i, 100.0 + 10 * i)] for i in range(1, 5)}
     for propagator in (batched, alone):
         propagator.add_prompts(frame(0), prompts)
