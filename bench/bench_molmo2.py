@@ -1,4 +1,4 @@
-"""Where a Molmo2 query's time goes: preprocessing, prefill, decode; and visual tokens per frame.
+"""Where a Molmo2 query's time goes: preprocessing, prefill, decode, the grammar; and visual tokens per frame.
 
     ./bench/run bench_molmo2 [--frames 8] [--tokens 32]
 
@@ -17,7 +17,9 @@ import numpy as np
 import torch
 import transformers
 from support import write_tiny_molmo2
+from transformers import LogitsProcessorList
 
+from videomolmo_ros.backends.constrained_decoding import grammar_logits_processor
 from videomolmo_ros.backends.molmo2.pointer import Molmo2Options, Molmo2Pointer, printed_time
 from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
@@ -34,6 +36,26 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     for _ in range(repeat):
         result = fn()
     return (time.perf_counter() - start) / repeat, result
+
+
+def grammar_cost(pointer: Molmo2Pointer, inputs, regex: str) -> tuple[int, float]:
+    """New tokens of one constrained answer, and the grammar mask's own seconds per token (replayed alone)."""
+    tokenizer = pointer.processor.tokenizer
+    head_size = pointer.model.get_output_embeddings().weight.shape[0]
+    with torch.inference_mode():
+        output = pointer.model.generate(
+            **inputs,
+            max_new_tokens=pointer.options.max_new_tokens,
+            do_sample=False,
+            logits_processor=LogitsProcessorList([grammar_logits_processor(tokenizer, regex, head_size)]),
+        )
+    prompt_tokens = inputs["input_ids"].shape[1]
+    mask = grammar_logits_processor(tokenizer, regex, head_size)
+    start = time.perf_counter()
+    for end in range(prompt_tokens, output.shape[1]):  # one call per new token, as generate makes them
+        mask(output[:, :end], torch.zeros(1, head_size))
+    tokens = output.shape[1] - prompt_tokens
+    return tokens, (time.perf_counter() - start) / tokens
 
 
 def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, float]:
@@ -55,6 +77,7 @@ def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, fl
         )
     regex = pointer.answer_regex(GroundingMode.POINT, [printed_time(k, fps) for k in steps])
     constrained_s, _ = timed(lambda: pointer.generate(inputs, regex), repeat)
+    constrained_tokens, mask_s = grammar_cost(pointer, inputs, regex)
     patch_id = pointer.model.config.image_patch_id
     return {
         "visual_per_frame": int((inputs["input_ids"] == patch_id).sum()) / frames,
@@ -63,6 +86,9 @@ def measure(folder: Path, frames: int, tokens: int, repeat: int) -> dict[str, fl
         "prefill": prefill_s,
         "decode_per_token": (total_s - prefill_s) / (tokens - 1),
         "constrained_query": constrained_s,
+        "constrained_per_token": (constrained_s - prefill_s) / max(constrained_tokens - 1, 1),
+        "mask_per_token": mask_s,
+        "vocabulary": len(pointer.processor.tokenizer),
         "params_m": sum(p.numel() for p in pointer.model.parameters()) / 1e6,
     }
 
@@ -80,6 +106,7 @@ def main() -> None:
     print(
         f"{'config':>7} {'params M':>9} {'vis tok/frame':>14} {'prompt tok':>11} {'prep ms':>9} {'prefill ms':>11} "
         f"{'decode ms/tok':>14} {'prefill/prep':>13} {'decode/prefill':>15} {'constrained query ms':>21}"
+        f" {'constrained ms/tok':>19} {'mask us/tok':>12} {'vocabulary':>11}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in CONFIGS.items():
@@ -88,9 +115,14 @@ def main() -> None:
                 f"{name:>7} {r['params_m']:9.2f} {r['visual_per_frame']:14.0f} {r['prompt_tokens']:11d} "
                 f"{r['prep'] * 1e3:9.1f} {r['prefill'] * 1e3:11.1f} {r['decode_per_token'] * 1e3:14.2f} "
                 f"{r['prefill'] / r['prep']:13.2f} {r['decode_per_token'] * args.tokens / r['prefill']:15.2f} "
-                f"{r['constrained_query'] * 1e3:21.1f}"
+                f"{r['constrained_query'] * 1e3:21.1f} {r['constrained_per_token'] * 1e3:19.2f} "
+                f"{r['mask_per_token'] * 1e6:12.0f} {r['vocabulary']:11d}"
             )
     print("decode/prefill: decoding all new tokens against one prefill; constrained query: prep excluded.")
+    print(
+        "constrained ms/tok: a constrained query after prefill per new token (grammar set-up included); mask us/tok: "
+        "the grammar mask alone, replaying that answer."
+    )
 
 
 if __name__ == "__main__":

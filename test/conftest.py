@@ -18,5 +18,5 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 torch.set_num_threads(1)
 
-# DDS fixtures (planner, node) for the node tests.
-pytest_plugins = ["ros_fixtures"]
+# DDS fixtures (planner, node) for the node tests; an unreachable model hub for the backends' tests.
+pytest_plugins = ["ros_fixtures", "offline_hub"]

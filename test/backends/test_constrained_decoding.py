@@ -7,7 +7,6 @@ output layer would let the model pick ids it does not have.
 """
 
 import re
-import time
 
 import pytest
 import torch
@@ -355,44 +354,3 @@ def test_a_token_outside_the_grammar_is_an_error(tokenizer):
     off_grammar = tokenizer.convert_tokens_to_ids("b")
     with pytest.raises(RuntimeError, match="left the grammar"):
         processor(torch.tensor([[0, 0, 0, off_grammar]]), torch.zeros(1, HEAD_SIZE))
-
-
-# --- cost --------------------------------------------------------------------------------------
-
-
-def timed_generate(model, tokenizer, processors: list, tokens: int) -> tuple[list[int], float]:
-    """Greedy new tokens (at most `tokens`, exactly that many unconstrained) and seconds per token."""
-    ids = prompt_ids(tokenizer, 0)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=tokens,
-            min_new_tokens=0 if processors else tokens,
-            do_sample=False,
-            logits_processor=LogitsProcessorList(processors),
-        )
-    new = output[0, ids.shape[1] :].tolist()
-    return new, (time.perf_counter() - start) / len(new)
-
-
-def test_report_the_per_token_cost_of_the_constraint(model, tokenizer, capsys):
-    """Printed, not asserted (machines differ); pytest -s shows it."""
-    regex = molmo2_answer_regex("point")
-    timed_generate(model, tokenizer, [], 16)  # warm-up
-    mask = grammar_logits_processor(tokenizer, regex, HEAD_SIZE)
-    constrained, with_mask = timed_generate(model, tokenizer, [mask], 400)
-    _, free = timed_generate(model, tokenizer, [], len(constrained))
-    processor = grammar_logits_processor(tokenizer, regex, HEAD_SIZE)
-    prompt = prompt_ids(tokenizer, 0)
-    start = time.perf_counter()
-    for step in range(len(constrained)):
-        ids = torch.cat([prompt, torch.tensor([constrained[:step]], dtype=torch.long)], dim=1)
-        processor(ids, torch.zeros(1, HEAD_SIZE))
-    alone = (time.perf_counter() - start) / len(constrained)
-    with capsys.disabled():
-        print(
-            f"\n{len(constrained)} tokens, per token: free {free * 1e3:.2f} ms, constrained {with_mask * 1e3:.2f} ms, "
-            f"processor alone {alone * 1e6:.0f} us (vocabulary {len(tokenizer)})"
-        )

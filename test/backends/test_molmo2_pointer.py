@@ -128,16 +128,13 @@ def test_context_rates_molmo2_was_not_trained_on_are_warned_about_or_refused(che
 
 @pytest.mark.parametrize("mode", [GroundingMode.POINT, GroundingMode.TRACK])
 def test_constrained_answers_always_parse(checkpoint, mode):
+    """Where points land and which carry object ids is checked on given answers (the tests around, the
+    remote ones, test_point_grammar): this random model answers every track query "There are none."."""
     pointer = make(checkpoint)
     for seed in range(4):
-        frames = window(seed)
-        result = pointer.ground(frames, f"the object number {seed}", mode)
+        result = pointer.ground(window(seed), f"the object number {seed}", mode)
         assert re.fullmatch(molmo2_answer_regex(mode.name.lower(), max_points=3), result.raw_output), result.raw_output
         assert result.problems == (), result.problems
-        for point in result.points:
-            assert 0 <= point.frame_index < len(frames)
-            assert 0 <= point.x <= 160 and 0 <= point.y <= 120
-            assert (point.object_id is not None) == (mode is GroundingMode.TRACK)
 
 
 def test_unconstrained_random_output_is_reported_not_raised(checkpoint):
@@ -168,19 +165,11 @@ def test_a_missing_checkpoint_says_what_to_download_and_where(tmp_path):
         backend_registry.create("molmo2", Pointer, CPU, {"model": str(tmp_path)})  # an empty folder
 
 
-def test_without_a_network_only_the_cache_is_looked_in(monkeypatch):
+def test_without_a_network_only_the_cache_is_looked_in(offline_hub):
     """One refused connection to the hub endpoint (a closed local port), then the message at once."""
-    import socket
-
-    from huggingface_hub import constants
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(BackendError, match=r"no network: .*127\.0\.0\.1.*hf download allenai/Molmo2-4B"):
         backend_registry.create("molmo2", Pointer, CPU, {})
+    assert offline_hub.asked_for("allenai/Molmo2-4B") == [], "only the cache was looked in"
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,6 @@ frame a prompt is keyed to (against a fresh propagator prompted on that frame al
 objects never disturb each other, bounded memory on a long stream, and the separate clip session.
 """
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +14,7 @@ from tiny_sam2 import OVERRIDES, write_tiny_sam2
 from tiny_sam2 import tiny_options as options_for
 
 from videomolmo_ros.backends import registry as backend_registry
+from videomolmo_ros.backends.sam2 import propagator as sam2_propagator
 from videomolmo_ros.backends.sam2.loading import Sam2Options, hydra_overrides
 from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
 from videomolmo_ros.contracts.frames import Frame, FrameMeta
@@ -34,8 +33,21 @@ def checkpoint(tmp_path_factory):
     return write_tiny_sam2(tmp_path_factory.mktemp("sam2"))
 
 
-def make(checkpoint, **extra) -> Sam2Propagator:
+def load(checkpoint, **extra) -> Sam2Propagator:
+    """A propagator on weights loaded now, through the registry (for tests that patch or hook the model)."""
     return backend_registry.create("sam2", MaskPropagator, CPU, options_for(checkpoint, **extra))
+
+
+_LOADED: dict[tuple, Sam2Propagator] = {}
+
+
+def make(checkpoint, **extra) -> Sam2Propagator:
+    """A propagator with a state of its own on weights loaded once per options: a twin, as a second camera
+    gets (test_a_second_camera_shares_the_weights_and_keeps_its_own_objects: it tracks as a fresh one)."""
+    key = (str(checkpoint), *sorted(extra.items()))
+    if key not in _LOADED:
+        _LOADED[key] = load(checkpoint, **extra)
+    return _LOADED[key].for_another_camera()
 
 
 def frame(k: int, seq: int | None = None, size=(320, 240), offset_ns: int = 0) -> Frame:
@@ -177,14 +189,14 @@ def test_masks_per_object_at_each_frames_resolution(checkpoint):
 
 
 def test_registered_and_loaded_from_the_checkpoint(checkpoint):
-    propagator = make(checkpoint)
+    propagator = load(checkpoint)
     saved = torch.load(checkpoint, weights_only=True)["model"]
     assert propagator.model.image_size == 128 and not propagator.model.training
     assert all(torch.equal(value, saved[name]) for name, value in propagator.model.state_dict().items())
 
 
 def test_image_features_computed_once_per_frame(checkpoint):
-    propagator = make(checkpoint)
+    propagator = load(checkpoint)
     calls = []
     forward_image = propagator.model.forward_image
     propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
@@ -266,17 +278,21 @@ def test_refreshing_an_object_adds_a_conditioning_frame_and_prunes_the_oldest_bu
     assert 8 not in propagator._session.objects[1].recent, "a prompted frame is memory once, as a prompt"
 
 
-def test_memory_is_bounded_on_a_long_stream(checkpoint):
+def test_memory_is_bounded_on_a_long_stream(checkpoint, monkeypatch):
+    """Every store of the live state is full by frame 40 (16 memories, 4 cached features, a timeline cut to
+    32 stamps here instead of 1024, the same code); from then on a store that kept anything per frame
+    (a tensor, a stamp) would differ between frames 40, 80 and 120, by 40 items at least."""
+    monkeypatch.setattr(sam2_propagator, "_TIMELINE_FRAMES", 32)
     propagator = make(checkpoint, memory_frames=16)
     propagator.add_prompts(frame(0), {1: [RED]})
     sizes = {}
-    for k in range(2000):
+    for k in range(120):
         propagator.step(frame(k, size=(64, 48)))
-        if k + 1 in (100, 1000, 2000):
-            sizes[k + 1] = (len(propagator.state_tensors()), propagator.state_bytes())
+        if k + 1 in (40, 80, 120):
+            sizes[k + 1] = (len(propagator.state_tensors()), propagator.state_bytes(), len(propagator._timeline))
     assert propagator.kept_memories() == {1: (1, 16)}
-    assert sizes[100] == sizes[1000] == sizes[2000], sizes
-    assert len(propagator._timeline) <= 1024
+    assert sizes[40] == sizes[80] == sizes[120], sizes
+    assert sizes[120][2] == 32, "the timeline is cut at its bound"
 
 
 def test_propagate_backward_is_a_separate_session(checkpoint):
@@ -336,46 +352,24 @@ def test_missing_checkpoint_names_both_ways_to_one(tmp_path):
         backend_registry.create("sam2", MaskPropagator, CPU, {"config": "small", "checkpoint": str(tmp_path / "x.pt")})
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache of the test's own, and a hub endpoint on a closed local port."""
-    from huggingface_hub import constants
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return tmp_path / "hub"
-
-
-def test_without_a_network_the_hub_is_not_asked_and_the_message_says_so(hub_cache, monkeypatch):
+def test_without_a_network_the_hub_is_not_asked_and_the_message_says_so(offline_hub):
     """One refused connection to the endpoint, then the message: no minutes of the hub client's retries."""
-    import huggingface_hub
-
-    asked, real = [], huggingface_hub.hf_hub_download
-
-    def download(*args, **kwargs):
-        if not kwargs.get("local_files_only"):
-            asked.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     with pytest.raises(BackendError, match=r"no network: http://127\.0\.0\.1:\d+ did not answer") as raised:
         backend_registry.create("sam2", MaskPropagator, CPU, {})
-    assert asked == [], "only the cache was looked in"
+    assert offline_hub.asked_for("facebook/sam2.1-hiera-tiny") == [], "only the cache was looked in"
     assert "facebook/sam2.1-hiera-tiny" in str(raised.value) and "local" in str(raised.value)
 
 
-def test_a_hub_id_in_the_cache_loads_without_a_network(hub_cache, checkpoint):
-    snapshot = hub_cache / "models--facebook--sam2.1-hiera-tiny" / "snapshots" / ("0" * 40)
+def test_a_hub_id_in_the_cache_loads_without_a_network(offline_hub, checkpoint):
+    repo = offline_hub.cache / "models--facebook--sam2.1-hiera-tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     (snapshot / "sam2.1_hiera_tiny.pt").write_bytes(checkpoint.read_bytes())
-    (hub_cache / "models--facebook--sam2.1-hiera-tiny" / "refs").mkdir()
-    (hub_cache / "models--facebook--sam2.1-hiera-tiny" / "refs" / "main").write_text("0" * 40)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
     options = {**options_for(checkpoint), "checkpoint": "facebook/sam2.1-hiera-tiny"}
     propagator = backend_registry.create("sam2", MaskPropagator, CPU, options)
+    assert offline_hub.asked_for("facebook/sam2.1-hiera-tiny") == [], "found in the cache, the hub is not asked"
     saved = torch.load(checkpoint, weights_only=True)["model"]
     assert all(torch.equal(value, saved[name]) for name, value in propagator.model.state_dict().items())
 
@@ -412,7 +406,7 @@ def test_a_second_camera_shares_the_weights_and_keeps_its_own_objects(checkpoint
     assert sorted(head.step(frame(4))) == [1] and sorted(wrist.step(frame(14))) == [2]
     head.reset()
     assert sorted(wrist.step(frame(15))) == [2], "resetting one camera leaves the other tracking"
-    alone = make(checkpoint)
+    alone = load(checkpoint)
     stepped(alone, range(10, 14), {2: [BLUE]})
     for k in (14, 15):
         alone.step(frame(k))
@@ -446,7 +440,7 @@ def test_a_refresh_drops_the_memories_tracked_after_its_frame(checkpoint):
 
 
 def test_retained_frames_keep_their_image_features_for_catch_up(checkpoint):
-    propagator = make(checkpoint, feature_cache_frames=2)
+    propagator = load(checkpoint, feature_cache_frames=2)
     propagator.retain_frames(8)
     calls = []
     forward_image = propagator.model.forward_image
@@ -470,7 +464,7 @@ def stepped_outputs(propagator: Sam2Propagator, f: Frame, batched: bool) -> dict
 
 
 def test_the_objects_of_a_frame_run_as_batches_with_the_per_object_paths_masks(checkpoint):
-    batched, alone = make(checkpoint), make(checkpoint)
+    batched, alone = load(checkpoint), make(checkpoint)  # batched: hooked
     prompts = {i: [(40.0 + 50 * i, 100.0 + 10 * i)] for i in range(1, 5)}
     for propagator in (batched, alone):
         propagator.add_prompts(frame(0), prompts)

@@ -225,17 +225,48 @@ def test_frames_are_buffered_as_given(shape):
     assert np.array_equal(pipeline.stream.latest().image.numpy(), image)
 
 
+class GatedBookDouble(CommandBook):
+    """Holds the tracking worker where it asks which commands run (before it takes a frame), till the test
+    lets it go: the test then knows which frames the worker has looked at, with no sleep."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = threading.Semaphore(0)
+        self.go_on = threading.Semaphore(0)
+
+    def running(self, camera=None):
+        if threading.current_thread().name == "tracking":
+            self.asked.release()
+            self.go_on.acquire(timeout=30)
+        return super().running(camera)
+
+
 def test_no_model_step_and_no_skips_counted_while_no_command_runs():
-    pipeline, sink = make()
+    book, sink = GatedBookDouble(), ListSinkDouble()
+    propagator = ColorOraclePropagatorDouble(NoOptions(), CPU)
+    pipeline = PerceptionPipeline(
+        PipelineConfig(), CPU, ColorOraclePointerDouble(OracleOptions(), CPU), propagator, sink, book
+    )
+    scene = default_scene()
+
+    def submit(k):
+        pipeline.submit_frame(render(scene, k / 20)[0], 10**9 + k * 50_000_000, "cam")
+
+    submit(0)
+    pipeline.start()
     try:
-        play(pipeline, 1.0)
-        time.sleep(0.2)
+        assert book.asked.acquire(timeout=30), "the tracking worker looks at frame 0"
+        for k in range(1, 20):  # frames 1-18 are superseded while the worker is busy with frame 0
+            submit(k)
+        book.go_on.release()
+        assert book.asked.acquire(timeout=30), "then at the newest frame, 19"
     finally:
-        pipeline.close()
+        book.go_on.release()
+        pipeline.close()  # waits for the worker to end its turn on frame 19
     counts = pipeline.counters.snapshot()
     assert counts["frames_received"] == 20
     assert "frames_tracked" not in counts and "frames_skipped_tracking_busy" not in counts
-    assert not sink.tracks and not sink.masks
+    assert not propagator.steps and not sink.tracks and not sink.masks
 
 
 def test_track_answers_prompt_each_object_at_its_latest_sighting():
@@ -295,9 +326,10 @@ def test_bidirectional_fusion_publishes_every_frame_once_late_and_on_the_object(
     assert all_tracked_frames_published(pipeline, sink), "each frame once, in order (the held ones at close)"
     counts = pipeline.counters.snapshot()
     assert counts["fusion_frames_fused"] + counts.get("fusion_frames_unfused", 0) == len(sink.masks)
-    for output in sink.masks:
-        if output.ids:
-            assert iou(output.masks[0], truth[output.meta.stamp_ns]["red"]) > 0.95
+    with_ids = [output for output in sink.masks if output.ids]
+    assert with_ids, "fused frames carry the object"
+    for output in with_ids:
+        assert iou(output.masks[0], truth[output.meta.stamp_ns]["red"]) > 0.95
 
 
 def test_without_keyframes_fusion_releases_frames_at_the_lag_bound_and_counts_them():

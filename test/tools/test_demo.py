@@ -15,6 +15,8 @@ from tiny_sam2 import tiny_options, write_tiny_sam2
 from videomolmo_ros.evaluation.bag_files import read_outputs, stamp_ns
 from videomolmo_ros.evaluation.demo_scene import TabletopScene
 
+FRAMES = 30
+
 
 def demo(args: list[str], timeout_s: float = 600.0, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -43,26 +45,27 @@ def tiny_params(tmp_path_factory):
 
 def test_the_synthetic_scene_runs_end_to_end_and_every_file_agrees_with_the_recorded_outputs(tiny_params, tmp_path):
     out = tmp_path / "demo_out"
-    result = demo(["--params-file", str(tiny_params), "-o", str(out), "--rate", "10"])
+    # 30 of the scene's 90 frames: 3 s of video at 10 Hz, several groundings and every file as from the whole scene.
+    result = demo(["--params-file", str(tiny_params), "-o", str(out), "--rate", "10", "--max-frames", str(FRAMES)])
     assert result.returncode == 0, f"{result.stderr[-3000:]}\n{(out / 'node.log').read_text()[-3000:]}"
     assert {"overlay.mp4", "tracks.csv", "summary.json", "outputs", "node.log"} <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
     scene = TabletopScene()
-    assert summary["frames_published"] == scene.frame_count and summary["query"] == "the red ball"
+    assert summary["frames_published"] == FRAMES and summary["query"] == "the red ball"
 
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
     frames = 0
     while (frame := video.read())[0]:
         frames += 1
         assert frame[1].shape == (scene.height, scene.width, 3)
-    assert frames == scene.frame_count, "every published frame is in the overlay"
+    assert frames == FRAMES, "every published frame is in the overlay"
 
     outputs = read_outputs(out / "outputs")
     assert summary["messages"] == {topic: len(messages) for topic, messages in outputs.items()}
     assert outputs["tracks"] and outputs["masks"], "the node answered"
     assert [s.msg.state for s in outputs["command_status"]][-1] == 2, "the demo stopped its command"
     tracked = {stamp_ns(o.msg.header) for o in outputs["tracks"]}
-    assert summary["frames_tracked"] == len(tracked) <= scene.frame_count
+    assert summary["frames_tracked"] == len(tracked) <= FRAMES
     assert summary["groundings"] == len(outputs["targets"])
     assert summary["tracks"] == sorted({t.id for o in outputs["tracks"] for t in o.msg.tracks})
     with (out / "tracks.csv").open() as file:
@@ -70,12 +73,12 @@ def test_the_synthetic_scene_runs_end_to_end_and_every_file_agrees_with_the_reco
     assert len(rows) == sum(len(o.msg.tracks) for o in outputs["tracks"])
     assert {int(r["stamp_ns"]) for r in rows} <= tracked
     printed = result.stdout
-    assert f"frames: {scene.frame_count} published" in printed and f"{len(tracked)} tracked" in printed
+    assert f"frames: {FRAMES} published" in printed and f"{len(tracked)} tracked" in printed
     assert "latency, frame stamp -> masks received: p50" in printed
     assert f"tracks {len(outputs['tracks'])}" in printed
 
 
-def test_offline_without_weights_it_stops_at_once_naming_what_to_download(tmp_path):
+def test_offline_without_weights_it_stops_before_starting_a_node_naming_what_to_download(tmp_path):
     out = tmp_path / "demo_out"
     result = demo(["-o", str(out)], timeout_s=120, HF_HUB_OFFLINE="1", HOME=str(tmp_path))
     assert result.returncode == 1
