@@ -12,6 +12,11 @@ from pathlib import Path
 # huggingface_hub, which reads these once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
+# Under pytest-xdist each worker (gw0, gw1, ...) is a DDS domain of its own, ROS_DOMAIN_ID + its
+# index: the nodes one worker starts never answer another worker's planners. Set before rclpy starts
+# and before any node process inherits the environment.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + int(worker.removeprefix("gw")))
 
 import torch
 
