@@ -10,7 +10,7 @@ from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands, StopCommand
 
-ANSWER_S = 5.0  # services and lifecycle answer at once; generous for a shared 2-core machine
+ANSWER_S = 5.0  # an executor held by a goal would never answer; generous for a shared 2-core machine
 NEVER = "the purple elephant"  # nothing in the synthetic scene: these goals never succeed
 GOAL_NODE = {**DOUBLES, "max_concurrent_goals": 8}  # the node these tests share
 
@@ -45,7 +45,7 @@ def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_
     assert wait_for(lambda: all(r.done() for r in results[:3]), 10)
     assert [r.result().result.message for r in results[:3]] == ["cancelled"] * 3
 
-    # A goal whose command someone else stops ends at once, aborted, saying why (one of the goals
+    # A goal whose command someone else stops ends, aborted, saying why (one of the goals
     # still running: the cancelled goals' commands are gone).
     running = call(planner, ListCommands, "list_commands", ListCommands.Request(), ANSWER_S).ids
     assert len(running) == 6, running

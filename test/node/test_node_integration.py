@@ -115,8 +115,9 @@ def test_without_a_params_file_the_node_fails_saying_what_to_download(node):
     assert "hf download allenai/Molmo2-4B" in process.log() and "HF_HUB_OFFLINE" in process.log()
 
 
-def test_without_a_network_the_sam2_default_fails_at_once_naming_both_ways(node):
-    """No HF_HUB_OFFLINE, the hub endpoint a closed local port: one refused connection, then the message."""
+def test_without_a_network_the_sam2_default_fails_naming_both_ways(node):
+    """No HF_HUB_OFFLINE, the hub endpoint a closed local port: start-up fails with a message naming the
+    hub repository and the local checkpoint parameter."""
     import socket
 
     with socket.socket() as probe:
@@ -168,9 +169,9 @@ def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refuse
     checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
     overrides = {"molmo2.model": str(checkpoint), "propagator_backend": DOUBLES["propagator_backend"]}
     colliding = node({**overrides, "context_fps": 12.0})
+    untrained = node({**overrides, "context_fps": 5.0})  # both start at once: no DDS between them here
     assert colliding.process.wait(60) == 1
     assert "context_fps 12 Hz is too fast for Molmo2" in colliding.log(), colliding.log()
-    untrained = node({**overrides, "context_fps": 5.0})
     assert untrained.wait_for_log("ready on cpu", 60), untrained.log()
     assert untrained.log().count("Molmo2 was trained on video sampled at 2 Hz") == 1, untrained.log()
 
