@@ -192,8 +192,9 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
     process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 4.0)
-    assert wait_for(lambda: any(t.command_id == "m" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "m" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 4.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets), "points land in the source image"
@@ -205,8 +206,9 @@ def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tm
     process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="s")
-    truth = play(planner, 4.0)
-    assert wait_for(lambda: len(planner.get("masks")) > 5, 30), process.log()
+    masked = lambda: len(planner.get("masks")) > 5  # noqa: E731
+    truth = play(planner, 4.0, until=masked)
+    assert wait_for(masked, 30), process.log()
     assert "Sam2Propagator" in process.log()
     tracks = {stamp_ns(m.header): m for m in planner.get("tracks")}
     for msg in planner.get("masks"):
@@ -232,8 +234,9 @@ def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, plan
     )
     planner.wait_connected(60)
     planner.send_command("the red ball", id="v", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 3.0)
-    assert wait_for(lambda: any(t.command_id == "v" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "v" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 3.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets)
@@ -244,8 +247,9 @@ def test_the_pointer_can_run_in_a_process_of_its_own(node, planner):
     process = node({**DOUBLES, "pointer_process": True})
     planner.wait_connected()
     planner.send_command("the red ball", id="p", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 3.0)
-    assert wait_for(lambda: any(t.command_id == "p" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "p" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 3.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         [target] = msg.targets
         assert truth[stamp_ns(msg.header)]["red"][round(target.y), round(target.x)], "on the red ball"
