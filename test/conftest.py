@@ -18,10 +18,21 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + int(worker.removeprefix("gw")))
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under pytest-xdist a stuck test is ended by the faulthandler watchdog (pyproject.toml), not by
+    pytest-timeout: execnet points a worker's stdout, where pytest-timeout writes its stack dump, at
+    /dev/null; the watchdog writes to stderr, which reaches the terminal. A --timeout given stays."""
+    if worker and config.getvalue("timeout") is None:
+        config.option.timeout = 0
+
 
 # DDS fixtures (planner, node) for the node tests.
 pytest_plugins = ["ros_fixtures"]
