@@ -12,11 +12,27 @@ from pathlib import Path
 # huggingface_hub, which reads these once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
+# Under pytest-xdist each worker (gw0, gw1, ...) is a DDS domain of its own, ROS_DOMAIN_ID + its
+# index: the nodes one worker starts never answer another worker's planners. Set before rclpy starts
+# and before any node process inherits the environment.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + int(worker.removeprefix("gw")))
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under pytest-xdist a stuck test is ended by the faulthandler watchdog (pyproject.toml), not by
+    pytest-timeout: execnet points a worker's stdout, where pytest-timeout writes its stack dump, at
+    /dev/null; the watchdog writes to stderr, which reaches the terminal. A --timeout given stays."""
+    if worker and config.getvalue("timeout") is None:
+        config.option.timeout = 0
+
 
 # DDS fixtures (planner, node) for the node tests; an unreachable model hub for the backends' tests.
 pytest_plugins = ["ros_fixtures", "offline_hub"]

@@ -27,6 +27,7 @@ CAMERAS = {
     "cameras.wrist.queue_depth": 100,  # and keeps every frame while the node is busy: each one is checked
     "cameras.wrist.max_width": 320,
     "cameras.wrist.max_height": 240,
+    "stats_period_s": 1.0,
 }
 HEAD_SCENE = default_scene()  # red and blue
 WRIST_SCENE = [MovingDisc("red", 90, 120, 25, 5.0, 22), MovingDisc("green", 220, 120, 30, 7.0, 26)]
@@ -62,9 +63,12 @@ class TwoCameras:
         publishers = [self.head, self.wrist, self.planner.command_pub]
         assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), 30), "node never subscribed"
 
-    def play(self, seconds: float, first_frame: int = 0, wrist_payload=None) -> None:
-        """Both cameras at FPS; `wrist_payload(k, image)` may replace the wrist's JPEG bytes."""
+    def play(self, seconds: float, first_frame: int = 0, wrist_payload=None, until=None) -> None:
+        """Both cameras at FPS, for `seconds` or until `until()` holds; `wrist_payload(k, image)` may
+        replace the wrist's JPEG bytes."""
         for k in range(first_frame, first_frame + int(seconds * FPS)):
+            if until is not None and until():
+                break
             t = k / FPS
             stamp = round((START_S + t) * 1e9)
             head_image, head_masks = render(HEAD_SCENE, t)
@@ -86,16 +90,22 @@ def iou(a, b) -> float:
     return (a & b).sum() / max(1, (a | b).sum())
 
 
-def test_two_cameras_serve_their_own_commands_with_their_own_headers_and_unique_ids(node, planner):
-    process = node(CAMERAS)
+def test_two_cameras_serve_their_own_commands_with_their_own_headers_and_unique_ids(shared_node, planner):
+    process = shared_node(planner, CAMERAS)
     cameras = TwoCameras(planner)
     cameras.wait_connected()
     command(planner, "red", "r", "*")
     command(planner, "green", "g", "wrist")
     command(planner, "blue", "b", "")  # the default camera: head
-    cameras.play(4.0)
-    assert wait_for(lambda: {"r", "g", "b"} <= {m.command_id for m in planner.get("masks") if m.ids}, 20), process.log()
-    time.sleep(0.5)
+    expected = {("r", "head"), ("r", "wrist"), ("g", "wrist"), ("b", "head")}  # (command, camera)
+
+    def served() -> bool:
+        tracked = {(m.command_id, m.camera) for m in planner.get("tracks") if m.tracks}
+        masked = {(m.command_id, m.camera) for m in planner.get("masks") if m.ids}
+        return expected <= tracked and expected <= masked
+
+    cameras.play(4.0, until=served)
+    assert wait_for(served, 20), process.log()
     outputs = planner.get("targets") + planner.get("tracks") + planner.get("masks")
     for msg in outputs:
         assert msg.header.frame_id == FRAME_IDS[msg.camera], "outputs carry their source camera's header"
@@ -117,14 +127,14 @@ def test_two_cameras_serve_their_own_commands_with_their_own_headers_and_unique_
     assert dict(zip(listed.ids, listed.cameras, strict=True)) == {"r": "head,wrist", "g": "wrist", "b": "head"}
 
 
-def test_a_goal_on_the_wrist_camera_answers_from_that_camera(node, planner):
-    node(CAMERAS)
+def test_a_goal_on_the_wrist_camera_answers_from_that_camera(shared_node, planner):
+    shared_node(planner, CAMERAS)
     cameras = TwoCameras(planner)
     cameras.wait_connected()
     wrist_goal = goal("the green ball", timeout_s=20)
     wrist_goal.camera = "wrist"
     _, result, _ = send_goal(planner, wrist_goal)
-    playing = threading.Thread(target=cameras.play, args=(4.0,), daemon=True)
+    playing = threading.Thread(target=cameras.play, args=(4.0,), kwargs={"until": result.done}, daemon=True)
     playing.start()
     assert wait_for(result.done, 30)
     playing.join()
@@ -135,8 +145,8 @@ def test_a_goal_on_the_wrist_camera_answers_from_that_camera(node, planner):
     assert cameras.truth["wrist"][stamp_ns(answer.targets.header)]["green"][round(target.y), round(target.x)]
 
 
-def test_corrupt_and_oversized_frames_are_counted_and_the_cameras_keep_serving(node, planner):
-    process = node({**CAMERAS, "stats_period_s": 1.0})
+def test_corrupt_and_oversized_frames_are_counted_and_the_cameras_keep_serving(shared_node, planner):
+    process = shared_node(planner, CAMERAS)
     diagnostics = []
     planner.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     cameras = TwoCameras(planner)

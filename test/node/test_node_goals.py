@@ -10,12 +10,13 @@ from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands, StopCommand
 
-ANSWER_S = 5.0  # services and lifecycle answer at once; generous for a shared 2-core machine
+ANSWER_S = 5.0  # an executor held by a goal would never answer; generous for a shared 2-core machine
 NEVER = "the purple elephant"  # nothing in the synthetic scene: these goals never succeed
+GOAL_NODE = {**DOUBLES, "max_concurrent_goals": 8}  # the node these tests share
 
 
-def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_a_result(node, planner):
-    process = node({**DOUBLES, "max_concurrent_goals": 8})
+def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_a_result(shared_node, planner):
+    process = shared_node(planner, GOAL_NODE)
     planner.wait_connected()
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)
@@ -44,7 +45,7 @@ def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_
     assert wait_for(lambda: all(r.done() for r in results[:3]), 10)
     assert [r.result().result.message for r in results[:3]] == ["cancelled"] * 3
 
-    # A goal whose command someone else stops ends at once, aborted, saying why (one of the goals
+    # A goal whose command someone else stops ends, aborted, saying why (one of the goals
     # still running: the cancelled goals' commands are gone).
     running = call(planner, ListCommands, "list_commands", ListCommands.Request(), ANSWER_S).ids
     assert len(running) == 6, running
@@ -63,8 +64,8 @@ def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_
     assert "Traceback" not in process.log()
 
 
-def test_a_goal_whose_command_is_replaced_by_another_planner_ends_aborted(node, planner):
-    node(DOUBLES)
+def test_a_goal_whose_command_is_replaced_by_another_planner_ends_aborted(shared_node, planner):
+    shared_node(planner, GOAL_NODE)
     planner.wait_connected()
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)

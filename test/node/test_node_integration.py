@@ -129,8 +129,9 @@ def test_without_a_params_file_the_node_fails_saying_what_to_download(node):
     assert "hf download allenai/Molmo2-4B" in process.log() and "HF_HUB_OFFLINE" in process.log()
 
 
-def test_without_a_network_the_sam2_default_fails_at_once_naming_both_ways(node):
-    """No HF_HUB_OFFLINE, the hub endpoint a closed local port: one refused connection, then the message."""
+def test_without_a_network_the_sam2_default_fails_naming_both_ways(node):
+    """No HF_HUB_OFFLINE, the hub endpoint a closed local port: start-up fails with a message naming the
+    hub repository and the local checkpoint parameter."""
     import socket
 
     with socket.socket() as probe:
@@ -183,9 +184,9 @@ def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refuse
     checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
     overrides = {"molmo2.model": str(checkpoint), "propagator_backend": DOUBLES["propagator_backend"]}
     colliding = node({**overrides, "context_fps": 12.0})
+    untrained = node({**overrides, "context_fps": 5.0})  # both start at once: no DDS between them here
     assert colliding.process.wait(60) == 1
     assert "context_fps 12 Hz is too fast for Molmo2" in colliding.log(), colliding.log()
-    untrained = node({**overrides, "context_fps": 5.0})
     assert untrained.wait_for_log("ready on cpu", 60), untrained.log()
     assert untrained.log().count("Molmo2 was trained on video sampled at 2 Hz") == 1, untrained.log()
 
@@ -206,8 +207,9 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
     process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 4.0)
-    assert wait_for(lambda: any(t.command_id == "m" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "m" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 4.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets), "points land in the source image"
@@ -219,8 +221,9 @@ def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tm
     process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
     planner.wait_connected(60)
     planner.send_command("the red ball", id="s")
-    truth = play(planner, 4.0)
-    assert wait_for(lambda: len(planner.get("masks")) > 5, 30), process.log()
+    masked = lambda: len(planner.get("masks")) > 5  # noqa: E731
+    truth = play(planner, 4.0, until=masked)
+    assert wait_for(masked, 30), process.log()
     assert "Sam2Propagator" in process.log()
     tracks = {stamp_ns(m.header): m for m in planner.get("tracks")}
     for msg in planner.get("masks"):
@@ -246,8 +249,9 @@ def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, plan
     )
     planner.wait_connected(60)
     planner.send_command("the red ball", id="v", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 3.0)
-    assert wait_for(lambda: any(t.command_id == "v" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "v" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 3.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         assert stamp_ns(msg.header) in truth and msg.header.frame_id == "test_camera"
         assert all(0 <= t.x < 320 and 0 <= t.y < 240 for t in msg.targets)
@@ -260,8 +264,9 @@ def test_the_pointer_runs_in_a_process_of_its_own_whose_death_for_good_is_a_diag
     process = node({**DOUBLES, **dying, "pointer_process": True, "DyingPointerDouble.loaded_file": str(tmp_path / "x")})
     planner.wait_connected()
     planner.send_command("the red ball", id="p", mode=GroundingCommand.MODE_POINT)
-    truth = play(planner, 3.0)
-    assert wait_for(lambda: any(t.command_id == "p" for t in planner.get("targets")), 30), process.log()
+    pointed = lambda: any(t.command_id == "p" for t in planner.get("targets"))  # noqa: E731
+    truth = play(planner, 3.0, until=pointed)
+    assert wait_for(pointed, 30), process.log()
     for msg in planner.get("targets"):
         [target] = msg.targets
         assert truth[stamp_ns(msg.header)]["red"][round(target.y), round(target.x)], "on the red ball"

@@ -102,9 +102,9 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
     # Config overrides are code to hydra: only numbers and booleans of the config may change.
     evil = {"propagator_backend": "sam2", "sam2.config_overrides": "++model._target_=builtins.print"}
     overrides = node({"pointer_backend": "", **evil, "sam2.checkpoint": str(installed_params_file())})
+    processes = [(node(overrides), name, words) for overrides, name, words in cases]  # all four start at once
     [line] = fatal_lines(overrides)
     assert "sam2.config_overrides '++model._target_=builtins.print' refused" in line, line
-    processes = [(node(overrides), name, words) for overrides, name, words in cases]
     for process, name, words in processes:
         [line] = fatal_lines(process)
         assert process.process.returncode == 1

@@ -25,8 +25,9 @@ def send_goal(planner, goal):
     return handle, handle.get_result_async(), feedback
 
 
-def play_in_background(planner, seconds):
-    thread = threading.Thread(target=play, args=(planner, seconds), daemon=True)
+def play_in_background(planner, seconds, until=None):
+    """play() on a thread: for `seconds`, or until `until()` holds."""
+    thread = threading.Thread(target=play, args=(planner, seconds), kwargs={"until": until}, daemon=True)
     thread.start()
     return thread
 
@@ -37,11 +38,11 @@ def goal(query, mode=GroundingCommand.MODE_POINT, timeout_s=0, track_frames=0):
     return g
 
 
-def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(node, planner):
-    node(DOUBLES)
+def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(shared_node, planner):
+    shared_node(planner, DOUBLES)
     planner.wait_connected()
     _, result, feedback = send_goal(planner, goal("the red ball", timeout_s=20))
-    playing = play_in_background(planner, 4.0)
+    playing = play_in_background(planner, 4.0, until=result.done)
     assert wait_for(result.done, 30)
     playing.join()
     answer = result.result().result
@@ -54,11 +55,11 @@ def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(
     assert answer.command_id not in listed.ids, "a finished goal leaves no command running"
 
 
-def test_a_track_goal_succeeds_after_the_asked_number_of_tracked_frames(node, planner):
-    node(DOUBLES)
+def test_a_track_goal_succeeds_after_the_asked_number_of_tracked_frames(shared_node, planner):
+    shared_node(planner, DOUBLES)
     planner.wait_connected()
     _, result, _ = send_goal(planner, goal("blue", GroundingCommand.MODE_TRACK, timeout_s=20, track_frames=10))
-    playing = play_in_background(planner, 5.0)
+    playing = play_in_background(planner, 5.0, until=result.done)
     assert wait_for(result.done, 30)
     playing.join()
     answer = result.result().result
@@ -66,12 +67,12 @@ def test_a_track_goal_succeeds_after_the_asked_number_of_tracked_frames(node, pl
     assert answer.tracks.tracks and answer.tracks.tracks[0].state == 1
 
 
-def test_a_goal_with_nothing_to_find_times_out_and_one_can_be_cancelled(node, planner):
-    node(DOUBLES)
+def test_a_goal_with_nothing_to_find_times_out_and_one_can_be_cancelled(shared_node, planner):
+    shared_node(planner, DOUBLES)
     planner.wait_connected()
     _, timed_out, _ = send_goal(planner, goal("the purple elephant", timeout_s=2))
     handle, cancelled, _ = send_goal(planner, goal("the purple elephant"))
-    playing = play_in_background(planner, 3.0)
+    playing = play_in_background(planner, 3.0, until=timed_out.done)
     assert wait_for(timed_out.done, 20)
     playing.join()
     assert not timed_out.result().result.success and "no result within 2.0 s" in timed_out.result().result.message
@@ -83,8 +84,8 @@ def test_a_goal_with_nothing_to_find_times_out_and_one_can_be_cancelled(node, pl
     assert call(planner, ListCommands, "list_commands", ListCommands.Request()).ids == []
 
 
-def test_commands_can_be_listed_and_stopped_through_services(node, planner):
-    node(DOUBLES)
+def test_commands_can_be_listed_and_stopped_through_services(shared_node, planner):
+    shared_node(planner, DOUBLES)
     planner.wait_connected()
     planner.send_command("red", id="a")
     planner.send_command("blue", id="b", mode=GroundingCommand.MODE_POINT)

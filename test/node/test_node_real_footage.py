@@ -43,8 +43,10 @@ def test_real_frames_raw_and_jpeg_are_all_counted_and_none_rejected(node, planne
     raw = planner.node.create_publisher(Image, "raw/image", RELIABLE_IMAGES)
     jpeg = planner.node.create_publisher(CompressedImage, "jpeg/image/compressed", RELIABLE_IMAGES)
     diagnostics = DiagnosticsRecorder(planner.node)
+    # Reliable writers with a deep history: a frame written once the node's reader is matched here is
+    # kept and resent until that reader acknowledges it, however long the node's side of the match
+    # takes (test_node_large_images.py counts frames sent the same way exactly).
     assert wait_for(lambda: raw.get_subscription_count() and jpeg.get_subscription_count(), 60), process.log()
-    time.sleep(0.5)  # the node's side of the match
     due = time.monotonic()
     for k, frame in enumerate(frames):
         time.sleep(max(0.0, due - time.monotonic()))

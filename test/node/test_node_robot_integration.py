@@ -1,16 +1,20 @@
 """What a manipulation stack relies on: 3D positions from depth, diagnostics, debug views, runtime tuning."""
 
+import importlib.util
+
 import pytest
+import yaml
 from depth_stream import CX, CY, DISC_DEPTH_MM, FX, FY, play_with_depth
 from diagnostic_msgs.msg import DiagnosticStatus
 from polling import wait_for
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from ros_harness import DOUBLES, FPS, START_S, DiagnosticsRecorder, play, stamp_ns
+from ros_harness import DOUBLES, FPS, START_S, DiagnosticsRecorder, installed_params_file, play, set_parameter, stamp_ns
 from sensor_msgs.msg import Image
 from videomolmo_ros.msg import GroundingCommand
 from visualization_msgs.msg import MarkerArray
+
+HAVE_TF2 = importlib.util.find_spec("tf2_ros") is not None
+DEPTH_NODE = {**DOUBLES, "use_depth": True, "ColorOraclePointerDouble.fail_on": "broken"}  # the node most tests share
 
 
 def subscribe(planner, msg_type, topic, qos=10):
@@ -19,8 +23,8 @@ def subscribe(planner, msg_type, topic, qos=10):
     return received
 
 
-def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
-    process = node({**DOUBLES, "use_depth": True, "target_frame": "base_link"})
+def test_targets_and_tracks_get_3d_positions_from_aligned_depth(shared_node, planner):
+    process = shared_node(planner, DEPTH_NODE)
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
     play_with_depth(planner, 3.0)
@@ -29,31 +33,17 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(node, planner):
         for track in msg.tracks:
             if not track.has_position:
                 continue
+            assert msg.position_frame_id == "test_camera", "no target_frame: positions in the camera's frame"
             assert track.position.z == pytest.approx(DISC_DEPTH_MM / 1000, abs=0.01), "the disc, not the floor"
             assert track.position.x == pytest.approx((track.x - CX) / FX * track.position.z, abs=0.01)
             assert track.position.y == pytest.approx((track.y - CY) / FY * track.position.z, abs=0.01)
     located = [t for m in planner.get("targets") for t in m.targets if t.has_position]
     assert located and all(t.position.z == pytest.approx(0.8, abs=0.01) for t in located)
-    framed = [m.position_frame_id for m in planner.get("tracks") if any(t.has_position for t in m.tracks)]
-    try:
-        import tf2_ros  # noqa: F401
-    except ImportError:  # here: said once, positions in the camera frame, and the outputs say so
-        assert process.log().count("tf2_ros is not installed") == 1
-        assert set(framed) == {"test_camera"}
 
 
-def test_a_best_effort_camera_info_publisher_is_heard(node, planner):
-    """Most drivers publish camera_info with the sensor QoS: the node subscribes with the camera's (best effort)."""
-    process = node({**DOUBLES, "use_depth": True})
-    planner.wait_connected()
-    planner.send_command("the red ball", id="r")
-    play_with_depth(planner, 3.0, info_qos=qos_profile_sensor_data)
-    assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
-
-
-def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_updater_does(node, planner):
-    diagnostics = DiagnosticsRecorder(planner.node)
-    process = node({**DOUBLES, "ColorOraclePointerDouble.fail_on": "broken"})
+def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_updater_does(shared_node, planner):
+    process = shared_node(planner, DEPTH_NODE)
+    diagnostics = DiagnosticsRecorder(planner.node)  # from this test's activation on
     planner.wait_connected()
     planner.send_text("")  # a rejected command: a drop the diagnostics must show
     planner.send_command("broken red", id="r")  # the pointer raises on every query of it
@@ -90,8 +80,8 @@ def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_update
     assert diagnostics.status(": main: pointer").message.startswith("answering")
 
 
-def test_debug_views_are_published_only_to_subscribers(node, planner):
-    process = node({**DOUBLES, "use_depth": True})
+def test_debug_views_are_published_only_to_subscribers(shared_node, planner):
+    process = shared_node(planner, DEPTH_NODE)
     planner.wait_connected()
     planner.send_command("red", id="r")
     play_with_depth(planner, 1.5)
@@ -115,23 +105,71 @@ def test_debug_views_are_published_only_to_subscribers(node, planner):
     assert all(m.pose.position.z == pytest.approx(0.8, abs=0.01) for m in spheres())
 
 
-def test_thresholds_change_at_run_time_and_bad_values_are_refused(node, planner):
-    node(DOUBLES)
+def test_thresholds_change_at_run_time_and_bad_values_are_refused(shared_node, planner):
+    shared_node(planner, DEPTH_NODE)
     planner.wait_connected()
-    client = planner.node.create_client(SetParameters, "/perception_node/set_parameters")
-    assert client.wait_for_service(timeout_sec=20)
+    shipped = yaml.safe_load(installed_params_file().read_text())["perception_node"]["ros__parameters"]
+    try:
+        assert set_parameter(planner, "tracker.match_distance", 0.3).successful
+        assert not set_parameter(planner, "tracker.match_distance", 7.0).successful, "outside its declared range"
+        assert set_parameter(planner, "tracker.min_mask_score", 0.5).successful
+        assert set_parameter(planner, "tracker.min_point_score", 0.3).successful
+        assert not set_parameter(planner, "tracker.min_mask_score", 1.5).successful, "a score is 0-1"
+        refused = set_parameter(planner, "fusion", "bidirectional")
+        assert not refused.successful and "reconfigure" in refused.reason
+    finally:  # the node is shared: the tests after this one get the shipped thresholds
+        for name in ("tracker.match_distance", "tracker.min_mask_score", "tracker.min_point_score"):
+            assert set_parameter(planner, name, shipped[name]).successful, name
 
-    def set_param(name, value):
-        kind = ParameterType.PARAMETER_DOUBLE if isinstance(value, float) else ParameterType.PARAMETER_STRING
-        field = "double_value" if isinstance(value, float) else "string_value"
-        parameter = Parameter(name=name, value=ParameterValue(type=kind, **{field: value}))
-        future = client.call_async(SetParameters.Request(parameters=[parameter]))
-        assert wait_for(future.done, 10)
-        return future.result().results[0]
 
-    assert set_param("tracker.match_distance", 0.3).successful
-    assert not set_param("tracker.match_distance", 7.0).successful, "outside its declared range"
-    assert set_param("tracker.min_mask_score", 0.5).successful and set_param("tracker.min_point_score", 0.3).successful
-    assert not set_param("tracker.min_mask_score", 1.5).successful, "a score is 0-1"
-    refused = set_param("fusion", "bidirectional")
-    assert not refused.successful and "reconfigure" in refused.reason
+def test_a_best_effort_camera_info_publisher_is_heard(node, planner):
+    """Most drivers publish camera_info with the sensor QoS: the node subscribes with the camera's (best effort).
+
+    A node of its own: a shared one would still hold the camera_info of an earlier test."""
+    process = node(DEPTH_NODE)
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0, info_qos=qos_profile_sensor_data)
+    assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
+
+
+@pytest.mark.skipif(
+    not HAVE_TF2,
+    reason="tf2_ros is not installable here (no PyPI wheel): the transform itself is tested in "
+    "test/io/test_depth_projection.py, the node without tf2 below",
+)
+def test_with_a_target_frame_positions_are_moved_into_it_by_tf2(node, planner):
+    import tf2_ros
+    from geometry_msgs.msg import TransformStamped
+
+    process = node({**DEPTH_NODE, "target_frame": "base_link"})
+    camera_in_base = TransformStamped()  # the camera 0.5 m above and 0.1 m ahead of base_link, not rotated
+    camera_in_base.header.frame_id, camera_in_base.child_frame_id = "base_link", "test_camera"
+    offset = (0.1, 0.0, 0.5)
+    camera_in_base.transform.translation.x, camera_in_base.transform.translation.y = offset[:2]
+    camera_in_base.transform.translation.z = offset[2]
+    camera_in_base.transform.rotation.w = 1.0
+    tf2_ros.StaticTransformBroadcaster(planner.node).sendTransform(camera_in_base)
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    in_base = lambda: [m for m in planner.get("tracks") if m.position_frame_id == "base_link"]  # noqa: E731
+    assert wait_for(lambda: any(t.has_position for m in in_base() for t in m.tracks), 10), process.log()
+    z = DISC_DEPTH_MM / 1000  # in the camera's frame
+    for msg in in_base():
+        for track in (t for t in msg.tracks if t.has_position):
+            assert track.position.z == pytest.approx(z + offset[2], abs=0.01)
+            assert track.position.x == pytest.approx((track.x - CX) / FX * z + offset[0], abs=0.01)
+            assert track.position.y == pytest.approx((track.y - CY) / FY * z + offset[1], abs=0.01)
+
+
+@pytest.mark.skipif(HAVE_TF2, reason="tf2_ros is installed: the transform is tested above")
+def test_without_tf2_a_target_frame_is_said_once_and_positions_stay_in_the_camera_frame(node, planner):
+    process = node({**DEPTH_NODE, "target_frame": "base_link"})
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    assert wait_for(lambda: any(t.has_position for m in planner.get("tracks") for t in m.tracks), 10), process.log()
+    framed = {m.position_frame_id for m in planner.get("tracks") if any(t.has_position for t in m.tracks)}
+    assert framed == {"test_camera"}, "the outputs say which frame their positions are in"
+    assert process.log().count("tf2_ros is not installed") == 1

@@ -1,4 +1,5 @@
-"""SIGINT and SIGTERM end the node cleanly: exit 0, no traceback, quickly, even under a flood or mid model call."""
+"""SIGINT and SIGTERM end the node cleanly (exit 0, no traceback) before ros2 launch would kill it, even
+under a flood or mid model call. How long the exit takes is printed, not asserted."""
 
 import signal
 import threading
@@ -8,15 +9,16 @@ import numpy as np
 from polling import wait_for
 from ros_harness import DOUBLES, play
 
-# ros2 launch escalates to SIGKILL 10 s after SIGINT; the node must be well within that.
-EXIT_BOUND_S = 8.0
+# ros2 launch escalates to SIGKILL 10 s after SIGINT: a node still running then is killed, not shut down.
+LAUNCH_KILL_S = 10.0
 
 
 def stop_with(process, signum: int) -> float:
-    """Send `signum`; the seconds until the process exited (it must, within EXIT_BOUND_S)."""
+    """Send `signum`; the seconds until the process exited (it must, before launch would kill it)."""
     start = time.monotonic()
     process.process.send_signal(signum)
-    assert wait_for(lambda: process.process.poll() is not None, EXIT_BOUND_S), "the node did not exit in time"
+    exited = wait_for(lambda: process.process.poll() is not None, LAUNCH_KILL_S)
+    assert exited, f"the node still ran {LAUNCH_KILL_S:.0f} s after the signal: ros2 launch would have killed it"
     return time.monotonic() - start
 
 
@@ -26,8 +28,8 @@ def assert_clean(process) -> None:
     assert "Traceback" not in log and "terminate called" not in log, log[-3000:]
 
 
-def test_sigint_with_a_model_call_in_flight_exits_at_once(node, planner):
-    process = node({**DOUBLES, "ColorOraclePointerDouble.delay_s": 60.0})  # the call never returns in time
+def test_sigint_with_a_model_call_in_flight_exits_cleanly_without_waiting_for_the_call(node, planner):
+    process = node({**DOUBLES, "ColorOraclePointerDouble.delay_s": 60.0})  # waited for, it would take 60 s
     planner.wait_connected()
     planner.send_command("red", id="slow")
     play(planner, 1.0)

@@ -25,7 +25,9 @@ def test_tracks_are_also_published_as_vision_msgs_detections(node, planner):
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
     play_with_depth(planner, 3.0)
-    assert wait_for(lambda: any(a.detections for a in detections_3d), 10), process.log()
+    assert wait_for(lambda: any(a.detections for a in detections) and any(a.detections for a in detections_3d), 10), (
+        f"{len(detections)} 2D and {len(detections_3d)} 3D arrays, none with a detection:\n{process.log()}"
+    )
     tracked = {stamp_ns(m.header): {str(t.id): t for t in m.tracks if t.state == 1} for m in planner.get("tracks")}
     for array in detections:
         assert array.header.frame_id == "test_camera"

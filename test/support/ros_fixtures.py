@@ -1,8 +1,11 @@
 """Fixtures of the tests that talk to perception_node over DDS (loaded by conftest.py)."""
 
+from pathlib import Path
+
 import pytest
 import rclpy
-from ros_harness import NodeProcess, Planner
+import yaml
+from ros_harness import NodeProcess, Planner, reactivate
 
 from videomolmo_ros.io.dds_profile import use_large_data_profile
 
@@ -42,9 +45,59 @@ def reliable_planner(ros_context):
     p.close()
 
 
+class SharedNodes:
+    """The perception_node a module's tests share: one process at a time (two would both answer the
+    topics and services), kept while tests ask for the same overrides."""
+
+    def __init__(self, folder: Path):
+        self._folder = folder
+        self._started = 0
+        self._running: dict[str, NodeProcess] = {}
+        self.exit_codes: list[int] = []
+
+    def get(self, planner, overrides: dict[str, object]) -> NodeProcess:
+        key = yaml.safe_dump(overrides, sort_keys=True)
+        if key in self._running:
+            reactivate(planner, self._running[key])
+            return self._running[key]
+        self.stop()
+        self._started += 1
+        self._running[key] = NodeProcess(self._folder / f"node{self._started}.log", overrides)
+        return self._running[key]
+
+    def stop(self) -> None:
+        self.exit_codes += [process.stop() for process in self._running.values()]
+        self._running.clear()
+
+
+@pytest.fixture(scope="module")
+def module_nodes(tmp_path_factory):
+    """The module's SharedNodes; each must have exited 0 on Ctrl-C at the end."""
+    nodes = SharedNodes(tmp_path_factory.mktemp("shared-nodes"))
+    yield nodes
+    nodes.stop()
+    assert set(nodes.exit_codes) <= {0}, f"Ctrl-C did not shut a shared node down cleanly: {nodes.exit_codes}"
+
+
 @pytest.fixture
-def node(tmp_path):
-    """Start perception_node processes (`node(overrides, **NodeProcess options)`); all are stopped after the test."""
+def shared_node(module_nodes):
+    """`shared_node(planner, overrides)`: the module's node with these overrides, started by the first
+    test that asks, reactivated (see ros_harness.reactivate) for each later one, its log from then on.
+
+    Starting a node costs seconds. Tests that need a process of their own use `node`: start-up,
+    shutdown, crashes, parameters left changed, and what outlives an activation (the last
+    camera_info, the problem log's once-per-5-s limit, the health window).
+    """
+    return module_nodes.get
+
+
+@pytest.fixture
+def node(tmp_path, module_nodes):
+    """Start perception_node processes (`node(overrides, **NodeProcess options)`); all are stopped after the test.
+
+    The module's shared node, if any, is stopped first: only the test's own nodes answer it.
+    """
+    module_nodes.stop()
     started = []
 
     def start(overrides=None, **options):

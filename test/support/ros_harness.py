@@ -76,10 +76,15 @@ class NodeProcess:
         env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log_from = 0  # log() starts here: what came before belongs to an earlier test (a shared node)
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:
-        return self.log_path.read_text()
+        return self.log_path.read_text()[self._log_from :]
+
+    def forget_log(self) -> None:
+        """Start log() here: a test of a shared node reads only what it caused."""
+        self._log_from = len(self.log_path.read_text())
 
     def wait_for_log(self, text: str, timeout_s: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -113,6 +118,21 @@ def change_state(planner, transition: int) -> bool:
     request = ChangeState.Request()
     request.transition.id = transition
     return call(planner, ChangeState, "/perception_node/change_state", request).success
+
+
+def reactivate(planner, process: NodeProcess) -> None:
+    """Deactivate (if active) and activate `process`: every command, goal, buffer, counter and
+    propagator state of an earlier test is gone, as in a node just started (models, subscriptions,
+    parameters and the track id counter stay)."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import GetState
+
+    assert process.process.poll() is None, f"the shared node exited during an earlier test:\n{process.log()[-3000:]}"
+    process.forget_log()
+    state = call(planner, GetState, "/perception_node/get_state", GetState.Request()).current_state.id
+    if state == State.PRIMARY_STATE_ACTIVE:
+        assert change_state(planner, Transition.TRANSITION_DEACTIVATE), process.log()[-3000:]
+    assert change_state(planner, Transition.TRANSITION_ACTIVATE), process.log()[-3000:]
 
 
 def set_parameter(planner, name: str, value):
@@ -232,11 +252,14 @@ FPS = 15.0
 START_S = 1000.0
 
 
-def play(planner, seconds, encoding="rgb8", start_s=START_S, scene=None):
-    """Publish the synthetic video (default_scene unless given) at FPS; return {stamp_ns: true masks}."""
+def play(planner, seconds, encoding="rgb8", start_s=START_S, scene=None, until=None):
+    """Publish the synthetic video (default_scene unless given) at FPS, for `seconds` or until `until()`
+    holds; return {stamp_ns: true masks}."""
     truth = {}
     scene = scene or default_scene()
     for k in range(int(seconds * FPS)):
+        if until is not None and until():
+            break
         t = k / FPS
         image, masks = render(scene, t)
         stamp_ns = round((start_s + t) * 1e9)
