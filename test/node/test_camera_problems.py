@@ -1,7 +1,10 @@
 """A camera's problems are counted and logged, also while it has no pipeline (inactive, or deactivating
 under a callback still running): nothing vanishes, and the next activation's diagnostics show them."""
 
+import numpy as np
 import torch
+from rclpy.clock import Clock
+from ros_harness import image_msg
 from sink_double import ListSinkDouble
 
 from videomolmo_ros.io.depth_projection import DepthSync
@@ -47,3 +50,19 @@ def test_with_a_pipeline_problems_count_there_and_add_to_those_counted_without_o
     assert camera.pipeline.counters.snapshot() == {"internal_errors": 1, "extras_failed_markers": 1}
     assert [key for key, _ in sink.problems] == ["extras_failed_markers", "internal_errors"]
     assert len(logged) == 1, "the pipeline reports its own problems"
+
+
+def test_a_frame_whose_camera_was_deactivated_under_its_callback_is_counted_not_a_bug():
+    """The image callback passed its 'active' check, then deactivate (another executor thread) took the pipeline."""
+    camera, logged = camera_without_pipeline()
+    inputs = CameraInputs(_ClockOnlyNodeDouble(), None)
+    inputs._on_image(camera, image_msg(np.zeros((4, 6, 3), np.uint8), "rgb8", 1_000_000_000))
+    assert camera.counts() == {"frames_skipped_inactive": 1}
+    assert logged == []
+
+
+class _ClockOnlyNodeDouble:
+    """What the image callback asks of the node: its clock."""
+
+    def get_clock(self) -> Clock:
+        return Clock()

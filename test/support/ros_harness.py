@@ -117,7 +117,8 @@ def change_state(planner, transition: int) -> bool:
 
     request = ChangeState.Request()
     request.transition.id = transition
-    return call(planner, ChangeState, "/perception_node/change_state", request).success
+    # Configure imports and loads the backends (transformers, sam2: seconds, tens on a busy machine).
+    return call(planner, ChangeState, "/perception_node/change_state", request, timeout_s=90.0).success
 
 
 def reactivate(planner, process: NodeProcess) -> None:

@@ -81,6 +81,11 @@ class NodeCamera:
         self.counters.add(key)
         self.report(key, f"camera {self.name}: {message}")
 
+    def count(self, key: str) -> None:
+        """Count on the pipeline, or on the camera while it has none (a callback that deactivate overtook)."""
+        pipeline = self.pipeline
+        (pipeline.counters if pipeline is not None else self.counters).add(key)
+
     def counts(self) -> dict[str, int]:
         """The pipeline's counters plus those counted while the camera had no pipeline."""
         counts = Counter(self.counters.snapshot())
@@ -126,7 +131,7 @@ class CameraInputs:
         if config.transport == "compressed":
             camera.decoder = DecodeWorker(
                 guarded(functools.partial(self._decode, camera), self._reporter(camera)),
-                lambda: camera.pipeline.counters.add("frames_skipped_decoder_busy"),
+                functools.partial(camera.count, "frames_skipped_decoder_busy"),
                 config.queue_depth,
                 f"decode-{camera.name}",
             )
@@ -162,7 +167,7 @@ class CameraInputs:
 
     def _decode(self, camera: NodeCamera, msg: CompressedImage) -> None:
         """On the camera's decoder thread: the callback only queued the message."""
-        if camera.pipeline is None or self._bad_header(camera, msg):
+        if self._bad_header(camera, msg):
             return
         try:
             rgb = decode_compressed(msg.format, msg.data, camera.config.too_large)
@@ -184,15 +189,19 @@ class CameraInputs:
 
     @staticmethod
     def _reject_frame(camera: NodeCamera, header, reason: str, text: str) -> None:
-        camera.pipeline.counters.add("frames_received")
+        camera.count("frames_received")
         source = clip(header.frame_id) or "(no frame_id)"
-        camera.pipeline.problem(f"frames_rejected_{reason}", f"image from {source} dropped: {text}")
+        camera.problem(f"frames_rejected_{reason}", f"image from {source} dropped: {text}")
 
     def _submit_frame(self, camera: NodeCamera, header, rgb) -> None:
         """A decoded frame into its camera's pipeline; a malformed or too large message was rejected before."""
         stamp = messages.stamp_ns(header.stamp)
         camera.health.image_received(stamp, self._node.get_clock().now().nanoseconds / 1e9)
-        camera.pipeline.submit_frame(rgb, stamp, header.frame_id)
+        pipeline = camera.pipeline  # once: deactivate (another executor thread) may take it meanwhile
+        if pipeline is None:
+            camera.count("frames_skipped_inactive")
+            return
+        pipeline.submit_frame(rgb, stamp, header.frame_id)
 
     @staticmethod
     def _on_camera_info(camera: NodeCamera, msg: CameraInfo) -> None:
@@ -204,15 +213,15 @@ class CameraInputs:
             )
         except ValueError as error:
             kept = "the last valid one stays in use" if camera.intrinsics else "no positions until a valid one arrives"
-            camera.pipeline.problem("camera_info_rejected_invalid", f"camera_info dropped ({kept}): {error}")
+            camera.problem("camera_info_rejected_invalid", f"camera_info dropped ({kept}): {error}")
 
     def _on_depth(self, camera: NodeCamera, msg: Image) -> None:
         """Keep depth (registered to the colour camera) to give targets and tracks 3D positions."""
         if camera.intrinsics is None:
-            camera.pipeline.problem("depth_dropped_no_camera_info", "depth image dropped: no camera_info received yet")
+            camera.problem("depth_dropped_no_camera_info", "depth image dropped: no camera_info received yet")
             return
         if too_large := camera.config.too_large(msg.height, msg.width):
-            camera.pipeline.problem("depth_rejected", f"depth image dropped: {too_large}")
+            camera.problem("depth_rejected", f"depth image dropped: {too_large}")
             return
         try:
             raw = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
@@ -224,6 +233,6 @@ class CameraInputs:
                 self._settings.depth_unit_divisor or None,
             )
         except ValueError as error:
-            camera.pipeline.problem("depth_rejected", f"depth image dropped: {error}")
+            camera.problem("depth_rejected", f"depth image dropped: {error}")
             return
         camera.depths.add(depth)

@@ -87,13 +87,14 @@ class Outputs:
 
         Sets msg.position_frame_id to the frame the positions are in (stays "" when none was filled).
         """
-        if not self._settings.use_depth or not points or camera.pipeline is None:
+        pipeline = camera.pipeline  # once: deactivate may take it while the publisher thread is here
+        if not self._settings.use_depth or not points or pipeline is None:
             return
-        counters = camera.pipeline.counters
+        counters = pipeline.counters
         # On the publisher thread, wait for a depth image that comes after its colour frame.
         wait_s = self._settings.depth_sync_tolerance_s if self._settings.pipeline.publish_queue else 0.0
         depth = camera.depths.find(meta.stamp_ns, wait_s)
-        shape = camera.pipeline.stream.frame_shape
+        shape = pipeline.stream.frame_shape
         if depth is None or camera.intrinsics is None or shape is None:
             counters.add("positions_missing_no_depth", len(points))
             return
