@@ -90,8 +90,9 @@ def test_bad_input_is_reported_and_the_node_keeps_serving(node, reliable_planner
     assert any("no running command has id 'nope'" in r for r in reasons)
 
     planner.send_command("red", id="r")
-    play(planner, 2.0)
-    serving = wait_for(lambda: any(m.ids for m in planner.get("masks")), 30)
+    masked = lambda: any(m.ids for m in planner.get("masks"))  # noqa: E731
+    play(planner, 2.0, until=masked)
+    serving = wait_for(masked, 30)
     assert serving, f"not serving after bad input:\n{process.log()}"
     # Each kind of problem is logged at once with its reason (later ones of a kind are rate-limited:
     # of the four rejected commands, whichever came first is logged).

@@ -72,8 +72,9 @@ def test_parameter_changes_hold_across_the_lifecycle_and_reconfigure_only_settin
     assert change_state(planner, Transition.TRANSITION_ACTIVATE)
     planner.wait_connected()
     planner.send_command("red", id="after-inactive-change")
-    play(planner, 2.0)
-    assert wait_for(lambda: ObjectTrack.STATE_TRACKED in states(planner, "after-inactive-change"), 10), (
+    confirmed = lambda: ObjectTrack.STATE_TRACKED in states(planner, "after-inactive-change")  # noqa: E731
+    play(planner, 2.0, until=confirmed)
+    assert wait_for(confirmed, 10), (
         f"confirm_frames reads {value(planner, 'tracker.confirm_frames')}, but the node still uses 1000:\n"
         + process.log()[-3000:]
     )
@@ -83,9 +84,10 @@ def test_parameter_changes_hold_across_the_lifecycle_and_reconfigure_only_settin
     assert change_state(planner, Transition.TRANSITION_ACTIVATE)
     planner.wait_connected()
     planner.send_command("red", id="after-cycle")
-    play(planner, 2.0, start_s=2000.0)
+    confirmed = lambda: ObjectTrack.STATE_TRACKED in states(planner, "after-cycle")  # noqa: E731
+    play(planner, 2.0, start_s=2000.0, until=confirmed)
     assert value(planner, "tracker.confirm_frames") == 2
-    assert wait_for(lambda: ObjectTrack.STATE_TRACKED in states(planner, "after-cycle"), 10), process.log()[-3000:]
+    assert wait_for(confirmed, 10), process.log()[-3000:]
 
 
 def fatal_lines(process) -> list[str]:

@@ -38,6 +38,12 @@ def goal(query, mode=GroundingCommand.MODE_POINT, timeout_s=0, track_frames=0):
     return g
 
 
+def served(planner, command_id: str) -> bool:
+    """Masks and tracks of `command_id` have arrived."""
+    masked = any(m.command_id == command_id and m.ids for m in planner.get("masks"))
+    return masked and any(m.command_id == command_id and m.tracks for m in planner.get("tracks"))
+
+
 def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(shared_node, planner):
     shared_node(planner, DOUBLES)
     planner.wait_connected()
@@ -109,8 +115,8 @@ def test_the_lifecycle_waits_for_a_manager_and_deactivation_stops_outputs(node, 
         assert call(planner, ChangeState, "/perception_node/change_state", change).success, process.log()
     planner.wait_connected()
     planner.send_command("red", id="r")
-    play(planner, 2.0)
-    assert wait_for(lambda: planner.get("masks"), 10), process.log()
+    play(planner, 2.0, until=lambda: served(planner, "r"))
+    assert wait_for(lambda: served(planner, "r"), 10), process.log()
     change = ChangeState.Request()
     change.transition.id = Transition.TRANSITION_DEACTIVATE
     assert call(planner, ChangeState, "/perception_node/change_state", change).success
@@ -125,7 +131,7 @@ def test_the_lifecycle_waits_for_a_manager_and_deactivation_stops_outputs(node, 
     assert change_state(planner, Transition.TRANSITION_ACTIVATE), process.log()
     planner.wait_connected()
     planner.send_command("red", id="r2")
-    play(planner, 2.0, start_s=3000.0)
-    assert wait_for(lambda: any(m.command_id == "r2" and m.ids for m in planner.get("masks")), 10), process.log()
+    play(planner, 2.0, start_s=3000.0, until=lambda: served(planner, "r2"))
+    assert wait_for(lambda: served(planner, "r2"), 10), process.log()
     second_ids = {t.id for m in planner.get("tracks") if m.command_id == "r2" for t in m.tracks}
     assert second_ids and not second_ids & first_ids, (first_ids, second_ids)

@@ -204,11 +204,13 @@ def test_fuzzed_images_and_commands_do_not_crash_the_node_and_every_rejection_is
         lambda: any(s.id == "after-fuzz" and s.state == CommandStatus.ACCEPTED for s in planner.get("command_status")),
         20,
     ), process.log()[-5000:]
-    truth = play(planner, 3.0)
-    assert wait_for(lambda: any(m.command_id == "after-fuzz" and m.ids for m in planner.get("masks")), 20), (
-        f"not serving after the fuzz:\n{process.log()[-5000:]}"
-    )
-    assert any(m.command_id == "after-fuzz" and m.tracks for m in planner.get("tracks"))
+
+    def serving() -> bool:
+        masked = any(m.command_id == "after-fuzz" and m.ids for m in planner.get("masks"))
+        return masked and any(m.command_id == "after-fuzz" and m.tracks for m in planner.get("tracks"))
+
+    truth = play(planner, 3.0, until=serving)
+    assert wait_for(serving, 20), f"not serving after the fuzz:\n{process.log()[-5000:]}"
     assert process.process.poll() is None
 
     frames_sent = images_sent + len(truth)

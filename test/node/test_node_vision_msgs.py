@@ -50,6 +50,7 @@ def test_without_vision_msgs_the_node_says_so_once_and_serves_the_rest(node, pla
     process = node({**DOUBLES, "publish_vision_msgs": True})
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
-    play(planner, 2.0)
-    assert wait_for(lambda: planner.get("masks") and planner.get("tracks"), 10), process.log()
+    served = lambda: planner.get("masks") and planner.get("tracks")  # noqa: E731
+    play(planner, 2.0, until=served)
+    assert wait_for(served, 10), process.log()
     assert process.log().count("vision_msgs is not installed") == 1
