@@ -352,6 +352,17 @@ def test_the_warning_is_given_once_and_names_the_readme_section():
     assert monitor.frames_missing_suspected == 8
 
 
+def test_frames_lost_before_the_stamps_went_back_are_warned_about_once_the_new_stream_has_a_rate():
+    """A loss, then a restarted bag before the report: no rate is measured for a moment, and no crash."""
+    monitor = HealthMonitor()
+    feed_stamps(monitor, [*range(10), 12, 13])
+    feed_stamps(monitor, [0], start_s=T0 - 100.0)  # the stamps go back: the rate is measured anew
+    assert monitor.missing_frames_warning() is None, "no rate to name yet"
+    feed_stamps(monitor, range(1, 6), start_s=T0 - 100.0)
+    warning = monitor.missing_frames_warning()
+    assert "2 frame(s) never arrived" in warning and "30.0 Hz" in warning
+
+
 def _lossy_jittered_camera(monitor, seed: int, hz: float = 30.0, frames: int = 900) -> int:
     """A jittered camera losing a tenth of its frames at random; the number it lost between received frames."""
     rng = np.random.default_rng(seed)

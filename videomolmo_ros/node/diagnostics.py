@@ -5,6 +5,7 @@ main: camera input"), says which hardware it is about (`hardware_id`: a camera's
 topic, a model's and the device's the device), and has a DiagnosticStatus level constant.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -13,6 +14,7 @@ from rclpy.node import Node
 
 from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.node.camera_inputs import NodeCamera
+from videomolmo_ros.node.guarded import guarded
 from videomolmo_ros.pipeline.cameras import BufferBudget
 from videomolmo_ros.pipeline.health import HealthStatus, Level, device_status
 
@@ -35,11 +37,14 @@ class Diagnostics:
         self._pub = node.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._last_stats: dict[str, dict[str, int]] = {}
 
-    def timers(self, stats_period_s: float) -> list:
-        """The diagnostics timer and, unless `stats_period_s` is 0, the counters log timer."""
-        timers = [self._node.create_timer(1.0, self.publish)]
+    def timers(self, stats_period_s: float, report: Callable[[str], None]) -> list:
+        """The diagnostics timer and, unless `stats_period_s` is 0, the counters log timer.
+
+        A bug in either is reported through `report` and costs that report, never the node.
+        """
+        timers = [self._node.create_timer(1.0, guarded(self.publish, report))]
         if stats_period_s > 0:
-            timers.append(self._node.create_timer(stats_period_s, self.log_stats))
+            timers.append(self._node.create_timer(stats_period_s, guarded(self.log_stats, report)))
         return timers
 
     def publish(self) -> None:

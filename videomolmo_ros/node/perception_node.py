@@ -165,7 +165,7 @@ class PerceptionNode(LifecycleNode):
             self.stop_work()
             return TransitionCallbackReturn.FAILURE
         self._planner.start(commands)
-        self._diagnostic_timers = self._diagnostics.timers(self.settings.stats_period_s)
+        self._diagnostic_timers = self._diagnostics.timers(self.settings.stats_period_s, self.internal_error)
         inputs = ", ".join(f"{c.name} <- {c.config.image_topic} ({c.config.transport})" for c in self._cameras.values())
         self.get_logger().info(
             f"ready on {self.settings.device}: pointer {type(pointer).__name__ if pointer else 'none'}, "

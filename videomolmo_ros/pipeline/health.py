@@ -205,10 +205,11 @@ class HealthMonitor:
     def missing_frames_warning(self) -> str | None:
         """The first time frames were suspected missing, a warning saying what to do; then None."""
         with self._lock:
-            if self._missing_warned or not self._gaps.missing:
+            period = self._gaps.period_s()  # None for a moment after the stamps went back (a new stream)
+            if self._missing_warned or not self._gaps.missing or period is None:
                 return None
             self._missing_warned = True
-            rate = 1.0 / self._gaps.period_s()
+            rate = 1.0 / period
             return (
                 f"{self._gaps.missing} frame(s) never arrived: the source stamps show gaps at the camera's measured "
                 f"{rate:.1f} Hz. Frames lost in transport are not counted anywhere else; raw images larger than "
