@@ -12,11 +12,6 @@ from pathlib import Path
 # huggingface_hub, which reads these once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="videomolmo-test-hf-")
-# Under pytest-xdist each worker (gw0, gw1, ...) is a DDS domain of its own, ROS_DOMAIN_ID + its
-# index: the nodes one worker starts never answer another worker's planners. Set before rclpy starts
-# and before any node process inherits the environment.
-if worker := os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + int(worker.removeprefix("gw")))
 
 import pytest
 import torch
@@ -27,10 +22,19 @@ torch.set_num_threads(1)
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Under pytest-xdist a stuck test is ended by the faulthandler watchdog (pyproject.toml), not by
-    pytest-timeout: execnet points a worker's stdout, where pytest-timeout writes its stack dump, at
-    /dev/null; the watchdog writes to stderr, which reaches the terminal. A --timeout given stays."""
-    if worker and config.getvalue("timeout") is None:
+    """A pytest-xdist worker (gw0, gw1, ...) gets a DDS domain of its own, ROS_DOMAIN_ID + its index
+    (before rclpy starts and any node process inherits the environment): the nodes one worker starts
+    never answer another worker's planners.
+
+    Its stuck test is ended by the faulthandler watchdog (pyproject.toml), not by pytest-timeout:
+    execnet points a worker's stdout, where pytest-timeout writes its stack dump, at /dev/null; the
+    watchdog writes to stderr, which reaches the terminal. A --timeout given stays.
+    """
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None:
+        return
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + int(worker.removeprefix("gw")))
+    if config.getvalue("timeout") is None:
         config.option.timeout = 0
 
 

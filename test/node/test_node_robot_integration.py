@@ -143,13 +143,14 @@ def test_with_a_target_frame_positions_are_moved_into_it_by_tf2(node, planner):
     from geometry_msgs.msg import TransformStamped
 
     process = node({**DEPTH_NODE, "target_frame": "base_link"})
-    camera_in_base = TransformStamped()  # the camera 0.5 m above and 0.1 m ahead of base_link, not rotated
+    camera_in_base = TransformStamped()
     camera_in_base.header.frame_id, camera_in_base.child_frame_id = "base_link", "test_camera"
-    offset = (0.1, 0.0, 0.5)
-    camera_in_base.transform.translation.x, camera_in_base.transform.translation.y = offset[:2]
-    camera_in_base.transform.translation.z = offset[2]
+    offset = (0.1, 0.0, 0.5)  # the camera frame's origin in base_link; not rotated
+    translation = camera_in_base.transform.translation
+    translation.x, translation.y, translation.z = offset
     camera_in_base.transform.rotation.w = 1.0
-    tf2_ros.StaticTransformBroadcaster(planner.node).sendTransform(camera_in_base)
+    broadcaster = tf2_ros.StaticTransformBroadcaster(planner.node)  # latched: the node hears it whenever it joins
+    broadcaster.sendTransform(camera_in_base)
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
     play_with_depth(planner, 3.0)
