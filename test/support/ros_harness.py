@@ -111,10 +111,31 @@ def call(planner, service_type, name: str, request, timeout_s: float = 20.0):
     return future.result()
 
 
+def wait_until_answering(planner, timeout_s: float = 90.0) -> None:
+    """Until the node under test answers get_state (idempotent, so asked again until it does).
+
+    A node just started can be offered in this planner's graph before its services have matched the
+    planner's requests, or the entries of a node stopped a moment ago can linger: a request sent then
+    is lost and never answered. A transition is not idempotent, so it is sent only once this holds.
+    """
+    from lifecycle_msgs.srv import GetState
+
+    client = planner.node.create_client(GetState, "/perception_node/get_state")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.wait_for_service(timeout_sec=1.0):
+            future = client.call_async(GetState.Request())
+            if wait_for(future.done, 2.0):
+                return
+            client.remove_pending_request(future)
+    raise AssertionError(f"/perception_node/get_state did not answer within {timeout_s} s")
+
+
 def change_state(planner, transition: int) -> bool:
     """A lifecycle transition of the node under test (lifecycle_msgs Transition id); whether it succeeded."""
     from lifecycle_msgs.srv import ChangeState
 
+    wait_until_answering(planner)
     request = ChangeState.Request()
     request.transition.id = transition
     # Configure imports and loads the backends (transformers, sam2: seconds, tens on a busy machine).

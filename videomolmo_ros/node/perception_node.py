@@ -35,6 +35,7 @@ from dataclasses import replace
 import rclpy
 import torch
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -274,6 +275,17 @@ class PerceptionNode(LifecycleNode):
         cameras[0].problem("internal_errors", text) if cameras else self.problem("internal_errors", text)
 
 
+def _spin(executor: MultiThreadedExecutor, stopping: threading.Event) -> None:
+    """Spin until shut down. At exit the node releases its subscriptions while this still spins (goals
+    get their results), and rclpy can then fail building its wait set on an entity being destroyed
+    (InvalidHandle on a QoS event handler): that ends the spin quietly at exit, and only then."""
+    try:
+        executor.spin()
+    except InvalidHandle:
+        if not stopping.is_set():
+            raise
+
+
 def main(args: list[str] | None = None) -> int:
     # Signals are ours: rclpy's handler shuts the context down under running callbacks and workers
     # (RCLError, tracebacks, exit 1); here they end the spin, then everything stops in order.
@@ -293,7 +305,7 @@ def main(args: list[str] | None = None) -> int:
             return 1
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    spinner = threading.Thread(target=_spin, args=(executor, stop), name="executor", daemon=True)
     spinner.start()
     while not stop.wait(0.5) and spinner.is_alive():
         pass
