@@ -8,7 +8,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image as PilImage
 from polling import wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_harness import DOUBLES, FPS, NO_BACKENDS, START_S, image_msg, stamp_ns
+from ros_harness import DOUBLES, FPS, NO_BACKENDS, NODE_START_S, START_S, image_msg, stamp_ns
 from sensor_msgs.msg import CompressedImage, Image
 from synthetic_video import MovingDisc, default_scene, render
 from test_node_planner_api import call, goal, send_goal
@@ -61,7 +61,9 @@ class TwoCameras:
 
     def wait_connected(self) -> None:
         publishers = [self.head, self.wrist, self.planner.command_pub]
-        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), 30), "node never subscribed"
+        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), NODE_START_S), (
+            "node never subscribed"
+        )
 
     def play(self, seconds: float, first_frame: int = 0, wrist_payload=None, until=None) -> None:
         """Both cameras at FPS, for `seconds` or until `until()` holds; `wrist_payload(k, image)` may
@@ -194,7 +196,7 @@ def test_corrupt_and_oversized_frames_are_counted_and_the_cameras_keep_serving(s
 
 def test_buffers_that_do_not_fit_the_memory_limit_fail_at_configure_with_the_numbers(node):
     process = node({**CAMERAS, "buffer_memory_limit_mb": 10.0})
-    assert process.process.wait(60) == 1
+    assert process.process.wait(NODE_START_S) == 1
     log = process.log()
     # 4 stream + 8 context + 61 tracked (the live frame and 2 s of catch-up at up to 30 a second)
     assert "frame buffers need 449.1 MiB for 73 frames per camera (head 433.1 MiB, wrist 16.0 MiB)" in log
@@ -203,7 +205,7 @@ def test_buffers_that_do_not_fit_the_memory_limit_fail_at_configure_with_the_num
 
 def test_a_misspelt_camera_parameter_is_reported_not_silently_ignored(node):
     process = node({**NO_BACKENDS, "cameras.names": ["head"], "cameras.haed.image_topic": "/head/image"})
-    assert process.wait_for_log("ready on cpu", 60), process.log()
+    assert process.wait_for_log("ready on cpu"), process.log()
     assert "unknown to the node (typos?), ignored: cameras.haed.image_topic" in process.log()
     assert "head <- image (raw)" in process.log(), "the real camera keeps its default topic"
 

@@ -7,6 +7,7 @@ from polling import wait_for
 from ros_harness import (
     DOUBLES,
     NO_BACKENDS,
+    NODE_START_S,
     RELIABLE_CAMERA,
     START_S,
     DiagnosticsRecorder,
@@ -113,20 +114,20 @@ def test_a_bad_parameter_stops_start_up_with_the_reason(node):
 
 def test_a_missing_checkpoint_stops_start_up_saying_what_to_download(node):
     process = node()  # the shipped defaults: Molmo2-4B, which this machine does not have
-    assert process.process.wait(60) == 1
+    assert process.process.wait(NODE_START_S) == 1
     assert "hf download allenai/Molmo2-4B" in process.log()
 
 
 def test_a_missing_sam2_checkpoint_stops_start_up_saying_what_to_download(node):
     process = node({"pointer_backend": ""})  # the shipped SAM2 default, without its checkpoint
-    assert process.process.wait(60) == 1
+    assert process.process.wait(NODE_START_S) == 1
     assert "sam2.1_hiera_tiny.pt" in process.log() and "sam2.checkpoint" in process.log()
 
 
 def test_without_a_params_file_the_node_fails_saying_what_to_download(node):
     """As `ros2 run` starts it: the code's defaults are the documented ones (Molmo2-4B, SAM 2.1 tiny)."""
     process = node(params_file=False)
-    assert process.process.wait(60) == 1
+    assert process.process.wait(NODE_START_S) == 1
     assert "hf download allenai/Molmo2-4B" in process.log() and "HF_HUB_OFFLINE" in process.log()
 
 
@@ -139,7 +140,7 @@ def test_without_a_network_the_sam2_default_fails_naming_both_ways(node):
         probe.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
     process = node({"pointer_backend": ""}, params_file=False, env={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": endpoint})
-    assert process.process.wait(60) == 1
+    assert process.process.wait(NODE_START_S) == 1
     log = process.log()
     assert f"no network: {endpoint} did not answer" in log, log
     assert "facebook/sam2.1-hiera-tiny" in log and "local .pt" in log and "sam2.checkpoint" in log
@@ -154,7 +155,7 @@ def test_the_documented_parameters_are_the_declared_ones_with_the_code_defaults(
 
     checkpoints = {"molmo2.model": str(write_tiny_molmo2(tmp_path / "molmo2")), **tiny_sam2_parameters(tmp_path)}
     process = node(checkpoints, params_file=False)
-    assert process.wait_for_log("ready on cpu", 60), process.log()
+    assert process.wait_for_log("ready on cpu"), process.log()
     client = planner.node.create_client(ListParameters, "/perception_node/list_parameters")
     assert client.wait_for_service(timeout_sec=20)
     future = client.call_async(ListParameters.Request())
@@ -185,10 +186,10 @@ def test_a_context_rate_molmo2_was_not_trained_on_is_warned_about_once_or_refuse
     checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
     overrides = {"molmo2.model": str(checkpoint), "propagator_backend": DOUBLES["propagator_backend"]}
     colliding = node({**overrides, "context_fps": 12.0})
-    untrained = node({**overrides, "context_fps": 5.0})  # both start at once: no DDS between them here
-    assert colliding.process.wait(60) == 1
+    assert colliding.process.wait(NODE_START_S) == 1
     assert "context_fps 12 Hz is too fast for Molmo2" in colliding.log(), colliding.log()
-    assert untrained.wait_for_log("ready on cpu", 60), untrained.log()
+    untrained = node({**overrides, "context_fps": 5.0})
+    assert untrained.wait_for_log("ready on cpu"), untrained.log()
     assert untrained.log().count("Molmo2 was trained on video sampled at 2 Hz") == 1, untrained.log()
 
 
@@ -206,7 +207,7 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
     checkpoint = write_tiny_molmo2(tmp_path / "molmo2")
     overrides = {"pointer_backend": "molmo2", "molmo2.model": str(checkpoint), "molmo2.max_new_tokens": 64}
     process = node({**overrides, "propagator_backend": DOUBLES["propagator_backend"]})
-    planner.wait_connected(60)
+    planner.wait_connected()
     planner.send_command("the red ball", id="m", mode=GroundingCommand.MODE_POINT)
     pointed = lambda: any(t.command_id == "m" for t in planner.get("targets"))  # noqa: E731
     truth = play(planner, 4.0, until=pointed)
@@ -220,7 +221,7 @@ def test_the_node_grounds_with_molmo2_on_a_tiny_random_checkpoint(node, planner,
 def test_the_node_tracks_with_sam2_on_a_tiny_random_checkpoint(node, planner, tmp_path):
     sam2 = tiny_sam2_parameters(tmp_path)
     process = node({"pointer_backend": DOUBLES["pointer_backend"], "propagator_backend": "sam2", **sam2})
-    planner.wait_connected(60)
+    planner.wait_connected()
     planner.send_command("the red ball", id="s")
     masked = lambda: len(planner.get("masks")) > 5  # noqa: E731
     truth = play(planner, 4.0, until=masked)
@@ -248,7 +249,7 @@ def test_the_node_grounds_with_videomolmo_on_a_tiny_random_checkpoint(node, plan
             "propagator_backend": DOUBLES["propagator_backend"],
         }
     )
-    planner.wait_connected(60)
+    planner.wait_connected()
     planner.send_command("the red ball", id="v", mode=GroundingCommand.MODE_POINT)
     pointed = lambda: any(t.command_id == "v" for t in planner.get("targets"))  # noqa: E731
     truth = play(planner, 3.0, until=pointed)

@@ -5,7 +5,7 @@ from lifecycle_msgs.msg import Transition
 from openai_server_double import DEFAULT_MODEL, OpenAIServerDouble
 from polling import wait_for
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
-from ros_harness import DOUBLES, call, change_state, installed_params_file, play, set_parameter
+from ros_harness import DOUBLES, NODE_START_S, call, change_state, installed_params_file, play, set_parameter
 from videomolmo_ros.msg import ObjectTrack
 
 # What selects code, files or endpoints, by name: every declared parameter matching it must be read-only.
@@ -91,7 +91,7 @@ def test_parameter_changes_hold_across_the_lifecycle_and_reconfigure_only_settin
 
 
 def fatal_lines(process) -> list[str]:
-    assert wait_for(lambda: process.process.poll() is not None, 60), "the node kept running"
+    assert wait_for(lambda: process.process.poll() is not None, NODE_START_S), "the node kept running"
     return [line for line in process.log().splitlines() if "FATAL" in line]
 
 
@@ -104,9 +104,9 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
     # Config overrides are code to hydra: only numbers and booleans of the config may change.
     evil = {"propagator_backend": "sam2", "sam2.config_overrides": "++model._target_=builtins.print"}
     overrides = node({"pointer_backend": "", **evil, "sam2.checkpoint": str(installed_params_file())})
-    processes = [(node(overrides), name, words) for overrides, name, words in cases]  # all four start at once
     [line] = fatal_lines(overrides)
     assert "sam2.config_overrides '++model._target_=builtins.print' refused" in line, line
+    processes = [(node(overrides), name, words) for overrides, name, words in cases]
     for process, name, words in processes:
         [line] = fatal_lines(process)
         assert process.process.returncode == 1
@@ -132,7 +132,7 @@ def test_the_grounding_server_is_named_at_configure_and_its_key_never_leaves_the
     with OpenAIServerDouble(DEFAULT_MODEL) as server:
         remote = {"pointer_backend": "molmo2", "molmo2.server_url": server.url, "molmo2.server_model": DEFAULT_MODEL}
         process = node({**DOUBLES, **remote})
-        assert process.wait_for_log("ready on", 60), process.log()
+        assert process.wait_for_log("ready on"), process.log()
         assert f"server 127.0.0.1:{server.port}, model {DEFAULT_MODEL}" in process.log()
         # Re-pointing the server (and with it the key and the frames) is refused, in any state.
         assert change_state(planner, Transition.TRANSITION_DEACTIVATE)

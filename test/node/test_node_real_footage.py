@@ -8,7 +8,7 @@ import time
 
 from polling import wait_for
 from real_footage import CLIPS, clip
-from ros_harness import NO_BACKENDS, RELIABLE_IMAGES, DiagnosticsRecorder
+from ros_harness import NO_BACKENDS, NODE_START_S, RELIABLE_IMAGES, DiagnosticsRecorder
 from sensor_msgs.msg import CompressedImage, Image
 
 from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_image, encode_jpeg
@@ -46,7 +46,8 @@ def test_real_frames_raw_and_jpeg_are_all_counted_and_none_rejected(node, planne
     # Reliable writers with a deep history: a frame written once the node's reader is matched here is
     # kept and resent until that reader acknowledges it, however long the node's side of the match
     # takes (test_node_large_images.py counts frames sent the same way exactly).
-    assert wait_for(lambda: raw.get_subscription_count() and jpeg.get_subscription_count(), 60), process.log()
+    connected = lambda: raw.get_subscription_count() and jpeg.get_subscription_count()  # noqa: E731
+    assert wait_for(connected, NODE_START_S), process.log()
     due = time.monotonic()
     for k, frame in enumerate(frames):
         time.sleep(max(0.0, due - time.monotonic()))
