@@ -4,7 +4,7 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, call, change_state
+from ros_harness import DOUBLES, call, change_state, send_goal
 from test_node_planner_api import goal, play_in_background
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
@@ -21,11 +21,11 @@ def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)
     planner.send_command("red", id="tracked")
-    sent = [client.send_goal_async(goal(NEVER)) for _ in range(8)]
+    sent = [send_goal(planner, client, goal(NEVER)) for _ in range(8)]
     assert wait_for(lambda: all(f.done() for f in sent), 20), "the goals were not answered"
     handles = [f.result() for f in sent]
     assert all(h.accepted for h in handles)
-    one_more = client.send_goal_async(goal(NEVER))
+    one_more = send_goal(planner, client, goal(NEVER))
     assert wait_for(one_more.done, 20) and not one_more.result().accepted, "a 9th goal is over max_concurrent_goals"
     results = [h.get_result_async() for h in handles]
 
@@ -69,7 +69,7 @@ def test_a_goal_whose_command_is_replaced_by_another_planner_ends_aborted(shared
     planner.wait_connected()
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)
-    sent = client.send_goal_async(goal(NEVER))
+    sent = send_goal(planner, client, goal(NEVER))
     assert wait_for(sent.done, 20) and sent.result().accepted
     result = sent.result().get_result_async()
     assert wait_for(lambda: call(planner, ListCommands, "list_commands", ListCommands.Request()).ids, 10)

@@ -6,19 +6,19 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, call, change_state, play, stamp_ns
+from ros_harness import DOUBLES, call, change_state, play, send_goal, stamp_ns
 from synthetic_video import default_scene, render
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands, StopCommand
 
 
-def send_goal(planner, goal):
+def ground(planner, goal):
     """Send a goal while frames play; return (goal handle, result future, feedback list)."""
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)
     feedback = []
-    future = client.send_goal_async(goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
+    future = send_goal(planner, client, goal, feedback_callback=lambda msg: feedback.append(msg.feedback))
     assert wait_for(future.done, 20)
     handle = future.result()
     assert handle.accepted
@@ -47,7 +47,7 @@ def served(planner, command_id: str) -> bool:
 def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(shared_node, planner):
     shared_node(planner, DOUBLES)
     planner.wait_connected()
-    _, result, feedback = send_goal(planner, goal("the red ball", timeout_s=20))
+    _, result, feedback = ground(planner, goal("the red ball", timeout_s=20))
     playing = play_in_background(planner, 4.0, until=result.done)
     assert wait_for(result.done, 30)
     playing.join()
@@ -64,7 +64,7 @@ def test_a_point_goal_succeeds_with_targets_on_the_object_and_stops_its_command(
 def test_a_track_goal_succeeds_after_the_asked_number_of_tracked_frames(shared_node, planner):
     shared_node(planner, DOUBLES)
     planner.wait_connected()
-    _, result, _ = send_goal(planner, goal("blue", GroundingCommand.MODE_TRACK, timeout_s=20, track_frames=10))
+    _, result, _ = ground(planner, goal("blue", GroundingCommand.MODE_TRACK, timeout_s=20, track_frames=10))
     playing = play_in_background(planner, 5.0, until=result.done)
     assert wait_for(result.done, 30)
     playing.join()
@@ -76,8 +76,8 @@ def test_a_track_goal_succeeds_after_the_asked_number_of_tracked_frames(shared_n
 def test_a_goal_with_nothing_to_find_times_out_and_one_can_be_cancelled(shared_node, planner):
     shared_node(planner, DOUBLES)
     planner.wait_connected()
-    _, timed_out, _ = send_goal(planner, goal("the purple elephant", timeout_s=2))
-    handle, cancelled, _ = send_goal(planner, goal("the purple elephant"))
+    _, timed_out, _ = ground(planner, goal("the purple elephant", timeout_s=2))
+    handle, cancelled, _ = ground(planner, goal("the purple elephant"))
     playing = play_in_background(planner, 3.0, until=timed_out.done)
     assert wait_for(timed_out.done, 20)
     playing.join()

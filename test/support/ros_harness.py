@@ -134,6 +134,14 @@ def wait_until_answering(planner, timeout_s: float = 90.0) -> None:
     raise AssertionError(f"/perception_node/get_state did not answer within {timeout_s} s")
 
 
+def send_goal(planner, client, goal, **options):
+    """`client.send_goal_async(goal, **options)` on the planner's executor thread: from the test's
+    thread it races rclpy's own handling of a fast answer (ValueError in ActionClient.remove_future)."""
+    task = planner.executor.create_task(lambda: client.send_goal_async(goal, **options))
+    assert wait_for(task.done, 30), "the planner's executor did not send the goal"
+    return task.result()
+
+
 def change_state(planner, transition: int) -> bool:
     """A lifecycle transition of the node under test (lifecycle_msgs Transition id); whether it succeeded."""
     from lifecycle_msgs.srv import ChangeState
