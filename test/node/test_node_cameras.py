@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_harness import DOUBLES, FPS, NO_BACKENDS, NODE_START_S, START_S, image_msg, stamp_ns
 from sensor_msgs.msg import CompressedImage, Image
 from synthetic_video import MovingDisc, default_scene, render
-from test_node_planner_api import call, goal, send_goal
+from test_node_planner_api import call, goal, ground
 from videomolmo_ros.msg import GroundingCommand
 from videomolmo_ros.srv import ListCommands
 
@@ -135,7 +135,7 @@ def test_a_goal_on_the_wrist_camera_answers_from_that_camera(shared_node, planne
     cameras.wait_connected()
     wrist_goal = goal("the green ball", timeout_s=20)
     wrist_goal.camera = "wrist"
-    _, result, _ = send_goal(planner, wrist_goal)
+    _, result, _ = ground(planner, wrist_goal)
     playing = threading.Thread(target=cameras.play, args=(4.0,), kwargs={"until": result.done}, daemon=True)
     playing.start()
     assert wait_for(result.done, 30)

@@ -105,15 +105,6 @@ class NodeProcess:
         return code
 
 
-def call(planner, service_type, name: str, request, timeout_s: float = NODE_START_S):
-    """Call a service of the node under test; fail if it is not offered or does not answer in time."""
-    client = planner.node.create_client(service_type, name)
-    assert client.wait_for_service(timeout_sec=timeout_s), f"{name} not offered"
-    future = client.call_async(request)
-    assert wait_for(future.done, timeout_s), f"{name} did not answer within {timeout_s} s"
-    return future.result()
-
-
 def wait_until_answering(planner, timeout_s: float = 90.0) -> None:
     """Until the node under test answers get_state (idempotent, so asked again until it does).
 
@@ -134,6 +125,19 @@ def wait_until_answering(planner, timeout_s: float = 90.0) -> None:
     raise AssertionError(f"/perception_node/get_state did not answer within {timeout_s} s")
 
 
+def call(planner, service_type, name: str, request, timeout_s: float = NODE_START_S):
+    """Call a service of the node under test; fail if it is not offered or does not answer in time.
+
+    Sent once the node answers get_state (wait_until_answering): a request is never lost unseen.
+    """
+    wait_until_answering(planner, timeout_s)
+    client = planner.node.create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=timeout_s), f"{name} not offered"
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout_s), f"{name} did not answer within {timeout_s} s"
+    return future.result()
+
+
 def send_goal(planner, client, goal, **options):
     """`client.send_goal_async(goal, **options)` on the planner's executor thread: from the test's
     thread it races rclpy's own handling of a fast answer (ValueError in ActionClient.remove_future)."""
@@ -146,7 +150,6 @@ def change_state(planner, transition: int) -> bool:
     """A lifecycle transition of the node under test (lifecycle_msgs Transition id); whether it succeeded."""
     from lifecycle_msgs.srv import ChangeState
 
-    wait_until_answering(planner)
     request = ChangeState.Request()
     request.transition.id = transition
     # Configure imports and loads the backends (transformers, sam2: seconds, tens on a busy machine).
