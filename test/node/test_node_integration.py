@@ -295,7 +295,8 @@ def test_the_pointer_runs_in_a_process_of_its_own_whose_death_for_good_is_a_diag
 
 def test_another_process_tampering_with_the_pointer_process_frames_leaves_the_node_grounding(node, planner):
     """Truncated, the shared block faulted the node's next write (SIGBUS, no log line); unlinked, no query worked."""
-    process = node({**DOUBLES, "pointer_process": True})
+    # Windows of one frame: the block the first query makes is the one every later query writes to.
+    process = node({**DOUBLES, "pointer_process": True, "context_frames": 1})
     planner.wait_connected()
     tampering = Tampering(process.process.pid, ("truncate", "unlink", "overwrite"), timeout_s=NODE_START_S)
     pointed = lambda command_id: any(t.command_id == command_id for t in planner.get("targets"))  # noqa: E731
