@@ -1,10 +1,12 @@
 """A pointer in a process of its own (pointer_process: true): same answers, frames through shared memory."""
 
+import mmap
 import os
 import signal
 
 import pytest
 import torch
+from block_tampering import Tampering
 from polling import wait_for
 from synthetic_video import default_scene, render
 
@@ -12,6 +14,7 @@ from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.backends.registry import create
 from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.contracts.interfaces import BackendError, Pointer
+from videomolmo_ros.io.shared_frames import SharedFrames
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 CPU = torch.device("cpu")
@@ -52,6 +55,20 @@ def test_a_process_that_died_is_started_again_at_the_next_query(oracle):
     assert wait_for(lambda: not oracle.alive, 10)
     assert oracle.ground(window(1), "red", GroundingMode.POINT).points
     assert oracle.pid != first
+
+
+def test_frames_the_process_will_not_map_fail_that_grounding_and_the_next_one_shares_them_anew(oracle, monkeypatch):
+    def unsealed(size: int) -> SharedFrames:  # what a kernel without sealing would give: it could shrink
+        fd = os.memfd_create("unsealed", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, size)
+        return SharedFrames(fd, size, mmap.mmap(fd, size))
+
+    large = window(0, size=(800, 600))  # larger than any window before: a new block
+    with monkeypatch.context() as patch:
+        patch.setattr(SharedFrames, "create", unsealed)
+        with pytest.raises(BackendError, match=r"could not map the shared frames: .* not sealed against resizing"):
+            oracle.ground(large, "red", GroundingMode.POINT)
+    assert oracle.ground(large, "red", GroundingMode.POINT).points
 
 
 def test_a_backend_that_cannot_be_built_fails_here_with_its_message():
@@ -97,5 +114,26 @@ def test_a_process_that_died_and_cannot_start_again_says_how_it_ended_and_why(tm
                 "the pointer process was killed by SIGKILL (out of memory?) and could not be started again: "
                 "not enough memory to load the model again"
             )
+    finally:
+        pointer.close()
+
+
+@pytest.mark.parametrize(
+    ("attack", "refused"),
+    [("truncate", "PermissionError"), ("unlink", "FileNotFoundError"), ("overwrite", "PermissionError")],
+)
+def test_another_process_tampering_with_the_shared_frames_changes_no_answer(attack, refused):
+    """Sealed against resizing and writing, without a name: truncated, a block would fault (SIGBUS) at the
+    next write here; unlinked, the process could not map it; overwritten, the model would read other frames."""
+    here = create(ORACLE, Pointer, CPU, {})
+    pointer = PointerProcess(ORACLE, {"delay_s": 1.0}, CPU)  # reads the frames a second after they were shared
+    try:
+        answers_right = lambda frames: (  # noqa: E731
+            pointer.ground(frames, "the red ball", GroundingMode.POINT) == here.ground(frames, "the red ball", 1)
+        )
+        tampering = Tampering(os.getpid(), (attack,))  # acts once the block made at the first query holds frames
+        assert answers_right(window(2))
+        assert tampering.outcomes() == [{attack: refused}], "found and attacked, in vain"
+        assert answers_right(window(2)) and answers_right(window(5)), "the same window again, and new frames"
     finally:
         pointer.close()

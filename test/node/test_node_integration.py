@@ -1,6 +1,7 @@
 """perception_node as a separate process over real DDS, driven as a planner would drive it."""
 
 import yaml
+from block_tampering import Tampering
 from diagnostic_msgs.msg import DiagnosticStatus
 from parameter_reference import documented_parameters
 from polling import wait_for
@@ -290,3 +291,25 @@ def test_the_pointer_runs_in_a_process_of_its_own_whose_death_for_good_is_a_diag
     )
     assert status.hardware_id == "cpu"
     assert process.stop() == 0, "the pointer process is stopped with the node"
+
+
+def test_another_process_tampering_with_the_pointer_process_frames_leaves_the_node_grounding(node, planner):
+    """Truncated, the shared block faulted the node's next write (SIGBUS, no log line); unlinked, no query worked."""
+    # Windows of one frame: the block the first query makes is the one every later query writes to.
+    process = node({**DOUBLES, "pointer_process": True, "context_frames": 1})
+    planner.wait_connected()
+    tampering = Tampering(process.process.pid, ("truncate", "unlink", "overwrite"), timeout_s=NODE_START_S)
+    pointed = lambda command_id: any(t.command_id == command_id for t in planner.get("targets"))  # noqa: E731
+    planner.send_command("the red ball", id="before", mode=GroundingCommand.MODE_POINT)
+    truth = play(planner, 3.0, until=lambda: pointed("before"))
+    assert wait_for(lambda: pointed("before"), 30), process.log()
+    refused = {"truncate": "PermissionError", "unlink": "FileNotFoundError", "overwrite": "PermissionError"}
+    assert tampering.outcomes() == [refused], "the block made for the first query, found and attacked in vain"
+
+    planner.send_command("the blue ball", id="after", mode=GroundingCommand.MODE_POINT)
+    truth |= play(planner, 3.0, start_s=START_S + 3.0, until=lambda: pointed("after"))
+    assert wait_for(lambda: pointed("after"), 30), process.log()
+    for msg in (m for m in planner.get("targets") if m.command_id == "after"):
+        [target] = msg.targets
+        assert truth[stamp_ns(msg.header)]["blue"][round(target.y), round(target.x)], "on the blue ball"
+    assert process.stop() == 0, "still running, and stopped cleanly"

@@ -4,8 +4,10 @@ In the node's process, a grounding model's Python work (generate's token loop, p
 holds the GIL for most of a query: the image callback waits for it (p99 of several ms) and the
 tracking worker's many short torch calls wait at every one of them, so tracking slows down
 while a query runs (bench/bench_latency.py measures both). In a child process only the CPU is
-shared. The window's frames go through a shared-memory block (one copy per query, no pickling);
-the query, mode and the answer through a pipe.
+shared. The window's frames go through a shared block (one copy per query, no pickling), sealed
+so that no other process can resize, write or unlink it (io/shared_frames.py); its descriptor,
+the query, mode and the answer through a socket pair. A block that cannot be made or mapped is
+a failed grounding (counted), and the next query makes a new one.
 
 The child builds the same backend from the same spec and options, on the same device, and tells
 what the node asks of a pointer at configure (the frames it reads, what it says about the
@@ -21,9 +23,10 @@ import multiprocessing.connection
 import subprocess
 import sys
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing.reduction import recv_handle, send_handle
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from videomolmo_ros.contracts.frames import FrameMeta, FrameWindow
 from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
 from videomolmo_ros.contracts.interfaces import BackendError, Pointer
 from videomolmo_ros.io.child_process import exit_cause, stop_child
+from videomolmo_ros.io.shared_frames import SharedFrames
 
 _FEATURE_FRAMES = 64  # frames whose cached features the child keeps (a few context windows)
 _START_TIMEOUT_S = 600.0  # loading a large model from disk
@@ -49,7 +53,8 @@ class PointerProcess(Pointer):
         super().__init__(dict(options), device)
         self.spec = spec
         self._lock = threading.Lock()  # one query at a time (cameras take turns anyway)
-        self._memory: shared_memory.SharedMemory | None = None
+        self._frames: SharedFrames | None = None
+        self._frames_handed_over = False  # to the running child
         self._process = None
         self._death: str | None = None  # how the last serving child ended, until another one starts
         self._restart_error: str | None = None  # why the last attempt to start another one failed
@@ -86,10 +91,11 @@ class PointerProcess(Pointer):
             if not self.alive:
                 self._restart()  # it died (out of memory, a crash): the next query gets a new one
             images = window.images.cpu().numpy()
-            memory = self._shared(images.nbytes)
-            np.copyto(np.ndarray(images.shape, np.uint8, memory.buf), images)
+            np.copyto(self._shared(images.nbytes).array(images.shape), images)
             try:
-                self._conn.send(("ground", memory.name, images.shape, window.metas, query, int(mode)))
+                if not self._frames_handed_over:
+                    self._hand_over(self._frames)
+                self._conn.send(("ground", images.shape, window.metas, query, int(mode)))
                 kind, value = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError) as error:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -103,14 +109,11 @@ class PointerProcess(Pointer):
         return value
 
     def close(self) -> None:
-        """Stop the child and free the shared memory (the node's cleanup and shutdown)."""
+        """Stop the child and free the shared frames (the node's cleanup and shutdown)."""
         with self._lock:
             if self.alive:
                 stop_child(self._process, self._ask_to_stop, 10)
-            if self._memory is not None:
-                self._memory.close()
-                self._memory.unlink()
-                self._memory = None
+            self._drop_frames()
 
     def _ask_to_stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -129,6 +132,7 @@ class PointerProcess(Pointer):
     def _start(self) -> None:
         """A new child on one end of a socket pair (no fork of a process with threads and CUDA); wait until ready."""
         self._conn, child = multiprocessing.Pipe()
+        self._frames_handed_over = False
         self._process = subprocess.Popen([sys.executable, "-c", _CHILD, str(child.fileno())], pass_fds=[child.fileno()])
         child.close()
         self._conn.send((self.spec, self.options, str(self.device), sys.path))
@@ -144,14 +148,32 @@ class PointerProcess(Pointer):
             raise BackendError(value)
         self.camera_rate_frames, self._description = value
 
-    def _shared(self, nbytes: int) -> shared_memory.SharedMemory:
-        """The shared block, grown to hold `nbytes` (the largest window so far)."""
-        if self._memory is None or self._memory.size < nbytes:
-            if self._memory is not None:
-                self._memory.close()
-                self._memory.unlink()
-            self._memory = shared_memory.SharedMemory(create=True, size=nbytes)
-        return self._memory
+    def _shared(self, nbytes: int) -> SharedFrames:
+        """The shared frames, made anew to hold `nbytes` (the largest window so far) and handed over at this query."""
+        if self._frames is None or self._frames.size < nbytes:
+            self._drop_frames()
+            try:
+                self._frames = SharedFrames.create(nbytes)
+            except (OSError, ValueError) as error:
+                message = f"pointer process: could not make shared frames of {nbytes} bytes: {error}"
+                raise BackendError(message) from error
+        return self._frames
+
+    def _hand_over(self, frames: SharedFrames) -> None:
+        """Give the child the block's descriptor (SCM_RIGHTS on their socket); it maps it or says why not."""
+        self._conn.send(("frames", frames.size))
+        send_handle(self._conn, frames.fd, self._process.pid)
+        kind, value = self._conn.recv()
+        if kind != "attached":
+            self._drop_frames()  # the next query tries a new block
+            raise BackendError(f"pointer process: could not map the shared frames: {value}")
+        self._frames_handed_over = True
+
+    def _drop_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+        self._frames_handed_over = False
 
 
 def child_main(fd: int) -> None:
@@ -171,7 +193,7 @@ def _serve(conn, spec: str, options: dict, device: str) -> None:
         return
     conn.send(("ready", (pointer.camera_rate_frames, pointer.describe())))
     features: OrderedDict[FrameMeta, dict] = OrderedDict()
-    attached: dict[str, shared_memory.SharedMemory] = {}
+    frames: SharedFrames | None = None
     while True:
         try:
             request = conn.recv()
@@ -185,26 +207,27 @@ def _serve(conn, spec: str, options: dict, device: str) -> None:
             except BackendError as error:
                 conn.send(("error", str(error)))
             continue
-        _, name, shape, metas, query, mode = request
+        if request[0] == "frames":
+            frames = None  # the parent's new block replaces it (unmapped once no array is left on it)
+            try:
+                frames = SharedFrames.attach(recv_handle(conn), request[1])
+                conn.send(("attached", None))
+            except Exception as error:
+                conn.send(("refused", str(error) or repr(error)))
+            continue
+        _, shape, metas, query, mode = request
         try:
-            images = torch.from_numpy(np.ndarray(shape, np.uint8, _attach(attached, name).buf))
-            window = _window(metas, images.to(pointer.device), features)
+            window = _window(metas, _images(frames, shape).to(pointer.device), features)
             conn.send(("answered", pointer.ground(window, query, GroundingMode(mode))))
         except Exception as error:
             conn.send(("failed", repr(error)))
 
 
-def _attach(attached: dict, name: str) -> shared_memory.SharedMemory:
-    """The parent's block `name`, attached once per block (the parent creates, grows and unlinks it)."""
-    if name not in attached:
-        for old in attached.values():
-            old.close()
-        attached.clear()
-        attached[name] = shared_memory.SharedMemory(name=name)
-        # Attaching registers the block with this process's own tracker, which would unlink it when
-        # this process ends, from under the parent: the parent owns it.
-        resource_tracker.unregister(attached[name]._name, "shared_memory")
-    return attached[name]
+def _images(frames: SharedFrames, shape: tuple[int, ...]) -> torch.Tensor:
+    """The window's frames on the block, read-only: a model writing to them would fault here, not in the node."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(frames.array(shape))
 
 
 def _window(metas: tuple[FrameMeta, ...], images: torch.Tensor, features: OrderedDict) -> FrameWindow:

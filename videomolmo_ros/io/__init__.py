@@ -1,1 +1,2 @@
-"""Codecs and geometry without ROS: images, masks, mask geometry, depth back-projection; stopping a child process."""
+"""Codecs and geometry without ROS: images, masks, mask geometry, depth back-projection; child processes, the
+frames shared with one."""
