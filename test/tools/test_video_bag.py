@@ -102,11 +102,11 @@ def error_line(capsys) -> str:
     ("name", "spoil", "problem"),
     [
         ("frames/00003.png", lambda p: p.write_bytes(b"not a png"), "not an image file"),
-        ("frames/00004.png", lambda p: p.write_bytes(png_claiming(20_000, 20_000)), "20000x20000 pixels, more than"),
+        ("frames/00004.png", lambda p: p.write_bytes(png_claiming(12_000, 12_000)), "12000x12000 pixels, more than"),
         ("annotations/00002.png", truncate, ""),
-        ("annotations/00004.png", lambda p: p.write_bytes(png_claiming(20_000, 20_000)), "20000x20000 pixels"),
+        ("annotations/00004.png", lambda p: p.write_bytes(png_claiming(12_000, 12_000)), "12000x12000 pixels"),
     ],
-    ids=["frame-not-an-image", "frame-claiming-20000^2", "truncated-annotation", "annotation-claiming-20000^2"],
+    ids=["frame-not-an-image", "frame-claiming-12000^2", "truncated-annotation", "annotation-claiming-12000^2"],
 )
 def test_a_damaged_frame_or_annotation_is_named_and_leaves_no_bag(tmp_path, capsys, name, spoil, problem):
     synthetic_dataset(tmp_path)

@@ -147,7 +147,7 @@ def test_a_calibration_for_another_size_exits_1(tmp_path):
 def test_an_image_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
-    (folder / "0.png").write_bytes(png_claiming(20_000, 20_000))  # 1.2 GB of RGB if decoded
+    (folder / "0.png").write_bytes(png_claiming(12_000, 12_000))  # 432 MB of RGB if decoded
     result = publish([str(folder)], timeout_s=60)
-    expected = f"video_publisher: error: {folder / '0.png'}: 20000x20000 pixels, more than 8192 a side"
+    expected = f"video_publisher: error: {folder / '0.png'}: 12000x12000 pixels, more than 8192 a side"
     assert result.returncode == 1 and result.stderr.strip() == expected, result.stderr

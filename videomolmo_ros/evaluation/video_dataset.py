@@ -271,7 +271,7 @@ class VideoDataset:
         return masks
 
     def _rle_mask(self, anno_id: object, index: int, rle: object, shape: tuple[int, int]) -> np.ndarray:
-        """One frame's mask of an annotation (None: the object is not in that frame)."""
+        """One frame's mask of an annotation, empty where its RLE is None (the object is not in that frame)."""
         if rle is None:
             return np.zeros(shape, bool)
         try:

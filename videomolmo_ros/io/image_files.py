@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 # Larger than any camera or dataset frame the package is for (8K UHD is 7680 x 4320); an RGB image
-# of 8192 x 8192 is 192 MiB.
+# of 8192 x 8192 is 192 MiB. Below PIL's own bomb warning (89 M pixels) by construction.
 MAX_IMAGE_SIDE = 8192
 
 
@@ -31,15 +31,18 @@ def image_file(path: Path, max_side: int = MAX_IMAGE_SIDE) -> Iterator[Image.Ima
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from 89 M pixels: every such image has a side over max_side and is refused below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if max(image.size) > max_side:
                     width, height = image.size
                     raise ImageFileError(f"{path}: {width}x{height} pixels, more than {max_side} a side")
                 yield image
+    except Image.DecompressionBombError as error:  # PIL refuses from 179 M pixels, before the size is known
+        raise ImageFileError(f"{path}: more than {max_side} pixels a side ({error})") from None
     except Image.UnidentifiedImageError:
         raise ImageFileError(f"{path}: not an image file (PNG, JPEG, ...) or damaged") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageFileError(f"{path}: {error}") from None
 
 
