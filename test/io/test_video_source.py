@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from bad_inputs import memory_ceiling, png_claiming
 from real_footage import clip, davis_sequence
 from synthetic_video import default_scene, render
 
@@ -66,6 +67,12 @@ def test_an_image_folder_is_read_in_name_order_at_the_rate_given(tmp_path):
 def test_a_source_that_cannot_be_read_is_refused_with_the_reason(tmp_path, setup, message):
     with pytest.raises(VideoSourceError, match=message):
         VideoSource(setup(tmp_path))
+
+
+def test_an_image_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_path):
+    (tmp_path / "0.png").write_bytes(png_claiming(12_000, 12_000))  # 432 MB of RGB if decoded
+    with memory_ceiling(), pytest.raises(VideoSourceError, match=r"0\.png: 12000x12000 pixels, more than 8192 a side"):
+        VideoSource(tmp_path)
 
 
 def test_a_folder_of_mixed_sizes_stops_at_the_odd_frame(tmp_path):

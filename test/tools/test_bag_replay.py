@@ -2,6 +2,8 @@
 
 import io
 import json
+import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -41,9 +43,11 @@ def write_bag(
     truth=False,
     frames=FRAMES,
     as_png=False,
+    odd_frames: dict[int, dict] | None = None,
 ) -> list[int]:
     """A bag of synthetic frames, raw or as PNG CompressedImage (plus one command before them;
-    depth, ground truth of the two discs (red = 1, blue = 2) beside them); the frames' stamps."""
+    depth, ground truth of the two discs (red = 1, blue = 2) beside them); the frames' stamps.
+    `odd_frames` {k: Image fields}: frame k (raw) declares these instead."""
     typestore = make_typestore()
     image_type = typestore.types["sensor_msgs/msg/Image"]
     compressed_type = typestore.types[COMPRESSED_TYPE]
@@ -67,7 +71,8 @@ def write_bag(
                 PilImage.fromarray(image).save(encoded, "PNG")
                 msg = compressed_type(header, "png", np.frombuffer(encoded.getvalue(), np.uint8))
             else:
-                msg = image_type(header, 240, 320, "rgb8", 0, 960, image.reshape(-1))
+                fields = {"height": 240, "width": 320, "encoding": "rgb8", "step": 960, "data": image.reshape(-1)}
+                msg = image_type(header=header, is_bigendian=0, **{**fields, **(odd_frames or {}).get(k, {})})
             writer.write(images, stamp, typestore.serialize_cdr(msg, frame_type.__msgtype__))
             if depth:
                 far = image_type(header, 240, 320, "16UC1", 0, 640, np.full(240 * 640, 7, np.uint8))
@@ -249,3 +254,77 @@ def test_replay_bag_as_a_process_exits_0_after_every_complete_replay(perception_
         result = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"run {run}: exit {result.returncode}\n{result.stderr[-2000:]}"
         assert "frames sent: 5;" in result.stdout
+
+
+# ---------------------------------------------------------------- bad bags, lost frames, interruptions
+
+
+def corrupt_pages_midway(bag: Path, pages: int = 3) -> None:
+    """Overwrite a few pages in the middle of the bag's sqlite database with 0xFF, as a failing disk leaves them."""
+    [database] = bag.glob("*.db3")
+    data = bytearray(database.read_bytes())
+    page = int.from_bytes(data[16:18], "big")  # the page size, from the database header
+    start = len(data) // page // 2 * page
+    data[start : start + pages * page] = b"\xff" * (pages * page)
+    database.write_bytes(data)
+
+
+def test_a_bag_damaged_midway_ends_in_one_line_no_output_and_the_command_stopped(perception_node, tmp_path, capsys):
+    write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, START_S + 1000, None)
+    corrupt_pages_midway(tmp_path / "bag")
+    out = tmp_path / "out"
+    perception_node.forget_log()
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--command", "the red ball", "--drain", "0.3"]
+    assert main(args) == 1, perception_node.log()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"replay_bag: error: {tmp_path / 'bag'}: damaged after "), err
+    [command_id] = re.findall(r"stopped the command\(s\) it started \((replay_bag-[0-9a-f]+)\)", err)
+    assert err.strip().endswith(f"{out} not written (its partial output was removed)")
+    assert perception_node.wait_for_log(f"command {command_id} stopped", 30), perception_node.log()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"], "no output bag, no partial one"
+
+
+def test_frames_over_the_size_limit_are_not_sent_and_the_nodes_losses_are_reported(perception_node, tmp_path, capsys):
+    # Frame 2 claims 10,000 x 10,000 pixels (its data is 16 bytes): never sent. Frame 4 has an encoding
+    # the node does not decode: sent, and the node rejects it, which its diagnostics count.
+    odd = {2: {"height": 10_000, "width": 10_000, "step": 30_000, "data": np.zeros(16, np.uint8)}}
+    odd[4] = {"encoding": "no_such_encoding"}
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S + 1100, "the red ball", frames=8, odd_frames=odd)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--timeout", "1", "--drain", "0.3"]
+    assert main(args) == 3, perception_node.log()
+    captured = capsys.readouterr()
+    assert "frames sent: 7 (1 without tracks in time)" in captured.out, captured.out
+    assert "frames of the bag NOT sent: 1 too_large" in captured.out
+    assert "/camera/image_raw at 2100.133 s: 10000x10000, larger than 3840x2160" in captured.out
+    assert "node: received 7 of 7 frames; " in captured.out and "frames_rejected_unsupported_encoding 1" in captured.out
+    assert "LOST 1 frame(s) or output(s)" in captured.out
+    assert captured.err.strip() == (
+        f"replay_bag: incomplete: 1 frame(s) of the bag not sent, 1 lost by the node (see above; outputs in {out})"
+    )
+    assert len(read_outputs(out)["tracks"]) >= 6, "the output bag is complete and readable"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_replay_stops_its_command_and_leaves_no_output(perception_node, tmp_path, signum):
+    write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S + 1200 + 100 * (signum == signal.SIGTERM), None)
+    out = tmp_path / "out"
+    perception_node.forget_log()
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0.2", "--command", "the red ball"]
+    process = subprocess.Popen([str(installed_executable("replay_bag")), *args], stderr=subprocess.PIPE, text=True)
+    try:
+        assert perception_node.wait_for_log("accepted: 'the red ball'"), perception_node.log()
+        [command_id] = re.findall(r"command (replay_bag-[0-9a-f]+) accepted", perception_node.log())
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == [
+        f"replay_bag: interrupted; stopped the command(s) it started ({command_id}); "
+        f"{out} not written (its partial output was removed)"
+    ]
+    assert perception_node.wait_for_log(f"command {command_id} stopped", 30), perception_node.log()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"], "no output bag, no partial one"

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from bad_inputs import memory_ceiling, png_claiming, truncate
 from oracle_doubles import (
     ColorOraclePointerDouble,
     ColorOraclePropagatorDouble,
@@ -291,3 +292,69 @@ def test_cli_exits_1_for_a_missing_dataset_root(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "out"), *ORACLE]) == 1
     assert "missing is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 1, nothing allocated
+
+
+def one_error_line(capsys) -> str:
+    """The only line the tool wrote to stderr (no traceback)."""
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_an_rle_claiming_a_huge_size_is_refused_before_anything_is_allocated():
+    # Eight characters: a background run of 0 and a foreground run of 10^10 pixels, which covers the
+    # 100,000 x 100,000 it claims exactly; decoding it would take 9.3 GiB.
+    with memory_ceiling(), pytest.raises(DatasetError, match=r"100000x100000 .* more than the 67108864 allowed"):
+        rle_decode({"size": [100_000, 100_000], "counts": "0PPigPZ9"})
+
+
+@pytest.mark.parametrize(
+    ("rle", "message"),
+    [
+        ({"size": [20, 20], "counts": "T3"}, r"RLE of 20x20 .* for a frame of 10x10"),
+        ({"size": [10], "counts": "T3"}, "without a size"),
+        ({"size": [10, 10], "counts": {"a": 1}}, "neither a string nor a list"),
+        ("T3", "without a size"),
+    ],
+)
+def test_a_malformed_rle_or_one_of_another_size_than_its_frame_is_refused(rle, message):
+    with pytest.raises(DatasetError, match=message):
+        rle_decode(rle, (10, 10))
+
+
+def test_cli_refuses_a_mask_dict_rle_claiming_a_huge_size(tmp_path, capsys):
+    root = make_mevis_layout(tmp_path / "mevis")
+    mask_dict = json.loads((root / "mask_dict.json").read_text())
+    mask_dict["10"][3] = {"size": [100_000, 100_000], "counts": "0PPigPZ9"}
+    (root / "mask_dict.json").write_text(json.dumps(mask_dict))
+    out = tmp_path / "out"
+    with memory_ceiling():
+        assert main([str(root), "-o", str(out), *ORACLE, "--max-expressions", "1", "--device", "cpu"]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"evaluate_dataset: error: {root / 'mask_dict.json'}: anno_id 10, mask 3: ")
+    assert "100000x100000" in line
+    assert not any(out.iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize(
+    ("damaged", "spoil", "problem"),
+    [
+        ("JPEGImages/discs/00004.jpg", truncate, "truncated"),
+        ("Annotations/discs/00004.png", truncate, ""),
+        ("JPEGImages/discs/00004.jpg", lambda p: p.write_bytes(png_claiming(100_000, 100_000)), "more than 8192"),
+        ("JPEGImages/discs/00000.jpg", lambda p: p.write_bytes(b"not a jpeg"), "not an image file"),
+    ],
+    ids=["truncated-jpeg", "truncated-png", "jpeg-claiming-10^10-pixels", "not-an-image"],
+)
+def test_cli_names_a_damaged_image_file_and_exits_1(tmp_path, capsys, damaged, spoil, problem):
+    root = make_davis_layout(tmp_path / "davis")
+    spoil(root / damaged)
+    out = tmp_path / "out"
+    with memory_ceiling():
+        assert main([str(root), "-o", str(out), *ORACLE, "--max-expressions", "1", "--device", "cpu"]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"evaluate_dataset: error: {root / damaged}: ") and problem in line
+    assert not any(out.iterdir()), "no report, GIF or partial file of the sequence that failed"

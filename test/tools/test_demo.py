@@ -90,3 +90,14 @@ def test_offline_without_weights_it_stops_before_starting_a_node_naming_what_to_
 def test_a_video_without_a_query_is_refused(tmp_path):
     result = demo(["clip.mp4", "-o", str(tmp_path)], timeout_s=60)
     assert result.returncode == 2 and "--query" in result.stderr
+
+
+def test_a_video_it_cannot_read_is_named_before_anything_is_started_or_written(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    out = tmp_path / "demo_out"
+    args = [str(tmp_path / "clip.mp4"), "--query", "the cup", "-o", str(out)]
+    result = demo(args, timeout_s=120, HF_HUB_OFFLINE="1", HOME=str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    expected = f"videomolmo_demo: error: cannot open {tmp_path / 'clip.mp4'} (OpenCV could not read it)"
+    assert result.stderr.strip().splitlines()[-1] == expected, result.stderr
+    assert not out.exists(), "no output folder, no node"

@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from bad_inputs import memory_ceiling, png_claiming, truncate
 from PIL import Image
 from real_footage import davis_root, davis_sequence
 from ros_harness import NodeProcess
@@ -88,6 +89,42 @@ def test_an_annotation_folder_naming_no_frame_is_refused(tmp_path, capsys):
         png.rename(png.with_name(f"x{png.name}"))
     assert main([str(frames), "-o", str(tmp_path / "bag"), "--truth", str(annotations)]) == 1
     assert "no annotation in" in capsys.readouterr().err and not (tmp_path / "bag").exists()
+
+
+def error_line(capsys) -> str:
+    """The one line video_to_bag wrote to stderr (no traceback)."""
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    ("name", "spoil", "problem"),
+    [
+        ("frames/00003.png", lambda p: p.write_bytes(b"not a png"), "not an image file"),
+        ("frames/00004.png", lambda p: p.write_bytes(png_claiming(12_000, 12_000)), "12000x12000 pixels, more than"),
+        ("annotations/00002.png", truncate, ""),
+        ("annotations/00004.png", lambda p: p.write_bytes(png_claiming(12_000, 12_000)), "12000x12000 pixels"),
+    ],
+    ids=["frame-not-an-image", "frame-claiming-12000^2", "truncated-annotation", "annotation-claiming-12000^2"],
+)
+def test_a_damaged_frame_or_annotation_is_named_and_leaves_no_bag(tmp_path, capsys, name, spoil, problem):
+    synthetic_dataset(tmp_path)
+    spoil(tmp_path / name)
+    out = tmp_path / "bag"
+    with memory_ceiling():
+        assert main([str(tmp_path / "frames"), "-o", str(out), "--truth", str(tmp_path / "annotations")]) == 1
+    line = error_line(capsys)
+    assert line.startswith(f"video_to_bag: error: {tmp_path / name}: ") and problem in line
+    assert line.endswith(f"{out} not written (its partial output was removed)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations", "frames"], "no bag, no partial one"
+
+
+def test_a_file_that_is_no_video_is_named_and_leaves_no_bag(tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    assert main([str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "bag")]) == 1
+    assert f"cannot open {tmp_path / 'clip.mp4'}" in error_line(capsys)
+    assert not (tmp_path / "bag").exists()
 
 
 # ---------------------------------------------------------------- DAVIS dog: bag -> replay_bag -> score.json

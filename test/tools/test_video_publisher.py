@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from bad_inputs import png_claiming
 from polling import wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from real_footage import clip
@@ -141,3 +142,12 @@ def test_a_calibration_for_another_size_exits_1(tmp_path):
     )
     result = publish([str(folder), "--calibration", str(calibration)], timeout_s=60)
     assert result.returncode == 1 and "calibration is for 640x480 images" in result.stderr, result.stderr
+
+
+def test_an_image_claiming_a_huge_size_is_refused_before_it_is_decoded(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "0.png").write_bytes(png_claiming(12_000, 12_000))  # 432 MB of RGB if decoded
+    result = publish([str(folder)], timeout_s=60)
+    expected = f"video_publisher: error: {folder / '0.png'}: 12000x12000 pixels, more than 8192 a side"
+    assert result.returncode == 1 and result.stderr.strip() == expected, result.stderr

@@ -4,24 +4,31 @@ bags, ground truth and scoring of a replay.
 The ROS side of the replay (publishing into the node, recording its answers) is bag_replay.py.
 """
 
+import io
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image as PilImage
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from videomolmo_ros.evaluation.output_files import output_path, write_text
 from videomolmo_ros.evaluation.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
+from videomolmo_ros.io.image_files import MAX_IMAGE_SIDE
 from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
 from videomolmo_ros.io.package_share import PACKAGE, share_path
 
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
+FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 # The node's outputs (node-relative names) and their types.
 OUTPUTS = {
     "targets": f"{PACKAGE}/msg/PointedTargets",
@@ -60,14 +67,53 @@ class ReplaySummary:
     outputs: Counter = field(default_factory=Counter)
     frame_stamps: list[int] = field(default_factory=list)  # header stamps of the frames sent, in order
     frame_sent_ns: list[int] = field(default_factory=list)  # when each was sent, on the receive times' clock
+    frames_refused: Counter = field(default_factory=Counter)  # bag frames not played, by reason
+    refused_example: str = ""  # the first one's reason, in words
+    node_counts: dict[str, int] | None = None  # the node's counters that grew during the replay; None: unread
 
     def text(self) -> str:
         recorded = ", ".join(f"{topic} {self.outputs[topic]}" for topic in OUTPUTS)
         late = f" ({self.frames_timed_out} without tracks in time)" if self.frames_timed_out else ""
-        return (
-            f"frames sent: {self.frames_sent}{late}; commands sent: {self.commands_sent}\n"
-            f"outputs recorded: {recorded} -> {self.output_bag}"
-        )
+        lines = [
+            f"frames sent: {self.frames_sent}{late}; commands sent: {self.commands_sent}",
+            f"outputs recorded: {recorded} -> {self.output_bag}",
+        ]
+        if self.frames_refused:
+            refused = ", ".join(f"{count} {reason}" for reason, count in sorted(self.frames_refused.items()))
+            lines.append(f"frames of the bag NOT sent: {refused} (the first: {self.refused_example})")
+        return "\n".join([*lines, self._node_text()])
+
+    def _node_text(self) -> str:
+        if self.node_counts is None:
+            return "node counters: not read (no /diagnostics of its camera arrived), its losses unknown"
+        received = self.node_counts.get("frames_received", 0)
+        counted = ", ".join(f"{name} {n}" for name, n in sorted(self.node_counts.items()) if name != "frames_received")
+        text = f"node: received {received} of {self.frames_sent} frames; " + (counted or "dropped nothing")
+        return text + (f"; LOST {self.node_lost} frame(s) or output(s)" if self.node_lost else "")
+
+    @property
+    def node_lost(self) -> int:
+        """Frames the node never received or rejected, and outputs it dropped, during the replay."""
+        if self.node_counts is None:
+            return 0
+        unreceived = max(self.frames_sent - self.node_counts.get("frames_received", 0), 0)
+        return unreceived + sum(n for name, n in self.node_counts.items() if name.startswith(LOST_COUNTERS))
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the bag was sent, and none was lost by the node as far as its counters tell."""
+        return not self.frames_refused and not self.node_lost
+
+
+# The node's counters (pipeline.health) that mean a frame or an output of the replay was lost, not the
+# designed degradation of a node slower than the bag (frames skipped while tracking is busy).
+LOST_COUNTERS = ("frames_rejected_", "outputs_dropped_")
+
+
+def node_counts_grown(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """The counters that grew from `before` to `after` (the node's camera counters), by how much."""
+    grown = {name: count - before.get(name, 0) for name, count in after.items()}
+    return {name: n for name, n in grown.items() if n > 0}
 
 
 @dataclass(frozen=True)
@@ -135,7 +181,7 @@ def select_streams(reader: Reader, args: TopicChoice) -> list[Stream]:
     listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
     streams = []
     for option, node_topic, default, msgtype in [
-        ("image_topic", args.node_image, "/camera/image_raw", (IMAGE_TYPE, COMPRESSED_TYPE)),
+        ("image_topic", args.node_image, "/camera/image_raw", FRAME_TYPES),
         ("depth_topic", args.node_depth, "/camera/depth/image_raw", IMAGE_TYPE),
         ("camera_info_topic", args.node_camera_info, "/camera/camera_info", "sensor_msgs/msg/CameraInfo"),
     ]:
@@ -161,9 +207,33 @@ def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> st
     return found
 
 
+# The most bytes a pixel takes in any encoding the node decodes (rgba8, 32FC1); a larger frame is refused.
+MAX_BYTES_PER_PIXEL = 4
+
+
+def frame_problem(msg, max_width: int, max_height: int) -> tuple[str, str] | None:
+    """(reason, words) why a bag's Image or CompressedImage is not played, from the sizes it declares
+    (nothing decoded or copied, a JPEG / PNG header read); None when it may be."""
+    if hasattr(msg, "format"):
+        try:
+            with PilImage.open(io.BytesIO(msg.data)) as image:  # the header only
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError, PilImage.DecompressionBombError) as error:
+            return "malformed", f"{msg.format or 'compressed'} payload of {len(msg.data)} bytes: {error}"
+    else:
+        width, height = msg.width, msg.height
+    if width > max_width or height > max_height:
+        return "too_large", f"{width}x{height}, larger than {max_width}x{max_height}"
+    if not hasattr(msg, "format"):
+        declared, held = msg.step * msg.height, len(msg.data)
+        if held < declared or held > MAX_BYTES_PER_PIXEL * max_width * max_height:
+            return "malformed", f"{width}x{height} {msg.encoding} declares step*height {declared} bytes, holds {held}"
+    return None
+
+
 class BagWriter:
-    """A new bag: one connection per name (`topics`: name -> topic, `types`: name -> message type; the
-    node's outputs by default); written from one thread only."""
+    """A bag being written: one connection per name (`topics`: name -> topic, `types`: name -> message type;
+    the node's outputs by default); written from one thread only. Made by `new_bag`."""
 
     def __init__(
         self,
@@ -173,8 +243,6 @@ class BagWriter:
         topics: Mapping[str, str],
         types: Mapping[str, str] = OUTPUTS,
     ):
-        if path.exists():
-            raise ReplayError(f"{path} exists already: choose another --output")
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(path, version=9, storage_plugin=plugin)
         self._writer.open()
@@ -191,16 +259,55 @@ class BagWriter:
         self._writer.close()
 
 
+@contextmanager
+def new_bag(
+    path: Path, storage: str, typestore: Typestore, topics: Mapping[str, str], types: Mapping[str, str] = OUTPUTS
+) -> Iterator[BagWriter]:
+    """A BagWriter for a new bag at `path`, which appears there complete when the body ends without error;
+    otherwise nothing is left there and the error notes it (output_files)."""
+    if path.exists():
+        raise ReplayError(f"{path} exists already: choose another --output")
+    with output_path(path) as partial:
+        writer = BagWriter(partial, storage, typestore, topics, types)
+        try:
+            yield writer
+        except BaseException:
+            with suppress(Exception):  # the error that stopped the writing is the one to report
+                writer.close()
+            raise
+        writer.close()
+
+
+def bag_messages(reader: Reader, connections: list[Connection]) -> Iterator[tuple[Connection, int, memoryview]]:
+    """The bag's messages on `connections` in time order; a damaged bag (a corrupt page of its database, a
+    truncated MCAP chunk) ends them with a ReplayError naming the bag and how far it was read."""
+    read = 0
+    try:
+        for connection, time_ns, data in reader.messages(connections=connections):
+            yield connection, time_ns, memoryview(data)
+            read += 1
+    except Exception as error:  # rosbags and its storage libraries raise many unrelated types
+        raise ReplayError(f"{reader.path}: damaged after {read} message(s): {type(error).__name__}: {error}") from None
+
+
 def read_outputs(path: Path) -> dict[str, list[RecordedOutput]]:
     """The scorer's hook: a replay's output bag as {output name: messages in receive order}."""
     typestore = make_typestore()
     names = {msgtype: name for name, msgtype in OUTPUTS.items()}
     outputs: dict[str, list[RecordedOutput]] = {name: [] for name in OUTPUTS}
     with Reader(path) as reader:
-        for connection, receive_ns, data in reader.messages():
-            msg = typestore.deserialize_cdr(data, connection.msgtype)
+        for connection, receive_ns, data in bag_messages(reader, reader.connections):
+            msg = decode_message(typestore, data, connection.msgtype, f"{path} on {connection.topic}")
             outputs[names[connection.msgtype]].append(RecordedOutput(connection.topic, receive_ns, msg))
     return outputs
+
+
+def decode_message(typestore: Typestore, data: bytes | memoryview, msgtype: str, where: str) -> object:
+    """A message of the bag; one that does not deserialize is a ReplayError saying `where` it is."""
+    try:
+        return typestore.deserialize_cdr(data, msgtype)
+    except Exception as error:  # rosbags' SerdeError, or what a damaged message makes its generated code raise
+        raise ReplayError(f"{where}: a {msgtype} that does not deserialize: {error}") from None
 
 
 # ---------------------------------------------------------------------------- ground truth and scoring
@@ -241,25 +348,27 @@ def read_truth(path: Path, topic: str | None) -> dict[int, LabelMasks] | None:
         for connection in connections:
             _checked_type(connection.topic, connection.msgtype, TRUTH_TYPE)
         truth: dict[int, LabelMasks] = {}
-        for _, _, data in reader.messages(connections=connections):
-            msg = typestore.deserialize_cdr(data, TRUTH_TYPE)
+        for connection, _, data in bag_messages(reader, connections):
+            msg = decode_message(typestore, data, TRUTH_TYPE, f"{path} on {connection.topic}")
             stamp = stamp_ns(msg.header)
             if stamp in truth:
-                raise ReplayError(f"two ground-truth messages for the frame stamped {stamp}: merge them")
-            truth[stamp] = _checked_truth(msg, stamp)
+                raise ReplayError(f"{path}: two ground-truth messages for the frame stamped {stamp}: merge them")
+            truth[stamp] = _checked_truth(msg, f"{path}: ground truth of the frame stamped {stamp}")
         return truth
     finally:
         reader.close()
 
 
-def _checked_truth(msg, stamp: int) -> LabelMasks:
-    """A ground-truth message that decodes, with an id per object."""
+def _checked_truth(msg, where: str) -> LabelMasks:
+    """A ground-truth message that decodes (its PNG's header checked first), with an id per object."""
     if len(set(msg.ids)) < len(msg.ids):
-        raise ReplayError(f"ground truth of the frame stamped {stamp} repeats ids: {list(msg.ids)}")
+        raise ReplayError(f"{where} repeats ids: {list(msg.ids)}")
+    if problem := frame_problem(msg, MAX_IMAGE_SIDE, MAX_IMAGE_SIDE):
+        raise ReplayError(f"{where}: {problem[1]}")
     try:
         decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
     except ValueError as error:
-        raise ReplayError(f"ground truth of the frame stamped {stamp} does not decode: {error}") from error
+        raise ReplayError(f"{where} does not decode: {error}") from error
     return LabelMasks(msg)
 
 
@@ -287,10 +396,7 @@ def write_report(
     """Score the replay, write the JSON report to `path` and print the table."""
     result = score(summary, truth)
     topic = truth_topic or DEFAULT_TRUTH_TOPIC
-    try:
-        path.write_text(json.dumps({"bag": bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
-    except OSError as error:
-        raise ReplayError(f"cannot write the score report {path}: {error}") from error
+    write_text(path, json.dumps({"bag": bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
     print(f"score against {topic} -> {path}\n{result.table()}")
 
 

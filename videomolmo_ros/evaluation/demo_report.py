@@ -19,6 +19,7 @@ import numpy as np
 from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.evaluation.bag_files import RecordedOutput, stamp_ns
 from videomolmo_ros.evaluation.metrics import latency_stats
+from videomolmo_ros.evaluation.output_files import output_path, write_text
 from videomolmo_ros.io.mask_codec import decode_masks
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay
 from videomolmo_ros.pipeline.outputs import MasksOutput, Target, TargetsOutput, TrackSnapshot
@@ -101,10 +102,13 @@ def summarize(summary: DemoSummary, frames: Sequence[SentFrame], outputs: dict[s
 def write_files(
     out: Path, summary: DemoSummary, frames: Sequence[SentFrame], outputs: dict[str, list[RecordedOutput]]
 ) -> None:
-    """overlay.mp4 (every frame published), tracks.csv (every track of every tracks message), summary.json."""
-    write_overlay(out / "overlay.mp4", frames, outputs, summary.publish_rate_hz)
-    write_tracks_csv(out / "tracks.csv", frames, outputs["tracks"])
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    """overlay.mp4 (every frame published), tracks.csv (every track of every tracks message), summary.json;
+    each whole or not at all (output_files)."""
+    with output_path(out / "overlay.mp4") as path:
+        write_overlay(path, frames, outputs, summary.publish_rate_hz)
+    with output_path(out / "tracks.csv") as path:
+        write_tracks_csv(path, frames, outputs["tracks"])
+    write_text(out / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
 
 
 def write_overlay(

@@ -18,6 +18,7 @@ from PIL import Image
 
 from videomolmo_ros.evaluation.lockstep_run import COMMAND_ID, EvalConfig, SequenceRun, read_frame
 from videomolmo_ros.evaluation.metrics import CountScores, LatencyStats, PointingScores, count_accuracy, latency_stats
+from videomolmo_ros.evaluation.output_files import output_path, write_text
 from videomolmo_ros.evaluation.scoring import MasksAnswer, TargetsAnswer, latency_samples, score_outputs
 from videomolmo_ros.evaluation.video_dataset import Sample
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay
@@ -161,9 +162,10 @@ def write_report(out_dir: Path, report: Report) -> None:
     for sequence in sequences:
         del sequence["latency_samples"]  # monotonic clock readings: the stats are what a reader wants
     document = {"config": report.config, "overall": dataclasses.asdict(report.overall), "sequences": sequences}
-    (out_dir / "report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
-    (out_dir / "table.md").write_text(markdown_table(report))
-    write_plots(out_dir / "plots.png", report.sequences)
+    write_text(out_dir / "report.json", json.dumps(document, indent=2, default=str) + "\n")
+    write_text(out_dir / "table.md", markdown_table(report))
+    with output_path(out_dir / "plots.png") as path:
+        write_plots(path, report.sequences)
 
 
 def markdown_table(report: Report) -> str:
@@ -208,14 +210,15 @@ def write_gif(path: Path, sample: Sample, run: SequenceRun, result: SequenceResu
     step = math.ceil(count / config.gif_frames)
     frames = [_overlay_frame(sample, run, result, k, config.gif_side) for k in range(0, count, step)]
     duration_ms = round(1000 * step / config.fps)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    with output_path(path) as partial:
+        frames[0].save(partial, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
 
 
 def _overlay_frame(sample: Sample, run: SequenceRun, result: SequenceResult, index: int, side: int) -> Image.Image:
     here = [o for o in run.targets if o.meta.stamp_ns == run.stamps[index]]
     targets = dataclasses.replace(here[0], targets=tuple(t for o in here for t in o.targets)) if here else None
     tracks = run.tracks[index].tracks if run.tracks[index] else ()
-    canvas = draw_overlay(read_frame(sample.frame_paths[index]), tracks, run.masks[index], targets)
+    canvas = draw_overlay(read_frame(sample.frame_paths[index], sample.shape), tracks, run.masks[index], targets)
     truth = sample.masks[index]
     if truth is not None:
         contours, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.evaluation.video_dataset import DatasetError, Sample
+from videomolmo_ros.io.image_files import image_file
 from videomolmo_ros.pipeline.commands import CommandRequest, CommandState
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
@@ -105,9 +105,13 @@ class SequenceRun:
     rejected: str = ""  # why the pipeline refused the expression, if it did
 
 
-def read_frame(path: Path) -> np.ndarray:
-    """An H x W x 3 uint8 RGB frame (writable: the pipeline wraps it in a tensor)."""
-    with Image.open(path) as image:
+def read_frame(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """An H x W x 3 uint8 RGB frame (writable: the pipeline wraps it in a tensor) of its masks' `shape`,
+    checked in the file's header before it is decoded."""
+    with image_file(path) as image:
+        if image.size[::-1] != shape:
+            width, height = image.size
+            raise DatasetError(f"{path} is {width}x{height}, its mask {shape[1]}x{shape[0]}")
         return np.array(image.convert("RGB"))
 
 
@@ -119,15 +123,12 @@ def run_sequence(
     sink = LockstepSink()
     pipeline = PerceptionPipeline(config.pipeline, device, pointer, propagator, sink)
     run = SequenceRun(config.fps, [round(k * 1e9 / config.fps) for k in range(len(sample.frame_paths))])
-    shape = next(m.shape for m in sample.masks if m is not None)
     pipeline.start()
     try:
         events = pipeline.submit_command(CommandRequest(COMMAND_ID, sample.ref.text, GroundingMode.TRACK))
         run.rejected = "; ".join(e.reason for e in events if e.state is not CommandState.ACCEPTED)
         for index, path in enumerate(sample.frame_paths):  # also when rejected: it scores as finding nothing
-            image = read_frame(path)
-            if image.shape[:2] != shape:
-                raise DatasetError(f"{path} is {image.shape[1]}x{image.shape[0]}, its mask {shape[1]}x{shape[0]}")
+            image = read_frame(path, sample.shape)
             _feed(pipeline, sink, run, index, image, 0.0 if run.rejected else config.frame_timeout_s)
     finally:
         pipeline.close(config.frame_timeout_s)

@@ -26,7 +26,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from videomolmo_ros.io.image_files import MAX_IMAGE_SIDE, image_file, image_size
 
 
 class DatasetError(RuntimeError):
@@ -40,20 +41,40 @@ class DatasetError(RuntimeError):
 # From the fourth count on, the count two places back is subtracted first (runs of the same
 # value tend to have similar lengths, so the differences are short).
 _OFFSET, _MORE, _SIGN, _BITS = 48, 0x20, 0x10, 5
+# The largest mask decoded (a bool a pixel): MAX_IMAGE_SIDE squared, as the frames it belongs to.
+MAX_MASK_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 
 
-def rle_decode(rle: Mapping) -> np.ndarray:
-    """The H x W bool mask of a COCO RLE: {"size": [h, w], "counts": str (compressed) or list}."""
-    height, width = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
+def rle_decode(rle: Mapping, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The H x W bool mask of a COCO RLE: {"size": [h, w], "counts": str (compressed) or list}.
+
+    Checked before anything is allocated: the size against `shape` (its frame's) if given and
+    against MAX_MASK_PIXELS, the counts against the size; eight characters can claim 10^10 pixels.
+    """
+    height, width, counts = _rle_fields(rle)
+    if shape is not None and (height, width) != tuple(shape):
+        raise DatasetError(f"RLE of {height}x{width} (h x w) for a frame of {shape[0]}x{shape[1]}")
+    if height * width > MAX_MASK_PIXELS:
+        raise DatasetError(f"RLE claims {height}x{width} (h x w) pixels, more than the {MAX_MASK_PIXELS} allowed")
     if isinstance(counts, str):
         counts = _counts_from_string(counts)
     if sum(counts) != height * width or min(counts, default=0) < 0:
         raise DatasetError(f"RLE counts cover {sum(counts)} pixels, not the {height}x{width} of its size")
     runs = np.arange(len(counts)) % 2 == 1  # runs alternate 0, 1, 0, ... starting with background
     return np.repeat(runs, counts).reshape((height, width), order="F")  # column-major
+
+
+def _rle_fields(rle: object) -> tuple[int, int, str | list[int]]:
+    """(height, width, counts) of an RLE object, or a DatasetError saying what is malformed."""
+    size = rle.get("size") if isinstance(rle, Mapping) else None
+    counts = rle.get("counts") if isinstance(rle, Mapping) else None
+    if not (isinstance(size, list | tuple) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size)):
+        raise DatasetError(f"RLE without a size [height, width] of two whole numbers: {str(rle)[:80]}")
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if not (isinstance(counts, str) or (isinstance(counts, list) and all(type(c) is int for c in counts))):
+        raise DatasetError(f"RLE counts are neither a string nor a list of whole numbers: {str(counts)[:80]}")
+    return size[0], size[1], counts
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -135,6 +156,11 @@ class Sample:
         per_frame = zip(*self.object_masks.values(), strict=True)
         return [None if masks[0] is None else np.logical_or.reduce(masks) for masks in per_frame]
 
+    @cached_property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the ground truth, which every frame must have."""
+        return next(m.shape for m in self.masks if m is not None)
+
 
 class VideoDataset:
     """A dataset folder in one of the layouts above (found from the files present).
@@ -211,7 +237,7 @@ class VideoDataset:
             if missing or not paths:
                 raise DatasetError(f"{len(missing)} of {len(paths)} frame(s) of {ref.video} missing: {missing[:1]}")
             if self.layout == "mevis":
-                masks = self._rle_masks(ref, expression, len(frames), Image.open(paths[0]).size[::-1])
+                masks = self._rle_masks(ref, expression, len(frames), image_size(paths[0])[::-1])
             else:
                 masks = self._png_masks(ref, expression, frames)
         except (KeyError, TypeError, ValueError) as error:
@@ -238,11 +264,20 @@ class VideoDataset:
         pairs = zip(_as_list(expression["obj_id"]), _as_list(expression["anno_id"]), strict=True)
         for obj_id, anno_id in pairs:
             rles = self._mask_dict.get(str(anno_id))
-            if rles is None or len(rles) != count:
-                found = "none" if rles is None else f"{len(rles)} masks"
+            if not isinstance(rles, list) or len(rles) != count:
+                found = f"{len(rles)} masks" if isinstance(rles, list) else "no list of masks"
                 raise DatasetError(f"mask_dict.json: anno_id {anno_id} of {ref.name} has {found}, not {count}")
-            masks[str(obj_id)] = tuple(np.zeros(shape, bool) if rle is None else rle_decode(rle) for rle in rles)
+            masks[str(obj_id)] = tuple(self._rle_mask(anno_id, index, rle, shape) for index, rle in enumerate(rles))
         return masks
+
+    def _rle_mask(self, anno_id: object, index: int, rle: object, shape: tuple[int, int]) -> np.ndarray:
+        """One frame's mask of an annotation, empty where its RLE is None (the object is not in that frame)."""
+        if rle is None:
+            return np.zeros(shape, bool)
+        try:
+            return rle_decode(rle, shape)
+        except DatasetError as error:
+            raise DatasetError(f"{self.root / 'mask_dict.json'}: anno_id {anno_id}, mask {index}: {error}") from None
 
 
 def _as_list(value: object) -> list:
@@ -253,16 +288,19 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"{path} not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise DatasetError(f"{path} holds a JSON {type(document).__name__}, not an object")
+    return document
 
 
 def _label_image(path: Path) -> np.ndarray | None:
     """Object ids per pixel from an indexed (palette) or grey PNG; None when there is no PNG."""
     if not path.is_file():
         return None
-    with Image.open(path) as image:
+    with image_file(path) as image:
         if image.mode not in ("P", "L", "I", "I;16"):
             raise DatasetError(f"{path} is a {image.mode} image: annotations must be indexed (palette) PNGs")
         return np.asarray(image)

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videomolmo_ros.io.image_files import MAX_IMAGE_SIDE, ImageFileError, image_size
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FOLDER_FPS = 30.0  # an image folder carries no rate: this unless told (--fps)
 
@@ -61,6 +63,9 @@ class VideoSource:
         self.fps = fps or (reported if 0 < reported < 1000 else FOLDER_FPS)
         self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if max(self.width, self.height) > MAX_IMAGE_SIDE:
+            capture.release()
+            raise VideoSourceError(f"{self.name}: {self.width}x{self.height} frames, more than {MAX_IMAGE_SIDE} a side")
 
     def frames(self, loop: bool = False) -> Iterator[np.ndarray]:
         """RGB frames in order; with `loop`, from the start again at the end (not for a camera)."""
@@ -97,6 +102,11 @@ class VideoSource:
 
 
 def _read_image(path: Path) -> np.ndarray:
+    """Decoded once its header's size is checked: OpenCV allocates whatever a header claims."""
+    try:
+        image_size(path)
+    except ImageFileError as error:
+        raise VideoSourceError(str(error)) from None
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise VideoSourceError(f"{path} is not an image OpenCV can read")

@@ -15,6 +15,12 @@ label image (mask_codec) holding the true objects, ids = their ids (command_id a
 read); the objects with a non-empty mask are the true count. Annotate any subset of the frames;
 the topic is never played to the node.
 
+Frames over --max-width x --max-height, or whose data does not match the size they declare, are
+not sent (counted and named). The node's losses during the replay (frames never received or
+rejected, outputs dropped) are read from its /diagnostics and printed. Exit status: 0 every frame
+sent and none lost; 3 the replay ran but frames were not sent or lost (outputs written); 1 an
+error (a damaged bag, no node: nothing written, the commands it started stopped); 130 interrupted.
+
     replay_bag recording/ -o replay_out --rate 0 --command "the red mug"
 """
 
@@ -22,6 +28,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +42,7 @@ from videomolmo_ros.evaluation.bag_files import (
     ACTION_STOP,
     COMMAND_TYPE,
     DEFAULT_TRUTH_TOPIC,
+    FRAME_TYPES,
     MODES,
     STATUS_ACCEPTED,
     BagWriter,
@@ -42,7 +50,12 @@ from videomolmo_ros.evaluation.bag_files import (
     ReplaySummary,
     Stream,
     TopicChoice,
+    bag_messages,
+    decode_message,
+    frame_problem,
     make_typestore,
+    new_bag,
+    node_counts_grown,
     open_bag,
     read_truth,
     select_streams,
@@ -51,6 +64,13 @@ from videomolmo_ros.evaluation.bag_files import (
 )
 from videomolmo_ros.tools.replay_node import ReplayNode
 from videomolmo_ros.tools.ros_spin import SpunNode
+from videomolmo_ros.tools.tool_main import run_tool
+
+# The largest frame played unless --max-width / --max-height say otherwise: 4K UHD (24 MiB in rgb8).
+MAX_WIDTH, MAX_HEIGHT = 3840, 2160
+EXIT_INCOMPLETE = 3  # the replay ran, but frames of the bag were not sent or the node lost some
+COUNTS_WAIT_S = 3.0  # the node reports its counters on /diagnostics once a second
+STOP_WAIT_S = 5.0  # on the way out of a failed replay, for the node to stop the commands it started
 
 
 class Replay:
@@ -64,17 +84,28 @@ class Replay:
         self.summary = ReplaySummary(Path(args.output))
         self._by_topic = {s.bag_topic: s for s in streams}
         self._sent: set[str] = set()  # ids (or, without one, queries) of the commands sent
+        self._own_ids: set[str] = set()  # the ids this replay gave its --command commands
+        self._clock_ns: int | None = None  # the last /clock published (--clock)
 
     def drain(self) -> None:
         self.ros.record(self.out)
 
     def run(self) -> ReplaySummary:
-        self._connect()
-        for query in self.args.command:
-            self._send_command(self._cli_command(query), wait=True)
-            self.summary.commands_sent += 1
-        self._play()
-        self._finish()
+        """The replay; whatever ends it early (an error, Ctrl-C), the commands it started are stopped."""
+        try:
+            self._connect()
+            before = self._node_counts(0, self.reader.start_time - round(COUNTS_WAIT_S * 1e9))  # any report so far
+            for query in self.args.command:
+                self._send_command(self._cli_command(query), wait=True)
+                self.summary.commands_sent += 1
+            self._play()
+            self._finish()
+        except BaseException as error:
+            if not self.args.keep_commands:
+                self._stop_on_the_way_out(error)
+            raise
+        after = self._node_counts(len(self.ros.camera_counts), self._clock_ns)  # a report made after the replay
+        self.summary.node_counts = None if before is None or after is None else node_counts_grown(before, after)
         self.summary.outputs = Counter(self.out.counts)
         return self.summary
 
@@ -98,10 +129,31 @@ class Replay:
             )
         time.sleep(0.3)  # matching is not symmetric in time: let the node's side match our publishers too
 
+    def _node_counts(self, seen: int, clock_ns: int | None) -> dict[str, int] | None:
+        """The counters of the node's camera in its newest report after the first `seen` ones (None if none
+        came within COUNTS_WAIT_S).
+
+        Under --clock the node's timers run on the bag's clock: it runs on from `clock_ns` meanwhile,
+        before the first frame or after the node went quiet, so a report comes.
+        """
+        start = time.monotonic()
+
+        def tick() -> None:
+            if self.ros.clock_pub is not None and clock_ns is not None:
+                self.ros.publish_clock(clock_ns + round((time.monotonic() - start) * 1e9))
+            self.drain()
+
+        if not self.ros.wait(lambda: len(self.ros.camera_counts) > seen, COUNTS_WAIT_S, tick):
+            return None
+        with self.ros.lock:
+            return self.ros.camera_counts[-1]
+
     def _cli_command(self, query: str):
         from videomolmo_ros.msg import GroundingCommand
 
-        return GroundingCommand(query=query, mode=MODES[self.args.mode], action=ACTION_ADD)
+        command_id = f"replay_bag-{uuid.uuid4().hex[:8]}"  # known before any answer: stoppable on Ctrl-C
+        self._own_ids.add(command_id)
+        return GroundingCommand(id=command_id, query=query, mode=MODES[self.args.mode], action=ACTION_ADD)
 
     def _send_command(self, msg, wait: bool) -> None:
         """Publish a command (a message or the bag's bytes); with `wait`, until the node answers."""
@@ -112,10 +164,9 @@ class Replay:
         if wait and not self.ros.wait(lambda: len(self.ros.statuses) > answered, self.args.timeout, self.drain):
             raise ReplayError(f"perception_node never answered a command within {self.args.timeout:g} s")
 
-    def _events(self) -> Iterator[tuple[Connection, int, bytes]]:
+    def _events(self) -> Iterator[tuple[Connection, int, memoryview]]:
         connections = [c for c in self.reader.connections if c.topic in self._by_topic]
-        for connection, bag_ns, data in self.reader.messages(connections=connections):
-            yield connection, bag_ns, bytes(data)  # rclpy publishes serialized data only as bytes
+        return bag_messages(self.reader, connections)
 
     def _play(self) -> None:
         frames = sum(c.msgcount for c in self.reader.connections if c.topic == self.image.bag_topic)
@@ -127,7 +178,8 @@ class Replay:
                     self._sleep_until(start_wall + (bag_ns - start_bag) / 1e9 / self.args.rate)
                 if self.ros.clock_pub is not None:
                     self.ros.publish_clock(bag_ns)
-                self._send(self._by_topic[connection.topic], data)
+                    self._clock_ns = bag_ns
+                self._send(self._by_topic[connection.topic], bag_ns, data)
                 bar.update(connection.topic == self.image.bag_topic)
 
     def _sleep_until(self, wall: float) -> None:
@@ -135,18 +187,25 @@ class Replay:
             self.drain()
             time.sleep(min(remaining, 0.01))
 
-    def _send(self, stream: Stream, data: bytes) -> None:
+    def _send(self, stream: Stream, bag_ns: int, data: memoryview) -> None:
+        """Publish one message of the bag; a frame only if the sizes it declares pass (counted if not)."""
+        where = f"{self.args.bag}: {stream.bag_topic} at {bag_ns / 1e9:.3f} s"
         if stream.msgtype == COMMAND_TYPE:
-            self._send_command(data, wait=self.args.rate == 0)
+            self._send_command(bytes(data), wait=self.args.rate == 0)  # rclpy publishes serialized data as bytes
             self.summary.commands_sent += 1
             return
-        if stream is not self.image:
-            self.ros.publishers[stream.node_topic].publish(data)
+        msg = decode_message(self.ros.typestore, data, stream.msgtype, where) if stream.msgtype in FRAME_TYPES else None
+        if msg is not None and (problem := frame_problem(msg, self.args.max_width, self.args.max_height)):
+            self.summary.frames_refused[problem[0]] += 1
+            self.summary.refused_example = self.summary.refused_example or f"{where}: {problem[1]}"
             return
-        stamp = stamp_ns(self.ros.typestore.deserialize_cdr(data, stream.msgtype).header)
+        if stream is not self.image:
+            self.ros.publishers[stream.node_topic].publish(bytes(data))
+            return
+        stamp = stamp_ns(msg.header)
         seen = len(self.ros.track_stamps)
         self.summary.frame_sent_ns.append(self.ros.node.get_clock().now().nanoseconds)
-        self.ros.publishers[stream.node_topic].publish(data)
+        self.ros.publishers[stream.node_topic].publish(bytes(data))
         self.summary.frames_sent += 1
         self.summary.frame_stamps.append(stamp)
         if self.args.rate == 0 and not self._wait_for_tracks(seen, stamp):
@@ -186,6 +245,29 @@ class Replay:
 
         self._send_command(GroundingCommand(id=command_id, action=ACTION_STOP), wait=True)
 
+    def _stop_on_the_way_out(self, error: BaseException) -> None:
+        """Stop what this replay started (its commands running, and its own not yet answered) and note on
+        `error` what became of them; the output bag is dropped, so what arrives now is not recorded."""
+        from videomolmo_ros.msg import GroundingCommand
+
+        with self.ros.lock:
+            answered = {s.id for s in self.ros.statuses}
+        ids = sorted(set(self._started()) | (self._own_ids - answered))
+        if not ids:
+            return
+        try:
+            for command_id in ids:
+                self.ros.command_pub.publish(GroundingCommand(id=command_id, action=ACTION_STOP))
+            running = lambda: set(ids) & self.ros.running  # noqa: E731
+            self.ros.wait(lambda: not running(), STOP_WAIT_S, lambda: None)
+            left = sorted(running())
+        except Exception as stop_error:  # the way out must not hide why the replay stopped
+            left = [f"{', '.join(ids)} ({stop_error})"]
+        if left:
+            error.add_note(f"command(s) {', '.join(left)} may still run in the node: stop them (list_commands)")
+        else:
+            error.add_note(f"stopped the command(s) it started ({', '.join(ids)})")
+
     def _until_quiet(self) -> None:
         """Write outputs until none arrived for --drain seconds (late fused masks, status answers)."""
         while True:
@@ -201,10 +283,11 @@ def topic_choice(args: argparse.Namespace) -> TopicChoice:
 
 
 def replay(args: argparse.Namespace) -> ReplaySummary:
-    """Play the bag into the node; the summary (and the output bag) is what a scorer reads."""
+    """Play the bag into the node; the summary (and the output bag, there only once complete) is what a
+    scorer reads."""
     typestore = make_typestore()
     reader = open_bag(Path(args.bag))
-    spun = out = None
+    spun = None
     try:
         streams = select_streams(reader, topic_choice(args))
         if args.command and not any(s.msgtype == COMMAND_TYPE for s in streams):
@@ -212,11 +295,9 @@ def replay(args: argparse.Namespace) -> ReplaySummary:
         spun = SpunNode("replay_bag", args.namespace)
         ros = ReplayNode(spun, streams, typestore, args.clock)
         spun.spin()
-        out = BagWriter(Path(args.output), args.storage, typestore, ros.output_topics())
-        return Replay(args, reader, streams, ros, out).run()
+        with new_bag(Path(args.output), args.storage, typestore, ros.output_topics()) as out:
+            return Replay(args, reader, streams, ros, out).run()
     finally:
-        if out is not None:
-            out.close()
         if spun is not None:
             spun.close()  # joins the spin thread: a live one at exit aborts the process
         reader.close()
@@ -254,28 +335,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to connect")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer to a frame/command")
     parser.add_argument("--drain", type=float, default=1.0, help="quiet seconds that end the recording")
+    parser.add_argument("--max-width", type=int, default=MAX_WIDTH, help="wider frames are not sent (counted)")
+    parser.add_argument("--max-height", type=int, default=MAX_HEIGHT, help="taller frames are not sent (counted)")
     args = parser.parse_args(argv)
-    if args.rate < 0:
-        parser.error("--rate must be >= 0")
+    if args.rate < 0 or args.max_width < 1 or args.max_height < 1:
+        parser.error("--rate must be >= 0, --max-width and --max-height >= 1")
     return args
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the ground truth, replay, print the summary, score; EXIT_INCOMPLETE if frames went missing."""
+    truth = read_truth(Path(args.bag), args.truth_topic)
+    if truth is None and args.report:
+        raise ReplayError(f"--report: the bag holds no ground truth on {DEFAULT_TRUTH_TOPIC} to score")
+    summary = replay(args)
+    print(summary.text())
+    if truth is not None:
+        write_report(Path(args.report or Path(args.output) / "score.json"), args.bag, args.truth_topic, summary, truth)
+    if summary.complete:
+        return 0
+    refused, lost = sum(summary.frames_refused.values()), summary.node_lost
+    print(
+        f"replay_bag: incomplete: {refused} frame(s) of the bag not sent, {lost} lost by the node "
+        f"(see above; outputs in {args.output})",
+        file=sys.stderr,
+    )
+    return EXIT_INCOMPLETE
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        truth = read_truth(Path(args.bag), args.truth_topic)
-        if truth is None and args.report:
-            raise ReplayError(f"--report: the bag holds no ground truth on {DEFAULT_TRUTH_TOPIC} to score")
-        summary = replay(args)
-        print(summary.text())
-        if truth is not None:
-            write_report(
-                Path(args.report or Path(args.output) / "score.json"), args.bag, args.truth_topic, summary, truth
-            )
-    except ReplayError as error:
-        print(f"replay_bag: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_tool("replay_bag", lambda: run(args))
 
 
 if __name__ == "__main__":

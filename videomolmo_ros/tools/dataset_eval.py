@@ -16,10 +16,11 @@ from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, Po
 from videomolmo_ros.evaluation.dataset_evaluation import EvalError, evaluate
 from videomolmo_ros.evaluation.eval_report import Report, markdown_table
 from videomolmo_ros.evaluation.lockstep_run import EvalConfig
-from videomolmo_ros.evaluation.video_dataset import DatasetError, VideoDataset
+from videomolmo_ros.evaluation.video_dataset import VideoDataset
 from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
+from videomolmo_ros.tools.tool_main import run_tool
 
 # Pipeline settings a run may change with --param (what VideoMolmo needs: 5 frames at camera rate).
 PIPELINE_PARAMS = ("context_frames", "context_fps")
@@ -153,14 +154,14 @@ def run(args: argparse.Namespace) -> Report:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def evaluation() -> int:
         report = run(args)
-    except (BackendError, DatasetError, EvalError) as error:
-        print(f"evaluate_dataset: error: {error}", file=sys.stderr)
-        return 1
-    print(markdown_table(report), end="")
-    print(f"report.json, table.md, plots.png and {len(report.sequences)} GIF(s) in {args.output}")
-    return 0
+        print(markdown_table(report), end="")
+        print(f"report.json, table.md, plots.png and {len(report.sequences)} GIF(s) in {args.output}")
+        return 0
+
+    return run_tool("evaluate_dataset", evaluation, (BackendError, EvalError))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ from videomolmo_ros.evaluation.bag_files import (
     MODES,
     STATUS_ACCEPTED,
     BagWriter,
-    ReplayError,
     Stream,
     make_typestore,
+    new_bag,
     read_outputs,
 )
 from videomolmo_ros.evaluation.demo_report import DemoSummary, SentFrame, summarize, write_files
@@ -44,11 +44,12 @@ from videomolmo_ros.io.child_process import stop_child
 from videomolmo_ros.io.dds_profile import large_data_environment
 from videomolmo_ros.io.image_codec import encode_jpeg
 from videomolmo_ros.io.package_share import share_path
-from videomolmo_ros.io.video_source import VideoSource, VideoSourceError
+from videomolmo_ros.io.video_source import VideoSource
 from videomolmo_ros.tools.demo_weights import missing_weights, node_parameters
 from videomolmo_ros.tools.frame_publisher import FramePublisher, add_source_arguments, play
 from videomolmo_ros.tools.replay_node import ReplayNode
 from videomolmo_ros.tools.ros_spin import SpunNode
+from videomolmo_ros.tools.tool_main import run_tool
 
 NAMESPACE = "/videomolmo_demo"
 SYNTHETIC_QUERY = "the red ball"
@@ -91,11 +92,11 @@ class DemoRun:
     """One run: wait for the node, send the query, publish the frames, record every output."""
 
     def __init__(self, args: argparse.Namespace, source, node: NodeProcess, spun: SpunNode, out: Path):
-        self.args, self.source, self.node = args, source, node
+        self.args, self.source, self.node, self.out = args, source, node, out
         self.typestore = make_typestore()
         self.ros = ReplayNode(spun, [Stream("", "command", COMMAND_TYPE)], self.typestore, clock=False)
         self.publisher = FramePublisher(spun.node, args, None)
-        self.bag = BagWriter(out / "outputs", "mcap", self.typestore, self.ros.output_topics())
+        self.bag: BagWriter | None = None  # while run() records
         self.frames: list[SentFrame] = []
         self.command_id = ""
         spun.spin()  # the callbacks of everything above
@@ -115,11 +116,10 @@ class DemoRun:
         return True
 
     def run(self) -> float:
-        """Everything up to the last output (recorded in the closed bag); the rate the frames went out at."""
-        try:
+        """Everything up to the last output (recorded in the bag, there once complete); the rate the frames
+        went out at."""
+        with new_bag(self.out / "outputs", "mcap", self.typestore, self.ros.output_topics()) as self.bag:
             return self._run()
-        finally:
-            self.bag.close()
 
     def _run(self) -> float:
         ready = lambda: self.publisher.subscribers > 0 and self.ros.command_pub.get_subscription_count() > 0  # noqa: E731
@@ -184,17 +184,17 @@ def prepare(args: argparse.Namespace, out: Path) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> DemoSummary:
     out = Path(args.output)
+    source = (  # first: a video that cannot be read is said before anything else is done
+        TabletopScene()
+        if args.video is None and args.camera is None
+        else VideoSource(args.camera if args.camera is not None else args.video, args.fps)
+    )
     params = prepare(args, out)
     if missing := missing_weights(params):
         raise DemoError("the models are not on this machine:\n- " + "\n- ".join(missing))
     # One file, keyed by the node's full name: a params file's `perception_node:` does not reach a namespaced node.
     files = [out / "demo_params.yaml"]
     files[0].write_text(yaml.safe_dump({f"{NAMESPACE}/perception_node": {"ros__parameters": params}}))
-    source = (
-        TabletopScene()
-        if args.video is None and args.camera is None
-        else VideoSource(args.camera if args.camera is not None else args.video, args.fps)
-    )
     summary = DemoSummary(
         args.video or (f"camera {args.camera}" if args.camera is not None else source.name),
         args.query,
@@ -244,13 +244,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(remove_ros_args(["videomolmo_demo", *argv])[1:])
-    try:
-        summary = run(args)
-    except (DemoError, ReplayError, VideoSourceError) as error:
-        print(f"videomolmo_demo: {error}", file=sys.stderr)
-        return 1
-    print(summary.text(Path(args.output)))
-    return 0
+
+    def demo() -> int:
+        print(run(args).text(Path(args.output)))
+        return 0
+
+    return run_tool("videomolmo_demo", demo, (DemoError,))
 
 
 if __name__ == "__main__":

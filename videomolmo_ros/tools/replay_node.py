@@ -14,6 +14,7 @@ from rosbags.typesys.store import Typestore
 from videomolmo_ros.evaluation.bag_files import (
     COMMAND_TYPE,
     COMPRESSED_TYPE,
+    FRAME_TYPES,
     IMAGE_TYPE,
     OUTPUTS,
     STATUS_ACCEPTED,
@@ -22,6 +23,7 @@ from videomolmo_ros.evaluation.bag_files import (
     Stream,
     stamp_ns,
 )
+from videomolmo_ros.pipeline.health import DROP_COUNTERS
 from videomolmo_ros.tools.ros_spin import SpunNode
 
 # Reliable, deep enough that a burst of masks is not lost while the replay is busy.
@@ -36,6 +38,7 @@ class ReplayNode:
     """
 
     def __init__(self, spun: SpunNode, streams: list[Stream], typestore: Typestore, clock: bool):
+        from diagnostic_msgs.msg import DiagnosticArray
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -65,6 +68,12 @@ class ReplayNode:
             self.node.create_subscription(
                 ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
             )
+        # The counters of the node's camera that our frames go to: its statuses name the image topic.
+        cameras = [self.node.resolve_topic_name(s.node_topic) for s in streams if s.msgtype in FRAME_TYPES]
+        self.camera_counts: list[dict[str, int]] = []  # every /diagnostics report of that camera, in order
+        if cameras:
+            self._camera_topic = cameras[0]
+            self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def output_topics(self) -> dict[str, str]:
         """The fully resolved names of the node's outputs, as the output bag records them."""
@@ -88,6 +97,20 @@ class ReplayNode:
             self.running.add(msg.id)
         elif msg.state == STATUS_STOPPED:
             self.running.discard(msg.id)
+
+    def _on_diagnostics(self, msg) -> None:
+        """The camera's frames_received and drop counters (pipeline.health) as its statuses report them."""
+        counts = {
+            kv.key: int(kv.value)
+            for status in msg.status
+            if status.hardware_id == self._camera_topic and status.name.endswith((": camera input", ": drops"))
+            for kv in status.values
+            if _is_counter(kv.key) and kv.value.isdigit()
+        }
+        if "frames_received" in counts:
+            with self.lock:
+                self.camera_counts.append(counts)
+                self.lock.notify_all()
 
     def record(self, bag: BagWriter) -> None:
         """Write the outputs received so far into `bag` (from the one thread that writes it)."""
@@ -115,3 +138,8 @@ class ReplayNode:
         msg = self._clock()
         msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
         self.clock_pub.publish(msg)
+
+
+def _is_counter(key: str) -> bool:
+    """frames_received or a drop counter's total (not its "_new": since the node's last report)."""
+    return key == "frames_received" or (key.startswith(DROP_COUNTERS) and not key.endswith("_new"))

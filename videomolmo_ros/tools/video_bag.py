@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image as PilImage
 from tqdm import tqdm
 
 from videomolmo_ros.evaluation.bag_files import (
@@ -32,13 +31,15 @@ from videomolmo_ros.evaluation.bag_files import (
     IMAGE_TYPE,
     MODES,
     TRUTH_TYPE,
-    BagWriter,
     ReplayError,
     make_typestore,
+    new_bag,
 )
 from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_jpeg
+from videomolmo_ros.io.image_files import image_file
 from videomolmo_ros.io.mask_codec import encode_masks
-from videomolmo_ros.io.video_source import VideoSource, VideoSourceError
+from videomolmo_ros.io.video_source import VideoSource
+from videomolmo_ros.tools.tool_main import run_tool
 
 
 class TruthFolder:
@@ -55,16 +56,17 @@ class TruthFolder:
         if frame_names and not any(self.paths):
             raise ReplayError(f"no annotation in {folder} is named like a frame ({frame_names[0]}.png, ...)")
 
-    def objects(self, index: int) -> tuple[list[int], list[np.ndarray]] | None:
-        """(ids, masks) annotated on frame `index`; None when it has no annotation."""
+    def objects(self, index: int, shape: tuple[int, int]) -> tuple[list[int], list[np.ndarray]] | None:
+        """(ids, masks) annotated on frame `index` (of `shape`); None when it has no annotation."""
         path = self.paths[index] if index < len(self.paths) else None
         if path is None:
             return None
-        with PilImage.open(path) as png:
-            labels = np.asarray(png)
-            if png.mode not in ("P", "L") or labels.ndim != 2:
+        with image_file(path) as png:
+            if png.mode not in ("P", "L"):
                 raise ReplayError(f"{path} is a {png.mode} image: annotations are palette or grayscale PNGs")
-            grey = png.mode == "L"
+            if png.size[::-1] != shape:
+                raise ReplayError(f"{path} is {png.width}x{png.height}, its frame {shape[1]}x{shape[0]}")
+            labels, grey = np.asarray(png), png.mode == "L"
         values = [int(v) for v in np.unique(labels) if v]
         if grey and values == [255]:  # DAVIS 2016: 0 / 255, the one object
             return [1], [labels == 255]
@@ -84,8 +86,7 @@ def write_bag(args: argparse.Namespace, source: VideoSource, truth: TruthFolder 
     def serialize(msgtype: str, **fields) -> bytes:
         return typestore.serialize_cdr(typestore.types[msgtype](**fields), msgtype)
 
-    writer = BagWriter(Path(args.output), args.storage, typestore, topics, types)
-    try:
+    with new_bag(Path(args.output), args.storage, typestore, topics, types) as writer:
         for query, at_s in zip(args.command, commands_times(args), strict=True):
             command = {"id": "", "query": query, "mode": MODES[args.mode], "action": ACTION_ADD, "camera": ""}
             writer.write("command", start_ns + round(at_s * 1e9), serialize(COMMAND_TYPE, **command))
@@ -96,14 +97,14 @@ def write_bag(args: argparse.Namespace, source: VideoSource, truth: TruthFolder 
             stamp = start_ns + round(index * 1e9 / source.fps)
             head = header(stamp=stamp_type(*divmod(stamp, 1_000_000_000)), frame_id=args.frame_id)
             writer.write("image", stamp, serialize(types["image"], header=head, **_image_fields(rgb, args)))
-            annotated = truth.objects(index) if truth else None
+            annotated = truth.objects(index, rgb.shape[:2]) if truth else None
             if annotated is not None:
                 height, width, png = encode_masks(annotated[1], rgb.shape[:2])
                 fields = {"ids": np.array(annotated[0], np.uint32), "height": height, "width": width}
                 fields |= {"format": "png", "data": np.frombuffer(png, np.uint8), "command_id": "", "camera": ""}
                 writer.write("truth", stamp, serialize(TRUTH_TYPE, header=head, **fields))
-    finally:
-        writer.close()
+        if not writer.counts["image"]:
+            raise ReplayError(f"{args.video}: no frame could be read")
     return dict(writer.counts)
 
 
@@ -157,20 +158,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with VideoSource(args.video, args.fps) as source:
-            truth = TruthFolder(Path(args.truth), source.frame_names) if args.truth else None
-            counts = write_bag(args, source, truth)
-    except (VideoSourceError, ReplayError) as error:
-        print(f"video_to_bag: error: {error}", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace) -> int:
+    with VideoSource(args.video, args.fps) as source:
+        truth = TruthFolder(Path(args.truth), source.frame_names) if args.truth else None
+        counts = write_bag(args, source, truth)
     print(
         f"{counts.get('image', 0)} frames at {source.fps:g} Hz, {counts.get('truth', 0)} ground-truth masks, "
         f"{counts.get('command', 0)} commands -> {args.output}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_tool("video_to_bag", lambda: run(args))
 
 
 if __name__ == "__main__":

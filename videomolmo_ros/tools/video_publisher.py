@@ -18,10 +18,11 @@ import time
 
 from rclpy.utilities import remove_ros_args
 
-from videomolmo_ros.io.camera_calibration import Calibration, CalibrationError, from_intrinsics, read_calibration
+from videomolmo_ros.io.camera_calibration import Calibration, from_intrinsics, read_calibration
 from videomolmo_ros.io.video_source import VideoSource, VideoSourceError
 from videomolmo_ros.tools.frame_publisher import ACK_WAIT_S, FramePublisher, add_source_arguments, play
 from videomolmo_ros.tools.ros_spin import SpunNode
+from videomolmo_ros.tools.tool_main import run_tool
 
 
 def open_source(args: argparse.Namespace) -> VideoSource:
@@ -70,31 +71,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    with open_source(args) as source:
+        calibration = calibration_for(args, source)  # checked before DDS starts
+        with SpunNode("video_publisher", args=["video_publisher", *argv]) as spun:
+            spun.spin()  # the clock follows /clock under use_sim_time
+            publisher = FramePublisher(spun.node, args, calibration)
+            deadline = time.monotonic() + args.wait
+            while publisher.subscribers < args.subscribers and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = play(source, publisher.publish, args.rate or source.fps, args.loop, args.max_frames)
+            if not stats.frames:
+                raise VideoSourceError(f"{source.name}: no frame could be read")
+            if not publisher.flush(ACK_WAIT_S):
+                unacked = f"a subscriber did not acknowledge every frame within {ACK_WAIT_S:g} s"
+                print(f"video_publisher: {unacked}", file=sys.stderr)
+            print(stats.text(spun.node.resolve_topic_name(publisher.topic)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(remove_ros_args(["video_publisher", *argv])[1:])
-    try:
-        source = open_source(args)
-        calibration = calibration_for(args, source)
-    except (VideoSourceError, CalibrationError) as error:
-        print(f"video_publisher: error: {error}", file=sys.stderr)
-        return 1
-    with source, SpunNode("video_publisher", args=["video_publisher", *argv]) as spun:
-        spun.spin()  # the clock follows /clock under use_sim_time
-        publisher = FramePublisher(spun.node, args, calibration)
-        deadline = time.monotonic() + args.wait
-        while publisher.subscribers < args.subscribers and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            stats = play(source, publisher.publish, args.rate or source.fps, args.loop, args.max_frames)
-        except VideoSourceError as error:
-            print(f"video_publisher: error: {error}", file=sys.stderr)
-            return 1
-        if not publisher.flush(ACK_WAIT_S):
-            unacked = f"a subscriber did not acknowledge every frame within {ACK_WAIT_S:g} s"
-            print(f"video_publisher: {unacked}", file=sys.stderr)
-        print(stats.text(spun.node.resolve_topic_name(publisher.topic)))
-    return 0
+    return run_tool("video_publisher", lambda: run(args, argv))
 
 
 if __name__ == "__main__":
