@@ -39,8 +39,8 @@ def exit_code(process) -> int:
 def test_with_autostart_no_peer_can_shut_the_node_down_and_outputs_keep_flowing(node, planner):
     process = node(DOUBLES)  # the installed params file: autostart true
     wait_until_answering(planner, NODE_START_S)
-    # rmw announces a node's services together: once list_commands (made at configure) is seen, all are (a
-    # node of an earlier test may linger in the graph a moment: its services are waited out).
+    # The lifecycle services would be made with the node, before list_commands (made at configure): once
+    # list_commands is seen, they would be too (a node of an earlier test may linger a moment: waited out).
     unmanageable = lambda: (  # noqa: E731
         "/list_commands" in offered_services(planner) and not offered_services(planner) & LIFECYCLE_SERVICES
     )

@@ -16,8 +16,9 @@ thread), shut the executor down and exit 0 within a few seconds.
 
 By default it drives itself to active (`autostart`), so `ros2 run` and launch just work, and offers
 no lifecycle services: no peer can deactivate or shut it down. `autostart: false` offers them and
-waits for a lifecycle manager. Reaching `finalized` by any path (a manager's shutdown, an error in a
+waits for a lifecycle manager; reaching `finalized` then (a manager's shutdown, an error in a
 transition) ends the process with EXIT_FINALIZED, so launch's `respawn` or a supervisor restarts it.
+With autostart, a node that cannot configure or activate exits 1.
 
 Several cameras (`cameras.names`) each get their own subscriptions, frame buffers, propagator
 state and health; they share the models, the running commands and the track id counter.
