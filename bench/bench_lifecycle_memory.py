@@ -17,16 +17,17 @@ import tempfile
 from pathlib import Path
 
 import rclpy
-from support import DOUBLES, NodeProcess, Planner, Stream, cycle
+from support import DOUBLES, NodeProcess, Planner, Stream, activate, cycle
 
 
 def run(cycles: int, width: int, height: int, stream: bool) -> tuple[float, float]:
     """RSS (MB) after cycle 5 and after the last one."""
     with tempfile.TemporaryDirectory() as folder:
         sizes = {"cameras.main.max_width": width, "cameras.main.max_height": height}
-        process = NodeProcess(Path(folder) / "node.log", {**DOUBLES, **sizes})
+        process = NodeProcess(Path(folder) / "node.log", {**DOUBLES, **sizes, "autostart": False})
         planner = Planner()
         try:
+            activate(planner, process)
             planner.wait_connected()
             streaming = Stream(planner, width, height) if stream else None
             rss = cycle(planner, process, cycles)

@@ -33,7 +33,7 @@ from support import (
 from videomolmo_ros.backends import registry
 from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
-from videomolmo_ros.pipeline.cameras import MIB, CameraConfig, buffer_budget, check_budget
+from videomolmo_ros.pipeline.cameras import MIB, CameraConfig, buffer_budget, check_budget, memory_limit
 from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 
 SCENE = default_scene()
@@ -140,10 +140,11 @@ class Checks:
         free, total = torch.cuda.mem_get_info(self.device)
         camera = CameraConfig("main", max_width=1920, max_height=1080)
         fits = buffer_budget([camera], 4, 8)
-        check_budget(fits, 0.0, free, str(self.device))
+        limit = memory_limit(str(self.device), 0.0, free, None)
+        check_budget(fits, limit)
         frames = free // (1920 * 1080 * 3) + 1
         try:
-            check_budget(buffer_budget([camera], frames, 0), 0.0, free, str(self.device))
+            check_budget(buffer_budget([camera], frames, 0), limit)
         except ValueError as error:
             said = str(error)
         else:

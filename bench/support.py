@@ -14,7 +14,7 @@ try:
     from lifecycle_soak import Stream, cycle
     from molmo2_work_double import Molmo2WorkPointerDouble
     from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
-    from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, image_msg, installed_params_file
+    from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, activate, image_msg, installed_params_file
     from sink_double import ListSinkDouble
     from synthetic_video import default_scene, fast_scene, render
     from tiny_molmo2 import byte_level_tokenizer, write_tiny_molmo2
@@ -43,6 +43,7 @@ __all__ = [
     "OracleOptions",
     "Planner",
     "Stream",
+    "activate",
     "byte_level_tokenizer",
     "cycle",
     "default_scene",

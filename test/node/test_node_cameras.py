@@ -192,6 +192,12 @@ def test_corrupt_and_oversized_frames_are_counted_and_the_cameras_keep_serving(s
     values = latest("wrist: buffers")
     frames = 4 + 8 + 61  # stream, context, tracked: the live frame and 2 s of catch-up at up to 30 a second
     assert int(values["budget_bytes"]) == frames * 320 * 240 * 3 >= int(values["memory_bytes"]) > 0
+    # The node's frame buffers, all cameras: held now (the sum of the cameras'), the budget, the limit it fits.
+    memory = latest("buffer memory")
+    held = sum(int(latest(f"{camera}: buffers")["memory_bytes"]) for camera in ("head", "wrist"))
+    assert int(memory["held_bytes"]) == held
+    assert int(memory["budget_bytes"]) == frames * 3 * (1920 * 1080 + 320 * 240) <= int(memory["limit_bytes"])
+    assert "MemAvailable" in memory["limit"] or "free on cuda" in memory["limit"], memory
 
 
 def test_buffers_that_do_not_fit_the_memory_limit_fail_at_configure_with_the_numbers(node):

@@ -5,7 +5,16 @@ from lifecycle_msgs.msg import Transition
 from openai_server_double import DEFAULT_MODEL, OpenAIServerDouble
 from polling import wait_for
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
-from ros_harness import DOUBLES, NODE_START_S, call, change_state, installed_params_file, play, set_parameter
+from ros_harness import (
+    DOUBLES,
+    NODE_START_S,
+    activate,
+    call,
+    change_state,
+    installed_params_file,
+    play,
+    set_parameter,
+)
 from videomolmo_ros.msg import ObjectTrack
 
 # What selects code, files or endpoints, by name: every declared parameter matching it must be read-only.
@@ -61,7 +70,8 @@ def value(planner, name: str):
 
 
 def test_parameter_changes_hold_across_the_lifecycle_and_reconfigure_only_settings_are_refused(node, planner):
-    process = node({**DOUBLES, "tracker.confirm_frames": 1000})  # tracks stay tentative at the configured value
+    process = node({**DOUBLES, "tracker.confirm_frames": 1000, "autostart": False})  # tracks stay tentative
+    activate(planner, process)
     planner.wait_connected()
     # While inactive: a runtime threshold is applied at activate; code and reconfigure settings are refused.
     assert change_state(planner, Transition.TRANSITION_DEACTIVATE)
@@ -131,7 +141,8 @@ def test_the_grounding_server_is_named_at_configure_and_its_key_never_leaves_the
     monkeypatch.setenv("VIDEOMOLMO_SERVER_API_KEY", key)
     with OpenAIServerDouble(DEFAULT_MODEL) as server:
         remote = {"pointer_backend": "molmo2", "molmo2.server_url": server.url, "molmo2.server_model": DEFAULT_MODEL}
-        process = node({**DOUBLES, **remote})
+        process = node({**DOUBLES, **remote, "autostart": False})
+        activate(planner, process)
         assert process.wait_for_log("ready on"), process.log()
         assert f"server 127.0.0.1:{server.port}, model {DEFAULT_MODEL}" in process.log()
         # Re-pointing the server (and with it the key and the frames) is refused, in any state.

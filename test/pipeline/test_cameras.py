@@ -2,7 +2,16 @@
 
 import pytest
 
-from videomolmo_ros.pipeline.cameras import MIB, CameraConfig, buffer_budget, check_budget, check_cameras
+from videomolmo_ros.pipeline.cameras import (
+    MIB,
+    CameraConfig,
+    MemoryLimit,
+    available_memory,
+    buffer_budget,
+    check_budget,
+    check_cameras,
+    memory_limit,
+)
 
 
 def test_the_budget_is_every_cameras_rings_at_their_largest_frame():
@@ -18,26 +27,55 @@ def test_the_budget_is_every_cameras_rings_at_their_largest_frame():
     assert tracking.per_camera["head"] == 73 * 640 * 480 * 3, "the tracker's ring: 61 frames more"
 
 
-def test_a_budget_that_does_not_fit_fails_with_the_numbers():
+def test_a_budget_over_the_free_gpu_memory_fails_with_the_numbers():
     budget = buffer_budget([CameraConfig("head")], stream_frames=4, context_frames=8)  # 1920x1080
-    check_budget(budget, 0.0, None, "cpu")  # no limit on CPU
-    check_budget(budget, 0.0, budget.total, "cuda:0")  # exactly fits the free GPU memory
+    check_budget(budget, memory_limit("cuda:0", 0.0, budget.total, None))  # exactly fits the free GPU memory
     with pytest.raises(ValueError) as error:
-        check_budget(budget, 0.0, 50 * MIB, "cuda:0")
+        check_budget(budget, memory_limit("cuda:0", 0.0, 50 * MIB, None))
     message = str(error.value)
     assert "need 71.2 MiB" in message and "only 50.0 MiB is free on cuda:0 after loading the models" in message
     assert "context_frames" in message and "max_width" in message, "says what to change"
 
 
-def test_the_smaller_of_the_limit_and_the_free_gpu_memory_applies():
+def test_on_a_cpu_the_limit_is_half_the_available_memory():
+    # What a peer could set before sizes were read-only: 256 stream, 384 context, 301 tracked frames at 16384^2.
+    huge = buffer_budget([CameraConfig("main", max_width=16384, max_height=16384)], 256, 384, 301)
+    limit = memory_limit("cpu", 0.0, None, 16384 * MIB)
+    assert limit.bytes == 8192 * MIB
+    with pytest.raises(ValueError) as error:
+        check_budget(huge, limit)
+    message = str(error.value)
+    assert "need 722688.0 MiB for 941 frames per camera" in message
+    assert "only 8192.0 MiB allowed on cpu: 50% of the 16384.0 MiB available (MemAvailable)" in message
+    default = buffer_budget([CameraConfig("main")], 4, 8, 61)  # 433.1 MiB at 1920x1080
+    check_budget(default, limit)
+    with pytest.raises(ValueError, match=r"only 400\.0 MiB allowed on cpu"):
+        check_budget(default, memory_limit("cpu", 0.0, None, 800 * MIB))
+
+
+def test_buffer_memory_limit_mb_lowers_the_machines_limit_and_never_raises_it():
     budget = buffer_budget([CameraConfig("head", max_width=640, max_height=480)], 4, 8)  # 10.5 MiB
+    lowered = memory_limit("cuda:0", 8.0, 4096 * MIB, None)
+    assert lowered == MemoryLimit(8 * MIB, "allowed (buffer_memory_limit_mb)")
     with pytest.raises(ValueError, match=r"only 8\.0 MiB allowed \(buffer_memory_limit_mb\)"):
-        check_budget(budget, 8.0, 4096 * MIB, "cuda:0")
+        check_budget(budget, lowered)
     with pytest.raises(ValueError, match=r"only 9\.0 MiB is free on cuda:1"):
-        check_budget(budget, 100.0, 9 * MIB, "cuda:1")
+        check_budget(budget, memory_limit("cuda:1", 100.0, 9 * MIB, None))
+    assert memory_limit("cpu", 1e7, None, 64 * MIB).bytes == 32 * MIB, "a limit above the machine's is not taken"
     with pytest.raises(ValueError, match="allowed"):
-        check_budget(budget, 10.0, None, "cpu")
-    check_budget(budget, 11.0, None, "cpu")
+        check_budget(budget, memory_limit("cpu", 10.0, None, 1024 * MIB))
+    check_budget(budget, memory_limit("cpu", 11.0, None, 1024 * MIB))
+
+
+def test_the_available_memory_is_the_kernels_memavailable_and_an_unreadable_one_is_an_error(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24683900 kB\nMemFree:         6549504 kB\nMemAvailable:   19343360 kB\n")
+    assert available_memory(str(meminfo)) == 19343360 * 1024
+    meminfo.write_text("MemTotal:       24683900 kB\n")  # a kernel before 3.14
+    with pytest.raises(ValueError, match=r"cannot read MemAvailable from .*meminfo"):
+        available_memory(str(meminfo))
+    with pytest.raises(ValueError, match="cannot read MemAvailable"):
+        available_memory(str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize(

@@ -204,6 +204,18 @@ def test_buffers_and_device():
     assert health.device_status("cpu", None) == health.HealthStatus("device", Level.OK, "cpu", {})
 
 
+def test_buffer_memory_says_what_is_held_the_budget_and_the_limit_with_its_source():
+    limit = "9445.0 MiB allowed on cpu: 50% of the 18890.0 MiB available (MemAvailable)"
+    status = health.buffer_memory_status(3 * 2**20, 449 * 2**20, 9445 * 2**20, limit)
+    assert status.message == f"3.0 MiB held of 449.0 MiB budgeted; limit {limit}"
+    assert status.values == {
+        "held_bytes": str(3 * 2**20),
+        "budget_bytes": str(449 * 2**20),
+        "limit_bytes": str(9445 * 2**20),
+        "limit": limit,
+    }
+
+
 # ----------------------------------------------------------------- endless streams, threads
 
 

@@ -59,3 +59,13 @@ class DyingPointerDouble(ColorOraclePointerDouble):
             os.kill(os.getpid(), signal.SIGKILL)
         self._answered += 1
         return super().ground(window, query, mode)
+
+
+LOAD_ERROR = "a bug while loading the model"
+
+
+class UnloadablePointerDouble(ColorOraclePointerDouble):
+    """Raises an unexpected error (not a BackendError) while loading, as a bug in a backend does."""
+
+    def __init__(self, options: OracleOptions, device):
+        raise RuntimeError(LOAD_ERROR)

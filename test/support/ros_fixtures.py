@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import rclpy
 import yaml
-from ros_harness import NodeProcess, Planner, reactivate
+from ros_harness import NodeProcess, Planner, activate, reactivate
 
 from videomolmo_ros.io.dds_profile import use_large_data_profile
 
@@ -47,7 +47,8 @@ def reliable_planner(ros_context):
 
 class SharedNodes:
     """The perception_node a module's tests share: one process at a time (two would both answer the
-    topics and services), kept while tests ask for the same overrides."""
+    topics and services), kept while tests ask for the same overrides. It starts with `autostart: false`
+    (lifecycle services offered) and is driven to active, so that each later test can reactivate it."""
 
     def __init__(self, folder: Path):
         self._folder = folder
@@ -62,8 +63,10 @@ class SharedNodes:
             return self._running[key]
         self.stop()
         self._started += 1
-        self._running[key] = NodeProcess(self._folder / f"node{self._started}.log", overrides)
-        return self._running[key]
+        process = NodeProcess(self._folder / f"node{self._started}.log", {**overrides, "autostart": False})
+        self._running[key] = process
+        activate(planner, process)
+        return process
 
     def stop(self) -> None:
         self.exit_codes += [process.stop() for process in self._running.values()]

@@ -54,7 +54,8 @@ class NodeProcess:
     """perception_node started with the installed params file plus overrides; its log kept.
 
     `params_file=False` starts it without the installed file (as `ros2 run` does: the code's
-    defaults); `env` adds to or, with None values, removes from the environment.
+    defaults); `env` adds to or, with None values, removes from the environment; `ros_args` go
+    after the params files (`-p name:=value`).
     """
 
     def __init__(
@@ -63,13 +64,14 @@ class NodeProcess:
         overrides: dict[str, object] | None = None,
         params_file: bool = True,
         env: dict[str, str | None] | None = None,
+        ros_args: tuple[str, ...] = (),
     ):
         # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
         override_file = log_path.with_suffix(".params.yaml")
         override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
         args = [str(node_executable()), "--ros-args"]
         args += ["--params-file", str(installed_params_file())] if params_file else []
-        args += ["--params-file", str(override_file)]
+        args += ["--params-file", str(override_file), *ros_args]
         env = {
             **{k: v for k, v in os.environ.items() if k not in (env or {})},
             **{k: v for k, v in (env or {}).items() if v is not None},
@@ -106,23 +108,30 @@ class NodeProcess:
 
 
 def wait_until_answering(planner, timeout_s: float = 90.0) -> None:
-    """Until the node under test answers get_state (idempotent, so asked again until it does).
+    """Until the node under test answers get_state or list_commands (idempotent, so asked again until one does).
 
     A node just started can be offered in this planner's graph before its services have matched the
     planner's requests, or the entries of a node stopped a moment ago can linger: a request sent then
     is lost and never answered. A transition is not idempotent, so it is sent only once this holds.
+    get_state is offered with `autostart: false`, list_commands from configure on (with autostart, at start).
     """
     from lifecycle_msgs.srv import GetState
+    from videomolmo_ros.srv import ListCommands
 
-    client = planner.node.create_client(GetState, "/perception_node/get_state")
+    probes = [
+        (planner.node.create_client(GetState, "/perception_node/get_state"), GetState.Request()),
+        (planner.node.create_client(ListCommands, "/list_commands"), ListCommands.Request()),
+    ]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if client.wait_for_service(timeout_sec=1.0):
-            future = client.call_async(GetState.Request())
-            if wait_for(future.done, 2.0):
-                return
-            client.remove_pending_request(future)
-    raise AssertionError(f"/perception_node/get_state did not answer within {timeout_s} s")
+        wait_for(lambda: any(client.service_is_ready() for client, _ in probes), 1.0)
+        for client, request in probes:
+            if client.service_is_ready():
+                future = client.call_async(request)
+                if wait_for(future.done, 2.0):
+                    return
+                client.remove_pending_request(future)
+    raise AssertionError(f"perception_node answered neither get_state nor list_commands within {timeout_s} s")
 
 
 def call(planner, service_type, name: str, request, timeout_s: float = NODE_START_S):
@@ -156,19 +165,27 @@ def change_state(planner, transition: int) -> bool:
     return call(planner, ChangeState, "/perception_node/change_state", request, timeout_s=90.0).success
 
 
-def reactivate(planner, process: NodeProcess) -> None:
-    """Deactivate (if active) and activate `process`: every command, goal, buffer, counter and
-    propagator state of an earlier test is gone, as in a node just started (models, subscriptions,
-    parameters and the track id counter stay)."""
+def activate(planner, process: NodeProcess) -> None:
+    """Drive `process` (started with `autostart: false`) to active from where it is: configure it if
+    unconfigured; deactivate, then activate it if active (with autostart it offers no lifecycle services)."""
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import GetState
 
-    assert process.process.poll() is None, f"the shared node exited during an earlier test:\n{process.log()[-3000:]}"
-    process.forget_log()
     state = call(planner, GetState, "/perception_node/get_state", GetState.Request()).current_state.id
+    if state == State.PRIMARY_STATE_UNCONFIGURED:
+        assert change_state(planner, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
     if state == State.PRIMARY_STATE_ACTIVE:
         assert change_state(planner, Transition.TRANSITION_DEACTIVATE), process.log()[-3000:]
     assert change_state(planner, Transition.TRANSITION_ACTIVATE), process.log()[-3000:]
+
+
+def reactivate(planner, process: NodeProcess) -> None:
+    """Deactivate and activate `process` (a shared node, `autostart: false`): every command, goal, buffer,
+    counter and propagator state of an earlier test is gone, as in a node just started (models,
+    subscriptions, parameters and the track id counter stay)."""
+    assert process.process.poll() is None, f"the shared node exited during an earlier test:\n{process.log()[-3000:]}"
+    process.forget_log()
+    activate(planner, process)
 
 
 def set_parameter(planner, name: str, value):

@@ -15,8 +15,8 @@ from rclpy.node import Node
 from videomolmo_ros.backends.pointer_process import PointerProcess
 from videomolmo_ros.node.camera_inputs import NodeCamera
 from videomolmo_ros.node.guarded import guarded
-from videomolmo_ros.pipeline.cameras import BufferBudget
-from videomolmo_ros.pipeline.health import HealthStatus, Level, device_status
+from videomolmo_ros.pipeline.cameras import BufferBudget, MemoryLimit
+from videomolmo_ros.pipeline.health import HealthStatus, Level, buffer_memory_status, device_status
 
 LEVELS = {
     Level.OK: DiagnosticStatus.OK,
@@ -27,12 +27,19 @@ LEVELS = {
 
 
 class Diagnostics:
-    """Each camera's statuses and its models' ("<node>: <camera>: <status>"); the device's once."""
+    """Each camera's statuses and its models' ("<node>: <camera>: <status>"); the device's and the frame
+    buffers' memory (all cameras: held, budget, limit) once."""
 
-    def __init__(self, node: Node, cameras: dict[str, NodeCamera], budget: BufferBudget, device: torch.device):
+    def __init__(
+        self,
+        node: Node,
+        cameras: dict[str, NodeCamera],
+        memory: tuple[BufferBudget, MemoryLimit],
+        device: torch.device,
+    ):
         self._node = node
         self._cameras = cameras
-        self._budget = budget
+        self._budget, self._limit = memory
         self._device = device
         self._pub = node.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._last_stats: dict[str, dict[str, int]] = {}
@@ -55,6 +62,10 @@ class Diagnostics:
             array.status.extend(self._camera_statuses(camera, now_s))
         gpu = torch.cuda.memory_allocated(self._device) if self._device.type == "cuda" else None
         array.status.append(self._status(device_status(str(self._device), gpu), str(self._device)))
+        pipelines = [camera.pipeline for camera in self._cameras.values()]  # each read once: stop_work clears them
+        held = sum(pipeline.buffer_bytes for pipeline in pipelines if pipeline is not None)
+        memory = buffer_memory_status(held, self._budget.total, self._limit.bytes, self._limit.text())
+        array.status.append(self._status(memory, str(self._device)))
         self._pub.publish(array)
 
     def _camera_statuses(self, camera: NodeCamera, now_s: float) -> list[DiagnosticStatus]:

@@ -30,11 +30,12 @@ Every parameter of `perception_node`, as `ros2 param describe` reports it.
 notes; give yours in a params file or through launch. rclpy adds its own `use_sim_time` and
 `start_type_description_service`.
 
-**When it can change.** *read-only*: it selects code, files or endpoints, so it comes from a params
-file or launch only; `ros2 param set` is refused in every state ([security](security.md)). *any
-time*: applied at once in every lifecycle state, and kept across deactivate / activate. *unconfigured*:
-only while the node is unconfigured (deactivate, cleanup, set, configure), so the values the node
-uses always equal what `get_parameters` returns ([lifecycle](running.md#lifecycle)). A value of the wrong
+**When it can change.** *read-only*: it selects code, files or endpoints, or sizes the node's memory,
+so it comes from a params file or launch only; `ros2 param set` is refused in every state
+([security](security.md)). *any time*: applied at once in every lifecycle state, and kept across
+deactivate / activate. *unconfigured*: only while the node is unconfigured (with `autostart: false`:
+deactivate, cleanup, set, configure), so the values the node uses always equal what `get_parameters`
+returns ([lifecycle](running.md#lifecycle)). A value of the wrong
 type or outside its range stops the node with one FATAL line naming the parameter, the value, what
 was expected and the file that gave it; an integer given for a double is taken as that double.
 """

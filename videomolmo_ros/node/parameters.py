@@ -3,9 +3,10 @@
 Also the rules for changing them at runtime. Anyone on the DDS network can set parameters, so
 every parameter that selects code, files or endpoints is read-only (READ_ONLY_PARAMETERS, the
 camera topics, and the backend options marked `startup_only`): it comes from the params file or
-launch only. Of the others, the thresholds in RUNTIME_PARAMETERS change at once in any state; the
-rest can be set only while the node is unconfigured, so the values the node uses always equal
-what get_parameters returns.
+launch only. So is every parameter that sizes memory (SIZING_PARAMETERS, each camera's
+SIZING_CAMERA_SETTINGS), whose budget configure checks against the machine. Of the others, the
+thresholds in RUNTIME_PARAMETERS change at once in any state; the rest can be set only while the
+node is unconfigured, so the values the node uses always equal what get_parameters returns.
 """
 
 import functools
@@ -35,10 +36,18 @@ RUNTIME_PARAMETERS = frozenset(
 )
 # Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
 # options mark their own (contracts.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
+# `autostart` decides whether the lifecycle services exist.
 READ_ONLY_PARAMETERS = frozenset(
-    {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names"}
+    {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names", "autostart"}
 )
 READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_info_topic", "transport"})
+# Parameters that size what the node holds (frame rings, queues): read-only too, so no peer can grow
+# its memory; configure checks their budget against the machine (pipeline.cameras.check_budget).
+SIZING_PARAMETERS = frozenset(
+    {"stream_frames", "context_frames", "catch_up_s", "fusion_max_lag_frames", "publish_queue"}
+    | {"buffer_memory_limit_mb"}
+)
+SIZING_CAMERA_SETTINGS = frozenset({"max_width", "max_height", "queue_depth"})
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a list"}
 
 
@@ -95,8 +104,8 @@ class Parameters:
         return value
 
     def autostart(self) -> bool:
-        """Whether the node configures and activates itself (declared at construction, before the rest)."""
-        return self.declare("autostart", True, "configure and activate at start-up")
+        """Whether the node configures and activates itself, offering no lifecycle services (declared first)."""
+        return self.declare("autostart", True, "configure and activate at start-up (false: wait for a manager)")
 
     def _widen_integer_override(self, name: str, default):
         """The value given for `name` (None if none); an integer given for a double becomes that double."""
@@ -133,7 +142,7 @@ class Parameters:
             target_frame=p("target_frame", "", "frame to express positions in (needs tf2)"),
             debug_views=p("debug_views", True, "offer debug_image and debug_markers"),
             buffer_memory_limit_mb=p(
-                "buffer_memory_limit_mb", 0.0, "frame buffers' limit (0: free GPU memory)", (0.0, 1e7)
+                "buffer_memory_limit_mb", 0.0, "lowers the frame buffers' limit from the machine (0: not)", (0.0, 1e7)
             ),
             vision_msgs=p("publish_vision_msgs", False, "also publish detections, detections_3d (vision_msgs)"),
             max_concurrent_goals=p("max_concurrent_goals", 8, "Ground goals in flight; more are rejected", (1, 1024)),
@@ -297,10 +306,12 @@ def describe(name: str, default, description: str, bounds: tuple | None, read_on
 
 
 def is_read_only(name: str) -> bool:
-    """Whether a node parameter selects code, files or endpoints (backend options: their metadata)."""
+    """Whether a node parameter selects code, files or endpoints, or sizes memory (backend options: their metadata)."""
     parts = name.split(".")
-    camera_setting = len(parts) == 3 and parts[0] == "cameras" and parts[2] in READ_ONLY_CAMERA_SETTINGS
-    return name in READ_ONLY_PARAMETERS or camera_setting
+    camera_setting = parts[2] if len(parts) == 3 and parts[0] == "cameras" else None
+    return name in READ_ONLY_PARAMETERS | SIZING_PARAMETERS or camera_setting in (
+        READ_ONLY_CAMERA_SETTINGS | SIZING_CAMERA_SETTINGS
+    )
 
 
 def runtime_change(params, settings: NodeSettings | None) -> tuple[NodeSettings | None, str]:
@@ -314,7 +325,10 @@ def runtime_change(params, settings: NodeSettings | None) -> tuple[NodeSettings 
     changes = {}
     for param in params:
         if param.name not in RUNTIME_PARAMETERS:
-            return None, f"{param.name} needs a reconfigure: deactivate, cleanup, set it, then configure"
+            return None, (
+                f"{param.name} needs a reconfigure: deactivate, cleanup, set it, then configure (a lifecycle "
+                "manager's, with autostart: false), or restart the node with it"
+            )
         changes[param.name] = param.value
     try:
         return replace(settings, pipeline=with_changes(settings.pipeline, changes)), ""

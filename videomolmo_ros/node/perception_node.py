@@ -14,8 +14,11 @@ each role has its own module: parameters, camera_inputs, planner_api, outputs, d
 SIGINT and SIGTERM end goals, stop the workers (a model call in flight is abandoned on its daemon
 thread), shut the executor down and exit 0 within a few seconds.
 
-By default it drives itself to active (`autostart`), so `ros2 run` and launch just work;
-`autostart: false` waits for a lifecycle manager.
+By default it drives itself to active (`autostart`), so `ros2 run` and launch just work, and offers
+no lifecycle services: no peer can deactivate or shut it down. `autostart: false` offers them and
+waits for a lifecycle manager; reaching `finalized` then (a manager's shutdown, an error in a
+transition) ends the process with EXIT_FINALIZED, so launch's `respawn` or a supervisor restarts it.
+With autostart, a node that cannot configure or activate exits 1.
 
 Several cameras (`cameras.names`) each get their own subscriptions, frame buffers, propagator
 state and health; they share the models, the running commands and the track id counter.
@@ -25,11 +28,13 @@ state and health; they share the models, the running commands and the track id c
 
 import contextlib
 import ctypes
+import functools
 import gc
 import itertools
 import signal
 import sys
 import threading
+import traceback
 from dataclasses import replace
 
 import rclpy
@@ -37,7 +42,8 @@ import torch
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
@@ -50,7 +56,15 @@ from videomolmo_ros.node.diagnostics import Diagnostics
 from videomolmo_ros.node.outputs import Outputs
 from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters, runtime_change
 from videomolmo_ros.node.planner_api import PlannerApi
-from videomolmo_ros.pipeline.cameras import BufferBudget, CameraConfig, buffer_budget, check_budget
+from videomolmo_ros.pipeline.cameras import (
+    BufferBudget,
+    CameraConfig,
+    MemoryLimit,
+    available_memory,
+    buffer_budget,
+    check_budget,
+    memory_limit,
+)
 from videomolmo_ros.pipeline.commands import CommandBook
 from videomolmo_ros.pipeline.counters import ProblemLog
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, TakeTurns, ring_sizes
@@ -59,6 +73,9 @@ from videomolmo_ros.pipeline.tracking import frames_kept
 # A model call in flight when the process is told to stop is waited for this long, then abandoned
 # (the workers are daemon threads): ros2 launch sends SIGKILL 10 s after SIGINT.
 EXIT_WAIT_S = 0.5
+# The exit code once the node reached `finalized` (a lifecycle manager's shutdown, or an error in a
+# transition): not 0, so a supervisor that restarts on failure does; launch's respawn restarts on any.
+EXIT_FINALIZED = 3
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
@@ -80,16 +97,33 @@ def return_large_blocks_to_the_os() -> None:
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
 
 
-def check_buffer_memory(settings: NodeSettings, pointer: Pointer | None) -> BufferBudget:
-    """Budget every camera's frame rings now (models loaded), failing with the numbers if they cannot fit."""
+def check_buffer_memory(settings: NodeSettings, pointer: Pointer | None) -> tuple[BufferBudget, MemoryLimit]:
+    """Budget every camera's frame rings now (models loaded) against the machine's limit (free GPU memory, or
+    a share of the available memory on a CPU), failing with the numbers if they cannot fit."""
     device = settings.device
     budget = buffer_budget(settings.cameras, *ring_sizes(settings.pipeline, pointer), frames_kept(settings.pipeline))
-    gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     try:
-        check_budget(budget, settings.buffer_memory_limit_mb, gpu_free, str(device))
+        gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        cpu_available = available_memory() if gpu_free is None else None
+        limit = memory_limit(str(device), settings.buffer_memory_limit_mb, gpu_free, cpu_available)
+        check_budget(budget, limit)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    return budget
+    return budget, limit
+
+
+def _logs_errors(transition):
+    """A transition callback that logs an unexpected exception before rclpy turns it into ERROR without a word."""
+
+    @functools.wraps(transition)
+    def logged(node: "PerceptionNode", state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return transition(node, state)
+        except Exception:
+            node.get_logger().fatal(f"{transition.__name__} failed:\n{traceback.format_exc()}")
+            raise
+
+    return logged
 
 
 def _debug_topic(camera: CameraConfig, cameras: tuple[CameraConfig, ...]) -> str:
@@ -98,8 +132,14 @@ def _debug_topic(camera: CameraConfig, cameras: tuple[CameraConfig, ...]) -> str
 
 class PerceptionNode(LifecycleNode):
     def __init__(self) -> None:
-        super().__init__("perception_node")
+        # LifecycleNode.__init__ is Node.__init__, then LifecycleNodeMixin.__init__: run apart, so that
+        # `autostart` (params files, -p, launch: rcl's own overrides) is read before choosing whether
+        # peers get the lifecycle services (change_state, get_state, ...).
+        Node.__init__(self, "perception_node")
         self._params = Parameters(self)
+        self.autostart = self._params.autostart()
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=not self.autostart)
+        self.finalized = ""  # why the node reached `finalized`; main() then exits with EXIT_FINALIZED
         self.settings: NodeSettings | None = None  # read at configure, None while unconfigured
         self._cameras: dict[str, NodeCamera] = {}  # made at configure; the first is the default camera
         self._backends: tuple = (None, None)
@@ -107,11 +147,11 @@ class PerceptionNode(LifecycleNode):
         self._diagnostic_timers: list = []  # diagnostics: made at activate
         self._planner: PlannerApi | None = None  # the parts: made at configure (_wire)
         self._problems = ProblemLog(self.get_logger().warning)
-        self.autostart = self._params.autostart()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ------------------------------------------------------------------ lifecycle
 
+    @_logs_errors
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             settings = self._params.read()
@@ -119,25 +159,25 @@ class PerceptionNode(LifecycleNode):
             self._backends = self._params.backends(device, settings.pointer_process)
             pointer, config = self._backends[0], settings.pipeline
             notes = pointer.check_context(config.context_frames, config.context_fps) if pointer else []
-            budget = check_buffer_memory(settings, pointer)
+            memory = check_buffer_memory(settings, pointer)
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
             self._close_backends()
             _free_memory()
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
-        self._wire(budget)
+        self._wire(memory)
         self._params.warn_unknown()
         for note in notes:
             self.get_logger().warning(f"{type(pointer).__name__}: {note}")
         names = ", ".join(b.describe() if b else "none" for b in self._backends)
         self.get_logger().info(
             f"configured on {device}: pointer, propagator = {names}; cameras {', '.join(self._cameras)}; "
-            f"frame buffers {budget.text()}"
+            f"frame buffers {memory[0].text()}, limit {memory[1].text()}"
         )
         return TransitionCallbackReturn.SUCCESS
 
-    def _wire(self, budget: BufferBudget) -> None:
+    def _wire(self, memory: tuple[BufferBudget, MemoryLimit]) -> None:
         """The node's parts for these settings: cameras, planner API, outputs, inputs, diagnostics."""
         settings = self.settings
         self._cameras = {
@@ -155,8 +195,9 @@ class PerceptionNode(LifecycleNode):
         )
         self._outputs = Outputs(self, settings, self._cameras, self._planner, self.problem)
         self._inputs = CameraInputs(self, settings)
-        self._diagnostics = Diagnostics(self, self._cameras, budget, settings.device)
+        self._diagnostics = Diagnostics(self, self._cameras, memory, settings.device)
 
+    @_logs_errors
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         pointer, propagator = self._backends
         try:
@@ -177,17 +218,31 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning("no pointer_backend set: commands will be rejected")
         return super().on_activate(state)
 
+    @_logs_errors
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop_work()
         return super().on_deactivate(state)
 
+    @_logs_errors
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_logs_errors
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
+        self.finalized = f"a shutdown transition (from {state.label}) finalized the node"
         return TransitionCallbackReturn.SUCCESS
+
+    @_logs_errors
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition failed with an error (logged by _logs_errors): release everything and finalize, so the
+        process exits and is started afresh rather than left half-configured."""
+        try:
+            self.release()
+        finally:  # finalized even if releasing fails too
+            self.finalized = f"an error in a transition from {state.label} finalized the node"
+        return TransitionCallbackReturn.FAILURE
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Runtime thresholds apply at once (settings and pipelines); others only while unconfigured."""
@@ -307,14 +362,16 @@ def main(args: list[str] | None = None) -> int:
     executor.add_node(node)
     spinner = threading.Thread(target=_spin, args=(executor, stop), name="executor", daemon=True)
     spinner.start()
-    while not stop.wait(0.5) and spinner.is_alive():
+    while not stop.wait(0.5) and spinner.is_alive() and not node.finalized:
         pass
+    if node.finalized:
+        node.get_logger().error(f"{node.finalized}: exiting with code {EXIT_FINALIZED}, for respawn to start it again")
     node.release(EXIT_WAIT_S, free=False)  # the executor still runs: ended goals get their results
-    executor.shutdown(timeout_sec=EXIT_WAIT_S)
+    executor.shutdown(timeout_sec=EXIT_WAIT_S)  # and the transition's answer is sent
     spinner.join(EXIT_WAIT_S)
     node.destroy_node()
     rclpy.try_shutdown()
-    return 0
+    return EXIT_FINALIZED if node.finalized else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The node's cameras: each one's settings, and the memory their frame buffers will take.
 
 Plain Python: the node reads these from parameters (cameras.names, cameras.<name>.<setting>) and
-checks the budget at configure, so a configuration that cannot fit fails before any frame
-arrives, with the numbers, instead of running out of GPU memory mid-mission.
+checks the budget at configure against a limit taken from the machine (free GPU memory, or a share
+of the available memory on a CPU), so a configuration that cannot fit fails before any frame
+arrives, with the numbers, instead of running out of memory mid-mission.
 """
 
 import re
@@ -95,23 +96,53 @@ def buffer_budget(
     return BufferBudget({c.name: frames * c.max_width * c.max_height * 3 for c in cameras}, frames)
 
 
-def check_budget(budget: BufferBudget, limit_mb: float, gpu_free: int | None, device: str) -> None:
-    """Raise ValueError with the numbers when the buffers cannot fit.
+# On a CPU the frame rings live in the process's memory: they may take this share of what the kernel says
+# is available at configure (the rest is for the models' activations, messages and other processes).
+CPU_MEMORY_SHARE = 0.5
 
-    The room is the smaller of `limit_mb` (0: none) and the GPU memory free once the models are
-    loaded (`gpu_free`, None on CPU, where only the limit applies).
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most the frame rings may take, and where that number comes from (said in a refusal)."""
+
+    bytes: int
+    source: str
+
+    def text(self) -> str:
+        return f"{self.bytes / MIB:.1f} MiB {self.source}"
+
+
+def memory_limit(device: str, limit_mb: float, gpu_free: int | None, cpu_available: int | None) -> MemoryLimit:
+    """The machine's room for the frame rings, lowered (never raised) by `limit_mb` (0: not lowered).
+
+    On a GPU (`gpu_free` given) the rings live in its memory: what is free once the models are loaded.
+    On a CPU: CPU_MEMORY_SHARE of `cpu_available` (bytes, MemAvailable) once the models are loaded.
     """
-    rooms = []
-    if limit_mb:
-        rooms.append((round(limit_mb * MIB), "allowed (buffer_memory_limit_mb)"))
     if gpu_free is not None:
-        rooms.append((gpu_free, f"is free on {device} after loading the models"))
-    if not rooms:
-        return
-    available, where = min(rooms)
-    if budget.total > available:
+        machine = MemoryLimit(gpu_free, f"is free on {device} after loading the models")
+    else:
+        share = f"{CPU_MEMORY_SHARE:.0%} of the {cpu_available / MIB:.1f} MiB available (MemAvailable)"
+        machine = MemoryLimit(int(cpu_available * CPU_MEMORY_SHARE), f"allowed on {device}: {share}")
+    if limit_mb and round(limit_mb * MIB) < machine.bytes:
+        return MemoryLimit(round(limit_mb * MIB), "allowed (buffer_memory_limit_mb)")
+    return machine
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), a ValueError if it cannot say."""
+    try:
+        with open(meminfo) as file:
+            fields = dict(line.split(":", 1) for line in file if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError) as error:
+        raise ValueError(f"cannot read MemAvailable from {meminfo} ({error!r}) for the frame buffers' limit") from error
+
+
+def check_budget(budget: BufferBudget, limit: MemoryLimit) -> None:
+    """Raise ValueError with the numbers, and the parameters that set them, when the buffers exceed `limit`."""
+    if budget.total > limit.bytes:
         raise ValueError(
-            f"frame buffers need {budget.text()}, but only {available / MIB:.1f} MiB {where}: lower "
-            "stream_frames / context_frames / catch_up_s or the cameras' max_width / max_height, or use fewer "
-            "cameras"
+            f"frame buffers need {budget.text()}, but only {limit.text()}: lower stream_frames / "
+            "context_frames / catch_up_s / fusion_max_lag_frames or the cameras' max_width / max_height in the "
+            "params file, or use fewer cameras"
         )

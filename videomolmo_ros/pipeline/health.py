@@ -358,3 +358,16 @@ def device_status(device: str, gpu_memory_bytes: int | None) -> HealthStatus:
         return HealthStatus("device", Level.OK, device, {})
     message = f"{device}, {gpu_memory_bytes / 2**20:.0f} MiB allocated"
     return HealthStatus("device", Level.OK, message, {"gpu_memory_bytes": str(gpu_memory_bytes)})
+
+
+def buffer_memory_status(held_bytes: int, budget_bytes: int, limit_bytes: int, limit: str) -> HealthStatus:
+    """All cameras' frame rings: the bytes they hold now, their budget and the limit it was checked against
+    at configure (`limit`: that limit in words, where it came from)."""
+    message = f"{held_bytes / 2**20:.1f} MiB held of {budget_bytes / 2**20:.1f} MiB budgeted; limit {limit}"
+    values = {
+        "held_bytes": str(held_bytes),
+        "budget_bytes": str(budget_bytes),
+        "limit_bytes": str(limit_bytes),
+        "limit": limit,
+    }
+    return HealthStatus("buffer memory", Level.OK, message, values)
