@@ -250,3 +250,32 @@ def test_an_unreachable_server_fails_at_start_up_naming_the_url():
         port = probe.getsockname()[1]
     with pytest.raises(BackendError, match=f"127.0.0.1:{port}"):
         backend_registry.create("molmo2", Pointer, CPU, {"server_url": f"http://127.0.0.1:{port}/v1"})
+
+
+def flood(points: int) -> str:
+    """An answer of `points` points on the first frame: what an unconstrained model can write for "all the grains"."""
+    from videomolmo_ros.backends.point_format import format_molmo2_points
+    from videomolmo_ros.backends.point_grammar import ParsedPoint
+
+    return format_molmo2_points(ParsedPoint((k % 97) / 97, (k % 89) / 89, "rice", 0.0) for k in range(points))
+
+
+def test_a_server_refusing_the_grammar_gets_no_more_points_through_than_the_grammar_allows():
+    from openai_server_double import OpenAIServerDouble
+
+    with OpenAIServerDouble() as server:
+        server.refuse_structured_outputs = True
+        server.answer = flood(5000)
+        options = {"server_url": server.url, "model": server.model, "max_points_per_frame": 4}
+        pointer = backend_registry.create("molmo2", Pointer, CPU, options)
+        result = pointer.ground(window(), "all the grains of rice", GroundingMode.POINT)
+    assert len(result.points) == 4 * len(STAMPS_S), "max_points_per_frame x the frames shown, as the grammar allows"
+    assert any("refused the answer grammar" in problem for problem in result.problems)
+    assert any("cut at" in problem for problem in result.problems), result.problems
+
+
+def test_an_unconstrained_local_answer_is_held_to_the_grammars_limit(checkpoint, monkeypatch):
+    pointer = make(checkpoint, constrained=False)
+    monkeypatch.setattr(pointer, "generate", lambda inputs, regex: flood(5000))
+    result = pointer.ground(window(), "all the grains of rice", GroundingMode.POINT)
+    assert len(result.points) == 3 * len(STAMPS_S)

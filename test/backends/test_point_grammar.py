@@ -8,16 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videomolmo_ros.backends.point_grammar import (
+from videomolmo_ros.backends.point_format import (
     MOLMO2_POINTS_PATTERN,
     MOLMO2_TRACKS_PATTERN,
     MOLMO_V1_PATTERN,
-    ParsedPoint,
-    ParseResult,
-    PointKind,
     format_molmo2_points,
     format_molmo2_tracks,
     format_molmo_v1,
+)
+from videomolmo_ros.backends.point_grammar import (
+    ParsedPoint,
+    ParseResult,
+    PointKind,
     nearest_frame,
     parse,
     parse_molmo2,
@@ -399,3 +401,40 @@ def test_answers_land_on_the_buffered_frame_with_the_nearest_real_timestamp():
     assert landed == [(1, 320.0, 120.0, 1), (2, 64.0, 432.0, 1)]
     v1 = to_grounding_result(parse_molmo_v1('<point x="50.0" y="25.0" alt="mug">mug</point>'), [0.0, 0.5], 200, 100, "")
     assert [(p.frame_index, p.x, p.y) for p in v1.points] == [(1, 100.0, 25.0)], "v1 answers are about the last frame"
+
+
+# --- the grammar's point limit, kept on answers decoded without the grammar ----
+
+
+def _flood(points: int, time_s: float = 0.0) -> str:
+    """A Molmo2 answer of `points` points on one frame (as a server that refused the grammar may send)."""
+    coords = " ".join(f"{i} {i % 1000:03d} {i // 1000 % 1000:03d}" for i in range(1, points + 1))
+    return f'<points coords="{time_s:.1f} {coords}">grains of rice</points>'
+
+
+def test_an_answer_beyond_the_limit_yields_the_limit_and_the_rest_is_not_read() -> None:
+    text = _flood(531_441) + ' <points coords="zzz">junk</points>'  # 8 MB, then an element never read
+    result = parse_molmo2(text, max_points=128)
+    assert len(result.points) == 128
+    assert [p.number for p in result.points] == list(range(1, 129)), "the first points of the answer"
+    assert _problems_mention(result, "characters cut at", "128 points")
+    assert not _problems_mention(result, "zzz"), "nothing past the cut was read"
+    assert len(parse_molmo2(_flood(200)).points) == 200, "without a limit every point is read"
+
+
+def test_compact_points_beyond_the_limit_within_the_room_are_dropped_and_reported() -> None:
+    text = '<points coords="0.0 ' + " ".join(f"{i} 5 5" for i in range(1, 41)) + '">dots</points>'
+    result = parse_molmo2(text, max_points=16)
+    assert [p.number for p in result.points] == list(range(1, 17))
+    assert _problems_mention(result, "24 point(s) beyond the limit of 16")
+
+
+def test_the_longest_answers_the_grammars_allow_are_read_whole_under_their_limit() -> None:
+    label = "x" * 40  # the longest label the constrained grammar allows
+    groups, per_group = 32, 16  # constrained_decoding's MAX_GROUPS and MAX_POINTS_PER_GROUP
+    points = [ParsedPoint(1.0, 1.0, label, 999.9 - g, 1) for g in range(groups) for _ in range(per_group)]
+    molmo2 = parse_molmo2(format_molmo2_points(points, count=9999), max_points=groups * per_group)
+    assert len(molmo2.points) == groups * per_group and molmo2.problems == ()
+    v1 = [ParsedPoint(1.0, 1.0, label, None, 1) for _ in range(per_group)]
+    parsed = parse_molmo_v1(format_molmo_v1(v1), max_points=per_group)
+    assert len(parsed.points) == per_group and parsed.problems == ()

@@ -542,3 +542,26 @@ def test_points_scored_below_min_point_score_are_dropped_and_counted():
         assert wait_for(lambda: any(t.label == "b" for o in sink.targets[seen:] for t in o.targets), 10)
     finally:
         pipeline.close()
+
+
+def test_a_thousand_point_answer_tracks_no_more_objects_than_the_caps_and_says_so():
+    """All the grains of rice: 1000 points a grounding, on a 40 x 25 grid over the frame."""
+    from oracle_doubles import ScriptedPointerDouble
+
+    from videomolmo_ros.contracts.grounding import GroundedPoint
+
+    points = tuple(GroundedPoint(0, 4.0 + 8 * (k % 40), 4.0 + 8 * (k // 40), "grain") for k in range(1000))
+    propagator = ColorOraclePropagatorDouble(NoOptions(), CPU)
+    pointer = ScriptedPointerDouble(GroundingResult(points))
+    pipeline, sink = make(pointer=pointer, propagator=propagator, context_frames=1)
+    try:
+        pipeline.submit_command(CommandRequest("g", "grains", GroundingMode.POINT))
+        play(pipeline, 1.5)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("points_dropped_over_cap", 0) >= 992, 20)
+        assert wait_for(lambda: pipeline.counters.snapshot().get("frames_tracked", 0) >= 3)
+    finally:
+        pipeline.close()
+    assert sink.tracks and max(len(output.tracks) for output in sink.tracks) <= 8, "max_objects_per_command: 8"
+    assert max(len(ids) for _, ids in propagator.steps) <= 8, "the propagator steps no more objects"
+    reported = [message for key, message in sink.problems if key == "points_dropped_over_cap"]
+    assert reported and "max_objects_per_command" in reported[0]

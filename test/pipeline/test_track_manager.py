@@ -25,8 +25,8 @@ def tracks_at(manager, command, *points):
     """New tracks (of a command with none yet) for points (x, y), as a mask-less grounding makes them."""
     assert manager.tracks(command) == []
     points = [(x, y, "obj") for x, y in points]
-    ids = manager.associate(command, points, SIZE, 0)
-    manager.update_from_points(ids, points)
+    ids = manager.associate(command, points, SIZE, 0).ids
+    manager.update_from_points(command, {i: (x, y) for i, (x, y, _) in zip(ids, points, strict=True)})
     assert len(set(ids)) == len(points)
     return ids
 
@@ -48,14 +48,14 @@ def test_point_inside_a_track_mask_keeps_its_id_even_when_another_track_is_close
     big, small = tracks_at(manager, "c", (100, 100), (150, 100))
     manager.update_from_masks("c", {big: (disc((100, 100), 40), 1.0), small: (disc((150, 100), 5), 1.0)})
     point = (137.0, 100.0, "obj")  # 37 px from the big object's point, 13 px from the small one's
-    assert manager.associate("c", [point], SIZE, 1) == [big]
+    assert manager.associate("c", [point], SIZE, 1).ids == [big]
 
 
 def test_reordered_points_keep_their_ids():
     manager = TrackManager()
-    a, b = manager.associate("c", [(50, 50, "a"), (250, 180, "b")], SIZE, 0)
-    manager.update_from_points([a, b], [(50, 50, "a"), (250, 180, "b")])
-    assert manager.associate("c", [(252, 178, "b"), (48, 51, "a")], SIZE, 1) == [b, a]
+    a, b = manager.associate("c", [(50, 50, "a"), (250, 180, "b")], SIZE, 0).ids
+    manager.update_from_points("c", {a: (50, 50), b: (250, 180)})
+    assert manager.associate("c", [(252, 178, "b"), (48, 51, "a")], SIZE, 1).ids == [b, a]
 
 
 def test_assignment_is_global_not_greedy_in_point_order():
@@ -63,7 +63,7 @@ def test_assignment_is_global_not_greedy_in_point_order():
     manager = TrackManager()
     a, b = tracks_at(manager, "c", (100, 100), (160, 100))
     # first point: 28 px from A, 32 px from B; second point: 60 px from A, 120 px (too far) from B
-    assert manager.associate("c", [(128, 100, "x"), (40, 100, "x")], SIZE, 1) == [b, a]
+    assert manager.associate("c", [(128, 100, "x"), (40, 100, "x")], SIZE, 1).ids == [b, a]
     assert len(manager.tracks("c")) == 2
 
 
@@ -72,8 +72,8 @@ def test_point_beyond_match_distance_starts_a_new_track():
     [old] = tracks_at(manager, "c", (100, 100))
     near = 100 + 0.1 * DIAGONAL
     far = 100 + 0.2 * DIAGONAL
-    assert manager.associate("c", [(near, 100, "obj")], SIZE, 1) == [old]
-    [new] = manager.associate("c", [(far, 100, "obj")], SIZE, 2)
+    assert manager.associate("c", [(near, 100, "obj")], SIZE, 1).ids == [old]
+    [new] = manager.associate("c", [(far, 100, "obj")], SIZE, 2).ids
     assert new != old
     assert sorted(t.id for t in manager.tracks("c")) == sorted([old, new])
 
@@ -104,7 +104,8 @@ def test_crossing_objects_keep_their_ids():
     frames = [render(scene, k / fps) for k in range(26)]
     manager = TrackManager()
     _, masks = frames[0]
-    red, blue = manager.associate("c", [(*centroid(masks["red"]), "red"), (*centroid(masks["blue"]), "blue")], SIZE, 0)
+    points = [(*centroid(masks["red"]), "red"), (*centroid(masks["blue"]), "blue")]
+    red, blue = manager.associate("c", points, SIZE, 0).ids
     for k in range(1, len(frames)):
         _, masks = frames[k]
         manager.update_from_masks("c", {red: (masks["red"], 1.0), blue: (masks["blue"], 1.0)})
@@ -115,7 +116,7 @@ def test_crossing_objects_keep_their_ids():
             if k % 2:
                 points.reverse()
                 expected.reverse()
-            assert manager.associate("c", points, SIZE, k) == expected, f"ids swapped at frame {k}"
+            assert manager.associate("c", points, SIZE, k).ids == expected, f"ids swapped at frame {k}"
     assert sorted(t.id for t in manager.tracks("c")) == sorted([red, blue])
     [red_track] = [t for t in manager.tracks("c") if t.id == red]
     assert red_track.x > 160  # red really did cross from the left to the right
@@ -126,7 +127,7 @@ def test_crossing_objects_keep_their_ids():
 
 def test_tentative_becomes_tracked_after_confirm_frames_consecutive_masks():
     manager = TrackManager(TrackerConfig(confirm_frames=3))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     mask = disc((100, 100), 10)
     for _ in range(2):
         manager.update_from_masks("c", {track_id: (mask, 1.0)})
@@ -137,7 +138,7 @@ def test_tentative_becomes_tracked_after_confirm_frames_consecutive_masks():
 
 def test_tentative_streak_restarts_after_a_miss():
     manager = TrackManager(TrackerConfig(confirm_frames=3))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     mask = disc((100, 100), 10)
     for masks in [mask, mask, empty(), mask, mask]:
         manager.update_from_masks("c", {track_id: (masks, 1.0)})
@@ -148,7 +149,7 @@ def test_tentative_streak_restarts_after_a_miss():
 
 def test_tentative_unseen_for_more_than_confirm_frames_is_deleted():
     manager = TrackManager(TrackerConfig(confirm_frames=3, max_lost_frames=50))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     for _ in range(3):
         assert manager.update_from_masks("c", {track_id: (empty(), 1.0)}) == []
         assert state(manager, "c", track_id) is TrackState.TENTATIVE
@@ -158,7 +159,7 @@ def test_tentative_unseen_for_more_than_confirm_frames_is_deleted():
 
 def test_tracked_lost_tracked_then_deleted_after_max_lost_frames():
     manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=5))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     mask = disc((100, 100), 10)
     manager.update_from_masks("c", {track_id: (mask, 0.8)})
     assert state(manager, "c", track_id) is TrackState.TRACKED
@@ -184,22 +185,22 @@ def test_mask_smaller_than_min_pixels_counts_as_unseen():
 
 def test_object_back_within_max_lost_frames_keeps_its_id_when_regrounded_near():
     manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=10))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
     for _ in range(8):  # out of view
         manager.update_from_masks("c", {track_id: (empty(), 0.0)})
-    assert manager.associate("c", [(106, 97, "obj")], SIZE, 9) == [track_id]
-    manager.update_from_points([track_id], [(106, 97, "obj")])
+    assert manager.associate("c", [(106, 97, "obj")], SIZE, 9).ids == [track_id]
+    manager.update_from_points("c", {track_id: (106, 97)})
     assert state(manager, "c", track_id) is TrackState.TRACKED
 
 
 def test_object_back_after_deletion_gets_a_new_id():
     manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=2))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
     for _ in range(3):
         manager.update_from_masks("c", {})
-    assert manager.associate("c", [(100, 100, "obj")], SIZE, 9) != [track_id]
+    assert manager.associate("c", [(100, 100, "obj")], SIZE, 9).ids != [track_id]
 
 
 # ----------------------------------------------------------------- commands
@@ -207,8 +208,8 @@ def test_object_back_after_deletion_gets_a_new_id():
 
 def test_ids_are_unique_across_commands():
     manager = TrackManager()
-    a = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0)
-    b = manager.associate("bottles", [(100, 100, "bottle"), (200, 100, "bottle")], SIZE, 0)
+    a = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0).ids
+    b = manager.associate("bottles", [(100, 100, "bottle"), (200, 100, "bottle")], SIZE, 0).ids
     assert len(set(a + b)) == 4
     assert sorted(t.id for t in manager.tracks("mugs")) == sorted(a)
     assert sorted(t.id for t in manager.tracks("bottles")) == sorted(b)
@@ -216,8 +217,8 @@ def test_ids_are_unique_across_commands():
 
 def test_masks_of_one_command_do_not_touch_another_commands_tracks():
     manager = TrackManager(TrackerConfig(confirm_frames=1))
-    [mug] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 0)
-    [bottle] = manager.associate("bottles", [(200, 100, "bottle")], SIZE, 0)
+    [mug] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 0).ids
+    [bottle] = manager.associate("bottles", [(200, 100, "bottle")], SIZE, 0).ids
     manager.update_from_masks("mugs", {mug: (disc((100, 100), 10), 1.0), bottle: (disc((200, 100), 10), 1.0)})
     assert state(manager, "mugs", mug) is TrackState.TRACKED
     assert state(manager, "bottles", bottle) is TrackState.TENTATIVE
@@ -225,12 +226,12 @@ def test_masks_of_one_command_do_not_touch_another_commands_tracks():
 
 def test_remove_command_removes_only_its_tracks_and_ids_are_not_reused():
     manager = TrackManager()
-    mugs = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0)
-    [bottle] = manager.associate("bottles", [(50, 50, "bottle")], SIZE, 0)
+    mugs = manager.associate("mugs", [(100, 100, "mug"), (200, 100, "mug")], SIZE, 0).ids
+    [bottle] = manager.associate("bottles", [(50, 50, "bottle")], SIZE, 0).ids
     assert sorted(manager.remove_command("mugs")) == sorted(mugs)
     assert manager.tracks("mugs") == []
     assert [t.id for t in manager.tracks("bottles")] == [bottle]
-    [again] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 1)
+    [again] = manager.associate("mugs", [(100, 100, "mug")], SIZE, 1).ids
     assert again not in [*mugs, bottle]
 
 
@@ -240,7 +241,7 @@ def test_remove_command_removes_only_its_tracks_and_ids_are_not_reused():
 def test_track_point_lies_inside_a_ring_where_the_centroid_would_not():
     ring = disc((160, 120), 60) & ~disc((160, 120), 35)
     manager = TrackManager(TrackerConfig(confirm_frames=1))
-    [track_id] = manager.associate("c", [(160, 35, "ring")], SIZE, 0)
+    [track_id] = manager.associate("c", [(160, 35, "ring")], SIZE, 0).ids
     manager.update_from_masks("c", {track_id: (ring, 1.0)})
     [track] = manager.tracks("c")
     cy, cx = (float(v.mean()) for v in np.nonzero(ring))
@@ -264,7 +265,7 @@ def test_box_is_tight_and_stored_on_the_track():
     mask[70, 90] = True  # one stray pixel extends the box
     assert mask_box(mask) == (90.0, 40.0, 130.0, 70.0)
     manager = TrackManager(TrackerConfig(confirm_frames=1))
-    [track_id] = manager.associate("c", [(110, 50, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(110, 50, "obj")], SIZE, 0).ids
     manager.update_from_masks("c", {track_id: (mask, 0.7)})
     [track] = manager.tracks("c")
     assert track.box == (90.0, 40.0, 130.0, 70.0)
@@ -291,7 +292,7 @@ def test_box_is_tight_and_interior_point_on_mask_for_any_mask(mask):
 
 def test_a_mask_below_min_mask_score_leaves_the_track_lost_not_tracked():
     manager = TrackManager(TrackerConfig(confirm_frames=1, min_mask_score=0.5))
-    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     mask = disc((100, 100), 10)
     manager.update_from_masks("c", {track_id: (mask, 0.9)})
     assert state(manager, "c", track_id) is TrackState.TRACKED
@@ -305,24 +306,122 @@ def test_a_mask_below_min_mask_score_leaves_the_track_lost_not_tracked():
 
 def test_a_late_grounding_matches_the_track_where_it_was_on_the_grounded_frame():
     manager = TrackManager(TrackerConfig(confirm_frames=1), sightings_s=5.0)
-    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0).ids
     for k in range(1, 31):  # the object moves 8 px a frame: 240 px in 30 frames
         manager.update_from_masks("c", {track_id: (disc((40 + 8 * k, 120), 10), 1.0)}, stamp_ns=k * 10**8)
     # A grounding of frame 10 (where the object was at x = 120) answers now (it is at x = 280).
-    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8) == [track_id]
-    assert manager.associate("c", [(120, 120, "obj")], SIZE, 30 * 10**8) != [track_id], "not where it is now"
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8).ids == [track_id]
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 30 * 10**8).ids != [track_id], "not where it is now"
 
 
 def test_a_grounding_of_a_frame_known_only_after_the_fact_matches_the_track_there():
     manager = TrackManager(TrackerConfig(confirm_frames=1), sightings_s=5.0)
-    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0)
+    [track_id] = manager.associate("c", [(40, 120, "obj")], SIZE, 0).ids
     manager.sighted(track_id, 0, 40, 120)  # prompted on frame 0 with its point
     for k in range(21, 31):  # seen live from frame 21 on (catch-up carried it through 1-20)
         manager.update_from_masks("c", {track_id: (disc((40 + 8 * k, 120), 10), 1.0)}, stamp_ns=k * 10**8)
     manager.sighted_masks({track_id: (disc((120, 120), 10), 1.0), 999: (disc((5, 5), 3), 1.0)}, 10 * 10**8)
-    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8) == [track_id], "where catch-up had it"
-    assert manager.associate("c", [(44, 120, "obj")], SIZE, 5 * 10**8) == [track_id], "near its prompted point"
+    assert manager.associate("c", [(120, 120, "obj")], SIZE, 10 * 10**8).ids == [track_id], "where catch-up had it"
+    assert manager.associate("c", [(44, 120, "obj")], SIZE, 5 * 10**8).ids == [track_id], "near its prompted point"
     [track] = manager.tracks("c")
     assert [s[0] for s in track.sightings] == sorted(s[0] for s in track.sightings), "kept in frame order"
     assert (track.x, track.y) == pytest.approx((280, 120), abs=1), "learnt sightings do not move the track"
-    assert manager.associate("c", [(200, 120, "obj")], SIZE, 10 * 10**8) != [track_id], "80 px from it then"
+    assert manager.associate("c", [(200, 120, "obj")], SIZE, 10 * 10**8).ids != [track_id], "80 px from it then"
+
+
+# ----------------------------------------------------------------- caps
+
+
+def grid(count, step=12):
+    """`count` points on a grid, `step` px apart: objects far enough apart never to match each other."""
+    columns = SIZE[1] // step
+    return [(step / 2 + step * (k % columns), step / 2 + step * (k // columns), "obj") for k in range(count)]
+
+
+def test_a_grounding_starts_no_more_tracks_than_the_caps_and_counts_the_rest():
+    manager = TrackManager(TrackerConfig(match_distance=0.01), max_objects_per_command=3, max_tracks=5)
+    mugs = manager.associate("mugs", grid(10), SIZE, 0)
+    assert len(manager.tracks("mugs")) == 3 and mugs.over_cap == 7
+    assert mugs.ids[:3] == [t.id for t in manager.tracks("mugs")] and mugs.ids[3:] == [None] * 7, "the first kept"
+    cups = manager.associate("cups", grid(10), SIZE, 0)
+    assert len(manager.tracks("cups")) == 2 and cups.over_cap == 8, "5 on the camera in all"
+    assert manager.associate("bowls", grid(4), SIZE, 0).ids == [None] * 4
+
+
+def test_a_regrounding_of_known_objects_is_never_refused_by_a_full_cap():
+    manager = TrackManager(TrackerConfig(match_distance=0.01), max_objects_per_command=3, max_tracks=3)
+    known = manager.associate("c", grid(3), SIZE, 0).ids
+    again = [(x + 1, y, label) for x, y, label in grid(3)]  # the same objects, moved a pixel, then two new ones
+    association = manager.associate("c", [*grid(5)[3:], *again], SIZE, 1)
+    assert association.ids == [None, None, *known] and association.over_cap == 2
+
+
+def test_over_a_cap_the_best_scored_points_are_kept_else_the_first_ones():
+    points = grid(4)
+    scored = TrackManager(max_objects_per_command=2).associate("c", points, SIZE, 0, [0.2, 0.9, None, 0.5])
+    assert [i is not None for i in scored.ids] == [False, True, True, False], "an unscored point ranks as 1"
+    unscored = TrackManager(max_objects_per_command=2).associate("c", points, SIZE, 0, [None] * 4)
+    assert [i is not None for i in unscored.ids] == [True, True, False, False]
+
+
+# ----------------------------------------------------------------- no duplicates
+
+
+def test_a_point_inside_a_taken_tracks_mask_is_that_object_again_whatever_match_distance():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.0))
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 30), 1.0)})
+    association = manager.associate("c", [(90, 100, "obj"), (110, 95, "obj"), (200, 200, "obj")], SIZE, 1)
+    assert association.ids[:2] in ([track_id, None], [None, track_id]) and association.same_object == 1
+    assert association.ids[2] not in (None, track_id), "a point outside every mask is a new object"
+
+
+def test_a_track_on_the_same_pixels_as_an_older_one_of_its_command_is_merged_into_it():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.0))
+    older, younger = manager.associate("c", [(100, 100, "obj"), (104, 100, "obj")], SIZE, 0).ids
+    [other] = manager.associate("other", [(100, 100, "obj")], SIZE, 0).ids
+    beside = manager.associate("c", [(200, 100, "obj")], SIZE, 0).ids[0]
+    masks = {older: (disc((100, 100), 20), 1.0), younger: (disc((103, 100), 20), 0.9)}
+    masks |= {other: (disc((100, 100), 20), 1.0), beside: (disc((150, 100), 40), 1.0)}  # beside: overlapping a little
+    assert manager.update_from_masks("c", masks) == [younger]
+    assert sorted(t.id for t in manager.tracks("c")) == sorted([older, beside]) and manager.merged == 1
+    assert manager.update_from_masks("other", masks) == [], "another command may track the same object"
+
+
+def test_hostile_thresholds_keep_tracks_within_the_caps_and_leave_no_duplicates_once_restored():
+    """Any peer can set these at run time: nothing matches, nothing is seen, nothing confirms or expires."""
+    hostile = TrackerConfig(match_distance=0.0, min_mask_score=1.0, confirm_frames=1000, max_lost_frames=1_000_000)
+    manager = TrackManager(TrackerConfig(confirm_frames=1))
+    objects = {}  # track id -> the disc it was started on
+
+    def frame(k):
+        centres = [(80 + 2 * k, 100), (240 - 2 * k, 160)]
+        masks = {i: (disc(centres[n], 20), 0.9) for i, n in objects.items()}
+        return centres, masks
+
+    for k in range(60):
+        centres, masks = frame(k)
+        manager.update_from_masks("c", masks, stamp_ns=k)
+        if k == 5:
+            manager.config = hostile
+        ids = manager.associate("c", [(x, y, "obj") for x, y in centres], SIZE, k).ids
+        objects |= {i: n for n, i in enumerate(ids) if i is not None}
+        assert len(manager.tracks("c")) <= 8
+    manager.config = TrackerConfig()
+    for k in range(60, 64):
+        manager.update_from_masks("c", frame(k)[1], stamp_ns=k)
+    tracked = [t for t in manager.tracks("c") if t.state is TrackState.TRACKED]
+    assert sorted(objects[t.id] for t in tracked) == [0, 1], "one TRACKED track per object"
+
+
+# ----------------------------------------------------------------- without masks
+
+
+def test_without_masks_a_track_missing_from_groundings_is_lost_then_deleted():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=2))
+    kept, gone = tracks_at(manager, "c", (50, 50), (250, 180))
+    for _ in range(2):
+        assert manager.update_from_points("c", {kept: (52, 50)}) == []
+        assert state(manager, "c", gone) is TrackState.LOST
+    assert manager.update_from_points("c", {kept: (54, 50)}) == [gone]
+    assert [t.id for t in manager.tracks("c")] == [kept]

@@ -118,6 +118,7 @@ class OpenAIServerDouble:
     delay_s: how long to think before answering (timeout tests).
     fail_status: answer chat completions with this HTTP status instead (0: don't).
     malformed: answer chat completions with a body that is not JSON.
+    answer: answer chat completions with this text instead of looking at the frames (None: look).
     last_request, last_headers: the last chat completion request, parsed, for assertions.
     """
 
@@ -129,6 +130,7 @@ class OpenAIServerDouble:
         self.delay_s = 0.0
         self.fail_status = 0
         self.malformed = False
+        self.answer: str | None = None
         self.last_request: dict | None = None
         self.last_headers: dict[str, str] = {}
         self.stopping = threading.Event()  # cuts a delay short so stop() is quick
@@ -177,7 +179,7 @@ class OpenAIServerDouble:
         grammar = request.get("structured_outputs", {}).get("regex")
         if grammar is not None and self.refuse_structured_outputs:
             return 400, _error("structured outputs are not supported", "BadRequestError", 400)
-        text = molmo2_answer(frames, prompt, times)
+        text = molmo2_answer(frames, prompt, times) if self.answer is None else self.answer
         if grammar is not None and not re.fullmatch(grammar, text):
             return 500, _error(f"answer {text!r} is outside the requested grammar", "InternalServerError", 500)
         return 200, {

@@ -190,3 +190,28 @@ class WrongColourPointerDouble(ColorOraclePointerDouble):
     def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
         others = " ".join(name for name in COLOURS if name not in query.lower())
         return super().ground(window, others, mode)
+
+
+@dataclass(frozen=True)
+class FloodOptions(OracleOptions):
+    points: int = 1000  # points per answer
+
+
+class FloodPointerDouble(ColorOraclePointerDouble):
+    """Answers as a model asked for "all the grains of rice" may: on the newest frame, the regions the query's
+    colours name first, then points on a grid over the whole frame, `points` points in all."""
+
+    Options = FloodOptions
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        newest = len(window) - 1
+        real = [p for p in super().ground(window, query, mode).points if p.frame_index == newest]
+        height, width = window.images.shape[1:3]
+        count = max(0, self.options.points - len(real))
+        columns = max(1, round(math.sqrt(count * width / height)))
+        rows = math.ceil(count / columns)
+        grid = [
+            GroundedPoint(newest, (k % columns + 0.5) * width / columns, (k // columns + 0.5) * height / rows, "grain")
+            for k in range(count)
+        ]
+        return GroundingResult(tuple(real + grid), raw_output=f"{len(real) + len(grid)} points")

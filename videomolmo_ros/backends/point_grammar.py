@@ -1,19 +1,21 @@
-"""The point grammars of Molmo2 and Molmo v1 (VideoMolmo): parse, format and match them.
+"""The point grammars of Molmo2 and Molmo v1 (VideoMolmo): parse them (point_format.py writes them back).
 
 The models answer in XML-like text (Molmo2 model card, VideoMolmo paper). Generation can stop
 mid-tag and a model can print nonsense, so the parsers never raise: they keep every point that
 parses and describe everything they drop in `problems`, which the node logs and counts.
-The formatters write the exact grammar back (test doubles, round-trip tests), and the
-`*_PATTERN` regexes describe that same output for constrained decoding.
 
 Everything runs in linear time: elements are cut at the next element start, and every regex
-is free of nested ambiguous repetition, so a megabyte of garbage parses in milliseconds.
+is free of nested ambiguous repetition, so a megabyte of garbage parses in milliseconds. With
+`max_points` (the limit the answer grammar sets) the work is bounded by the limit, not by the
+answer: text beyond the room that many points take is dropped unread, and so are points beyond
+the limit, so an unconstrained answer (a server that refused the grammar) yields no more points
+than a constrained one could.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
@@ -28,20 +30,10 @@ VIDEOMOLMO_NONE = "This isn't in the video."  # VideoMolmo's templates, for an a
 MOLMO2_NONE_ANSWERS = (MOLMO2_NONE_POINTS, MOLMO2_NONE_TRACKS)
 MOLMO_V1_NONE_ANSWERS = (MOLMO_V1_NONE, VIDEOMOLMO_NONE)
 
-_LABEL = r'[^<>"]*'
-_PER_MILLE = r"(?:[0-9]{3}|1000)"
-_PERCENT = r"(?:100\.0|[0-9]{1,2}\.[0-9])"
-_MOLMO2_FRAME = rf"[0-9]+\.[0-9](?: [0-9]+ {_PER_MILLE} {_PER_MILLE})+"
-_MOLMO2_COORDS = rf"{_MOLMO2_FRAME}(?:;{_MOLMO2_FRAME})*"
-MOLMO2_POINTS_PATTERN = rf'<points coords="{_MOLMO2_COORDS}">{_LABEL}</points>'
-"""One `<points>` element exactly as the formatter writes it (no backreferences, for grammar engines)."""
-MOLMO2_TRACKS_PATTERN = rf'<tracks coords="{_MOLMO2_COORDS}">{_LABEL}</tracks>'
-"""One `<tracks>` element exactly as the formatter writes it."""
-MOLMO_V1_PATTERN = (
-    rf'<point x="{_PERCENT}" y="{_PERCENT}" alt="{_LABEL}">{_LABEL}</point>'
-    rf'|<points(?: x[0-9]+="{_PERCENT}" y[0-9]+="{_PERCENT}")+ alt="{_LABEL}">{_LABEL}</points>'
-)
-"""One Molmo v1 `<point>` or `<points>` element exactly as the formatter writes it."""
+# An answer with at most N points takes at most N x _CHARS_PER_POINT + _CHARS_BESIDES_POINTS characters
+# (a point: " 999 1000 1000" or ' x16="100.0" y16="100.0"', well under 64; besides: tags, label, counting words).
+_CHARS_PER_POINT = 64
+_CHARS_BESIDES_POINTS = 1024
 
 _MOLMO2 = "Molmo2"
 _MOLMO_V1 = "Molmo v1"
@@ -134,79 +126,22 @@ def nearest_frame(t_seconds: float, frame_times_seconds: Sequence[float]) -> int
     return min(range(len(times)), key=lambda i: (abs(times[i] - t_seconds), times[i]))
 
 
-def parse_molmo2(text: str) -> ParseResult:
-    """Parse a Molmo2 answer; Molmo v1 elements are dropped (they carry no time to place them on a frame)."""
-    return _parse(text, (_MOLMO2,))
+def parse_molmo2(text: str, max_points: int | None = None) -> ParseResult:
+    """Parse a Molmo2 answer (its first `max_points` points at most); Molmo v1 elements are dropped (they
+    carry no time to place them on a frame)."""
+    return _parse(text, (_MOLMO2,), max_points)
 
 
-def parse_molmo_v1(text: str) -> ParseResult:
-    """Parse a Molmo v1 answer; Molmo2 elements are dropped (their times mean nothing for one frame)."""
-    return _parse(text, (_MOLMO_V1,))
+def parse_molmo_v1(text: str, max_points: int | None = None) -> ParseResult:
+    """Parse a Molmo v1 answer (its first `max_points` points at most); Molmo2 elements are dropped (their
+    times mean nothing for one frame)."""
+    return _parse(text, (_MOLMO_V1,), max_points)
 
 
-def parse(text: str) -> ParseResult:
-    """Parse an answer in either grammar, telling them apart per element by its attributes."""
-    return _parse(text, (_MOLMO2, _MOLMO_V1))
-
-
-def format_molmo2_points(points: Iterable[ParsedPoint], count: int | None = None) -> str:
-    """Molmo2's pointing answer: per label a `<points>` numbered 1.. in time order; `count` adds the counting wrapper.
-
-    Points need `time_s`; times print with one decimal, so points 0.05 s apart can share a frame group.
-    """
-    answer = _format_molmo2("points", points)
-    if not answer:
-        return MOLMO2_NONE_POINTS
-    return answer if count is None else f"Counting the {answer} shows a total of {count}."
-
-
-def format_molmo2_tracks(points: Iterable[ParsedPoint]) -> str:
-    """Molmo2's tracking answer: one `<tracks>` per label, each point's `number` written as its object id."""
-    return _format_molmo2("tracks", points) or MOLMO2_NONE_TRACKS
-
-
-def format_molmo_v1(points: Iterable[ParsedPoint]) -> str:
-    """Molmo v1's answer: per label a `<point>` or a `<points>` sorted by x then y, as the model writes it.
-
-    `time_s` is ignored: a v1 answer is about one frame.
-    """
-    elements = []
-    for label, group in _by_label(points).items():
-        coordinates = sorted((_quantise(p.x, 1000) / 10, _quantise(p.y, 1000) / 10) for p in group)
-        if len(coordinates) == 1:
-            ((x, y),) = coordinates
-            elements.append(f'<point x="{x:.1f}" y="{y:.1f}" alt="{label}">{label}</point>')
-        else:
-            pairs = " ".join(f'x{i}="{x:.1f}" y{i}="{y:.1f}"' for i, (x, y) in enumerate(coordinates, start=1))
-            elements.append(f'<points {pairs} alt="{label}">{label}</points>')
-    return " ".join(elements) or MOLMO_V1_NONE
-
-
-def _format_molmo2(tag: str, points: Iterable[ParsedPoint]) -> str:
-    """The elements of a Molmo2 answer, or "" when there are no points."""
-    elements = []
-    for label, group in _by_label(points).items():
-        frames: dict[str, list[str]] = {}
-        for counter, point in enumerate(sorted(group, key=lambda p: p.time_s), start=1):
-            number = point.number if tag == "tracks" else counter
-            x, y = _quantise(point.x, 1000), _quantise(point.y, 1000)
-            frames.setdefault(f"{point.time_s:.1f}", []).append(f"{number} {x:03d} {y:03d}")
-        coords = ";".join(f"{time} {' '.join(entries)}" for time, entries in frames.items())
-        elements.append(f'<{tag} coords="{coords}">{label}</{tag}>')
-    return " ".join(elements)
-
-
-def _by_label(points: Iterable[ParsedPoint]) -> dict[str, list[ParsedPoint]]:
-    """Points grouped by label, labels in order of first appearance: one element per label."""
-    groups: dict[str, list[ParsedPoint]] = {}
-    for point in points:
-        groups.setdefault(point.label, []).append(point)
-    return groups
-
-
-def _quantise(value: float, scale: int) -> int:
-    """`value` (0..1) as an integer 0..scale, clamped so the output is always valid grammar."""
-    return round(min(max(value, 0.0), 1.0) * scale)
+def parse(text: str, max_points: int | None = None) -> ParseResult:
+    """Parse an answer in either grammar (its first `max_points` points at most), telling them apart per
+    element by its attributes."""
+    return _parse(text, (_MOLMO2, _MOLMO_V1), max_points)
 
 
 def _preview(text: str, limit: int = 40) -> str:
@@ -214,11 +149,20 @@ def _preview(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def _parse(text: str, grammars: tuple[str, ...]) -> ParseResult:
-    """Read every element (each one ends at the next element start, keeping the scan linear), then the prose."""
+def _parse(text: str, grammars: tuple[str, ...], max_points: int | None = None) -> ParseResult:
+    """Read every element (each one ends at the next element start, keeping the scan linear), then the prose.
+
+    With `max_points`, only the room that many points take is read, and the points beyond are dropped.
+    """
     points: list[ParsedPoint] = []
     problems: list[str] = []
     prose: list[str] = []
+    room = None if max_points is None else max_points * _CHARS_PER_POINT + _CHARS_BESIDES_POINTS
+    if room is not None and len(text) > room:
+        problems.append(
+            f"answer of {len(text)} characters cut at {room}, the room of {max_points} points: the rest dropped unread"
+        )
+        text = text[:room]
     starts = [match.start() for match in _ELEMENT_START.finditer(text)]
     position = 0
     for start, limit in pairwise([*starts, len(text)]):
@@ -236,6 +180,9 @@ def _parse(text: str, grammars: tuple[str, ...]) -> ParseResult:
         problems.append("empty output")
     elif leftover:
         problems.append(f"unrecognised text dropped: {_preview(leftover)}")
+    if max_points is not None and len(points) > max_points:
+        problems.append(f"{len(points) - max_points} point(s) beyond the limit of {max_points} dropped")
+        points = points[:max_points]
     return ParseResult(
         tuple(points),
         int(count.group(1)) if count else None,

@@ -160,6 +160,10 @@ class Parameters:
             ),
             max_query_chars=p("max_query_chars", 512, "longer queries are rejected", (1, 100_000)),
             max_commands=p("max_commands", 16, "commands running at once", (1, 1024)),
+            max_objects_per_command=p(
+                "max_objects_per_command", 8, "objects a command tracks per camera at most; more are dropped", (1, 1000)
+            ),
+            max_tracks=p("max_tracks", 32, "objects tracked per camera at most, all commands together", (1, 1000)),
             fusion=p("fusion", "forward", "forward (masks at once) or bidirectional (VideoMolmo fusion, late)"),
             fusion_iou_threshold=p("fusion_iou_threshold", 0.7, "IoU above which fused masks intersect", (0.0, 1.0)),
             fusion_max_lag_frames=p(

@@ -18,6 +18,12 @@ Drop policy (every drop is counted in `counters` under the name given here):
 - a grounding result whose command was stopped or replaced while the model ran is dropped
   (`groundings_dropped_command_gone`), and so is one whose frames are more than
   `max_result_age_s` older than the newest camera frame (`groundings_dropped_too_old`);
+- a grounding's points that would start more tracks than `max_objects_per_command` (of its
+  command) and `max_tracks` (of all commands on the camera) allow are dropped, the lowest scored
+  first, else the last in the answer (`points_dropped_over_cap`); a point inside the mask of a
+  track another point took is that object again (`points_dropped_same_object`); a track whose
+  mask overlaps an older one's of the same command at IoU >= 0.7 is merged into it
+  (`tracks_merged_duplicate`);
 - a frame with the same stamp as the newest one is a duplicate and dropped
   (`frames_rejected_duplicate_stamp`);
 - a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
@@ -56,7 +62,7 @@ from videomolmo_ros.pipeline.mask_fusion import TAU
 from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import OutputSink
 from videomolmo_ros.pipeline.publisher import QueuedSink
-from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager
+from videomolmo_ros.pipeline.track_manager import TrackerConfig
 from videomolmo_ros.pipeline.tracking import Grounded, tracking_stage
 from videomolmo_ros.pipeline.turns import TakeTurns
 
@@ -69,6 +75,9 @@ class PipelineConfig:
     max_result_age_s: float = 5.0
     max_query_chars: int = 512
     max_commands: int = 16
+    # Objects tracked at once (each costs a propagator step per frame): per command, and of all commands on the camera.
+    max_objects_per_command: int = 8
+    max_tracks: int = 32
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     fusion: str = "forward"  # forward (zero lag) or bidirectional (VideoMolmo's fusion, fixed lag)
     fusion_iou_threshold: float = TAU
@@ -144,9 +153,7 @@ class PerceptionPipeline:
             else self.stream
         )
         self._window_frames = context_frames or pointer.camera_rate_frames
-        self._stage = tracking_stage(  # the tracking worker's alone
-            config, device, propagator, TrackManager(config.tracker, track_ids, config.max_result_age_s), self
-        )
+        self._stage = tracking_stage(config, device, propagator, track_ids, self)  # the tracking worker's alone
         self.last_grounding_s: float | None = None
         self.pointer_health, self.propagator_health = ModelHealth("pointer", "grounding"), self._stage.health
         self._wake = threading.Condition()
@@ -196,9 +203,9 @@ class PerceptionPipeline:
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
-    def problem(self, key: str, message: str) -> None:
-        """Count a problem under `key` and report it (naming the camera, when it has a name)."""
-        self.counters.add(key)
+    def problem(self, key: str, message: str, count: int = 1) -> None:
+        """Count a problem (`count` of them: points of one answer) under `key` and report it (naming the camera)."""
+        self.counters.add(key, count)
         self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
 
     def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:

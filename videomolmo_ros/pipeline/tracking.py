@@ -6,7 +6,7 @@ to it), so nothing here takes a lock.
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,7 +23,7 @@ from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
-from videomolmo_ros.pipeline.track_manager import TrackManager
+from videomolmo_ros.pipeline.track_manager import DUPLICATE_IOU, Association, TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class TrackingStage:
         commands: CommandBook,
         sink: OutputSink,
         counters: Counters,
-        problem: Callable[[str, str], None],
+        problem: Callable[..., None],  # (key, message, count=1)
         catch_up: CatchUp | None = None,
         frames: TrackedFrames | None = None,
     ):
@@ -166,15 +166,17 @@ class TrackingStage:
         for problem in result.problems:
             self._problem("model_output_problems", f"model output for {command.query!r}: {problem}")
         points = self._valid_points(window, result.points, command.query)
-        if not points:
-            self._sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
-            return
-        sightings = latest_sightings(points)
+        sightings = latest_sightings(points) if points else []
+        last = window.metas[max((p.frame_index for p in sightings), default=len(window) - 1)]
         observed = [(p.x, p.y, p.label or command.query) for p in sightings]
-        last = window.metas[max(p.frame_index for p in sightings)]
-        ids = self.tracker.associate(command.id, observed, tuple(window.images.shape[1:3]), last.stamp_ns)
-        for index in sorted({p.frame_index for p in sightings}):
-            here = [(i, p) for i, p in zip(ids, sightings, strict=True) if p.frame_index == index]
+        size = tuple(window.images.shape[1:3])
+        association = self.tracker.associate(command.id, observed, size, last.stamp_ns, [p.score for p in sightings])
+        self._report_dropped(association, command.query)
+        kept = [(i, p) for i, p in zip(association.ids, sightings, strict=True) if i is not None]
+        if not kept:
+            self._sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
+        for index in sorted({p.frame_index for _, p in kept}):
+            here = [(i, p) for i, p in kept if p.frame_index == index]
             frame = window.frame(index)
             targets = tuple(Target(i, p.label or command.query, p.x, p.y) for i, p in here)
             self._sink.publish_targets(TargetsOutput(frame.meta, command.id, command.query, targets))
@@ -185,10 +187,21 @@ class TrackingStage:
                 for i, p in here:
                     self.tracker.sighted(i, frame.meta.stamp_ns, p.x, p.y)
         if self.propagator is None:
-            self.tracker.update_from_points(ids, observed, last.stamp_ns)
+            self.tracker.update_from_points(command.id, {i: (p.x, p.y) for i, p in kept}, last.stamp_ns)
             self._publish_tracks(command, last)
-        elif self._fuser is not None:
+        elif self._fuser is not None and kept:
             self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
+
+    def _report_dropped(self, association: Association, query: str) -> None:
+        """Count and report the points that started no track: over a cap, or on an object already taken."""
+        per_command, per_camera = self.tracker.max_objects_per_command, self.tracker.max_tracks
+        caps = f"{per_command} per command (max_objects_per_command) and {per_camera} per camera (max_tracks)"
+        for key, count, why in (
+            ("points_dropped_over_cap", association.over_cap, f"over the caps of {caps}"),
+            ("points_dropped_same_object", association.same_object, "inside the mask of a track another point took"),
+        ):
+            if count:
+                self._problem(key, f"{count} point(s) for {query!r} dropped: {why}", count)
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
@@ -311,7 +324,15 @@ class TrackingStage:
         shape = (frame.height, frame.width)
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
+            merged = self.tracker.merged
             self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns))
+            if self.tracker.merged > merged:
+                self._problem(
+                    "tracks_merged_duplicate",
+                    f"{self.tracker.merged - merged} track(s) of {command.query!r} merged into an older track of the "
+                    f"command: their masks overlap at IoU >= {DUPLICATE_IOU} (the same object twice)",
+                    self.tracker.merged - merged,
+                )
             self._publish_tracks(command, frame.meta)
             seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
             ids, seen_masks = tuple(t.id for t in seen), tuple(t.mask for t in seen)
@@ -335,16 +356,18 @@ def tracking_stage(
     config: "PipelineConfig",
     device: torch.device,
     propagator: MaskPropagator | None,
-    tracker: TrackManager,
+    track_ids: Iterator[int] | None,
     pipeline: "PerceptionPipeline",
 ) -> TrackingStage:
-    """A pipeline's tracking stage: its fuser (bidirectional fusion), catch-up and ring of tracked frames."""
+    """A pipeline's tracking stage: its tracks (ids from `track_ids`, within the caps), fuser (bidirectional
+    fusion), catch-up and ring of tracked frames."""
     lag = (config.fusion_max_lag_frames, config.fusion_iou_threshold, propagator, config.fusion_max_lag_s)
     if propagator is not None:
         propagator.retain_frames(history_frames(config.catch_up_s))
+    caps = (config.max_objects_per_command, config.max_tracks)
     return TrackingStage(
         config.camera,
-        tracker,
+        TrackManager(config.tracker, track_ids, config.max_result_age_s, *caps),
         make_fuser(config.fusion, *lag),
         propagator,
         pipeline.commands,

@@ -81,7 +81,7 @@ class Molmo2Options:
     trust_remote_code: bool = startup_only(False)  # never needed for Molmo2; only for checkpoints that ship code
     max_new_tokens: int = 2048  # tokens an answer may take at most
     constrained: bool = True  # force the output grammar during decoding
-    max_points_per_frame: int = 16  # under the grammar: at most this many points (or objects) per frame
+    max_points_per_frame: int = 16  # points (or objects) per frame at most; an answer: this x frames shown, at most
     server_url: str = startup_only("")  # OpenAI-compatible server (e.g. http://gpu-host:8000/v1); empty: run in-process
     server_model: str = startup_only("")  # model name on the server; empty: `model`
     server_timeout_s: float = 30.0  # seconds to wait for the server's answer (a timeout: a counted failure)
@@ -185,7 +185,8 @@ class Molmo2Pointer(Pointer):
             text = self.generate(self.prepare(images, steps, prompt), regex)
         height, width = window.images.shape[1:3]
         shown = [float(t) for t in printed]
-        result = to_grounding_result(parse_molmo2(text), shown, width, height, text, kept)
+        parsed = parse_molmo2(text, self.options.max_points_per_frame * len(kept))  # the grammar's limit, on every path
+        result = to_grounding_result(parsed, shown, width, height, text, kept)
         return replace(result, problems=problems + result.problems, skipped_frames=len(window) - len(kept))
 
     def frame_steps(self, times_s: list[float]) -> tuple[float, list[int]]:

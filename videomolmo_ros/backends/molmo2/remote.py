@@ -15,7 +15,9 @@ vLLM versions matter (read from `GET /version` at start-up):
   `media_io_kwargs`, vllm-project/vllm#40133, April 2026) the model sees the real timestamps,
   as in-process; before, it sees frame k at k / fps (the window's mean rate).
 The answer grammar goes as `structured_outputs: {"regex": ...}` (vLLM 0.10.2 on); a server that
-refuses it gets the request again without, and from then on none (said once).
+refuses it gets the request again without, and from then on none (said once). Its answers are then
+unconstrained, so the pointer's parser holds them to the grammar's point limit (it reads no more
+than that many points take), and a body is at most MAX_BODY_BYTES.
 """
 
 import base64

@@ -54,7 +54,7 @@ class VideoMolmoOptions:
     quantization: str = startup_only("none")  # none, 4bit or 8bit (bitsandbytes, GPU only)
     max_new_tokens: int = 512  # tokens an answer may take at most
     constrained: bool = True  # hold decoding to Molmo v1's point grammar
-    max_points: int = 16  # under the grammar: points per answer at most
+    max_points: int = 16  # points per answer at most (the grammar's limit; unconstrained answers are cut to it)
     feature_cache: bool = True  # keep each frame's vision features beside it in the buffer (off: re-encode)
 
 
@@ -158,7 +158,8 @@ class VideoMolmoPointer(Pointer):
             )
         text = self.tokenizer.decode(tokens[0], skip_special_tokens=True)
         height, width = window.images.shape[1:3]
-        return to_grounding_result(parse_molmo_v1(text), window.seconds_since_first(), width, height, text)
+        parsed = parse_molmo_v1(text, self.options.max_points)  # the grammar's limit, constrained or not
+        return to_grounding_result(parsed, window.seconds_since_first(), width, height, text)
 
     def features(self, window: FrameWindow, index: int, crops: torch.Tensor | None = None) -> torch.Tensor:
         """Frame `index`'s vision features: from the buffer's cache, or encoded once and cached there."""
