@@ -41,11 +41,12 @@ READ_ONLY_PARAMETERS = frozenset(
     {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names", "autostart"}
 )
 READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_info_topic", "transport"})
-# Parameters that size what the node holds (frame rings, queues): read-only too, so no peer can grow
-# its memory; configure checks their budget against the machine (pipeline.cameras.check_budget).
+# Parameters that size what the node holds (frame rings, queues, objects with their masks and
+# propagator state): read-only too, so no peer can grow its memory or work; configure checks the
+# frame rings' budget against the machine (pipeline.cameras.check_budget).
 SIZING_PARAMETERS = frozenset(
     {"stream_frames", "context_frames", "catch_up_s", "fusion_max_lag_frames", "publish_queue"}
-    | {"buffer_memory_limit_mb"}
+    | {"buffer_memory_limit_mb", "max_objects_per_command", "max_tracks"}
 )
 SIZING_CAMERA_SETTINGS = frozenset({"max_width", "max_height", "queue_depth"})
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a list"}
