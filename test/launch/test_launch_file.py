@@ -1,20 +1,33 @@
-"""The launch file: built by ROS's `launch` where installed, checked statically everywhere."""
+"""perception.launch.py: its arguments (README table, `--show-args`), what a failed launch leaves, the rviz config.
+
+The launch file running a node end to end is launch_test_perception.py's (run by test_launch_tests.py).
+"""
 
 import ast
 import importlib.util
 import os
+import re
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch_arguments import arguments_table, launch_module
 from polling import wait_for
 from rclpy.node import NodeNameNonExistentError
-from ros_harness import DOUBLES
+from ros_harness import DOUBLES, SUPPORT_DIR
 
 SHARE = Path(get_package_share_directory("videomolmo_ros"))
 LAUNCH_FILE = SHARE / "launch" / "perception.launch.py"
-
+README = Path(__file__).resolve().parents[2] / "README.md"
+TABLE = re.compile(r"<!-- launch arguments: .*? -->\n(.*?)<!-- end of launch arguments -->", re.DOTALL)
+# ROS 2 launch, from apt or installed by scripts/setup (`launch` itself: test/launch/ would pass for it).
+HAS_LAUNCH = importlib.util.find_spec("launch_ros") is not None and shutil.which("ros2") is not None
+NO_LAUNCH = "ROS 2 launch is not installed (scripts/setup installs it where ../shared/ros2-launch exists)"
+needs_launch = pytest.mark.skipif(not HAS_LAUNCH, reason=NO_LAUNCH)
 
 RVIZ_FILE = SHARE / "config" / "perception.rviz"
 # What each RViz display class shows, as the ROS type of its topic.
@@ -24,60 +37,87 @@ RVIZ_TYPES = {
 }
 
 
-def _node_call(package: str = "videomolmo_ros") -> dict[str, ast.expr]:
-    """The keyword arguments of the launch file's Node(...) action of `package`."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
-    nodes = [{k.arg: k.value for k in call.keywords} for call in calls]
-    [node] = [n for n in nodes if ast.literal_eval(n["package"]) == package]
-    return node
-
-
 def test_launch_file_starts_the_installed_executable_of_this_package():
-    node = _node_call()
-    assert ast.literal_eval(node["package"]) == "videomolmo_ros"
-    lib = Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros"
-    executable = lib / ast.literal_eval(node["executable"])
+    calls = [n for n in ast.walk(ast.parse(LAUNCH_FILE.read_text())) if isinstance(n, ast.Call)]
+    nodes = [
+        {k.arg: ast.literal_eval(k.value) for k in c.keywords if k.arg in ("package", "executable")} for c in calls
+    ]
+    [node] = [n for n in nodes if n.get("package") == "videomolmo_ros"]
+    executable = Path(get_package_prefix("videomolmo_ros")) / "lib" / "videomolmo_ros" / node["executable"]
     assert executable.is_file() and os.access(executable, os.X_OK), f"{executable} is what `ros2 run` would start"
 
 
-def test_launch_file_arguments_cover_topics_params_device_and_sim_time():
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    [table] = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS"]
-    names = {ast.literal_eval(key) for key in table.keys}
-    assert {"params_file", "image", "depth", "camera_info", "use_depth", "namespace", "device"} <= names
-    assert {"pointer", "propagator", "debug", "use_sim_time"} <= names
-    assert (SHARE / "config" / "perception.yaml").is_file(), "the default params_file is installed"
-    remapped = ast.unparse(_node_call()["remappings"])
-    assert all(f"'{topic}'" in remapped for topic in ("image", "depth", "camera_info"))
-    overridden = ast.unparse(_node_call()["parameters"])
-    for parameter in ("device", "pointer_backend", "propagator_backend", "use_depth", "debug_views", "use_sim_time"):
-        assert f"'{parameter}'" in overridden, f"launch argument for {parameter} reaches the node"
+@needs_launch
+def test_the_readmes_table_of_launch_arguments_is_the_files():
+    [table] = TABLE.findall(README.read_text())
+    assert table == arguments_table(), "the README's, as `python test/support/launch_arguments.py` prints them"
 
 
-def test_launch_description_builds_with_ros_launch():
-    pytest.importorskip("launch", reason="ROS 2 `launch` is not installable from PyPI; checked statically above")
-    pytest.importorskip("launch_ros", reason="ROS 2 `launch_ros` is not installable from PyPI")
-    spec = importlib.util.spec_from_file_location("perception_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    declared = {a.name for a in description.get_launch_arguments()}
-    assert {"params_file", "image", "depth", "camera_info", "use_depth", "pointer", "use_sim_time"} <= declared
+@needs_launch
+def test_show_args_lists_every_argument_with_its_help():
+    run = subprocess.run(
+        ["ros2", "launch", "videomolmo_ros", "perception.launch.py", "--show-args"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    declared = launch_module().ARGUMENTS
+    shown = dict(re.findall(r"'(\w+)':\n\s+(.+)\n", run.stdout))
+    assert shown == {name: text for name, (_, text) in declared.items()}, run.stdout
 
 
-def test_rviz_true_starts_rviz2_with_the_shipped_config_in_the_nodes_namespace():
-    rviz = _node_call("rviz2")
-    assert ast.literal_eval(rviz["executable"]) == "rviz2"
-    assert ast.unparse(rviz["condition"]) == "IfCondition(arg('rviz'))", "only with rviz:=true"
-    assert ast.unparse(rviz["namespace"]) == ast.unparse(_node_call()["namespace"])
-    arguments = ast.unparse(rviz["arguments"])
-    assert "'-d'" in arguments and "'perception.rviz'" in arguments and "'--fixed-frame'" in arguments
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    [table] = [n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS"]
-    [default] = [v.elts[0] for k, v in zip(table.keys, table.values, strict=True) if ast.literal_eval(k) == "rviz"]
-    assert ast.literal_eval(default) == "false", "rviz2 only when asked for"
-    assert RVIZ_FILE.is_file(), "the rviz config is installed"
+def _processes_in(namespace: str) -> list[int]:
+    """The processes started in `namespace` (their command line names it), by pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"__ns:={namespace}".encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+def _rviz2_installed() -> bool:
+    try:
+        return bool(get_package_share_directory("rviz2"))
+    except PackageNotFoundError:
+        return False
+
+
+@needs_launch
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        pytest.param(["rviz:=true"], "rviz2 is not installed (sudo apt install ros-", id="rviz2-missing"),
+        pytest.param(["params_file:=/no/such/params.yaml"], "params_file /no/such/params.yaml", id="no-params-file"),
+    ],
+)
+def test_a_launch_that_cannot_start_everything_fails_saying_why_and_leaves_nothing_running(arguments, says, tmp_path):
+    if "rviz:=true" in arguments and _rviz2_installed():
+        pytest.skip("rviz2 is installed here")
+    params = tmp_path / "doubles.yaml"
+    params.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": {**DOUBLES, "device": "cpu"}}}))
+    namespace = f"/failed_launch_{os.getpid()}"
+    command = ["ros2", "launch", "videomolmo_ros", "perception.launch.py", f"namespace:={namespace}"]
+    env = {**os.environ, "PYTHONPATH": f"{SUPPORT_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try:
+        run = subprocess.run(
+            [*command, f"params_file:={params}", *arguments], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode != 0 and says in run.stdout + run.stderr, run.stdout + run.stderr
+        assert _processes_in(namespace) == [], "nothing the failed launch started is left running"
+    finally:
+        for pid in _processes_in(namespace):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_node_takes_none_for_no_backend_as_a_command_line_can_give_it(node):
+    """`pointer:=none` / `propagator:=none` (ros2 launch refuses an empty value): the node runs without them."""
+    process = node({"pointer_backend": "none", "propagator_backend": "None"})
+    assert process.wait_for_log("ready on"), process.log()
+    assert "pointer none, propagator none" in process.log()
 
 
 def _rviz_displays() -> list[dict]:
