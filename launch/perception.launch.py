@@ -61,14 +61,18 @@ OVERRIDES = {
 
 def given(context: LaunchContext) -> dict[str, ParameterValue]:
     """The node parameters set by the arguments given on the command line (or by an including launch file)."""
-    values = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
-    return {OVERRIDES[name][0]: ParameterValue(v, value_type=OVERRIDES[name][1]) for name, v in values.items() if v}
+    arg = LaunchConfiguration
+    return {
+        parameter: ParameterValue(arg(name), value_type=kind)  # typed by launch_ros: "true" -> True
+        for name, (parameter, kind) in OVERRIDES.items()
+        if arg(name).perform(context)
+    }
 
 
 def rviz_sim_time(context: LaunchContext) -> ParameterValue | bool:
     """use_sim_time for rviz2: the argument if given, else what the params file gives the node."""
-    argument = LaunchConfiguration("use_sim_time").perform(context)
-    if argument:
+    argument = LaunchConfiguration("use_sim_time")
+    if argument.perform(context):
         return ParameterValue(argument, value_type=bool)
     return values_in(LaunchConfiguration("params_file").perform(context)).get("use_sim_time") is True
 
@@ -84,19 +88,21 @@ def check_rviz2() -> None:
         ) from None
 
 
-def in_namespace(params_file: str, namespace: str) -> str:
-    """`params_file`, or in a namespace a copy whose `perception_node` section names the node in it.
+def in_namespace(params_file: str, context: LaunchContext) -> str:
+    """`params_file`, or for a node in a namespace a copy whose `perception_node` section reaches it.
 
-    rcl gives a section to the node of that full name (or a wildcard such as `/**`): `perception_node:`
-    means `/perception_node`, so the file would silently not reach /robot1/perception_node.
+    rcl gives a section to the node of that full name or a wildcard matching it: `perception_node:`
+    means `/perception_node`, and would silently not reach /robot1/perception_node; `/**/perception_node` does.
+    The namespace: the `namespace` argument, or one an including launch file pushed.
     """
-    namespace = namespace.strip("/")
+    namespaces = (LaunchConfiguration("namespace").perform(context), context.launch_configurations.get("ros_namespace"))
     with open(params_file) as file:
         document = yaml.safe_load(file)
-    if not namespace or not isinstance(document, dict):
+    if not any((namespace or "").strip("/") for namespace in namespaces) or not isinstance(document, dict):
         return params_file
-    node = f"/{namespace}/perception_node"
-    keyed = {node if str(key).strip("/") == "perception_node" else key: value for key, value in document.items()}
+    keyed = {("/**/perception_node" if str(k).strip("/") == "perception_node" else k): v for k, v in document.items()}
+    if keyed == document:
+        return params_file
     with tempfile.NamedTemporaryFile("w", prefix="perception_params_", suffix=".yaml", delete=False) as copy:
         yaml.safe_dump(keyed, copy)
     return copy.name
@@ -117,7 +123,7 @@ def nodes(context: LaunchContext) -> list[Node]:
         name="perception_node",
         namespace=arg("namespace"),
         output="screen",
-        parameters=[in_namespace(params_file, arg("namespace").perform(context)), given(context)],
+        parameters=[in_namespace(params_file, context), given(context)],
         remappings=[("image", arg("image")), ("depth", arg("depth")), ("camera_info", arg("camera_info"))],
         on_exit=Shutdown(reason="perception_node exited"),
     )

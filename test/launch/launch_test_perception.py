@@ -120,7 +120,7 @@ class TestWhileLaunched(unittest.TestCase):
     def test_a_frame_on_the_remapped_topic_comes_back_as_tracks_and_masks_with_its_header(self):
         self.planner.wait_connected()
         self.planner.send_command("the red ball", id="red", mode=GroundingCommand.MODE_TRACK)
-        truth = play(self.planner, 10.0, until=lambda: any(m.ids for m in self.planner.get("masks")))
+        truth = play(self.planner, 60.0, until=lambda: any(m.ids for m in self.planner.get("masks")))
         self.assertEqual(list(_answers_list_commands(self.planner.node).queries), ["the red ball"])
         masks = [m for m in self.planner.get("masks") if m.ids]
         tracks = [m for m in self.planner.get("tracks") if m.tracks]

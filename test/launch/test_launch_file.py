@@ -67,6 +67,52 @@ def test_show_args_lists_every_argument_with_its_help():
     assert shown == {name: text for name, (_, text) in declared.items()}, run.stdout
 
 
+def _context(**arguments: str):
+    """A launch context with `arguments` given and every other argument at its default."""
+    from launch import LaunchContext
+
+    context = LaunchContext()
+    defaults = {name: default for name, (default, _) in launch_module().ARGUMENTS.items()}
+    context.launch_configurations.update({**defaults, **arguments})
+    return context
+
+
+@needs_launch
+def test_only_the_arguments_given_set_node_parameters():
+    module = launch_module()
+    assert module.given(_context()) == {}, "nothing given: the params file's values stand"
+    context = _context(pointer="none", use_depth="true")
+    given = {name: value.evaluate(context) for name, value in module.given(context).items()}
+    assert given == {"pointer_backend": "none", "use_depth": True}
+
+
+@needs_launch
+@pytest.mark.parametrize(
+    ("argument", "in_file", "expected"),
+    [("", True, True), ("", None, False), ("false", True, False), ("true", None, True)],
+)
+def test_rviz2_runs_on_sim_time_as_the_node_does(argument, in_file, expected, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": {"use_sim_time": in_file}}}))
+    context = _context(use_sim_time=argument, params_file=str(params))
+    value = launch_module().rviz_sim_time(context)
+    assert (value if isinstance(value, bool) else value.evaluate(context)) is expected
+
+
+@needs_launch
+@pytest.mark.parametrize("pushed", [False, True], ids=["namespace-argument", "pushed-namespace"])
+def test_in_a_namespace_the_node_gets_the_params_files_section_keyed_to_reach_it(pushed, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": {"device": "cpu"}}}))
+    module = launch_module()
+    assert module.in_namespace(str(params), _context()) == str(params), "no namespace: the file as it is"
+    context = _context(namespace="" if pushed else "robot1")
+    if pushed:
+        context.launch_configurations["ros_namespace"] = "/outer"
+    copy = yaml.safe_load(Path(module.in_namespace(str(params), context)).read_text())
+    assert copy == {"/**/perception_node": {"ros__parameters": {"device": "cpu"}}}
+
+
 def _processes_in(namespace: str) -> list[int]:
     """The processes started in `namespace` (their command line names it), by pid."""
     found = []
