@@ -2,10 +2,11 @@
 
 Run with `launch_test test/launch/launch_test_perception.py`; the suite (and so `colcon test`) runs it
 through test/launch/test_launch_tests.py. One launch serves every check: a params file chooses the
-propagator and the device (no argument given for them) and names `none` as the pointer, which the
-`pointer` argument overrides; the node runs in a namespace, its image topic remapped. While it runs:
-it reaches active and answers, a frame on the remapped topic comes back as tracks and masks with its
-header, and it runs with the large-data DDS profile. After launch's shutdown (SIGINT to everything it
+propagator and the device (no argument given for them), names `none` as the pointer, which the
+`pointer` argument overrides, and configures two cameras; the node runs in a namespace, its image
+topic remapped. While it runs: it reaches active with both cameras and answers, a frame on the
+remapped topic comes back as tracks and masks with its header, and it runs with the large-data DDS
+profile. After launch's shutdown (SIGINT to everything it
 started): exit code 0, within the time the README promises.
 """
 
@@ -43,8 +44,21 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 SHARE = Path(get_package_share_directory("videomolmo_ros"))
 NAMESPACE = "/launch_test"
 IMAGE_TOPIC = "/launch_test_camera/image_raw"
+WRIST_TOPIC = "/launch_test_wrist/image_raw"
 # The backends: the propagator and the device from the params file, the pointer from the argument.
-PARAMS = {"device": "cpu", "pointer_backend": "none", "propagator_backend": DOUBLES["propagator_backend"]}
+# Two cameras, as docs/cameras.md configures them: the first on the remapped `image`, the wrist's by name.
+PARAMS = {
+    "device": "cpu",
+    "pointer_backend": "none",
+    "propagator_backend": DOUBLES["propagator_backend"],
+    "cameras.names": ["main", "wrist"],
+    "cameras.wrist.image_topic": WRIST_TOPIC,
+    **{
+        f"cameras.{camera}.{side}": size
+        for camera in ("main", "wrist")
+        for side, size in (("max_width", 320), ("max_height", 240))
+    },
+}
 ARGUMENTS = {"namespace": NAMESPACE, "image": IMAGE_TOPIC, "pointer": DOUBLES["pointer_backend"]}
 # When perception_node started (pid) and exited, and when launch began its shutdown (monotonic s).
 EVENTS: dict[str, float | int] = {}
@@ -110,12 +124,14 @@ class TestWhileLaunched(unittest.TestCase):
         cls.planner.close()
         rclpy.shutdown()
 
-    def test_the_node_is_active_with_the_params_files_backends_and_the_given_pointer(self, proc_output):
+    def test_the_node_is_active_with_the_params_files_backends_and_cameras_and_the_given_pointer(self, proc_output):
         proc_output.assertWaitFor(
             "ready on cpu: pointer ColorOraclePointerDouble, propagator ColorOraclePropagatorDouble",
             timeout=NODE_START_S,
         )
+        proc_output.assertWaitFor(f"wrist <- {WRIST_TOPIC}", timeout=NODE_START_S)
         self.assertIsInstance(_answers_list_commands(self.planner.node), ListCommands.Response)
+        self.assertTrue(wait_for(lambda: self.planner.node.count_subscribers(WRIST_TOPIC) == 1, NODE_START_S))
 
     def test_a_frame_on_the_remapped_topic_comes_back_as_tracks_and_masks_with_its_header(self):
         self.planner.wait_connected()
