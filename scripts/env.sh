@@ -17,6 +17,28 @@ export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE+set}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE+set}" ]; then
   export FASTDDS_DEFAULT_PROFILES_FILE="$_vmr_root/config/fastdds_large_data.xml"
 fi
+# ROS 2 launch (`ros2 launch`, launch_testing) where ROS 2 is not installed from apt: built from
+# ../shared/ros2-launch by scripts/setup-ros2-launch into a folder next to the venv, keyed by the venv,
+# the sources' versions and that script (VIDEOMOLMO_ROS2_LAUNCH_SRC names another source folder).
+VIDEOMOLMO_ROS2_LAUNCH_SRC=${VIDEOMOLMO_ROS2_LAUNCH_SRC:-$_vmr_root/../shared/ros2-launch}
+export VIDEOMOLMO_ROS2_LAUNCH_SRC
+if [ -d "$VIDEOMOLMO_ROS2_LAUNCH_SRC" ]; then
+  _vmr_key=$({ echo "$VIRTUAL_ENV"; cat "$_vmr_root/scripts/setup-ros2-launch" \
+    $(find "$VIDEOMOLMO_ROS2_LAUNCH_SRC" -name package.xml -o -name setup.py -o -name README.md | sort); } \
+    | sha256sum | cut -c1-12)
+  export VIDEOMOLMO_ROS2_LAUNCH="$VIRTUAL_ENV-ros2-launch-$_vmr_key"
+  if [ -f "$VIDEOMOLMO_ROS2_LAUNCH/.installed" ]; then
+    for _vmr_site in "$VIDEOMOLMO_ROS2_LAUNCH"/install/lib/python3*/site-packages; do
+      export PYTHONPATH="$VIDEOMOLMO_ROS2_LAUNCH/site:$_vmr_site${PYTHONPATH:+:$PYTHONPATH}"
+    done
+    export PATH="$VIDEOMOLMO_ROS2_LAUNCH/site/bin:$PATH"
+    export AMENT_PREFIX_PATH="$VIDEOMOLMO_ROS2_LAUNCH/install:$VIDEOMOLMO_ROS2_LAUNCH/site:$AMENT_PREFIX_PATH"
+    export LD_LIBRARY_PATH="$VIDEOMOLMO_ROS2_LAUNCH/install/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  unset _vmr_key _vmr_site
+else
+  unset VIDEOMOLMO_ROS2_LAUNCH
+fi
 if [ -f "$_vmr_root/install/setup.sh" ]; then
   # colcon's setup scripts read unset variables: relax `set -u` around them.
   case $- in *u*) _vmr_nounset=1; set +u ;; *) _vmr_nounset= ;; esac

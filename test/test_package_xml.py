@@ -29,6 +29,7 @@ ROSDEP_KEYS: dict[str, str | None] = {
     "ament_index_python": "ament_index_python",
     "launch": "launch",
     "launch_ros": "launch_ros",
+    "launch_testing": "launch_testing",
     "tf2_ros": "tf2_ros",
     "vision_msgs": "vision_msgs",
     # Python

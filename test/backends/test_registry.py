@@ -134,3 +134,12 @@ def test_create_with_unknown_option_names_the_accepted_options():
 def test_create_with_options_for_a_backend_that_takes_none():
     with pytest.raises(BackendError, match="it takes: none"):
         create(PROPAGATOR_SPEC, MaskPropagator, CPU, {"threshold": 0.3})
+
+
+@pytest.mark.parametrize("spec", ["none", "None", "NONE", "", " none "])
+def test_none_or_empty_chooses_no_backend(spec):
+    assert registry.chosen(spec) is None
+
+
+def test_a_backend_name_is_chosen_as_given():
+    assert registry.chosen(POINTER_SPEC) == POINTER_SPEC

@@ -21,6 +21,14 @@ POINTERS: dict[str, str] = {
 PROPAGATORS: dict[str, str] = {
     "sam2": "videomolmo_ros.backends.sam2.propagator:Sam2Propagator",
 }
+# The word for "no backend": a command line cannot carry an empty value (`ros2 launch ... propagator:=`
+# is refused), so `none` says it there; empty still means none in a params file or the Python API.
+NONE = "none"
+
+
+def chosen(spec: str) -> str | None:
+    """The backend `spec` names, or None for no backend (`none`, any case, or empty)."""
+    return None if spec.strip().lower() in ("", NONE) else spec
 
 
 def resolve(spec: str, kind: type) -> type:

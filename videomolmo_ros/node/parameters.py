@@ -252,9 +252,9 @@ class Parameters:
 
     def _backend_options(self, role: str, kind: type) -> tuple[str | None, dict]:
         """The backend `<role>_backend` names and its options `<prefix>.<option>`, declared; None if unset."""
-        what = f"{role}: a registered name or package.module:Class (empty: none)"
-        spec = self.declare(f"{role}_backend", DEFAULT_BACKENDS[role], what)
-        if not spec:
+        what = f"{role}: a registered name, package.module:Class, or none (or empty)"
+        spec = registry.chosen(self.declare(f"{role}_backend", DEFAULT_BACKENDS[role], what))
+        if spec is None:
             return None, {}
         return spec, self.backend_options(spec, kind)
 
