@@ -2,6 +2,7 @@
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Quaternion, Vector3
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -18,6 +19,7 @@ from videomolmo_ros.msg import (
     PointedTargets,
 )
 from videomolmo_ros.pipeline.commands import CommandEvent, CommandRequest
+from videomolmo_ros.pipeline.object_geometry import ObjectGeometry
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
 
@@ -63,6 +65,20 @@ def targets_msg(output: TargetsOutput) -> PointedTargets:
         camera=output.meta.camera,
         targets=[PointedTarget(object_id=t.object_id, label=t.label, x=t.x, y=t.y) for t in output.targets],
     )
+
+
+def set_geometry(item, geometry: ObjectGeometry) -> None:
+    """An ObjectTrack's or PointedTarget's 3D fields from the geometry stage (a target, having no mask, has no box)."""
+    x, y, z = geometry.position
+    item.position, item.has_position = Point(x=x, y=y, z=z), True
+    box = geometry.box
+    if box is None:
+        return
+    item.box_pose.position = Point(x=box.centre[0], y=box.centre[1], z=box.centre[2])
+    qx, qy, qz, qw = box.rotation_xyzw
+    item.box_pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+    item.box_size = Vector3(x=box.size[0], y=box.size[1], z=box.size[2])
+    item.has_box = True
 
 
 def tracks_msg(output: TracksOutput) -> ObjectTracks:

@@ -9,12 +9,11 @@ targets, tracks and masks of the frame.
 import traceback
 from collections.abc import Callable
 
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Vector3
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from videomolmo_ros.io.depth_projection import Localizer, transform_point
 from videomolmo_ros.io.image_codec import encode_image
 from videomolmo_ros.msg import ObjectMasks, ObjectTracks, PointedTargets
 from videomolmo_ros.node import messages
@@ -23,7 +22,9 @@ from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.node.planner_api import PlannerApi
 from videomolmo_ros.node.vision_outputs import VisionOutputs
 from videomolmo_ros.pipeline.debug_overlay import draw_overlay, track_colour
+from videomolmo_ros.pipeline.object_geometry import RigidTransform, object_geometry
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
+from videomolmo_ros.pipeline.velocity import VelocityFilter
 
 
 class Outputs:
@@ -43,6 +44,7 @@ class Outputs:
         self._debug_markers_pub = node.create_lifecycle_publisher(MarkerArray, "debug_markers", 2)
         self._tf_buffer = self._transform_listener() if settings.target_frame else None
         self._vision = VisionOutputs(node, settings.vision_msgs)
+        self._velocities = VelocityFilter()
 
     def publish_targets(self, output: TargetsOutput) -> None:
         camera = self._cameras[output.meta.camera]
@@ -59,6 +61,7 @@ class Outputs:
         msg = messages.tracks_msg(output)
         points = [(t.x, t.y, t.mask) for t in output.tracks]
         self._extra(camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.tracks))
+        self._extra(camera, "velocities", lambda: self._fill_velocities(msg))
         camera.last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
         self._vision.publish(output, msg, camera.problem)
@@ -83,7 +86,7 @@ class Outputs:
     # ------------------------------------------------------------------ 3D positions
 
     def _fill_positions(self, camera: NodeCamera, meta, points: list, msg, items: list) -> None:
-        """3D positions from the depth image taken with the frame; every miss is counted by reason.
+        """3D geometry from the depth image taken with the frame; every miss is counted by reason.
 
         Sets msg.position_frame_id to the frame the positions are in (stays "" when none was filled).
         """
@@ -98,14 +101,27 @@ class Outputs:
         if depth is None or camera.intrinsics is None or shape is None:
             counters.add("positions_missing_no_depth", len(points))
             return
-        localizer = Localizer((shape[1], shape[0]), camera.intrinsics, depth)
-        for item, position in zip(items, localizer.locate_all(points), strict=True):
-            if position.xyz is None:
-                counters.add(f"positions_missing_{position.reason}")
+        transform, frame = self._transform(camera, meta.stamp_ns, meta.frame_id)
+        size = (shape[1], shape[0])
+        found = object_geometry(points, size, camera.intrinsics, depth, self._settings.geometry, transform)
+        for item, geometry in zip(items, found, strict=True):
+            if geometry.position is None:
+                counters.add(f"positions_missing_{geometry.reason}")
                 continue
-            item.position = Point(x=position.xyz[0], y=position.xyz[1], z=position.xyz[2])
-            item.has_position = True
-        msg.position_frame_id = self._to_target_frame(camera, meta.stamp_ns, meta.frame_id, items)
+            messages.set_geometry(item, geometry)
+        msg.position_frame_id = frame
+
+    def _fill_velocities(self, msg: ObjectTracks) -> None:
+        """Each positioned track's velocity over its recent positions (in their frame)."""
+        stamp_ns = messages.stamp_ns(msg.header.stamp)
+        for track in msg.tracks:
+            if track.has_position:
+                p = track.position
+                key = (msg.camera, msg.command_id, track.id)
+                velocity = self._velocities.update(key, stamp_ns, (p.x, p.y, p.z), msg.position_frame_id)
+                if velocity is not None:
+                    track.velocity = Vector3(x=velocity[0], y=velocity[1], z=velocity[2])
+                    track.has_velocity = True
 
     def _transform_listener(self):
         """A tf2 buffer fed by a listener, or None (said once) where tf2_ros is not installed."""
@@ -121,10 +137,10 @@ class Outputs:
         self._tf_listener = tf2_ros.TransformListener(buffer, self._node)
         return buffer
 
-    def _to_target_frame(self, camera: NodeCamera, stamp_ns: int, source_frame: str, items: list) -> str:
-        """Move filled positions into target_frame when tf2 knows the transform; the frame they are in."""
+    def _transform(self, camera: NodeCamera, stamp_ns: int, source_frame: str) -> tuple[RigidTransform | None, str]:
+        """target_frame <- source_frame at the image's time when tf2 knows it, and the frame positions will be in."""
         if self._tf_buffer is None:
-            return source_frame
+            return None, source_frame
         from rclpy.time import Time
 
         target_frame = self._settings.target_frame
@@ -132,14 +148,9 @@ class Outputs:
             transform = self._tf_buffer.lookup_transform(target_frame, source_frame, Time(nanoseconds=stamp_ns))
         except Exception as error:  # tf2's lookup errors have no common base class besides Exception
             camera.pipeline.problem("positions_untransformed", f"positions stay in {source_frame}: {error}")
-            return source_frame
+            return None, source_frame
         t, r = transform.transform.translation, transform.transform.rotation
-        for item in items:
-            if item.has_position:
-                p = item.position
-                x, y, z = transform_point((p.x, p.y, p.z), (t.x, t.y, t.z), (r.x, r.y, r.z, r.w))
-                item.position = Point(x=x, y=y, z=z)
-        return target_frame
+        return RigidTransform((t.x, t.y, t.z), (r.x, r.y, r.z, r.w)), target_frame
 
     # ------------------------------------------------------------------ debug views
 

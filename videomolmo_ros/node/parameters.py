@@ -24,6 +24,8 @@ from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
+from videomolmo_ros.pipeline.object_geometry import GeometryConfig
+from videomolmo_ros.pipeline.object_points import PointsConfig
 from videomolmo_ros.pipeline.pipeline import PipelineConfig, with_changes
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
@@ -69,6 +71,7 @@ class NodeSettings:
     depth_unit_divisor: float
     depth_sync_tolerance_s: float
     target_frame: str
+    geometry: GeometryConfig
     debug_views: bool
     buffer_memory_limit_mb: float
     vision_msgs: bool
@@ -141,6 +144,13 @@ class Parameters:
             ),
             depth_sync_tolerance_s=p("depth_sync_tolerance_s", 0.02, "depth-colour stamp gap", (0.0, 1.0)),
             target_frame=p("target_frame", "", "frame to express positions in (needs tf2)"),
+            geometry=GeometryConfig(
+                points=PointsConfig(
+                    voxel_m=p("points.voxel_m", 0.0, "object points: voxel size, m (0: every point)", (0.0, 1.0)),
+                    max_points=p("points.max_points", 4000, "object points kept per object at most", (10, 1_000_000)),
+                ),
+                boxes=p("points.enabled", True, "object points and oriented boxes (false: positions only)"),
+            ),
             debug_views=p("debug_views", True, "offer debug_image and debug_markers"),
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "lowers the frame buffers' limit from the machine (0: not)", (0.0, 1e7)
