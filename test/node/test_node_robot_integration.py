@@ -1,6 +1,7 @@
 """What a manipulation stack relies on: 3D positions from depth, diagnostics, debug views, runtime tuning."""
 
 import importlib.util
+import math
 
 import pytest
 import yaml
@@ -39,6 +40,26 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(shared_node, pla
             assert track.position.y == pytest.approx((track.y - CY) / FY * track.position.z, abs=0.01)
     located = [t for m in planner.get("targets") for t in m.targets if t.has_position]
     assert located and all(t.position.z == pytest.approx(0.8, abs=0.01) for t in located)
+
+
+def test_tracks_get_an_oriented_box_and_a_velocity_from_their_points(shared_node, planner):
+    """The red disc is flat at 0.8 m, 48 px (13 cm) across, circling at 25 px/s (6.7 cm/s) in the image plane."""
+    process = shared_node(planner, DEPTH_NODE)
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    tracks = lambda: [t for m in planner.get("tracks") for t in m.tracks]  # noqa: E731
+    assert wait_for(lambda: any(t.has_velocity for t in tracks()), 10), process.log()
+    boxed = [t for t in tracks() if t.has_box]
+    assert boxed and all(t.has_position for t in boxed)
+    for track in boxed:
+        size = sorted((track.box_size.x, track.box_size.y, track.box_size.z))
+        assert size[0] < 0.01 and size[2] == pytest.approx(48 / FX * DISC_DEPTH_MM / 1000, abs=0.02)
+        assert track.box_pose.position.z == pytest.approx(DISC_DEPTH_MM / 1000, abs=0.01)
+    moving = [t for t in tracks() if t.has_velocity]
+    assert all(abs(t.velocity.z) < 0.02 for t in moving), "the disc keeps its depth"
+    speed = 2 * math.pi * 32 / 8 / FX * DISC_DEPTH_MM / 1000  # orbit 32 px, period 8 s
+    assert all(math.hypot(t.velocity.x, t.velocity.y) == pytest.approx(speed, abs=0.02) for t in moving)
 
 
 def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_updater_does(shared_node, planner):

@@ -20,6 +20,7 @@ from videomolmo_ros.msg import (
 )
 from videomolmo_ros.pipeline.commands import CommandEvent, CommandRequest
 from videomolmo_ros.pipeline.object_geometry import ObjectGeometry
+from videomolmo_ros.pipeline.oriented_box import OrientedBox
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
 
@@ -79,6 +80,14 @@ def set_geometry(item, geometry: ObjectGeometry) -> None:
     item.box_pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
     item.box_size = Vector3(x=box.size[0], y=box.size[1], z=box.size[2])
     item.has_box = True
+
+
+def oriented_box(track: ObjectTrack) -> OrientedBox | None:
+    """A track message's box as the pipeline's value (None without one)."""
+    if not track.has_box:
+        return None
+    p, q, s = track.box_pose.position, track.box_pose.orientation, track.box_size
+    return OrientedBox((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (s.x, s.y, s.z))
 
 
 def tracks_msg(output: TracksOutput) -> ObjectTracks:
