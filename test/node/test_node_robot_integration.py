@@ -185,6 +185,28 @@ def test_with_a_target_frame_positions_are_moved_into_it_by_tf2(node, planner):
             assert track.position.y == pytest.approx((track.y - CY) / FY * z + offset[1], abs=0.01)
 
 
+def test_with_static_transforms_positions_and_upright_boxes_are_in_the_target_frame(node, planner):
+    """The camera 1 m above base_link looking straight down: the disc (0.8 m away) is flat, 0.2 m up."""
+    down = "base_link test_camera 0.1 0 1.0 1 0 0 0"  # half a turn about x: optical z is base -z
+    process = node({**DEPTH_NODE, "target_frame": "base_link", "static_transforms": down})
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    boxed = lambda: [t for m in planner.get("tracks") for t in m.tracks if t.has_box]  # noqa: E731
+    assert wait_for(lambda: boxed(), 10), process.log()
+    assert {m.position_frame_id for m in planner.get("tracks") if any(t.has_position for t in m.tracks)} == {
+        "base_link"
+    }
+    diameter = 48 / FX * DISC_DEPTH_MM / 1000
+    for track in boxed():
+        assert track.position.z == pytest.approx(0.2, abs=0.01)
+        pose, size = track.box_pose, track.box_size
+        assert (pose.orientation.x, pose.orientation.y) == pytest.approx((0.0, 0.0), abs=1e-6), "upright"
+        assert pose.position.z == pytest.approx(0.2, abs=0.01), "floating 1.2 m above the floor: not stood on it"
+        assert size.z < 0.01 and size.x == pytest.approx(diameter, abs=0.02)
+    assert "tf2_ros is not installed" not in process.log(), "the static transform serves"
+
+
 @pytest.mark.skipif(HAVE_TF2, reason="tf2_ros is installed: the transform is tested above")
 def test_without_tf2_a_target_frame_is_said_once_and_positions_stay_in_the_camera_frame(node, planner):
     process = node({**DEPTH_NODE, "target_frame": "base_link"})

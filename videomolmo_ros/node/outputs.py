@@ -124,28 +124,45 @@ class Outputs:
                     track.has_velocity = True
 
     def _transform_listener(self):
-        """A tf2 buffer fed by a listener, or None (said once) where tf2_ros is not installed."""
+        """A tf2 buffer fed by a listener, or None where tf2_ros is missing (said once, unless static_transforms)."""
         try:
             import tf2_ros
         except ImportError:
-            self._node.get_logger().warning(
-                f"target_frame {self._settings.target_frame!r} is set but tf2_ros is not installed: positions "
-                "stay in the camera's optical frame (position_frame_id says which)"
-            )
+            if not self._settings.static_transforms:
+                self._node.get_logger().warning(
+                    f"target_frame {self._settings.target_frame!r} is set but tf2_ros is not installed and "
+                    "static_transforms is empty: positions stay in the camera's optical frame (position_frame_id "
+                    "says which)"
+                )
             return None
         buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(buffer, self._node)
         return buffer
 
     def _transform(self, camera: NodeCamera, stamp_ns: int, source_frame: str) -> tuple[RigidTransform | None, str]:
-        """target_frame <- source_frame at the image's time when tf2 knows it, and the frame positions will be in."""
-        if self._tf_buffer is None:
+        """target_frame <- source_frame at the image's time (static_transforms, then tf2), and the positions' frame.
+
+        tf2 is asked for the transform at the image's stamp, waiting up to tf_timeout_s for it, never
+        the latest one: on a moving robot that would put the object where the camera is now.
+        """
+        target_frame = self._settings.target_frame
+        if not target_frame:
             return None, source_frame
+        static = self._settings.static_transforms.lookup(target_frame, source_frame)
+        if static is not None:
+            return static, target_frame
+        if self._tf_buffer is None:
+            if self._settings.static_transforms:
+                missing = f"no static transform {target_frame} <- {source_frame}"
+                camera.pipeline.problem("positions_untransformed", missing)
+            return None, source_frame
+        from rclpy.duration import Duration
         from rclpy.time import Time
 
-        target_frame = self._settings.target_frame
         try:
-            transform = self._tf_buffer.lookup_transform(target_frame, source_frame, Time(nanoseconds=stamp_ns))
+            transform = self._tf_buffer.lookup_transform(
+                target_frame, source_frame, Time(nanoseconds=stamp_ns), Duration(seconds=self._settings.tf_timeout_s)
+            )
         except Exception as error:  # tf2's lookup errors have no common base class besides Exception
             camera.pipeline.problem("positions_untransformed", f"positions stay in {source_frame}: {error}")
             return None, source_frame

@@ -27,6 +27,7 @@ from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.object_geometry import GeometryConfig
 from videomolmo_ros.pipeline.object_points import PointsConfig
 from videomolmo_ros.pipeline.pipeline import PipelineConfig, with_changes
+from videomolmo_ros.pipeline.static_transforms import StaticTransforms
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
 # What `ros2 run` without a params file gets: config/perception.yaml's backends.
@@ -71,6 +72,8 @@ class NodeSettings:
     depth_unit_divisor: float
     depth_sync_tolerance_s: float
     target_frame: str
+    static_transforms: StaticTransforms
+    tf_timeout_s: float
     geometry: GeometryConfig
     debug_views: bool
     buffer_memory_limit_mb: float
@@ -143,7 +146,9 @@ class Parameters:
                 "depth_unit_divisor", 0.0, "raw depth per metre (0: 1000 for 16UC1, 1 for 32FC1)", (0.0, 1e9)
             ),
             depth_sync_tolerance_s=p("depth_sync_tolerance_s", 0.02, "depth-colour stamp gap", (0.0, 1.0)),
-            target_frame=p("target_frame", "", "frame to express positions in (needs tf2)"),
+            target_frame=p("target_frame", "", "frame to express positions in (tf2 or static_transforms)"),
+            static_transforms=self._static_transforms(),
+            tf_timeout_s=p("tf_timeout_s", 0.05, "wait for a transform at the image's time at most", (0.0, 5.0)),
             geometry=GeometryConfig(
                 points=PointsConfig(
                     voxel_m=p("points.voxel_m", 0.0, "object points: voxel size, m (0: every point)", (0.0, 1.0)),
@@ -159,6 +164,13 @@ class Parameters:
             max_concurrent_goals=p("max_concurrent_goals", 8, "Ground goals in flight; more are rejected", (1, 1024)),
             pointer_process=p("pointer_process", False, "run the pointer in a process of its own (frames shared)"),
         )
+
+    def _static_transforms(self) -> StaticTransforms:
+        text = self.declare("static_transforms", "", "'parent child x y z qx qy qz qw; ...' (fixed, used before tf2)")
+        try:
+            return StaticTransforms(text)
+        except ValueError as error:
+            raise ConfigError(f"parameter static_transforms {where_given('static_transforms')}: {error}") from None
 
     def _pipeline_config(self) -> PipelineConfig:
         p = self.declare

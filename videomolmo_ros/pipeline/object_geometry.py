@@ -9,8 +9,9 @@ Every tool gets 3D from here (the node only converts the result to messages). Pe
 
 All three are in the camera's optical frame, or in a target frame when a `RigidTransform`
 (target <- optical, at the image's time) is given. A target frame is taken to have z up (a
-robot base, REP 103): its boxes are gravity-aligned with a yaw, standing on the support surface
-where one is found; in the optical frame boxes follow the points' principal axes.
+robot base, REP 103): its boxes are gravity-aligned with a yaw, reaching down to the support
+surface where one is found and the object's lowest points come within 3 cm of it (the camera
+never sees an object's bottom); in the optical frame boxes follow the points' principal axes.
 """
 
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from videomolmo_ros.io.depth_projection import (
 from videomolmo_ros.pipeline.object_points import ObjectPoints, PointsConfig, object_points
 from videomolmo_ros.pipeline.oriented_box import OrientedBox, gravity_box, matrix_from_quaternion, pca_box
 
-# A support plane whose normal is within this cosine of the target frame's z is a floor to stand the box on.
+# A support plane whose normal is within this cosine of the target frame's z is a floor to stand the box on,
+# when the object's lowest points come within this gap of it (it stands there, it does not float above).
 _HORIZONTAL_COS = 0.95
+_SUPPORT_GAP_M = 0.03
 
 
 @dataclass(frozen=True)
@@ -102,13 +105,13 @@ def _one(
     if transform is None:
         return ObjectGeometry(position, points=points, box=pca_box(points.xyz, config.trim_percent))
     moved = transform.apply(points.xyz).astype(np.float32)
-    floor = _floor_z(points, moved, transform)
+    floor = _floor_z(points, moved, transform, config.trim_percent)
     box = gravity_box(moved, floor, config.trim_percent)
     return ObjectGeometry(position, points=ObjectPoints(moved, points.pixels, points.support), box=box)
 
 
-def _floor_z(points: ObjectPoints, moved: np.ndarray, transform: RigidTransform) -> float | None:
-    """The support plane's height under the object's centre in the target frame, if it is horizontal there."""
+def _floor_z(points: ObjectPoints, moved: np.ndarray, transform: RigidTransform, trim_percent: float) -> float | None:
+    """The support plane's height under the object's centre in the target frame, if horizontal and touching it."""
     if points.support is None:
         return None
     normal, offset = points.support
@@ -119,4 +122,5 @@ def _floor_z(points: ObjectPoints, moved: np.ndarray, transform: RigidTransform)
     # A point of the plane (-d n in the optical frame), moved; then the plane's z below the centre.
     on_plane = rotation @ (-offset * normal) + np.asarray(transform.translation)
     cx, cy = moved[:, 0].mean(), moved[:, 1].mean()
-    return float(on_plane[2] - (up[0] * (cx - on_plane[0]) + up[1] * (cy - on_plane[1])) / up[2])
+    floor = float(on_plane[2] - (up[0] * (cx - on_plane[0]) + up[1] * (cy - on_plane[1])) / up[2])
+    return floor if np.percentile(moved[:, 2], trim_percent) - floor <= _SUPPORT_GAP_M else None
