@@ -8,6 +8,7 @@ targets, tracks and masks of the frame.
 
 import traceback
 from collections.abc import Callable
+from typing import TypeVar
 
 from geometry_msgs.msg import Point, Vector3
 from rclpy.node import Node
@@ -18,6 +19,7 @@ from videomolmo_ros.io.image_codec import encode_image
 from videomolmo_ros.msg import ObjectMasks, ObjectTracks, PointedTargets
 from videomolmo_ros.node import messages
 from videomolmo_ros.node.camera_inputs import NodeCamera
+from videomolmo_ros.node.grasp_topics import GraspTopics
 from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.node.planner_api import PlannerApi
 from videomolmo_ros.node.vision_outputs import VisionOutputs
@@ -25,6 +27,8 @@ from videomolmo_ros.pipeline.debug_overlay import draw_overlay, track_colour
 from videomolmo_ros.pipeline.object_geometry import RigidTransform, object_geometry
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.velocity import VelocityFilter
+
+T = TypeVar("T")
 
 
 class Outputs:
@@ -45,6 +49,7 @@ class Outputs:
         self._tf_buffer = self._transform_listener() if settings.target_frame else None
         self._vision = VisionOutputs(node, settings.vision_msgs)
         self._velocities = VelocityFilter()
+        self._grasp = {name: GraspTopics(node, c.config, settings.cameras) for name, c in cameras.items()}
 
     def publish_targets(self, output: TargetsOutput) -> None:
         camera = self._cameras[output.meta.camera]
@@ -60,8 +65,13 @@ class Outputs:
         self._planner.on_tracks(output)
         msg = messages.tracks_msg(output)
         points = [(t.x, t.y, t.mask) for t in output.tracks]
-        self._extra(camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.tracks))
+        found = self._extra(
+            camera, "positions", lambda: self._fill_positions(camera, output.meta, points, msg, msg.tracks)
+        )
         self._extra(camera, "velocities", lambda: self._fill_velocities(msg))
+        if found is not None:
+            grasp = self._grasp[camera.name]
+            self._extra(camera, "object_points", lambda: grasp.publish(msg, *found, camera.problem))
         camera.last_tracks[output.command_id] = output
         self._tracks_pub.publish(msg)
         self._vision.publish(output, msg, camera.problem)
@@ -76,23 +86,25 @@ class Outputs:
             self._extra(camera, "debug_image", lambda: self._publish_debug_image(camera, output))
 
     @staticmethod
-    def _extra(camera: NodeCamera, name: str, make: Callable[[], None]) -> None:
-        """Run an extra; its failure is counted and logged, and the frame's outputs go out without it."""
+    def _extra(camera: NodeCamera, name: str, make: Callable[[], T]) -> T | None:
+        """Run an extra, returning its result; its failure is counted and logged (None), the frame's outputs go out."""
         try:
-            make()
+            return make()
         except Exception as error:
             camera.problem(f"extras_failed_{name}", f"{name} left out: {error!r}\n{traceback.format_exc(limit=-3)}")
+            return None
 
     # ------------------------------------------------------------------ 3D positions
 
-    def _fill_positions(self, camera: NodeCamera, meta, points: list, msg, items: list) -> None:
+    def _fill_positions(self, camera: NodeCamera, meta, points: list, msg, items: list):
         """3D geometry from the depth image taken with the frame; every miss is counted by reason.
 
         Sets msg.position_frame_id to the frame the positions are in (stays "" when none was filled).
+        Returns (depth image, geometries in `items` order), or None without depth.
         """
         pipeline = camera.pipeline  # once: deactivate may take it while the publisher thread is here
         if not self._settings.use_depth or not points or pipeline is None:
-            return
+            return None
         counters = pipeline.counters
         # On the publisher thread, wait for a depth image that comes after its colour frame.
         wait_s = self._settings.depth_sync_tolerance_s if self._settings.pipeline.publish_queue else 0.0
@@ -100,7 +112,7 @@ class Outputs:
         shape = pipeline.stream.frame_shape
         if depth is None or camera.intrinsics is None or shape is None:
             counters.add("positions_missing_no_depth", len(points))
-            return
+            return None
         transform, frame = self._transform(camera, meta.stamp_ns, meta.frame_id)
         size = (shape[1], shape[0])
         found = object_geometry(points, size, camera.intrinsics, depth, self._settings.geometry, transform)
@@ -110,6 +122,7 @@ class Outputs:
                 continue
             messages.set_geometry(item, geometry)
         msg.position_frame_id = frame
+        return depth, found
 
     def _fill_velocities(self, msg: ObjectTracks) -> None:
         """Each positioned track's velocity over its recent positions (in their frame)."""
