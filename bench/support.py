@@ -14,6 +14,8 @@ try:
     from lifecycle_soak import Stream, cycle
     from molmo2_work_double import Molmo2WorkPointerDouble
     from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
+    from rgbd_scene import Box
+    from rgbd_scene import render as render_rgbd
     from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, activate, image_msg, installed_params_file
     from sink_double import ListSinkDouble
     from synthetic_video import default_scene, fast_scene, render
@@ -34,6 +36,7 @@ __all__ = [
     "FPS",
     "MOLMO_TOKENS",
     "START_S",
+    "Box",
     "ColorOraclePointerDouble",
     "ListSinkDouble",
     "LocalOptions",
@@ -53,6 +56,7 @@ __all__ = [
     "random_state",
     "real_clips",
     "render",
+    "render_rgbd",
     "tiny_options",
     "write_checkpoint",
     "write_tiny_molmo2",

@@ -59,6 +59,7 @@ def camera_rotation() -> np.ndarray:
 def render(
     box: Box = Box(),
     *,
+    colour: CameraIntrinsics = COLOUR,
     height: float = 0.6,
     depth_scale: int = 2,
     encoding: str = "16UC1",
@@ -70,11 +71,11 @@ def render(
     """One RGB-D frame of `box` on the table; depth at 1/`depth_scale` of the colour resolution."""
     rng = np.random.default_rng(seed)
     rotation, origin = camera_rotation(), np.array([0.0, 0.0, height])
-    depth_camera = COLOUR.scaled_to(COLOUR.width // depth_scale, COLOUR.height // depth_scale)
+    depth_camera = colour.scaled_to(colour.width // depth_scale, colour.height // depth_scale)
     depth, _ = _cast(depth_camera, rotation, origin, box)
     depth = _with_flying_pixels(depth, flying_fraction, rng)
     depth = depth + rng.normal(0.0, noise_mm * 1e-3, depth.shape) * depth**2
-    _, on_box = _cast(COLOUR, rotation, origin, box)
+    _, on_box = _cast(colour, rotation, origin, box)
     mask = ndimage.binary_dilation(on_box, iterations=mask_dilation_px) if mask_dilation_px else on_box
     raw = np.round(depth * 1000).astype(np.uint16) if encoding == "16UC1" else depth.astype(np.float32)
     transform = RigidTransform(tuple(origin), quaternion_from_matrix(rotation))
