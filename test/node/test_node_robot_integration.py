@@ -124,6 +124,9 @@ def test_debug_views_are_published_only_to_subscribers(shared_node, planner):
     assert (image.height, image.width, image.encoding) == (240, 320, "rgb8")
     assert stamp_ns(image.header) >= round(START_S * 1e9) and image.header.frame_id == "test_camera"
     assert all(m.pose.position.z == pytest.approx(0.8, abs=0.01) for m in spheres())
+    cubes = [m for array in list(markers) for m in array.markers if m.type == m.CUBE]
+    assert cubes, "each track's oriented box as a cube"
+    assert all(c.pose.position.z == pytest.approx(0.8, abs=0.01) and min(c.scale.x, c.scale.y) > 0.05 for c in cubes)
 
 
 def test_thresholds_change_at_run_time_and_bad_values_are_refused(shared_node, planner):

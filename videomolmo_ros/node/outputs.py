@@ -198,20 +198,31 @@ class Outputs:
 
 
 def markers(msg: ObjectTracks) -> MarkerArray:
-    """A sphere and a text label at each track's 3D position (tracks without one are skipped)."""
+    """A sphere and a label at each track's 3D position, its oriented box as a cube (in the positions' frame)."""
     array = MarkerArray()
+    header = type(msg.header)(stamp=msg.header.stamp, frame_id=msg.position_frame_id or msg.header.frame_id)
     for track in msg.tracks:
         if not track.has_position:
             continue
-        r, g, b = (c / 255 for c in track_colour(track.id))
+        colour = tuple(c / 255 for c in track_colour(track.id))
         for kind, offset in ((Marker.SPHERE, 0.0), (Marker.TEXT_VIEW_FACING, -0.08)):
-            ns = f"{msg.camera}/{msg.command_id}/{kind}"
-            marker = Marker(header=msg.header, ns=ns, id=track.id, type=kind)
+            marker = _marker(header, f"{msg.camera}/{msg.command_id}/{kind}", track.id, kind, colour, 0.9)
             marker.pose.position = Point(x=track.position.x, y=track.position.y + offset, z=track.position.z)
             marker.pose.orientation.w = 1.0
             marker.scale.x = marker.scale.y = marker.scale.z = 0.05
-            marker.color.r, marker.color.g, marker.color.b, marker.color.a = r, g, b, 0.9
             marker.text = f"{track.id}: {track.label}"
-            marker.lifetime.nanosec = 500_000_000
             array.markers.append(marker)
+        if track.has_box:
+            cube = _marker(header, f"{msg.camera}/{msg.command_id}/{Marker.CUBE}", track.id, Marker.CUBE, colour, 0.4)
+            cube.pose = track.box_pose
+            cube.scale.x, cube.scale.y, cube.scale.z = track.box_size.x, track.box_size.y, track.box_size.z
+            array.markers.append(cube)
     return array
+
+
+def _marker(header, ns: str, track_id: int, kind: int, colour: tuple[float, float, float], alpha: float) -> Marker:
+    marker = Marker(header=header, ns=ns, id=track_id, type=kind)
+    marker.color.r, marker.color.g, marker.color.b = colour
+    marker.color.a = alpha
+    marker.lifetime.nanosec = 500_000_000
+    return marker
