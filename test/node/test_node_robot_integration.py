@@ -192,6 +192,7 @@ def test_with_static_transforms_positions_and_upright_boxes_are_in_the_target_fr
     """The camera 1 m above base_link looking straight down: the disc (0.8 m away) is flat, 0.2 m up."""
     down = "base_link test_camera 0.1 0 1.0 1 0 0 0"  # half a turn about x: optical z is base -z
     process = node({**DEPTH_NODE, "target_frame": "base_link", "static_transforms": down})
+    markers = subscribe(planner, MarkerArray, "debug_markers")
     planner.wait_connected()
     planner.send_command("the red ball", id="r")
     play_with_depth(planner, 3.0)
@@ -208,6 +209,8 @@ def test_with_static_transforms_positions_and_upright_boxes_are_in_the_target_fr
         assert pose.position.z == pytest.approx(0.2, abs=0.01), "floating 1.2 m above the floor: not stood on it"
         assert size.z < 0.01 and size.x == pytest.approx(diameter, abs=0.02)
     assert "tf2_ros is not installed" not in process.log(), "the static transform serves"
+    assert wait_for(lambda: any(array.markers for array in markers), 10)
+    assert {m.header.frame_id for array in markers for m in array.markers} == {"base_link"}, "RViz draws them there"
 
 
 @pytest.mark.skipif(HAVE_TF2, reason="tf2_ros is installed: the transform is tested above")
