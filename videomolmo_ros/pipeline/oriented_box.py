@@ -5,13 +5,14 @@ Two kinds, as a planner needs them:
 - Gravity-aligned (`gravity_box`), for a frame whose z axis points up (a robot base): the box
   stands upright and turns only about z (yaw), what a top-down grasp needs. The yaw is the
   minimum-area rectangle of the points seen from above; the height runs from the lowest point,
-  or down to the support surface the object stands on when one is known (the camera never sees
-  the bottom of an object, only where its table is), to the top.
+  or down to the support surface the object stands on when the caller knows it (`floor_z`), to
+  the top.
 - PCA (`pca_box`), in any frame: axes along the points' principal directions.
 
-Extents are percentiles of the points along each axis (`trim_percent` cut at each end), not
-min/max, so one stray point does not inflate a box. The box's x axis is its longer horizontal
-(gravity) or major (PCA) axis; a gravity box's yaw is in (-90, 90] degrees.
+Extents are order statistics of the points along each axis (`trim_percent` in from each end),
+not min/max, so one stray point does not inflate a box; the yaw search compares such extents
+too. The box's x axis is its longer horizontal (gravity) or major (PCA) axis; a gravity box's
+yaw is in (-90, 90] degrees.
 """
 
 import math
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_COARSE_STEPS = 90  # 1-degree yaw steps over a quarter turn, then refined to 0.05 degrees
-_FINE_STEPS = 41
-_SEARCH_POINTS = 400  # the yaw search looks at this many points at most (evenly strided): 0.1 degree, 10 x faster
+# The yaw search: 2-degree steps over a quarter turn on a few points (evenly strided), then 0.1-degree
+# steps around the best on more: within 2 degrees under depth noise, in under 1 ms.
+_COARSE_STEPS, _COARSE_POINTS = 45, 300
+_FINE_STEPS, _FINE_POINTS = 41, 400
 
 
 @dataclass(frozen=True)
@@ -68,24 +70,32 @@ def pca_box(xyz: np.ndarray, trim_percent: float = 1.0) -> OrientedBox:
 
 def _min_area_yaw(ground: np.ndarray, trim_percent: float) -> float:
     """The yaw in [0, 90) degrees of the smallest rectangle around 2D points (coarse grid, then refined)."""
-    ground = ground[:: max(len(ground) // _SEARCH_POINTS, 1)]
     angles = np.linspace(0, math.pi / 2, _COARSE_STEPS, endpoint=False)
-    best = angles[np.argmin(_areas(ground, angles, trim_percent))]
+    best = angles[np.argmin(_areas(_strided(ground, _COARSE_POINTS), angles, trim_percent))]
     step = angles[1] - angles[0]
     fine = np.linspace(best - step, best + step, _FINE_STEPS)
-    return float(fine[np.argmin(_areas(ground, fine, trim_percent))]) % (math.pi / 2)
+    return float(fine[np.argmin(_areas(_strided(ground, _FINE_POINTS), fine, trim_percent))]) % (math.pi / 2)
+
+
+def _strided(points: np.ndarray, at_most: int) -> np.ndarray:
+    return points[:: max(len(points) // at_most, 1)]
 
 
 def _areas(ground: np.ndarray, angles: np.ndarray, trim_percent: float) -> np.ndarray:
     """Rectangle areas at each angle, from trimmed extents (depth noise makes min/max favour wrong angles)."""
-    u = ground @ np.stack((np.cos(angles), np.sin(angles)))
-    v = ground @ np.stack((-np.sin(angles), np.cos(angles)))
-    (u_lo, v_lo), (u_hi, v_hi) = _extents(np.stack((u, v)), trim_percent, axis=1)
-    return (u_hi - u_lo) * (v_hi - v_lo)
+    cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    x, y = ground[:, 0], ground[:, 1]
+    along = np.stack((cos * x + sin * y, cos * y - sin * x))  # 2 x angles x points: partitioned along points
+    low, high = _extents(along, trim_percent, axis=-1)
+    return (high[0] - low[0]) * (high[1] - low[1])
 
 
 def _extents(coordinates: np.ndarray, trim_percent: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    return tuple(np.percentile(coordinates, [trim_percent, 100 - trim_percent], axis=axis))
+    """The order statistics `trim_percent` in from each end along `axis` (one partition: 3x a percentile's speed)."""
+    count = coordinates.shape[axis]
+    low = int(trim_percent / 100 * (count - 1))
+    ends = np.partition(coordinates, (low, count - 1 - low), axis=axis)
+    return np.take(ends, low, axis=axis), np.take(ends, count - 1 - low, axis=axis)
 
 
 def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
