@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from rgbd_scene import COLOUR, Box, render
+from rgbd_scene import COLOUR, Box, Cylinder, render
 
 from videomolmo_ros.io.depth_projection import DepthImage, Localizer, transform_point
 from videomolmo_ros.pipeline.object_geometry import GeometryConfig, ObjectGeometry, object_geometry
@@ -41,6 +41,17 @@ def test_an_upright_box_comes_out_within_5_mm_and_3_degrees(encoding, x, seed):
     assert np.abs(np.subtract(found.centre, box.centre)).max() < 0.005
     assert np.abs(np.subtract(found.size, box.size)).max() < 0.005
     assert _yaw_error_deg(found.rotation_xyzw, box.yaw) < 3.0
+
+
+@pytest.mark.parametrize("x", [0.35, 0.85])
+def test_an_upright_cylinder_comes_out_within_1_cm(x):
+    """Round objects lose more at their edges: grazing pixels at the silhouette fail the edge rule and
+    trimmed extents cut a disc's sparse rim (about 6-8 mm under at 1 m; the box's 5 mm is not met)."""
+    can = Cylinder((x, 0.02))
+    found = _geometry(render(can, seed=4)).box
+    assert found.rotation_xyzw[:2] == pytest.approx((0.0, 0.0))
+    assert np.abs(np.subtract(found.centre, can.centre)).max() < 0.01
+    assert np.abs(np.subtract(found.size, can.size)).max() < 0.01
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])

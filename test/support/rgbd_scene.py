@@ -1,4 +1,4 @@
-"""Synthetic RGB-D of known geometry: a box on a table seen by a camera tilted 45 degrees, as a depth camera sees it.
+"""Synthetic RGB-D of known geometry: a box or a cylinder on a table, a camera tilted 45 degrees, noisy depth.
 
 World frame: z up, the table is the plane z = 0. The camera stands `height` above the table
 looking along +x, tilted 45 degrees down, so the table spans about 0.6-1.2 m in front of it. The
@@ -33,6 +33,51 @@ class Box:
     def centre(self) -> tuple[float, float, float]:
         return (*self.centre_xy, self.size[2] / 2)
 
+    def hit(self, directions: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Slab test in the box's own frame: each ray's entry parameter, inf where it misses."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        to_box = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+        start = to_box @ (origin - np.array(self.centre))
+        local = directions @ to_box.T
+        half = np.array(self.size) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            near = (-half - start) / local
+            far = (half - start) / local
+        entry = np.nanmax(np.fmin(near, far), axis=-1)
+        leave = np.nanmin(np.fmax(near, far), axis=-1)
+        return np.where((entry <= leave) & (entry > 0), entry, np.inf)
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """An upright cylinder standing on the table (a can): its box is diameter x diameter x height, any yaw."""
+
+    centre_xy: tuple[float, float] = (0.6, 0.0)
+    radius: float = 0.033
+    height: float = 0.12
+
+    @property
+    def centre(self) -> tuple[float, float, float]:
+        return (*self.centre_xy, self.height / 2)
+
+    @property
+    def size(self) -> tuple[float, float, float]:
+        return (2 * self.radius, 2 * self.radius, self.height)
+
+    def hit(self, directions: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """The nearer of the side (a quadratic in x, y) and the top disc, inf where the ray misses both."""
+        px, py = origin[0] - self.centre_xy[0], origin[1] - self.centre_xy[1]
+        dx, dy, dz = directions[..., 0], directions[..., 1], directions[..., 2]
+        a, b, c = dx * dx + dy * dy, 2 * (px * dx + py * dy), px * px + py * py - self.radius**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            side = (-b - np.sqrt(b * b - 4 * a * c)) / (2 * a)
+            z = origin[2] + side * dz
+            side = np.where((side > 0) & (z >= 0) & (z <= self.height), side, np.inf)
+            top = (self.height - origin[2]) / dz
+            on_top = (px + top * dx) ** 2 + (py + top * dy) ** 2 <= self.radius**2
+            top = np.where((top > 0) & on_top, top, np.inf)
+        return np.fmin(np.nan_to_num(side, nan=np.inf), top)
+
 
 @dataclass(frozen=True)
 class RgbdFrame:
@@ -43,7 +88,7 @@ class RgbdFrame:
     depth_intrinsics: CameraIntrinsics
     mask: np.ndarray  # colour resolution
     camera_to_world: RigidTransform  # world (z up) <- optical frame
-    box: Box
+    box: "Box | Cylinder"  # the object, its true geometry
 
     def depth(self, stamp_ns: int = 0) -> DepthImage:
         return DepthImage.from_raw(self.depth_raw, self.encoding, self.depth_intrinsics, stamp_ns)
@@ -57,7 +102,7 @@ def camera_rotation() -> np.ndarray:
 
 
 def render(
-    box: Box = Box(),
+    box: "Box | Cylinder" = Box(),
     *,
     colour: CameraIntrinsics = COLOUR,
     height: float = 0.6,
@@ -82,30 +127,15 @@ def render(
     return RgbdFrame(raw, encoding, depth_camera, mask, transform, box)
 
 
-def _cast(camera: CameraIntrinsics, rotation: np.ndarray, origin: np.ndarray, box: Box):
+def _cast(camera: CameraIntrinsics, rotation: np.ndarray, origin: np.ndarray, box: "Box | Cylinder"):
     """Optical-frame depth (z) of each pixel centre's ray hitting the table or the box, and where the box is hit."""
     cols, rows = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
     rays = np.stack(((cols - camera.cx) / camera.fx, (rows - camera.cy) / camera.fy, np.ones_like(cols)), axis=-1)
     world = rays @ rotation.T  # a ray's parameter t is its point's optical z
     with np.errstate(divide="ignore"):
         table = np.where(world[..., 2] < 0, -origin[2] / world[..., 2], np.inf)
-    box_t = _hit_box(world, origin, box)
+    box_t = box.hit(world, origin)
     return np.fmin(table, box_t), np.isfinite(box_t) & (box_t <= table)
-
-
-def _hit_box(directions: np.ndarray, origin: np.ndarray, box: Box) -> np.ndarray:
-    """Slab test in the box's own frame: the entry parameter of each ray, inf where it misses."""
-    c, s = math.cos(box.yaw), math.sin(box.yaw)
-    to_box = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-    start = to_box @ (origin - np.array(box.centre))
-    local = directions @ to_box.T
-    half = np.array(box.size) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        near = (-half - start) / local
-        far = (half - start) / local
-    entry = np.nanmax(np.fmin(near, far), axis=-1)
-    leave = np.nanmin(np.fmax(near, far), axis=-1)
-    return np.where((entry <= leave) & (entry > 0), entry, np.inf)
 
 
 def _with_flying_pixels(depth: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

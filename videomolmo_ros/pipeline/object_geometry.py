@@ -53,7 +53,7 @@ class GeometryConfig:
     localizer: LocalizerConfig = field(default_factory=LocalizerConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     boxes: bool = True  # points and boxes; False: positions only
-    trim_percent: float = 1.0  # robust box extents: percentiles this far in from each end
+    trim_percent: float = 0.5  # robust box extents: order statistics this far in from each end
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class OrientedBox:
     size: tuple[float, float, float]
 
 
-def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: float = 1.0) -> OrientedBox:
+def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: float = 0.5) -> OrientedBox:
     """An upright box with yaw around points of a z-up frame; `floor_z` (support height) extends it down."""
     ground = xyz[:, :2].astype(np.float64)
     yaw = _min_area_yaw(ground - ground.mean(axis=0), trim_percent)
@@ -56,7 +56,7 @@ def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: flo
     return OrientedBox((cx, cy, (z_lo + z_hi) / 2), rotation, (u_hi - u_lo, v_hi - v_lo, z_hi - z_lo))
 
 
-def pca_box(xyz: np.ndarray, trim_percent: float = 1.0) -> OrientedBox:
+def pca_box(xyz: np.ndarray, trim_percent: float = 0.5) -> OrientedBox:
     """A box along the points' principal axes (x the major one), right-handed."""
     points = xyz.astype(np.float64)
     mean = points.mean(axis=0)
