@@ -74,14 +74,18 @@ class NodeCamera:
         return self.config.name
 
     def problem(self, key: str, message: str, amount: int = 1) -> None:
-        """Count `amount` problems under `key` (see `count`) and log it, rate-limited."""
-        self.count(key, amount)
+        """Count `amount` problems under `key` and log it: on the pipeline, or on the camera while it has none."""
+        pipeline = self.pipeline  # once: deactivate may take it meanwhile
+        if pipeline is not None:
+            pipeline.problem(key, message, amount)
+            return
+        self.counters.add(key, amount)
         self.report(key, f"camera {self.name}: {message}")
 
-    def count(self, key: str, amount: int = 1) -> None:
+    def count(self, key: str) -> None:
         """Count on the pipeline, or on the camera while it has none (a callback that deactivate overtook)."""
-        pipeline = self.pipeline  # once: deactivate may take it meanwhile
-        (pipeline.counters if pipeline is not None else self.counters).add(key, amount)
+        pipeline = self.pipeline
+        (pipeline.counters if pipeline is not None else self.counters).add(key)
 
     def counts(self) -> dict[str, int]:
         """The pipeline's counters plus those counted while the camera had no pipeline."""

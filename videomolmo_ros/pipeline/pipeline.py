@@ -196,9 +196,9 @@ class PerceptionPipeline:
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
-    def problem(self, key: str, message: str) -> None:
-        """Count a problem under `key` and report it (naming the camera, when it has a name)."""
-        self.counters.add(key)
+    def problem(self, key: str, message: str, amount: int = 1) -> None:
+        """Count `amount` problems under `key` and report it (naming the camera, when it has a name)."""
+        self.counters.add(key, amount)
         self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
 
     def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:
