@@ -5,6 +5,9 @@ rejected with its reason and counted on the camera; a bug in a callback is count
 (`internal_errors`), never the end of the node, also when it comes while the camera has no
 pipeline (NodeCamera.problem). Sizes are checked against the camera's
 max_width x max_height from what the message claims, before anything is decoded or copied.
+What the middleware reports lost on a subscription is counted too (`frames_lost`, `depth_lost`,
+`camera_info_lost`): Fast DDS reports a frame it lost in transit (too large, fragments lost) once
+a later one arrives, not one its keep-last queue overwrote.
 
 The subscriptions live from activate to deactivate, as a lifecycle node's work does: an inactive
 node takes in no frames (a callback still in flight at deactivate drops its message).

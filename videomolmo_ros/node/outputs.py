@@ -3,7 +3,8 @@
 Called from the pipelines' worker threads (this is their OutputSink). Every message carries its
 source image's header and camera name. A failure in an extra (3D positions, debug image,
 markers) is counted and logged (`extras_failed_<extra>`) and costs that extra only, never the
-targets, tracks and masks of the frame.
+targets, tracks and masks of the frame; so is a debug image not drawn because its frame left the
+stream ring first (`debug_images_skipped`: tracking and publishing slower than the ring is long).
 """
 
 import traceback
