@@ -132,6 +132,21 @@ class LocalPropagatorDouble(ColorOraclePropagatorDouble):
         self.search_radius = options.search_radius
 
 
+@dataclass(frozen=True)
+class SlowOptions:
+    step_s: float = 0.0  # each step takes this long (a large model at high resolution)
+
+
+class SlowPropagatorDouble(ColorOraclePropagatorDouble):
+    """The colour oracle with steps of `step_s`: tracking slower than the camera."""
+
+    Options = SlowOptions
+
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        time.sleep(self.options.step_s)
+        return super().step(frame, object_ids)
+
+
 class FeatureCachingPointerDouble(ColorOraclePointerDouble):
     """The colour oracle caching each frame's regions as a per-frame feature (as VideoMolmo caches vision
     features); its raw output says how many frames of the window it had to compute."""

@@ -203,9 +203,9 @@ class PerceptionPipeline:
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
-    def problem(self, key: str, message: str, count: int = 1) -> None:
-        """Count a problem (`count` of them: points of one answer) under `key` and report it (naming the camera)."""
-        self.counters.add(key, count)
+    def problem(self, key: str, message: str, amount: int = 1) -> None:
+        """Count `amount` problems (points of one answer, DDS losses) under `key`; report it naming the camera."""
+        self.counters.add(key, amount)
         self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
 
     def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:
