@@ -10,13 +10,13 @@ the cost grows with the objects tracked as SAM2's does. Side by side in one run:
 
 - "4 objects": one point per disc, the rate a 4-object command tracks at;
 - "flood": the same 4 points then 996 on a grid ("all the grains of rice"), under the default caps
-  (`max_objects_per_command` 8: four extra objects tracked, the rest dropped and counted) and
+  (`max_objects_per_command` 8: up to four extra objects started, the rest dropped and counted) and
   under `max_objects_per_command` 4 (the flood costs only matching).
 
 The pointer answers at once, so groundings come as fast as the pipeline takes them: a worst case
 for a flood (a real model grounds every second or so). Printed: frames per second, the ratio to
-the 4-object rate, tracks and points dropped over the
-caps. Before the caps a flood made a track per point (1000 SAM2 objects a step).
+the 4-object rate, tracks and points dropped over the caps. Before the caps a flood made a track
+per point (1000 SAM2 objects a step).
 """
 
 import argparse
