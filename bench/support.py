@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 try:
+    from eval_datasets import make_davis_layout
     from lifecycle_soak import Stream, cycle
     from molmo2_work_double import Molmo2WorkPointerDouble
     from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
@@ -50,6 +51,7 @@ __all__ = [
     "fast_scene",
     "image_msg",
     "installed_params_file",
+    "make_davis_layout",
     "random_state",
     "real_clips",
     "render",
