@@ -73,6 +73,19 @@ def test_davis_scores_the_same_on_ray(tmp_path):
     assert list(per_expression(on_ray)) == ["blackswan__0"]
 
 
+def test_a_worker_that_dies_costs_only_its_video_tried_again_on_a_new_worker(tmp_path):
+    root = make_davis_layout(tmp_path / "set", ("alpha", "beta"))
+    marker = tmp_path / "died"
+    args = [str(root), "-o", str(tmp_path / "out"), "--propagator", "oracle_doubles:ColorOraclePropagatorDouble"]
+    args += ["--device", "cpu", "--ray", "--cpus-per-worker", "1"]
+    args += ["--pointer", "oracle_doubles:DyingPointerDouble", "--param", "DyingPointerDouble.die_on=the blue ball"]
+    args += ["--param", f"DyingPointerDouble.marker={marker}"]
+    assert main(args) == 0
+    assert marker.exists(), "a worker died"
+    assert sorted(per_expression(tmp_path / "out")) == ["alpha__0", "alpha__1", "beta__0", "beta__1"]
+    assert len(workers_of(tmp_path / "out")) >= 2
+
+
 def test_a_worker_that_cannot_load_its_models_stops_the_pass_with_the_reason(tmp_path, capsys):
     root = make_davis_layout(tmp_path / "set")
     args = [str(root), "-o", str(tmp_path / "out"), *ORACLE, "--propagator", "sam2", "--ray"]
