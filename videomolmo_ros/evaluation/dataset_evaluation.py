@@ -142,7 +142,7 @@ def evaluate(
     if not refs:
         raise EvalError("no expression to evaluate")
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = ResultsWriter(out_dir, {**dataclasses.asdict(config), **(settings or {})}, resume)
+    results = ResultsWriter(out_dir, pass_config(config, settings), resume)
     queue = _queue(refs, set(results.previous.done))
     running: dict[int, _Video] = {}
     progress = _Progress(sum(len(v.left) for v in queue), len(refs) - sum(len(v.left) for v in queue))
@@ -166,6 +166,11 @@ def evaluate(
                     running[slot] = video
                     workers.start(slot, video.left[0])
     return rebuild_report(out_dir)
+
+
+def pass_config(config: EvalConfig, settings: Mapping[str, object] | None) -> dict:
+    """The config a pass records (its first results line, report.json's "config")."""
+    return {**dataclasses.asdict(config), **(settings or {})}
 
 
 def rebuild_report(out_dir: Path) -> Report:

@@ -115,27 +115,32 @@ class ResultsWriter:
         """Start the file, or on `resume` continue it (a partial last line cut off) after checking
         that its config is `config`."""
         self.path = out_dir / RESULTS_FILE
-        config = as_json(config)
-        if not resume:
-            if self.path.exists():
-                raise ResultsError(f"{self.path} exists: --resume to continue that pass, or another --output")
-            self.previous = Results(config, {}, {})
-            self._append({"kind": "config", "config": config}, mode="x")
-            return
-        self.previous = read_results(self.path) if self.path.exists() else Results(config, {}, {})
-        changed = sorted(
-            k
-            for k in set(config) | set(self.previous.config)
-            if k not in RESUMABLE_CHANGES and config.get(k) != self.previous.config.get(k)
-        )
-        if changed:
-            raise ResultsError(f"{self.path} was made with other settings ({', '.join(changed)}): cannot resume it")
+        self.previous = self.check(out_dir, config, resume)
         if not self.path.exists():
-            self._append({"kind": "config", "config": config}, mode="x")
+            self._append({"kind": "config", "config": as_json(config)}, mode="x")
         elif self.previous.dropped_partial_line:
             text = self.path.read_text()
             with self.path.open("r+") as file:
                 file.truncate(len(text[: text.rfind("\n") + 1].encode()))
+
+    @staticmethod
+    def check(out_dir: Path, config: Mapping, resume: bool) -> Results:
+        """What `out_dir` holds of a pass with `config`, or a ResultsError if it cannot go on there
+        (a tool calls this before loading models, which can take minutes)."""
+        path, config = out_dir / RESULTS_FILE, as_json(config)
+        if not path.exists():
+            return Results(config, {}, {})
+        if not resume:
+            raise ResultsError(f"{path} exists: --resume to continue that pass, or another --output")
+        previous = read_results(path)
+        changed = sorted(
+            k
+            for k in set(config) | set(previous.config)
+            if k not in RESUMABLE_CHANGES and config.get(k) != previous.config.get(k)
+        )
+        if changed:
+            raise ResultsError(f"{path} was made with other settings ({', '.join(changed)}): cannot resume it")
+        return previous
 
     def done(self, name: str, video: str, seconds: float, worker: str, result: SequenceResult) -> None:
         line = {"kind": "done", "name": name, "video": video, "seconds": seconds, "worker": worker}

@@ -14,10 +14,16 @@ from pathlib import Path
 
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, Pointer
-from videomolmo_ros.evaluation.dataset_evaluation import EvalError, ExpressionEvaluator, LocalWorkers, evaluate
+from videomolmo_ros.evaluation.dataset_evaluation import (
+    EvalError,
+    ExpressionEvaluator,
+    LocalWorkers,
+    evaluate,
+    pass_config,
+)
 from videomolmo_ros.evaluation.eval_report import Report, markdown_table
 from videomolmo_ros.evaluation.lockstep_run import EvalConfig
-from videomolmo_ros.evaluation.results_file import ResultsError
+from videomolmo_ros.evaluation.results_file import ResultsError, ResultsWriter
 from videomolmo_ros.evaluation.video_dataset import VideoDataset
 from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PipelineConfig
@@ -187,6 +193,7 @@ def run(args: argparse.Namespace) -> Report:
         "params": values,
         "device": str(device),
     }
+    ResultsWriter.check(Path(args.output), pass_config(config, settings), args.resume)  # before the models load
     spec = EvaluatorSpec(str(dataset.root), queries, args.pointer, args.propagator, values, args.device, config)
     if args.ray is None:
         workers = LocalWorkers(spec.build())
