@@ -53,10 +53,7 @@ class RayWorkers:
         self._actor = ray.remote(_Worker).options(num_cpus=cpus, num_gpus=gpus)
         self._build = build
         self._actors = [self._actor.remote(build) for _ in range(self.slots)]
-        try:
-            self._names = ray.get([a.where.remote() for a in self._actors])
-        except RayActorError as error:
-            raise EvalError(f"a Ray worker could not load its models: {_reason(error)}") from None
+        self._names = self._ready(self._actors)
         self._running: dict[ray.ObjectRef, int] = {}
 
     def __enter__(self) -> "RayWorkers":
@@ -88,8 +85,16 @@ class RayWorkers:
             return error.cause if isinstance(error.cause, Exception) else error
         except RayActorError as error:  # the actor died: a new one takes its slot
             self._actors[slot] = self._actor.remote(self._build)
-            self._names[slot] = ray.get(self._actors[slot].where.remote())
+            [self._names[slot]] = self._ready([self._actors[slot]])
             return RuntimeError(f"Ray worker died: {_reason(error)}")
+
+    @staticmethod
+    def _ready(actors: list) -> list[str]:
+        """Where each actor runs, once it has loaded its models; an EvalError if one could not."""
+        try:
+            return ray.get([a.where.remote() for a in actors])
+        except RayActorError as error:
+            raise EvalError(f"a Ray worker could not load its models: {_reason(error)}") from None
 
 
 def _fitting(cpus: float, gpus: float) -> int:
