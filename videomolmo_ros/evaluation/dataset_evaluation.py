@@ -23,7 +23,7 @@ import io
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -123,7 +123,6 @@ class _Video:
     video: str
     left: deque[ExpressionRef]
     attempts: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -194,11 +193,11 @@ def _failed(
 ) -> None:
     """Try the video once more (first in line), or record it failed with what it raised."""
     video.attempts += 1
-    video.errors.append(f"{type(error).__name__}: {error}")
     if video.attempts < ATTEMPTS:
         queue.appendleft(video)
         return
-    results.failed(FailedVideo(video.video, [r.name for r in video.left], video.attempts, video.errors[-1]))
+    reason = f"{type(error).__name__}: {error}"
+    results.failed(FailedVideo(video.video, [r.name for r in video.left], video.attempts, reason))
     progress.video_failed(len(video.left))
 
 
