@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 try:
+    from eval_datasets import make_davis_layout
     from lifecycle_soak import Stream, cycle
     from molmo2_work_double import Molmo2WorkPointerDouble
     from oracle_doubles import (
@@ -58,6 +59,7 @@ __all__ = [
     "fast_scene",
     "image_msg",
     "installed_params_file",
+    "make_davis_layout",
     "random_state",
     "real_clips",
     "render",

@@ -127,7 +127,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
     """The dataset's numbers from its sequences'."""
 
     def mean(values: Sequence[float]) -> float:
-        return float(np.mean(values))
+        return float(np.mean(values)) if values else math.nan  # every video failed
 
     def pooled(kind: str) -> LatencyStats | None:
         samples = [s for r in results for s in r.latency_samples[kind]]
@@ -150,10 +150,31 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
 
 
 @dataclass(frozen=True)
+class VideoTiming:
+    """Seconds a video's scored expressions took on their workers (from loading to scoring)."""
+
+    seconds: float
+    expressions: int
+    workers: list[str]
+
+
+@dataclass(frozen=True)
+class FailedVideo:
+    """A video that raised on every attempt: the expressions it left unscored, and its last error."""
+
+    video: str
+    names: list[str]
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
 class Report:
     sequences: list[SequenceResult]
     overall: Overall
     config: dict
+    failed: list[FailedVideo] = field(default_factory=list)
+    timings: dict[str, VideoTiming] = field(default_factory=dict)  # by video
 
 
 def write_report(out_dir: Path, report: Report) -> None:
@@ -161,7 +182,14 @@ def write_report(out_dir: Path, report: Report) -> None:
     sequences = [dataclasses.asdict(r) for r in report.sequences]
     for sequence in sequences:
         del sequence["latency_samples"]  # monotonic clock readings: the stats are what a reader wants
-    document = {"config": report.config, "overall": dataclasses.asdict(report.overall), "sequences": sequences}
+    document = {
+        "config": report.config,
+        "overall": dataclasses.asdict(report.overall),
+        "failed_videos": len(report.failed),
+        "failed": [dataclasses.asdict(f) for f in report.failed],
+        "timings": {video: dataclasses.asdict(t) for video, t in report.timings.items()},
+        "sequences": sequences,
+    }
     write_text(out_dir / "report.json", json.dumps(document, indent=2, default=str) + "\n")
     write_text(out_dir / "table.md", markdown_table(report))
     with output_path(out_dir / "plots.png") as path:
@@ -181,6 +209,10 @@ def markdown_table(report: Report) -> str:
     o = report.overall
     frames = sum(r.frames for r in report.sequences)
     lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, o.id_switches, o.timeouts))
+    if report.failed:
+        expressions = sum(len(f.names) for f in report.failed)
+        lines += ["", f"**{len(report.failed)} video(s) failed** ({expressions} expression(s) not scored):"]
+        lines += [f"- {f.video} after {f.attempts} attempt(s): {f.error}" for f in report.failed]
     return "\n".join(lines) + "\n"
 
 
@@ -204,14 +236,15 @@ def _row(
     return "| " + " | ".join(cells) + " |"
 
 
-def write_gif(path: Path, sample: Sample, run: SequenceRun, result: SequenceResult, config: EvalConfig) -> None:
-    """The predicted masks tinted, the ground truth outlined in white, the targets as crosses."""
+def gif_frames(
+    sample: Sample, run: SequenceRun, result: SequenceResult, config: EvalConfig
+) -> tuple[list[Image.Image], int]:
+    """The overlay GIF's frames and its frame duration in ms: the predicted masks tinted, the ground
+    truth outlined in white, the targets as crosses."""
     count = len(sample.frame_paths)
     step = math.ceil(count / config.gif_frames)
     frames = [_overlay_frame(sample, run, result, k, config.gif_side) for k in range(0, count, step)]
-    duration_ms = round(1000 * step / config.fps)
-    with output_path(path) as partial:
-        frames[0].save(partial, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return frames, round(1000 * step / config.fps)
 
 
 def _overlay_frame(sample: Sample, run: SequenceRun, result: SequenceResult, index: int, side: int) -> Image.Image:
@@ -239,7 +272,7 @@ def write_plots(path: Path, results: Sequence[SequenceResult]) -> None:
     FigureCanvasAgg(figure)
     bars, curves = figure.subplots(2, 1)
     positions = range(len(results))
-    mean_jf = float(np.mean([r.jf for r in results]))
+    mean_jf = float(np.mean([r.jf for r in results])) if results else math.nan
     bars.bar(positions, [r.jf for r in results], color="tab:blue")
     bars.axhline(mean_jf, color="grey", linestyle="--", linewidth=1)
     bars.set_xticks(positions, [r.name for r in results], rotation=45, ha="right", fontsize="small")
@@ -247,6 +280,6 @@ def write_plots(path: Path, results: Sequence[SequenceResult]) -> None:
     for r in results:
         curves.plot([math.nan if j is None else j for j in r.frame_j], linewidth=1, label=r.name)
     curves.set(ylim=(0, 1.02), xlabel="frame", ylabel="J", title="J per frame")
-    if len(results) <= 12:
+    if 0 < len(results) <= 12:
         curves.legend(fontsize="small", loc="lower right")
     figure.savefig(path, dpi=100)
