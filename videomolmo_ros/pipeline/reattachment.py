@@ -40,8 +40,8 @@ def learn(
     descriptor: AppearanceDescriptor,
     min_mask_score: float,
 ) -> None:
-    """Add the current view of the TRACKED tracks seen cleanly (none of the `shown` ones' boxes over theirs) to
-    their galleries."""
+    """Add the current view (its core: appearance.point_view) of the TRACKED tracks seen cleanly (none of the
+    `shown` ones' boxes over theirs) to their galleries."""
     every_ns = round(GALLERY_EVERY_S * 1e9)
     min_score = max(min_mask_score, GALLERY_MIN_SCORE)
     for track in tracked:
@@ -50,12 +50,13 @@ def learn(
             continue
         if any(other is not track and _occludes(other.box, track.box) for other in shown):
             continue
-        view = descriptor.describe(image, track.mask, track.box)
+        radius = math.sqrt(track.pixels / math.pi)
+        view = point_view(descriptor, image, (track.x, track.y), max(2.0, radius / 2), track.mask)
         if view is None or not np.isfinite(view).all():
             continue
         track.gallery = track.gallery or Gallery(descriptor)
         track.gallery.add(view)
-        track.learnt_ns, track.radius = stamp_ns, math.sqrt(track.pixels / math.pi)
+        track.learnt_ns, track.radius = stamp_ns, radius
 
 
 def reattach(
