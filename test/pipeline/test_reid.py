@@ -5,13 +5,21 @@ it leaves (SAM2 after a long absence); a grounding points at every visible disc 
 the pointer would, in no particular order.
 """
 
+import time
 from collections import defaultdict
 
 import numpy as np
 import pytest
+import torch
+from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
+from polling import wait_for
+from sink_double import ListSinkDouble
 from synthetic_video import PlacedDisc, render
 
+from videomolmo_ros.contracts.grounding import GroundingMode
 from videomolmo_ros.pipeline.appearance import ColourTextureDescriptor, Gallery
+from videomolmo_ros.pipeline.commands import CommandRequest
+from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager, TrackState
 
 FPS = 10
@@ -93,6 +101,47 @@ def test_a_camera_pan_out_and_back_keeps_every_id():
     given, _ = play(manager(), scene, 10)
     assert all(len(set(ids)) == 1 for ids in given.values()), dict(given)
     assert len({ids[0] for ids in given.values()}) == 3
+
+
+def test_through_the_pipeline_two_objects_back_in_each_others_places_are_prompted_again_under_their_own_ids():
+    """The pipeline's wiring: frames reach the galleries, grounded frames the re-attachment, and the propagator
+    (which does not find the discs where they come back) is prompted under the old ids."""
+    cpu = torch.device("cpu")
+    propagator = LocalPropagatorDouble(LocalOptions(search_radius=25.0), cpu)
+    sink = ListSinkDouble()
+    pipeline = PerceptionPipeline(
+        PipelineConfig(), cpu, ColorOraclePointerDouble(OracleOptions(), cpu), propagator, sink
+    )
+    red = PlacedDisc("red", "red", 18, ((0, 80, 120), (2, OUT, 0), (5, 240, 120)))
+    blue = PlacedDisc("blue", "blue", 18, ((0, 240, 120), (2, OUT, 0), (5, 80, 120)))
+    truth = {}
+
+    def ids_on(colour, after_s=0.0, before_s=1e9):
+        return {
+            t.id
+            for output in list(sink.tracks)
+            if (100 + after_s) * 1e9 <= output.meta.stamp_ns < (100 + before_s) * 1e9
+            for t in output.tracks
+            if t.state is TrackState.TRACKED and truth[output.meta.stamp_ns][colour][round(t.y), round(t.x)]
+        }
+
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red and the blue disc", GroundingMode.TRACK))
+        for k in range(120):  # 12 s at 10 Hz, paced: the pointer answers while the video plays
+            stamp_ns = round((100 + k / 10) * 1e9)
+            image, truth[stamp_ns] = render([red, blue], k / 10)
+            pipeline.submit_frame(image, stamp_ns, "cam")
+            if k > 60 and ids_on("red", 5.5) and ids_on("blue", 5.5):
+                break
+            time.sleep(0.1)
+        assert wait_for(lambda: ids_on("red", 5.5) and ids_on("blue", 5.5), 30), sink.problems
+    finally:
+        pipeline.close()
+    before = {colour: ids_on(colour, before_s=2.0) for colour in ("red", "blue")}
+    assert all(len(ids) == 1 for ids in before.values()), before
+    assert ids_on("red", 5.0) == before["red"] and ids_on("blue", 5.0) == before["blue"], dict(before)
+    assert pipeline.counters.snapshot().get("tracks_reattached", 0) >= 2
 
 
 # ----------------------------------------------------------------- the gallery
