@@ -158,6 +158,7 @@ def test_a_bag_with_ground_truth_is_scored(perception_node, tmp_path, capsys):
     both, red = commands["the red and the blue ball"], commands["the red ball"]
     masks = read_outputs(out)["masks"]
     segmented = {}  # per command, the frames whose masks hold its objects
+    assert both["idf1"] >= 0.9, "each ball under its one id (the red ball's command leaves the blue one out)"
     for command in (both, red):
         assert (command["frames_scored"], command["frames_without_masks"]) == (frames, []), "lockstep"
         assert command["id_switches"] == 0

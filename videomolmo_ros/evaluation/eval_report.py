@@ -41,6 +41,7 @@ class SequenceResult:
     frame_count: CountScores | None
     frame_count_pairs: list[tuple[int, int]]
     id_switches: int
+    idf1: float | None  # identity F1 (clear_mot); None: no object or track on any frame
     track_ids: int
     timeouts: int
     frame_j: list[float | None]  # J of the union per frame, None without ground truth
@@ -77,6 +78,7 @@ def score(sample: Sample, run: SequenceRun) -> SequenceResult:
         frame_count=command.frame_counts,
         frame_count_pairs=list(command.frame_count_pairs),
         id_switches=command.id_switches,
+        idf1=command.idf1,
         track_ids=len({t.id for output in run.tracks if output for t in output.tracks}),
         timeouts=run.timeouts,
         frame_j=[None if (s := command.union_frames.get(stamp)) is None else s.j for stamp in run.stamps],
@@ -118,6 +120,7 @@ class Overall:
     pointing: PointingScores | None
     frame_count: CountScores | None
     id_switches: int
+    idf1: float | None  # mean over the sequences that have one
     timeouts: int
     tracking_latency: LatencyStats | None
     grounding_latency: LatencyStats | None
@@ -143,6 +146,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
         pointing=PointingScores(*map(mean, zip(*pointing, strict=True))) if pointing else None,
         frame_count=count_accuracy(pairs) if pairs else None,
         id_switches=sum(r.id_switches for r in results),
+        idf1=mean(scored) if (scored := [r.idf1 for r in results if r.idf1 is not None]) else None,
         timeouts=sum(r.timeouts for r in results),
         tracking_latency=pooled("tracking"),
         grounding_latency=pooled("grounding"),
@@ -198,17 +202,17 @@ def write_report(out_dir: Path, report: Report) -> None:
 
 def markdown_table(report: Report) -> str:
     """One row per sequence and a mean row."""
-    header = (
-        "| sequence | expression | frames | J | F | J&F | P | R | F1 | count/frame | close/frame | ID sw | timeouts |"
-    )
+    header = "| sequence | expression | frames | J | F | J&F | P | R | F1 | count/frame | close/frame | ID sw | IDF1 "
+    header += "| timeouts |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in report.sequences:
         text = r.text.replace("|", "\\|").replace("\n", " ")
         text = text if len(text) <= 60 else text[:57] + "..."
-        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.frame_count, r.id_switches, r.timeouts))
+        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.frame_count, (r.id_switches, r.idf1), r.timeouts))
     o = report.overall
     frames = sum(r.frames for r in report.sequences)
-    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, o.id_switches, o.timeouts))
+    identities = (o.id_switches, o.idf1)
+    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, identities, o.timeouts))
     if report.failed:
         expressions = sum(len(f.names) for f in report.failed)
         lines += ["", f"**{len(report.failed)} video(s) failed** ({expressions} expression(s) not scored):"]
@@ -223,7 +227,7 @@ def _row(
     masks: SequenceResult | Overall,
     pointing: PointingScores | None,
     count: CountScores | None,
-    switches: int,
+    identities: tuple[int, float | None],  # ID switches, IDF1
     timeouts: int,
 ) -> str:
     def number(value: float | None) -> str:
@@ -232,7 +236,8 @@ def _row(
     cells = [name, text, str(frames), number(masks.j), number(masks.f), number(masks.jf)]
     cells += [number(pointing and pointing.precision), number(pointing and pointing.recall)]
     cells += [number(pointing and pointing.f1)]
-    cells += [number(count and count.exact), number(count and count.close), str(switches), str(timeouts)]
+    cells += [number(count and count.exact), number(count and count.close), str(identities[0]), number(identities[1])]
+    cells += [str(timeouts)]
     return "| " + " | ".join(cells) + " |"
 
 
