@@ -11,14 +11,21 @@ from pathlib import Path
 import numpy as np
 
 try:
+    from eval_datasets import make_davis_layout
     from lifecycle_soak import Stream, cycle
     from molmo2_work_double import Molmo2WorkPointerDouble
-    from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
+    from oracle_doubles import (
+        ColorOraclePointerDouble,
+        ColorOraclePropagatorDouble,
+        LocalOptions,
+        LocalPropagatorDouble,
+        OracleOptions,
+    )
     from rgbd_scene import Box
     from rgbd_scene import render as render_rgbd
     from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, activate, image_msg, installed_params_file
     from sink_double import ListSinkDouble
-    from synthetic_video import default_scene, fast_scene, render
+    from synthetic_video import MovingDisc, default_scene, fast_scene, render
     from tiny_molmo2 import byte_level_tokenizer, write_tiny_molmo2
     from tiny_sam2 import tiny_options, write_tiny_sam2
     from tiny_videomolmo import MOLMO_TOKENS, random_state, write_checkpoint, write_tiny_videomolmo_with_tokenizer
@@ -38,10 +45,12 @@ __all__ = [
     "START_S",
     "Box",
     "ColorOraclePointerDouble",
+    "ColorOraclePropagatorDouble",
     "ListSinkDouble",
     "LocalOptions",
     "LocalPropagatorDouble",
     "Molmo2WorkPointerDouble",
+    "MovingDisc",
     "NodeProcess",
     "OracleOptions",
     "Planner",
@@ -53,6 +62,7 @@ __all__ = [
     "fast_scene",
     "image_msg",
     "installed_params_file",
+    "make_davis_layout",
     "random_state",
     "real_clips",
     "render",

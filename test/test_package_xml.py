@@ -54,6 +54,7 @@ ROSDEP_KEYS: dict[str, str | None] = {
     "llguidance": None,
     "safetensors": None,
     "iopath": None,
+    "ray": None,  # evaluate_dataset --ray
     "bitsandbytes": None,  # optional, GPU quantization only
     "motmetrics": None,  # tests only: the reference the CLEAR-MOT scores are checked against
     "pycocotools": None,  # tests only: the reference of the COCO RLE codec

@@ -117,3 +117,41 @@ def test_pairings_and_switches_equal_py_motmetrics_on_random_sequences(seed):
         assert ours(frames) == expected
         switched += expected[1] > 0
     assert switched > 10  # the cases that matter are there: sequences with switches
+
+
+def reference_idf1(frames: list[Frame]) -> float:
+    accumulator = motmetrics.MOTAccumulator()
+    for frame_id, (objects, tracks) in enumerate(frames):
+        iou = np.array([[region_similarity(t, o) for t in tracks.values()] for o in objects.values()])
+        iou = iou.reshape(len(objects), len(tracks))
+        accumulator.update(list(objects), list(tracks), np.where(iou >= 0.5, 1 - iou, np.nan), frameid=frame_id)
+    return float(motmetrics.metrics.create().compute(accumulator, metrics=["idf1"])["idf1"].iloc[0])
+
+
+def idf1(frames: list[Frame]) -> float:
+    matcher = ClearMotMatcher()
+    for objects, tracks in frames:
+        matcher.update(objects, tracks)
+    return matcher.idf1
+
+
+def test_idf1_weighs_how_long_an_object_is_under_another_id_where_switches_only_count():
+    a = cols(0, 4)
+    back_under_its_id = [({1: a}, {7: a})] * 5 + [({}, {})] * 2 + [({1: a}, {7: a})] * 5
+    back_under_a_new_id = [({1: a}, {7: a})] * 5 + [({}, {})] * 2 + [({1: a}, {8: a})] * 5
+    new_id_at_the_end = [({1: a}, {7: a})] * 9 + [({}, {})] * 2 + [({1: a}, {8: a})]
+    assert idf1(back_under_its_id) == pytest.approx(1.0) == reference_idf1(back_under_its_id)
+    assert idf1(back_under_a_new_id) == pytest.approx(0.5) == pytest.approx(reference_idf1(back_under_a_new_id))
+    assert ours(back_under_a_new_id)[1] == ours(new_id_at_the_end)[1] == 1, "one switch each"
+    assert idf1(new_id_at_the_end) == pytest.approx(0.9), "but 9 of 10 frames under the right id"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_idf1_equals_py_motmetrics_on_random_sequences(seed):
+    rng = np.random.default_rng(100 + seed)
+    for frames in (random_sequence(rng) for _ in range(60)):
+        expected = reference_idf1(frames)
+        if np.isnan(expected):
+            assert np.isnan(idf1(frames))
+        else:
+            assert idf1(frames) == pytest.approx(expected, abs=1e-9)

@@ -13,7 +13,7 @@ import torch
 from real_footage import davis_root, davis_sequence
 from truth_doubles import TruthOptions, TruthPointerDouble, TruthPropagatorDouble, box_of
 
-from videomolmo_ros.evaluation.dataset_evaluation import evaluate
+from videomolmo_ros.evaluation.dataset_evaluation import ExpressionEvaluator, LocalWorkers, evaluate
 from videomolmo_ros.evaluation.lockstep_run import EvalConfig
 from videomolmo_ros.evaluation.video_dataset import DatasetError, VideoDataset
 from videomolmo_ros.tools.dataset_eval import main
@@ -53,7 +53,8 @@ def box_report(tmp_path_factory):
     dataset = VideoDataset(davis_root(), SEQUENCES)
     pointer, propagator = TruthPointerDouble(options, CPU), TruthPropagatorDouble(options, CPU)
     config = EvalConfig(fps=24.0, frame_timeout_s=60.0, gif_frames=4)
-    return evaluate(dataset, dataset.expressions(), pointer, propagator, CPU, config, tmp_path_factory.mktemp("out"))
+    workers = LocalWorkers(ExpressionEvaluator(dataset, pointer, propagator, CPU, config))
+    return evaluate(dataset.expressions(), workers, config, tmp_path_factory.mktemp("out"))
 
 
 def test_the_report_j_matches_a_hand_check_of_the_frames(box_report):

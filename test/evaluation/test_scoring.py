@@ -125,6 +125,7 @@ def test_a_swap_costs_j_and_f_as_in_davis_not_only_in_the_frame_matched_figure()
     assert score.object_tracks in ({1: 7, 2: 8}, {1: 8, 2: 7})  # a tie: either is right half the time
     assert score.masks_frame_matched == MaskScores(1.0, 1.0)
     assert score.id_switches == 2
+    assert score.idf1 == pytest.approx(0.5), "each object under its own id on half the frames"
 
 
 def test_each_object_gets_the_track_that_scores_best_over_the_sequence():

@@ -89,13 +89,15 @@ HOSTILE = {
     "tracker.match_distance": 0.0,
     "tracker.min_mask_score": 1.0,
     "tracker.confirm_frames": 1000,
-    "tracker.max_lost_frames": 1_000_000,
+    "tracker.max_lost_s": 3600.0,
+    "tracker.reid_min_similarity": 0.0,
 }
 DEFAULTS = {
     "tracker.match_distance": 0.15,
     "tracker.min_mask_score": 0.0,
     "tracker.confirm_frames": 3,
-    "tracker.max_lost_frames": 90,
+    "tracker.max_lost_s": 60.0,
+    "tracker.reid_min_similarity": 0.6,
 }
 
 

@@ -15,9 +15,9 @@ class FakeClock:
         return self.now
 
 
-def problem_log(period_s=5.0):
+def problem_log(period_s=5.0, burst=1):
     lines, clock = [], FakeClock()
-    return ProblemLog(lines.append, period_s=period_s, clock=clock), lines, clock
+    return ProblemLog(lines.append, period_s=period_s, clock=clock, burst=burst), lines, clock
 
 
 # ----------------------------------------------------------------- Counters
@@ -124,3 +124,24 @@ def test_keys_are_independent():
     assert lines[2] == "model failed"  # no repeats of its own to report
     assert "(2 more like this" in lines[3]
     assert len(lines) == 4
+
+
+def test_a_burst_allows_that_many_lines_a_period_then_counts_the_rest():
+    log, lines, clock = problem_log(period_s=5.0, burst=3)
+    for k in range(10):  # ten events in 0.9 s: three lines, seven held back
+        log.report("accepted", f"command {k} accepted")
+        clock.now += 0.1
+    assert lines == ["command 0 accepted", "command 1 accepted", "command 2 accepted"]
+    clock.now += 5.0
+    log.report("accepted", "command 10 accepted")
+    assert lines[3] == "command 10 accepted (7 more like this in the last 6 s)"
+
+
+def test_a_flood_gives_at_most_a_burst_of_lines_per_period():
+    log, lines, clock = problem_log(period_s=5.0, burst=4)
+    for k in range(2000):  # 100 a second for 20 s: four periods
+        clock.now = 1000.0 + k / 100
+        log.report("stopped", "command stopped")
+    assert len(lines) == 4 * 4
+    summaries = [line for line in lines if "more like this" in line]
+    assert len(summaries) == 3 and all("(496 more like this" in line for line in summaries)

@@ -14,6 +14,7 @@ from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager, T
 
 SIZE = (240, 320)  # height, width: diagonal 400 px
 DIAGONAL = 400.0
+SECOND = 10**9
 
 
 def disc(centre, radius, size=SIZE):
@@ -148,7 +149,7 @@ def test_tentative_streak_restarts_after_a_miss():
 
 
 def test_tentative_unseen_for_more_than_confirm_frames_is_deleted():
-    manager = TrackManager(TrackerConfig(confirm_frames=3, max_lost_frames=50))
+    manager = TrackManager(TrackerConfig(confirm_frames=3, max_lost_s=50.0))
     [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     for _ in range(3):
         assert manager.update_from_masks("c", {track_id: (empty(), 1.0)}) == []
@@ -157,21 +158,32 @@ def test_tentative_unseen_for_more_than_confirm_frames_is_deleted():
     assert manager.tracks("c") == []
 
 
-def test_tracked_lost_tracked_then_deleted_after_max_lost_frames():
-    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=5))
+def test_tracked_lost_tracked_then_deleted_max_lost_s_of_source_time_after_last_seen():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_s=0.5))
     [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
     mask = disc((100, 100), 10)
-    manager.update_from_masks("c", {track_id: (mask, 0.8)})
+    manager.update_from_masks("c", {track_id: (mask, 0.8)}, stamp_ns=0)
     assert state(manager, "c", track_id) is TrackState.TRACKED
-    manager.update_from_masks("c", {track_id: (empty(), 0.0)})
+    manager.update_from_masks("c", {track_id: (empty(), 0.0)}, stamp_ns=SECOND // 10)
     assert state(manager, "c", track_id) is TrackState.LOST
-    manager.update_from_masks("c", {track_id: (mask, 0.8)})
+    manager.update_from_masks("c", {track_id: (mask, 0.8)}, stamp_ns=2 * SECOND // 10)
     assert state(manager, "c", track_id) is TrackState.TRACKED
-    for _ in range(5):
-        assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}) == []
-        assert state(manager, "c", track_id) is TrackState.LOST
-    assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}) == [track_id]
+    for k in range(3, 8):  # up to 0.5 s after it was last seen, however many frames (a fast camera has more)
+        assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}, stamp_ns=k * SECOND // 10) == []
+        [track] = manager.tracks("c")
+        assert track.state is TrackState.LOST and track.last_seen_ns == 2 * SECOND // 10
+        assert track.box is not None and (track.x, track.y) == pytest.approx((100, 100), abs=1), "kept while LOST"
+    assert manager.update_from_masks("c", {track_id: (empty(), 0.0)}, stamp_ns=8 * SECOND // 10) == [track_id]
     assert manager.tracks("c") == []
+
+
+def test_a_lost_track_outlives_many_frames_of_a_fast_camera_within_max_lost_s():
+    manager = TrackManager(TrackerConfig(confirm_frames=1))  # 60 s by default
+    [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)}, stamp_ns=0)
+    for k in range(1, 1201):  # 40 s at 30 Hz: 1200 frames unseen
+        assert manager.update_from_masks("c", {}, stamp_ns=k * SECOND // 30) == []
+    assert state(manager, "c", track_id) is TrackState.LOST
 
 
 def test_mask_smaller_than_min_pixels_counts_as_unseen():
@@ -183,24 +195,24 @@ def test_mask_smaller_than_min_pixels_counts_as_unseen():
     assert state(manager, "c", track_id) is TrackState.LOST
 
 
-def test_object_back_within_max_lost_frames_keeps_its_id_when_regrounded_near():
-    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=10))
+def test_object_back_within_max_lost_s_keeps_its_id_when_regrounded_near():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_s=1.0))
     [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
-    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
-    for _ in range(8):  # out of view
-        manager.update_from_masks("c", {track_id: (empty(), 0.0)})
-    assert manager.associate("c", [(106, 97, "obj")], SIZE, 9).ids == [track_id]
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)}, stamp_ns=0)
+    for k in range(1, 9):  # out of view
+        manager.update_from_masks("c", {track_id: (empty(), 0.0)}, stamp_ns=k * SECOND // 10)
+    assert manager.associate("c", [(106, 97, "obj")], SIZE, 9 * SECOND // 10).ids == [track_id]
     manager.update_from_points("c", {track_id: (106, 97)})
     assert state(manager, "c", track_id) is TrackState.TRACKED
 
 
 def test_object_back_after_deletion_gets_a_new_id():
-    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=2))
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_s=0.2))
     [track_id] = manager.associate("c", [(100, 100, "obj")], SIZE, 0).ids
-    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)})
-    for _ in range(3):
-        manager.update_from_masks("c", {})
-    assert manager.associate("c", [(100, 100, "obj")], SIZE, 9).ids != [track_id]
+    manager.update_from_masks("c", {track_id: (disc((100, 100), 10), 1.0)}, stamp_ns=0)
+    for k in range(1, 4):
+        manager.update_from_masks("c", {}, stamp_ns=k * SECOND // 10)
+    assert manager.associate("c", [(100, 100, "obj")], SIZE, 4 * SECOND // 10).ids != [track_id]
 
 
 # ----------------------------------------------------------------- commands
@@ -390,7 +402,9 @@ def test_a_track_on_the_same_pixels_as_an_older_one_of_its_command_is_merged_int
 
 def test_hostile_thresholds_keep_tracks_within_the_caps_and_leave_no_duplicates_once_restored():
     """Any peer can set these at run time: nothing matches, nothing is seen, nothing confirms or expires."""
-    hostile = TrackerConfig(match_distance=0.0, min_mask_score=1.0, confirm_frames=1000, max_lost_frames=1_000_000)
+    hostile = TrackerConfig(
+        match_distance=0.0, min_mask_score=1.0, confirm_frames=1000, max_lost_s=3600.0, reid_min_similarity=0.0
+    )
     manager = TrackManager(TrackerConfig(confirm_frames=1))
     objects = {}  # track id -> the disc it was started on
 
@@ -418,10 +432,47 @@ def test_hostile_thresholds_keep_tracks_within_the_caps_and_leave_no_duplicates_
 
 
 def test_without_masks_a_track_missing_from_groundings_is_lost_then_deleted():
-    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_frames=2))
+    manager = TrackManager(TrackerConfig(confirm_frames=1, max_lost_s=2.0))
     kept, gone = tracks_at(manager, "c", (50, 50), (250, 180))
-    for _ in range(2):
-        assert manager.update_from_points("c", {kept: (52, 50)}) == []
+    for k in (1, 2):
+        assert manager.update_from_points("c", {kept: (52, 50)}, stamp_ns=k * SECOND) == []
         assert state(manager, "c", gone) is TrackState.LOST
-    assert manager.update_from_points("c", {kept: (54, 50)}) == [gone]
+    assert manager.update_from_points("c", {kept: (54, 50)}, stamp_ns=3 * SECOND) == [gone]
     assert [t.id for t in manager.tracks("c")] == [kept]
+
+
+# ----------------------------------------------------------------- LOST tracks and the caps
+
+
+def test_lost_tracks_make_room_for_new_objects_the_longest_unseen_first_never_a_seen_one():
+    """With 60 s lifetimes LOST tracks would fill the caps: a new object in view evicts the stalest."""
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.01), max_objects_per_command=3)
+    objects = grid(3)
+    ids = manager.associate("c", objects, SIZE, 0).ids
+    masks = {i: (disc((x, y), 4), 1.0) for i, (x, y, _) in zip(ids, objects, strict=True)}
+    manager.update_from_masks("c", masks, stamp_ns=0)
+    manager.update_from_masks("c", {ids[2]: masks[ids[2]]}, stamp_ns=SECOND)  # 0 and 1 LOST since 0 s
+    manager.update_from_masks("c", {ids[2]: masks[ids[2]]}, stamp_ns=2 * SECOND)
+    manager.update_from_masks("c", {ids[0]: masks[ids[0]]}, stamp_ns=3 * SECOND)  # 0 seen again, 2 LOST since 2 s
+    manager.update_from_masks("c", {}, stamp_ns=4 * SECOND)
+    new = [(200, 200, "obj"), (260, 200, "obj"), (300, 220, "obj")]
+    association = manager.associate("c", new, SIZE, 4 * SECOND)
+    assert association.evicted == (ids[1], ids[2], ids[0]), "the longest unseen first"
+    assert None not in association.ids and len(manager.tracks("c")) == 3
+
+    manager.update_from_masks(
+        "c", {i: (disc((x, y), 4), 1.0) for i, (x, y, _) in zip(association.ids, new, strict=True)}
+    )
+    full = manager.associate("c", [(100, 30, "obj")], SIZE, 5 * SECOND)
+    assert full.evicted == () and full.ids == [None] and full.over_cap == 1, "seen tracks are never evicted"
+
+
+def test_the_camera_cap_evicts_lost_tracks_of_other_commands():
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.01), max_tracks=2)
+    [old] = manager.associate("mugs", [(50, 50, "mug")], SIZE, 0).ids
+    manager.update_from_masks("mugs", {old: (disc((50, 50), 4), 1.0)}, stamp_ns=0)
+    manager.update_from_masks("mugs", {}, stamp_ns=SECOND)
+    [seen] = manager.associate("cups", [(150, 50, "cup")], SIZE, SECOND).ids
+    association = manager.associate("cups", [(250, 50, "cup")], SIZE, 2 * SECOND)
+    assert association.evicted == (old,) and association.ids[0] not in (None, old, seen)
+    assert manager.tracks("mugs") == []

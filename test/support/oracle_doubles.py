@@ -6,9 +6,11 @@ end to end without model weights. They never ship as backends.
 """
 
 import math
+import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -132,6 +134,21 @@ class LocalPropagatorDouble(ColorOraclePropagatorDouble):
         self.search_radius = options.search_radius
 
 
+@dataclass(frozen=True)
+class SlowOptions:
+    step_s: float = 0.0  # each step takes this long (a large model at high resolution)
+
+
+class SlowPropagatorDouble(ColorOraclePropagatorDouble):
+    """The colour oracle with steps of `step_s`: tracking slower than the camera."""
+
+    Options = SlowOptions
+
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        time.sleep(self.options.step_s)
+        return super().step(frame, object_ids)
+
+
 class FeatureCachingPointerDouble(ColorOraclePointerDouble):
     """The colour oracle caching each frame's regions as a per-frame feature (as VideoMolmo caches vision
     features); its raw output says how many frames of the window it had to compute."""
@@ -215,3 +232,22 @@ class FloodPointerDouble(ColorOraclePointerDouble):
             for k in range(count)
         ]
         return GroundingResult(tuple(real + grid), raw_output=f"{len(real) + len(grid)} points")
+
+
+@dataclass(frozen=True)
+class DyingOptions(OracleOptions):
+    die_on: str = ""  # the query whose first grounding ends the process, as a worker killed out of memory
+    marker: str = ""  # a file made when it does: the process started again after it lives
+
+
+class DyingPointerDouble(ColorOraclePointerDouble):
+    """Ends its whole process (os._exit, no clean-up) at the first grounding of `die_on`, once per `marker`."""
+
+    Options = DyingOptions
+
+    def ground(self, window: FrameWindow, query: str, mode: GroundingMode) -> GroundingResult:
+        marker = Path(self.options.marker)
+        if query == self.options.die_on and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().ground(window, query, mode)

@@ -226,7 +226,9 @@ class Planner:
             ("masks", ObjectMasks),
             ("command_status", CommandStatus),
         ]:
-            self.node.create_subscription(msg_type, topic, lambda msg, t=topic: self._record(t, msg), 50)
+            subscription = self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._record(t, m), 50)
+            if topic == "command_status":
+                self._status_sub = subscription
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -241,10 +243,12 @@ class Planner:
             return list(self.received[topic])
 
     def wait_connected(self, timeout_s: float = NODE_START_S) -> None:
-        """Wait until the node under test subscribes to our image and command topics."""
+        """Wait until the node under test subscribes to our image and command topics, and its command
+        statuses reach us (a command sent before would get a status this planner never sees)."""
         publishers = [self.image_pub, self.command_pub, self.text_pub]
-        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s), (
-            "perception_node never subscribed to image / command / command_text"
+        connected = lambda: all(p.get_subscription_count() > 0 for p in publishers)  # noqa: E731
+        assert wait_for(lambda: connected() and self._status_sub.get_publisher_count() > 0, timeout_s), (
+            "perception_node never subscribed to image / command / command_text, or never offered command_status"
         )
 
     def send_image(self, array, encoding: str, stamp_ns: int, frame_id: str = "test_camera") -> None:

@@ -43,6 +43,21 @@ def default_scene(width: int = 320, height: int = 240) -> list[MovingDisc]:
     ]
 
 
+@dataclass(frozen=True)
+class PlacedDisc:
+    """A disc that stands still, is taken out of view and put back elsewhere: `path` holds (from_s, x, y)
+    in time order, x None while out of view. `name` tells apart discs of one colour."""
+
+    name: str
+    colour: str
+    radius: float
+    path: tuple[tuple[float, float | None, float], ...]
+
+    def centre(self, t: float) -> tuple[float, float]:
+        _, x, y = [step for step in self.path if step[0] <= t][-1]
+        return (-10 * self.radius, -10 * self.radius) if x is None else (x, y)
+
+
 def render(scene: list[MovingDisc], t: float, width: int = 320, height: int = 240):
     """The RGB frame at time t and each disc's true mask (later discs drawn on top)."""
     image = np.empty((height, width, 3), np.uint8)
@@ -54,7 +69,7 @@ def render(scene: list[MovingDisc], t: float, width: int = 320, height: int = 24
         mask = (cols - x) ** 2 + (rows - y) ** 2 <= disc.radius**2
         for other in masks.values():
             other &= ~mask
-        masks[disc.colour] = mask
+        masks[getattr(disc, "name", disc.colour)] = mask
         image[mask] = COLOURS[disc.colour]
     return image, masks
 

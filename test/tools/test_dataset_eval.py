@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from bad_inputs import memory_ceiling, png_claiming, truncate
+from eval_datasets import FPS, FRAMES, make_davis_layout, make_mevis_layout, rendered, write_frames
 from oracle_doubles import (
     ColorOraclePointerDouble,
     ColorOraclePropagatorDouble,
@@ -13,17 +14,14 @@ from oracle_doubles import (
     WrongColourPointerDouble,
 )
 from PIL import Image
-from synthetic_video import default_scene, render
 
 from videomolmo_ros.contracts.interfaces import NoOptions
-from videomolmo_ros.evaluation.dataset_evaluation import evaluate
+from videomolmo_ros.evaluation.dataset_evaluation import ExpressionEvaluator, LocalWorkers, evaluate
 from videomolmo_ros.evaluation.lockstep_run import EvalConfig
 from videomolmo_ros.evaluation.video_dataset import DatasetError, VideoDataset, rle_decode, rle_encode
 from videomolmo_ros.tools.dataset_eval import main
 
 CPU = torch.device("cpu")
-FPS = 10.0
-FRAMES = 10
 ORACLE = ["--pointer", "oracle_doubles:ColorOraclePointerDouble"]
 ORACLE += ["--propagator", "oracle_doubles:ColorOraclePropagatorDouble"]
 
@@ -64,57 +62,6 @@ def test_rle_that_does_not_cover_its_size_is_refused():
 
 
 # ---------------------------------------------------------------- synthetic datasets
-
-EXPRESSIONS = {"0": ("the red ball", ["red"]), "1": ("the blue ball", ["blue"])}
-MEVIS_EXPRESSIONS = {**EXPRESSIONS, "2": ("the red and the blue ball", ["red", "blue"])}
-OBJECT_IDS = {"red": 1, "blue": 2}
-
-
-def rendered():
-    return [render(default_scene(), k / FPS) for k in range(FRAMES)]
-
-
-def write_frames(root, video="discs"):
-    frames = [f"{k:05d}" for k in range(FRAMES)]
-    folder = root / "JPEGImages" / video
-    folder.mkdir(parents=True)
-    for name, (image, _) in zip(frames, rendered(), strict=True):
-        Image.fromarray(image).save(folder / f"{name}.jpg", quality=100, subsampling=0)
-    return frames
-
-
-def make_davis_layout(root):
-    """Ref-DAVIS17 / Ref-YouTube-VOS: palette PNGs whose pixel value is the object id."""
-    frames = write_frames(root)
-    folder = root / "Annotations" / "discs"
-    folder.mkdir(parents=True)
-    for name, (image, masks) in zip(frames, rendered(), strict=True):
-        labels = np.zeros(image.shape[:2], np.uint8)
-        for colour, object_id in OBJECT_IDS.items():
-            labels[masks[colour]] = object_id
-        png = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
-        png.putpalette([0, 0, 0, 220, 30, 30, 30, 60, 220])
-        png.save(folder / f"{name}.png")
-    expressions = {i: {"exp": text, "obj_id": str(OBJECT_IDS[c[0]])} for i, (text, c) in EXPRESSIONS.items()}
-    meta = {"videos": {"discs": {"expressions": expressions, "frames": frames}}}
-    (root / "meta_expressions.json").write_text(json.dumps(meta))
-    return root
-
-
-def make_mevis_layout(root):
-    """MeViS: RLE masks per annotation id in mask_dict.json, expressions naming lists of objects."""
-    frames = write_frames(root)
-    anno = {"red": 10, "blue": 11}
-    mask_dict = {str(anno[c]): [rle_encode(masks[c]) for _, masks in rendered()] for c in anno}
-    mask_dict["11"][-1] = None  # "not in this frame"
-    expressions = {
-        i: {"exp": text, "obj_id": [OBJECT_IDS[c] for c in cs], "anno_id": [anno[c] for c in cs]}
-        for i, (text, cs) in MEVIS_EXPRESSIONS.items()
-    }
-    meta = {"videos": {"discs": {"expressions": expressions, "frames": frames}}}
-    (root / "meta_expressions.json").write_text(json.dumps(meta))
-    (root / "mask_dict.json").write_text(json.dumps(mask_dict))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +124,8 @@ def run_eval(root, out, pointer_class=ColorOraclePointerDouble, **config):
     pointer = pointer_class(OracleOptions(), CPU)
     propagator = ColorOraclePropagatorDouble(NoOptions(), CPU)
     config = EvalConfig(fps=FPS, frame_timeout_s=10.0, **config)
-    return evaluate(dataset, dataset.expressions(), pointer, propagator, CPU, config, out)
+    workers = LocalWorkers(ExpressionEvaluator(dataset, pointer, propagator, CPU, config))
+    return evaluate(dataset.expressions(), workers, config, out)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +146,7 @@ def test_the_oracle_scores_near_one_with_every_frame_tracked(davis_run):
             (1, 1),
             (1, 1),
         ]  # frames 0 and 5 at 2 Hz
-        assert result.id_switches == 0 and result.track_ids == 1
+        assert result.id_switches == 0 and result.track_ids == 1 and result.idf1 >= 0.9  # the first frame: no mask
         assert result.timeouts == 0 and result.counters["frames_tracked"] == FRAMES
         assert "frames_skipped_tracking_busy" not in result.counters
         assert result.tracking_latency is not None and result.grounding_latency is not None
@@ -250,7 +198,7 @@ def test_cli_evaluates_the_synthetic_set(davis_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     assert "| discs__0 | the red ball |" in printed and "discs__1" not in printed
-    assert {p.name for p in out.iterdir()} == {"report.json", "table.md", "plots.png", "discs__0.gif"}
+    assert {p.name for p in out.iterdir()} == {"report.json", "table.md", "plots.png", "results.jsonl", "discs__0.gif"}
     config = json.loads((out / "report.json").read_text())["config"]
     assert config["pointer"] == "oracle_doubles:ColorOraclePointerDouble" and config["layout"] == "annotations"
 
@@ -334,9 +282,9 @@ def test_cli_refuses_a_mask_dict_rle_claiming_a_huge_size(tmp_path, capsys):
     with memory_ceiling():
         assert main([str(root), "-o", str(out), *ORACLE, "--max-expressions", "1", "--device", "cpu"]) == 1
     line = one_error_line(capsys)
-    assert line.startswith(f"evaluate_dataset: error: {root / 'mask_dict.json'}: anno_id 10, mask 3: ")
-    assert "100000x100000" in line
-    assert not any(out.iterdir()), "nothing written"
+    assert line.startswith("evaluate_dataset: error: 1 video(s) failed") and "100000x100000" in line
+    assert f"discs: DatasetError: {root / 'mask_dict.json'}: anno_id 10, mask 3: " in line
+    assert_failed_without_gif(out, "discs")
 
 
 @pytest.mark.parametrize(
@@ -356,5 +304,14 @@ def test_cli_names_a_damaged_image_file_and_exits_1(tmp_path, capsys, damaged, s
     with memory_ceiling():
         assert main([str(root), "-o", str(out), *ORACLE, "--max-expressions", "1", "--device", "cpu"]) == 1
     line = one_error_line(capsys)
-    assert line.startswith(f"evaluate_dataset: error: {root / damaged}: ") and problem in line
-    assert not any(out.iterdir()), "no report, GIF or partial file of the sequence that failed"
+    assert line.startswith("evaluate_dataset: error: 1 video(s) failed") and problem in line
+    assert "): discs: " in line and f"Error: {root / damaged}: " in line
+    assert_failed_without_gif(out, "discs")
+
+
+def assert_failed_without_gif(out, video):
+    """The report counts the video failed (after its retry), and no GIF or partial file of it is left."""
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed_videos"] == 1 and report["failed"][0]["video"] == video
+    assert report["failed"][0]["attempts"] == 2 and report["sequences"] == []
+    assert {p.name for p in out.iterdir()} == {"report.json", "table.md", "plots.png", "results.jsonl"}

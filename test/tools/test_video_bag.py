@@ -75,6 +75,57 @@ def test_frames_truth_and_commands_are_stamped_at_the_video_rate(tmp_path, capsy
     ]
 
 
+def test_two_videos_become_two_cameras_in_stamp_order(tmp_path, capsys):
+    frames, annotations = synthetic_dataset(tmp_path)
+    out = tmp_path / "bag"
+    args = [str(frames), "-o", str(out), "--fps", "10", "--truth", str(annotations), "--camera-name", "head"]
+    args += ["--camera", f"wrist={frames}", "--camera-truth", f"wrist={annotations}", "--max-frames", "4"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "head: 4 frames at 10 Hz, 3 ground-truth masks; wrist: 4 frames at 10 Hz, 3 ground-truth masks" in printed
+    with Reader(out) as reader:
+        order = [(t, c.topic) for c, t, _ in reader.messages()]
+    images = [(t, topic) for t, topic in order if topic.endswith("image_raw")]
+    stamps = [k * 100_000_000 for k in range(4) for _ in range(2)]
+    assert images == list(zip(stamps, ["/camera/image_raw", "/wrist/image_raw"] * 4, strict=True))
+    messages = bag_messages(out)
+    assert all(m.header.frame_id == "wrist" for _, m in messages["/wrist/image_raw"])
+    for topic, camera in (("/ground_truth/masks", "head"), ("/wrist/ground_truth/masks", "wrist")):
+        truth = messages[topic]
+        assert [t for t, _ in truth] == [0, 100_000_000, 200_000_000], "frame 3 has no annotation"
+        assert {m.camera for _, m in truth} == {camera}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--camera", "wrist=a", "--camera", "wrist=b"], "each --camera needs a name of its own"),
+        (["--camera-truth", "wrist=a"], "--camera-truth for no --camera: wrist"),
+        (["--camera", "two words=a"], "use NAME=PATH"),
+    ],
+)
+def test_camera_options_that_cannot_make_a_bag_are_refused(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "-o", str(tmp_path / "bag"), *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_two_davis_sequences_become_two_compressed_cameras(tmp_path):
+    (dog, dog_truth), (swan, swan_truth) = davis_sequence("dog"), davis_sequence("blackswan")
+    out = tmp_path / "bag"
+    args = [str(dog), "-o", str(out), "--fps", "24", "--truth", str(dog_truth), "--compressed", "--max-frames", "3"]
+    args += ["--image-topic", "/head/image_raw/compressed", "--truth-topic", "/head/ground_truth/masks"]
+    args += ["--camera-name", "head", "--camera", f"wrist={swan}", "--camera-truth", f"wrist={swan_truth}"]
+    assert main(args) == 0
+    messages = bag_messages(out)
+    for topic, frames in (("/head/image_raw/compressed", dog), ("/wrist/image_raw/compressed", swan)):
+        [(_, first), *rest] = messages[topic]
+        decoded = decode_compressed(first.format, bytes(first.data))
+        original = np.asarray(Image.open(sorted(frames.glob("*.jpg"))[0]).convert("RGB"))
+        assert len(rest) == 2 and np.abs(decoded.astype(int) - original).mean() < 4
+    assert [m.camera for _, m in messages["/wrist/ground_truth/masks"]] == ["wrist"] * 3
+
+
 def test_compressed_frames_decode_as_the_node_decodes_them(tmp_path):
     frames, _ = synthetic_dataset(tmp_path)
     assert main([str(frames), "-o", str(tmp_path / "bag"), "--compressed", "--storage", "sqlite3"]) == 0

@@ -1,11 +1,18 @@
-"""Identity switches as CLEAR-MOT counts them, frame by frame (the rule of py-motmetrics).
+"""Identity switches as CLEAR-MOT counts them, frame by frame (the rule of py-motmetrics), and IDF1.
 
 A planner holds a track id; what it suffers from is that id changing object, or its object
 reappearing under another id. CLEAR-MOT counts exactly that, and how it pairs tracks with
 objects decides what counts: this follows py-motmetrics's MOTAccumulator, with mask IoU >= 0.5
 as the distance gate, so a count here can be set beside a MOTChallenge-style number. Plain numpy.
+
+Switches count events; IDF1 (identity F1, Ristani et al. 2016, as py-motmetrics computes it)
+weighs them: each object is given the one track that covers it (IoU >= the gate) on the most
+frames over the whole sequence, and IDF1 = 2 IDTP / (objects + tracks over all frames). An object
+that comes back under a new id loses the frames after it; one that keeps its id loses none.
 """
 
+import math
+from collections import Counter
 from collections.abc import Hashable, Mapping
 
 import numpy as np
@@ -34,12 +41,27 @@ class ClearMotMatcher:
         self.min_iou = min_iou
         self.switches = 0
         self._last: dict[Hashable, Hashable] = {}  # object -> the track it was last paired with
+        self._overlaps: Counter[tuple[Hashable, Hashable]] = Counter()  # (object, track) -> frames at IoU >= gate
+        self._given = 0  # objects and tracks given, over all frames
+
+    @property
+    def idf1(self) -> float:
+        """Identity F1 of the frames so far: 2 IDTP / (objects + tracks given); nan before any was given."""
+        if not self._given:
+            return math.nan
+        objects = sorted({o for o, _ in self._overlaps}, key=str)
+        tracks = sorted({t for _, t in self._overlaps}, key=str)
+        frames = np.array([[self._overlaps[o, t] for t in tracks] for o in objects]).reshape(len(objects), len(tracks))
+        rows, cols = linear_sum_assignment(frames, maximize=True)
+        return 2 * float(frames[rows, cols].sum()) / self._given
 
     def update(self, objects: Masks, tracks: Masks) -> dict[Hashable, Hashable]:
         """Pair one frame's objects with its tracks; returns {object: track} and counts the switches."""
         object_ids, track_ids = list(objects), list(tracks)
         iou = np.array([[region_similarity(tracks[t], objects[o]) for t in track_ids] for o in object_ids])
         allowed = iou.reshape(len(object_ids), len(track_ids)) >= self.min_iou
+        self._given += len(object_ids) + len(track_ids)
+        self._overlaps.update((object_ids[row], track_ids[col]) for row, col in zip(*np.nonzero(allowed), strict=True))
         pairs = self._continued(object_ids, track_ids, allowed)
         allowed[list(pairs), :] = False
         allowed[:, list(pairs.values())] = False

@@ -41,6 +41,7 @@ class SequenceResult:
     frame_count: CountScores | None
     frame_count_pairs: list[tuple[int, int]]
     id_switches: int
+    idf1: float | None  # identity F1 (clear_mot); None: no object or track on any frame
     track_ids: int
     timeouts: int
     frame_j: list[float | None]  # J of the union per frame, None without ground truth
@@ -77,6 +78,7 @@ def score(sample: Sample, run: SequenceRun) -> SequenceResult:
         frame_count=command.frame_counts,
         frame_count_pairs=list(command.frame_count_pairs),
         id_switches=command.id_switches,
+        idf1=command.idf1,
         track_ids=len({t.id for output in run.tracks if output for t in output.tracks}),
         timeouts=run.timeouts,
         frame_j=[None if (s := command.union_frames.get(stamp)) is None else s.j for stamp in run.stamps],
@@ -118,6 +120,7 @@ class Overall:
     pointing: PointingScores | None
     frame_count: CountScores | None
     id_switches: int
+    idf1: float | None  # mean over the sequences that have one
     timeouts: int
     tracking_latency: LatencyStats | None
     grounding_latency: LatencyStats | None
@@ -127,7 +130,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
     """The dataset's numbers from its sequences'."""
 
     def mean(values: Sequence[float]) -> float:
-        return float(np.mean(values))
+        return float(np.mean(values)) if values else math.nan  # every video failed
 
     def pooled(kind: str) -> LatencyStats | None:
         samples = [s for r in results for s in r.latency_samples[kind]]
@@ -143,6 +146,7 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
         pointing=PointingScores(*map(mean, zip(*pointing, strict=True))) if pointing else None,
         frame_count=count_accuracy(pairs) if pairs else None,
         id_switches=sum(r.id_switches for r in results),
+        idf1=mean(scored) if (scored := [r.idf1 for r in results if r.idf1 is not None]) else None,
         timeouts=sum(r.timeouts for r in results),
         tracking_latency=pooled("tracking"),
         grounding_latency=pooled("grounding"),
@@ -150,10 +154,31 @@ def summarize(results: Sequence[SequenceResult]) -> Overall:
 
 
 @dataclass(frozen=True)
+class VideoTiming:
+    """Seconds a video's scored expressions took on their workers (from loading to scoring)."""
+
+    seconds: float
+    expressions: int
+    workers: list[str]
+
+
+@dataclass(frozen=True)
+class FailedVideo:
+    """A video that raised on every attempt: the expressions it left unscored, and its last error."""
+
+    video: str
+    names: list[str]
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
 class Report:
     sequences: list[SequenceResult]
     overall: Overall
     config: dict
+    failed: list[FailedVideo] = field(default_factory=list)
+    timings: dict[str, VideoTiming] = field(default_factory=dict)  # by video
 
 
 def write_report(out_dir: Path, report: Report) -> None:
@@ -161,7 +186,14 @@ def write_report(out_dir: Path, report: Report) -> None:
     sequences = [dataclasses.asdict(r) for r in report.sequences]
     for sequence in sequences:
         del sequence["latency_samples"]  # monotonic clock readings: the stats are what a reader wants
-    document = {"config": report.config, "overall": dataclasses.asdict(report.overall), "sequences": sequences}
+    document = {
+        "config": report.config,
+        "overall": dataclasses.asdict(report.overall),
+        "failed_videos": len(report.failed),
+        "failed": [dataclasses.asdict(f) for f in report.failed],
+        "timings": {video: dataclasses.asdict(t) for video, t in report.timings.items()},
+        "sequences": sequences,
+    }
     write_text(out_dir / "report.json", json.dumps(document, indent=2, default=str) + "\n")
     write_text(out_dir / "table.md", markdown_table(report))
     with output_path(out_dir / "plots.png") as path:
@@ -170,17 +202,21 @@ def write_report(out_dir: Path, report: Report) -> None:
 
 def markdown_table(report: Report) -> str:
     """One row per sequence and a mean row."""
-    header = (
-        "| sequence | expression | frames | J | F | J&F | P | R | F1 | count/frame | close/frame | ID sw | timeouts |"
-    )
+    header = "| sequence | expression | frames | J | F | J&F | P | R | F1 | count/frame | close/frame | ID sw | IDF1 "
+    header += "| timeouts |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in report.sequences:
         text = r.text.replace("|", "\\|").replace("\n", " ")
         text = text if len(text) <= 60 else text[:57] + "..."
-        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.frame_count, r.id_switches, r.timeouts))
+        lines.append(_row(r.name, text, r.frames, r, r.pointing, r.frame_count, (r.id_switches, r.idf1), r.timeouts))
     o = report.overall
     frames = sum(r.frames for r in report.sequences)
-    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, o.id_switches, o.timeouts))
+    identities = (o.id_switches, o.idf1)
+    lines.append(_row(f"**mean** ({o.sequences})", "", frames, o, o.pointing, o.frame_count, identities, o.timeouts))
+    if report.failed:
+        expressions = sum(len(f.names) for f in report.failed)
+        lines += ["", f"**{len(report.failed)} video(s) failed** ({expressions} expression(s) not scored):"]
+        lines += [f"- {f.video} after {f.attempts} attempt(s): {f.error}" for f in report.failed]
     return "\n".join(lines) + "\n"
 
 
@@ -191,7 +227,7 @@ def _row(
     masks: SequenceResult | Overall,
     pointing: PointingScores | None,
     count: CountScores | None,
-    switches: int,
+    identities: tuple[int, float | None],  # ID switches, IDF1
     timeouts: int,
 ) -> str:
     def number(value: float | None) -> str:
@@ -200,18 +236,20 @@ def _row(
     cells = [name, text, str(frames), number(masks.j), number(masks.f), number(masks.jf)]
     cells += [number(pointing and pointing.precision), number(pointing and pointing.recall)]
     cells += [number(pointing and pointing.f1)]
-    cells += [number(count and count.exact), number(count and count.close), str(switches), str(timeouts)]
+    cells += [number(count and count.exact), number(count and count.close), str(identities[0]), number(identities[1])]
+    cells += [str(timeouts)]
     return "| " + " | ".join(cells) + " |"
 
 
-def write_gif(path: Path, sample: Sample, run: SequenceRun, result: SequenceResult, config: EvalConfig) -> None:
-    """The predicted masks tinted, the ground truth outlined in white, the targets as crosses."""
+def gif_frames(
+    sample: Sample, run: SequenceRun, result: SequenceResult, config: EvalConfig
+) -> tuple[list[Image.Image], int]:
+    """The overlay GIF's frames and its frame duration in ms: the predicted masks tinted, the ground
+    truth outlined in white, the targets as crosses."""
     count = len(sample.frame_paths)
     step = math.ceil(count / config.gif_frames)
     frames = [_overlay_frame(sample, run, result, k, config.gif_side) for k in range(0, count, step)]
-    duration_ms = round(1000 * step / config.fps)
-    with output_path(path) as partial:
-        frames[0].save(partial, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return frames, round(1000 * step / config.fps)
 
 
 def _overlay_frame(sample: Sample, run: SequenceRun, result: SequenceResult, index: int, side: int) -> Image.Image:
@@ -239,7 +277,7 @@ def write_plots(path: Path, results: Sequence[SequenceResult]) -> None:
     FigureCanvasAgg(figure)
     bars, curves = figure.subplots(2, 1)
     positions = range(len(results))
-    mean_jf = float(np.mean([r.jf for r in results]))
+    mean_jf = float(np.mean([r.jf for r in results])) if results else math.nan
     bars.bar(positions, [r.jf for r in results], color="tab:blue")
     bars.axhline(mean_jf, color="grey", linestyle="--", linewidth=1)
     bars.set_xticks(positions, [r.name for r in results], rotation=45, ha="right", fontsize="small")
@@ -247,6 +285,6 @@ def write_plots(path: Path, results: Sequence[SequenceResult]) -> None:
     for r in results:
         curves.plot([math.nan if j is None else j for j in r.frame_j], linewidth=1, label=r.name)
     curves.set(ylim=(0, 1.02), xlabel="frame", ylabel="J", title="J per frame")
-    if len(results) <= 12:
+    if 0 < len(results) <= 12:
         curves.legend(fontsize="small", loc="lower right")
     figure.savefig(path, dpi=100)

@@ -38,3 +38,9 @@ def write_text(path: Path, text: str) -> None:
     """`path` holds `text` whole, or keeps what it held."""
     with output_path(path) as partial:
         partial.write_text(text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """`path` holds `data` whole, or keeps what it held."""
+    with output_path(path) as partial:
+        partial.write_bytes(data)

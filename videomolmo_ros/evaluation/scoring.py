@@ -9,6 +9,7 @@ apart (`masks_frame_matched`, counts per frame). Each command is scored on its o
 ground-truth object.
 """
 
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -45,6 +46,7 @@ TABLE_HEADER = (
     "any-id",
     "union",
     "ID sw",
+    "IDF1",
     "point F1",
     "count/fr",
     "ms p50/90",
@@ -87,6 +89,7 @@ class CommandScore:
     union: MaskScores | None  # all tracks' masks against all objects', per frame
     union_frames: dict[int, MaskScores]  # the union's scores on each frame scored, by stamp
     id_switches: int
+    idf1: float | None  # identity F1 (clear_mot); None: no object or track on any frame
     pointing_frames: int  # annotated frames the model placed targets on
     pointing: PointingScores | None
     # (objects visible, targets placed) per frame pointed at, and their accuracy: per frame, where
@@ -175,7 +178,7 @@ def _score_command(
 ) -> CommandScore:
     answered = _first_by_stamp(masks)
     scored = stamps if unanswered_found_nothing else [s for s in stamps if s in answered]
-    sequence, union, switches = _mask_scores(truth, scored, answered)
+    sequence, union, identities = _mask_scores(truth, scored, answered)
     assigned, frame_matched = sequence.assigned(), sequence.frame_matched()
     placed = _first_by_stamp(targets)
     pointed = [s for s in stamps if s in placed]
@@ -192,7 +195,8 @@ def _score_command(
         objects_frame_matched=frame_matched,
         union=mean_mask_scores(list(union.values())) if union else None,
         union_frames=union,
-        id_switches=switches,
+        id_switches=identities.switches,
+        idf1=None if math.isnan(identities.idf1) else identities.idf1,
         pointing_frames=len(pointed),
         pointing=pointing,
         frame_count_pairs=tuple(pairs),
@@ -212,8 +216,8 @@ def _first_by_stamp(answers: Iterable[MasksAnswer | TargetsAnswer]) -> dict:
 
 def _mask_scores(
     truth: Mapping[int, Masks], stamps: list[int], answered: Mapping[int, MasksAnswer]
-) -> tuple[SequenceObjectScores, dict[int, MaskScores], int]:
-    """Every track against every object, the union's scores per frame, and ID switches; frame by
+) -> tuple[SequenceObjectScores, dict[int, MaskScores], ClearMotMatcher]:
+    """Every track against every object, the union's scores per frame, and identities (switches, IDF1); frame by
     frame, so masks are decoded one frame at a time. A frame not answered is scored as answered with
     no mask, an object not in a frame's ground truth as absent there."""
     objects_ids = sorted({k for stamp in stamps for k in truth[stamp]})
@@ -228,7 +232,7 @@ def _mask_scores(
         sequence.add_frame(objects, tracks)
         union[stamp] = mask_scores(_union(tracks.values(), shape), _union(objects.values(), shape))
         identities.update(_present(objects), _present(tracks))
-    return sequence, union, identities.switches
+    return sequence, union, identities
 
 
 def _present(masks: Masks) -> dict[Hashable, np.ndarray]:
@@ -308,6 +312,7 @@ def _row(score: CommandScore) -> tuple[str, ...]:
         _number(score.masks_frame_matched and score.masks_frame_matched.jf),
         _number(union and union.jf),
         str(score.id_switches),
+        _number(score.idf1),
         _number(score.pointing and score.pointing.f1),
         _number(score.frame_counts and score.frame_counts.exact),
         f"{latency.p50_ms:.0f}/{latency.p90_ms:.0f}" if latency else "-",

@@ -5,6 +5,9 @@ rejected with its reason and counted on the camera; a bug in a callback is count
 (`internal_errors`), never the end of the node, also when it comes while the camera has no
 pipeline (NodeCamera.problem). Sizes are checked against the camera's
 max_width x max_height from what the message claims, before anything is decoded or copied.
+What the middleware reports lost on a subscription is counted too (`frames_lost`, `depth_lost`,
+`camera_info_lost`): Fast DDS reports a frame it lost in transit (too large, fragments lost) once
+a later one arrives, not one its keep-last queue overwrote.
 
 The subscriptions live from activate to deactivate, as a lifecycle node's work does: an inactive
 node takes in no frames (a callback still in flight at deactivate drops its message).
@@ -15,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -28,7 +32,7 @@ from videomolmo_ros.node.parameters import NodeSettings
 from videomolmo_ros.pipeline.cameras import CameraConfig
 from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.decode_worker import DecodeWorker
-from videomolmo_ros.pipeline.health import HealthMonitor
+from videomolmo_ros.pipeline.health import LOSS_HELP, HealthMonitor
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
 
@@ -72,13 +76,13 @@ class NodeCamera:
     def name(self) -> str:
         return self.config.name
 
-    def problem(self, key: str, message: str) -> None:
-        """Count a problem under `key` and log it: on the pipeline, or on the camera while it has none."""
+    def problem(self, key: str, message: str, amount: int = 1) -> None:
+        """Count `amount` problems under `key` and log it: on the pipeline, or on the camera while it has none."""
         pipeline = self.pipeline  # once: deactivate may take it meanwhile
         if pipeline is not None:
-            pipeline.problem(key, message)
+            pipeline.problem(key, message, amount)
             return
-        self.counters.add(key)
+        self.counters.add(key, amount)
         self.report(key, f"camera {self.name}: {message}")
 
     def count(self, key: str) -> None:
@@ -113,20 +117,16 @@ class CameraInputs:
 
     def start(self, camera: NodeCamera) -> None:
         """Subscribe image (raw or compressed, with its decoder thread) and, with use_depth, depth and camera_info."""
-        config, qos = camera.config, image_qos(camera.config)
-
-        def bind(callback):
-            return guarded(_while_active(functools.partial(callback, camera), camera), self._reporter(camera))
-
+        config, subscribe = camera.config, functools.partial(self._subscribe, camera)
         image_type, on_image = (
             (CompressedImage, self._queue) if config.transport == "compressed" else (Image, self._on_image)
         )
-        subscriptions = [self._node.create_subscription(image_type, config.image_topic, bind(on_image), qos)]
+        subscriptions = [subscribe(image_type, config.image_topic, on_image, "frames_lost")]
         if self._settings.use_depth and config.depth_topic:
-            subscriptions.append(self._node.create_subscription(Image, config.depth_topic, bind(self._on_depth), qos))
-            subscriptions.append(  # the camera's QoS too: drivers publish camera_info like the image
-                self._node.create_subscription(CameraInfo, config.camera_info_topic, bind(self._on_camera_info), qos)
-            )
+            subscriptions.append(subscribe(Image, config.depth_topic, self._on_depth, "depth_lost"))
+            # the camera's QoS too: drivers publish camera_info like the image
+            info_topic = config.camera_info_topic
+            subscriptions.append(subscribe(CameraInfo, info_topic, self._on_camera_info, "camera_info_lost"))
         camera.subscriptions = subscriptions
         if config.transport == "compressed":
             camera.decoder = DecodeWorker(
@@ -136,6 +136,14 @@ class CameraInputs:
                 f"decode-{camera.name}",
             )
 
+    def _subscribe(self, camera: NodeCamera, msg_type, topic: str, callback, lost_key: str):
+        """A subscription with the camera's QoS; what the middleware reports lost on it is counted under `lost_key`."""
+        report, qos = self._reporter(camera), image_qos(camera.config)
+        lost = functools.partial(self._on_lost, camera, lost_key, self._node.resolve_topic_name(topic))
+        events = SubscriptionEventCallbacks(message_lost=guarded(lost, report))
+        on_message = guarded(_while_active(functools.partial(callback, camera), camera), report)
+        return self._node.create_subscription(msg_type, topic, on_message, qos, event_callbacks=events)
+
     def stop(self, camera: NodeCamera) -> None:
         """Unsubscribe (deactivate) and stop the decoder thread."""
         for subscription in camera.subscriptions:
@@ -144,6 +152,17 @@ class CameraInputs:
         if camera.decoder is not None:
             camera.decoder.close()
             camera.decoder = None
+
+    @staticmethod
+    def _on_lost(camera: NodeCamera, key: str, topic: str, info) -> None:
+        """DDS says messages of `topic` were lost before they reached the node: count them (`key`) and say so."""
+        camera.problem(
+            key,
+            f"{info.total_count_change} message(s) on {topic} lost before they reached the node "
+            f"({info.total_count} in all): the middleware reports them lost (too large for its transport, "
+            f"fragments lost, or its queue overran; {LOSS_HELP})",
+            info.total_count_change,
+        )
 
     @staticmethod
     def _reporter(camera: NodeCamera) -> Callable[[str], None]:

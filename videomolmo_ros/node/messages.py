@@ -107,6 +107,7 @@ def tracks_msg(output: TracksOutput) -> ObjectTracks:
                 box_x_max=box[2],
                 box_y_max=box[3],
                 age=Duration(sec=t.age_ns // 1_000_000_000, nanosec=t.age_ns % 1_000_000_000),
+                last_seen=time_msg(t.last_seen_ns),
             )
         )
     return ObjectTracks(

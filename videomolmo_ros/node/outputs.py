@@ -3,7 +3,8 @@
 Called from the pipelines' worker threads (this is their OutputSink). Every message carries its
 source image's header and camera name. A failure in an extra (3D positions, debug image,
 markers) is counted and logged (`extras_failed_<extra>`) and costs that extra only, never the
-targets, tracks and masks of the frame.
+targets, tracks and masks of the frame; so is a debug image not drawn because its frame left the
+stream ring first (`debug_images_skipped`: tracking and publishing slower than the ring is long).
 """
 
 import traceback
@@ -185,16 +186,33 @@ class Outputs:
     # ------------------------------------------------------------------ debug views
 
     def _publish_debug_image(self, camera: NodeCamera, output: MasksOutput) -> None:
-        frame = camera.pipeline.stream.get(output.meta.seq) if camera.pipeline else None
+        """Draw on the frame of `output` while the camera's ring still holds it; else count the skip and say why."""
+        pipeline = camera.pipeline  # once: deactivate may take it meanwhile
+        frame = pipeline.stream.get(output.meta.seq) if pipeline is not None else None
         tracks = camera.last_tracks.get(output.command_id)
         if frame is None or tracks is None or tracks.meta != output.meta:
-            return  # the frame left the ring already: nothing to draw on
+            camera.problem("debug_images_skipped", debug_skip_text(output, frame, pipeline))
+            return
         targets = camera.last_targets.get(output.command_id)
         image = draw_overlay(frame.image.cpu().numpy(), tracks.tracks, output, targets)
         height, width, step, data = encode_image(image, "rgb8")
         msg = Image(header=messages.source_header(output.meta), height=height, width=width)
         msg.encoding, msg.step, msg.data = "rgb8", step, data
         camera.debug_image_pub.publish(msg)
+
+
+def debug_skip_text(output: MasksOutput, frame, pipeline) -> str:
+    """Why the debug image of `output` was not drawn."""
+    where = f"debug image of {output.command_id} on the frame stamped {output.meta.stamp_ns / 1e9:.3f} s skipped"
+    if pipeline is None:
+        return f"{where}: the node was deactivated"
+    if frame is None:
+        return (
+            f"{where}: the frame left the {pipeline.stream.capacity}-frame ring (stream_frames) before it could be "
+            "drawn (tracking and publishing take longer than that many camera frames; fewer debug readers, a "
+            "smaller image or a larger stream_frames help)"
+        )
+    return f"{where}: its tracks were not published"
 
 
 def markers(msg: ObjectTracks) -> MarkerArray:

@@ -34,8 +34,8 @@ from videomolmo_ros.pipeline.track_manager import TrackerConfig
 DEFAULT_BACKENDS = {"pointer": "molmo2", "propagator": "sam2"}
 # Parameters that can change while the node runs; the others need a reconfigure.
 RUNTIME_PARAMETERS = frozenset(
-    {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_frames"}
-    | {"tracker.min_mask_score", "tracker.min_point_score"}
+    {"max_result_age_s", "tracker.match_distance", "tracker.confirm_frames", "tracker.max_lost_s"}
+    | {"tracker.min_mask_score", "tracker.min_point_score", "tracker.reid_min_similarity", "tracker.reid_min_margin"}
 )
 # Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
 # options mark their own (contracts.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
@@ -209,14 +209,20 @@ class Parameters:
             ),
             tracker=TrackerConfig(
                 confirm_frames=p("tracker.confirm_frames", 3, "frames seen before tentative -> tracked", (1, 1000)),
-                max_lost_frames=p(
-                    "tracker.max_lost_frames", 90, "frames unseen before a track is deleted", (0, 1_000_000)
+                max_lost_s=p(
+                    "tracker.max_lost_s", 60.0, "source seconds unseen before a LOST track is deleted", (0.0, 3600.0)
                 ),
                 match_distance=p(
                     "tracker.match_distance", 0.15, "max point-track distance (image diagonals)", (0.0, 1.0)
                 ),
                 min_mask_score=p("tracker.min_mask_score", 0.0, "weaker masks: track LOST, not TRACKED", (0.0, 1.0)),
                 min_point_score=p("tracker.min_point_score", 0.0, "drop weaker scored points", (0.0, 1.0)),
+                reid_min_similarity=p(
+                    "tracker.reid_min_similarity", 0.6, "appearance similarity to take a LOST track's id", (0.0, 1.0)
+                ),
+                reid_min_margin=p(
+                    "tracker.reid_min_margin", 0.1, "... and its lead over the next candidate (else new id)", (0.0, 1.0)
+                ),
             ),
         )
 

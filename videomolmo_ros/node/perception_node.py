@@ -56,7 +56,7 @@ from videomolmo_ros.node.diagnostics import Diagnostics
 from videomolmo_ros.node.grasp_topics import camera_topic
 from videomolmo_ros.node.outputs import Outputs
 from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters, runtime_change
-from videomolmo_ros.node.planner_api import PlannerApi
+from videomolmo_ros.node.planner_api import STATUS_QOS, PlannerApi
 from videomolmo_ros.pipeline.cameras import (
     BufferBudget,
     MemoryLimit,
@@ -185,9 +185,9 @@ class PerceptionNode(LifecycleNode):
             )
             for c in settings.cameras
         }
-        status_pub = self.create_lifecycle_publisher(CommandStatus, "command_status", 20)
+        status_pub = self.create_lifecycle_publisher(CommandStatus, "command_status", STATUS_QOS)
         self._planner = PlannerApi(
-            self, status_pub, self._pipelines, self.internal_error, self.problem, settings.max_concurrent_goals
+            self, status_pub, self._pipelines, self.counted_problem, self.problem, settings.max_concurrent_goals
         )
         self._outputs = Outputs(self, settings, self._cameras, self._planner, self.problem)
         self._inputs = CameraInputs(self, settings)
@@ -322,8 +322,12 @@ class PerceptionNode(LifecycleNode):
 
     def internal_error(self, text: str) -> None:
         """A bug in a callback that belongs to no camera: counted on the default camera and logged."""
+        self.counted_problem("internal_errors", text)
+
+    def counted_problem(self, key: str, message: str, amount: int = 1) -> None:
+        """A problem that belongs to no camera (a bug, commands lost): counted on the default camera and logged."""
         cameras = list(self._cameras.values())
-        cameras[0].problem("internal_errors", text) if cameras else self.problem("internal_errors", text)
+        cameras[0].problem(key, message, amount) if cameras else self.problem(key, message)
 
 
 def _spin(executor: MultiThreadedExecutor, stopping: threading.Event) -> None:

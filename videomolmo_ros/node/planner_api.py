@@ -1,8 +1,13 @@
 """What planners call: the command topics, the list_commands / stop_command services and the Ground action.
 
-Every command event (accepted, rejected, stopped) is published on command_status and logged
-(rejections rate-limited: anyone can send them). The cameras share one command book: the default
-camera's pipeline applies a request (and counts it); the others learn what changed.
+Every command event (accepted, rejected, stopped) is published on command_status and logged,
+rate-limited (anyone can send commands; a planner churning REPLACE must not flood the log): the
+counters keep every one. The command topics are reliable and keep-all (COMMAND_QOS): a planner's
+burst is queued, not overwritten, and what the middleware loses all the same it reports, counted
+as `commands_lost`; command_status keeps a burst's statuses (STATUS_QOS). A command that arrives
+while the node is inactive is counted (`commands_ignored_inactive`) and logged. The cameras share
+one command book: the default camera's pipeline applies a request (and counts it); the others
+learn what changed.
 
 The topics, services and action server live from configure to cleanup; while the node is
 inactive they answer that it is not active. A Ground goal never holds an executor thread: it is
@@ -11,6 +16,7 @@ result) only once its outcome is known: found, timed out, cancelled, its command
 reason, or the node deactivated or shut down.
 """
 
+import functools
 import threading
 import time
 import uuid
@@ -19,7 +25,9 @@ from dataclasses import dataclass
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from videomolmo_ros.contracts.grounding import GroundingMode
@@ -29,11 +37,29 @@ from videomolmo_ros.node import messages
 from videomolmo_ros.node.goal_watch import GoalWatch
 from videomolmo_ros.node.guarded import guarded
 from videomolmo_ros.pipeline.commands import CommandAction, CommandBook, CommandEvent, CommandRequest, CommandState
+from videomolmo_ros.pipeline.counters import ProblemLog
 from videomolmo_ros.pipeline.outputs import TargetsOutput, TracksOutput
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline
 
 GOAL_CHECK_PERIOD_S = 0.05  # feedback, success and timeouts of running goals are checked this often
 NOT_ACTIVE = "the node is not active"
+# command and command_text: reliable and keep-all. Fast DDS then holds up to 5000 unread commands
+# (its default resource limit) and reports every one it loses (a keep-last queue overwrites unread
+# ones without a word); the count is `commands_lost`. A planner should publish with the same.
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
+)
+# command_status: reliable, keep the last 1000 (a burst's statuses; each command gives one or more).
+# Not keep-all: a reader that never reads would then block the node's publishing.
+STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+# Accepted and stopped commands are logged up to this many lines of each per period; the rest are
+# counted in the next line (and in commands_accepted / commands_stopped).
+EVENT_LOG_BURST, EVENT_LOG_PERIOD_S = 10, 5.0
 
 
 @dataclass
@@ -56,17 +82,22 @@ class PlannerApi:
         node: Node,
         status_pub,
         pipelines: Callable[[], list[PerceptionPipeline]],
-        report: Callable[[str], None],
+        counted: Callable[..., None],
         problem: Callable[[str, str], None],
         max_goals: int,
     ):
+        """`counted(key, message, amount=1)` counts on the default camera and logs (rate-limited);
+        `problem(key, message)` only logs (rate-limited): what it reports is counted elsewhere."""
         from videomolmo_ros.action import Ground
         from videomolmo_ros.srv import ListCommands, StopCommand
 
+        report = functools.partial(counted, "internal_errors")  # a bug in a callback
         self._node = node
         self._status_pub = status_pub
         self._pipelines = pipelines
-        self._problem = problem  # problem(key, message): counted, rate-limited warnings
+        self._counted = counted
+        self._problem = problem
+        self._events_log = ProblemLog(self._log_event, EVENT_LOG_PERIOD_S, burst=EVENT_LOG_BURST)
         self._max_goals = max_goals
         self._lock = threading.Lock()
         self._goals: dict[str, _Goal] = {}  # by command id
@@ -74,7 +105,7 @@ class PlannerApi:
         self._ending: dict[bytes, _Goal] = {}  # ended goals, by goal id, until the action server closes them
         self.commands: CommandBook | None = None  # shared by the cameras' pipelines while active
         group = ReentrantCallbackGroup()
-        command_sub = node.create_subscription(GroundingCommand, "command", guarded(self._on_command, report), 10)
+        command_sub = self._command_subscription(GroundingCommand, "command", self._on_command, report)
         self.command_topic = command_sub.topic_name
         self._action_server = ActionServer(
             node,
@@ -88,11 +119,19 @@ class PlannerApi:
         )
         self._entities = [
             command_sub,
-            node.create_subscription(String, "command_text", guarded(self._on_command_text, report), 10),
+            self._command_subscription(String, "command_text", self._on_command_text, report),
             node.create_service(ListCommands, "list_commands", self._list_commands, callback_group=group),
             node.create_service(StopCommand, "stop_command", self._stop_command, callback_group=group),
             node.create_timer(GOAL_CHECK_PERIOD_S, guarded(self._check_goals, report), callback_group=group),
         ]
+
+    def _command_subscription(self, msg_type, topic: str, callback, report: Callable[[str], None]):
+        """A command topic with COMMAND_QOS; what the middleware reports lost on it is counted (`commands_lost`)."""
+        lost = functools.partial(self._on_commands_lost, self._node.resolve_topic_name(topic))
+        events = SubscriptionEventCallbacks(message_lost=guarded(lost, report))
+        return self._node.create_subscription(
+            msg_type, topic, guarded(callback, report), COMMAND_QOS, event_callbacks=events
+        )
 
     def start(self, commands: CommandBook) -> None:
         """Serve commands and goals on this command book (activate)."""
@@ -129,12 +168,35 @@ class PlannerApi:
     # ------------------------------------------------------------------ commands
 
     def _on_command(self, msg: GroundingCommand) -> None:
-        if self.commands is not None:
-            self.apply(messages.request_from_msg(msg))
+        self._apply_while_active(messages.request_from_msg(msg))
 
     def _on_command_text(self, msg: String) -> None:
+        self._apply_while_active(CommandRequest("", msg.data, GroundingMode.TRACK))
+
+    def _apply_while_active(self, request: CommandRequest) -> None:
+        """Apply a command from a topic; while inactive no status can go out, so it is counted and logged."""
         if self.commands is not None:
-            self.apply(CommandRequest("", msg.data, GroundingMode.TRACK))
+            self.apply(request)
+            return
+        self._counted(
+            "commands_ignored_inactive",
+            f"command {clip(request.id) or '(no id)'} {clip(request.query)!r} ignored: {NOT_ACTIVE} "
+            "(no status is published while inactive; send it again once active)",
+        )
+
+    def _log_event(self, text: str) -> None:
+        # Logged from here, not from ProblemLog.report: rclpy ties each line of code that logs to one
+        # severity, and the node's problems are logged as warnings from there (ValueError otherwise).
+        self._node.get_logger().info(text)
+
+    def _on_commands_lost(self, topic: str, info) -> None:
+        self._counted(
+            "commands_lost",
+            f"{info.total_count_change} command(s) on {topic} lost before the node read them "
+            f"({info.total_count} in all): the middleware reports them lost (a planner's publisher should be "
+            "reliable and at least as deep as its bursts; docs/topics.md)",
+            info.total_count_change,
+        )
 
     def apply(self, request: CommandRequest) -> list[CommandEvent]:
         """Carry out a command request; log and publish every event; end goals whose command stopped."""
@@ -143,13 +205,13 @@ class PlannerApi:
         events = default.submit_command(request)
         for pipeline in others:
             pipeline.commands_changed(events)
-        logger = self._node.get_logger()
         for event in events:
-            text = f"command {event.id or '(no id)'} {event.state.name.lower()}: {event.query!r} {event.reason}"
+            state = event.state.name.lower()
+            text = f"command {event.id or '(no id)'} {state}: {event.query!r} {event.reason}".rstrip()
             if event.state is CommandState.REJECTED:
-                self._problem("commands_rejected", text.rstrip())
+                self._problem("commands_rejected", text)
             else:
-                logger.info(text.rstrip())
+                self._events_log.report(f"commands_{state}", text)
             self._status_pub.publish(messages.status_msg(event, now))
             if event.state is CommandState.STOPPED and (goal := self._goals.get(event.id)) is not None:
                 self._end(goal, "abort", f"its command was stopped: {event.reason}")

@@ -30,10 +30,17 @@ DROP_COUNTERS = (
     "camera_info_rejected",
     "points_dropped_low_score",
     "internal_errors",
+    "frames_lost",  # the middleware's count of messages lost before they reached the node
+    "depth_lost",
+    "camera_info_lost",
+    "commands_lost",
+    "commands_ignored_inactive",
+    "debug_images_skipped",
 )
 # Of those, the ones worth a warning when they grow: lost data, refused requests, bugs. Skipped
-# frames (tracking slower than the camera, catch-up over its bound), frames released unfused and
-# points below the configured score are the designed degradation, reported but not warned about.
+# frames (tracking slower than the camera, catch-up over its bound), frames released unfused,
+# points below the configured score and debug images not drawn are the designed degradation,
+# reported but not warned about.
 WARN_COUNTERS = (
     "frames_rejected_",
     "groundings_dropped_",
@@ -41,6 +48,11 @@ WARN_COUNTERS = (
     "commands_rejected",
     "camera_info_rejected",
     "internal_errors",
+    "frames_lost",
+    "depth_lost",
+    "camera_info_lost",
+    "commands_lost",
+    "commands_ignored_inactive",
 )
 NOT_AVAILABLE = "n/a"
 # A clock going back further than this is a jump (a looping bag under sim time) and empties the

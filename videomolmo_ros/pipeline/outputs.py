@@ -39,6 +39,7 @@ class TrackSnapshot:
     box: Box | None
     age_ns: int
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # for 3D and debug views
+    last_seen_ns: int = 0  # source stamp of the last frame the object was seen on
 
 
 @dataclass(frozen=True)

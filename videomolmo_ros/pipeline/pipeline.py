@@ -23,7 +23,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
   first, else the last in the answer (`points_dropped_over_cap`); a point inside the mask of a
   track another point took is that object again (`points_dropped_same_object`); a track whose
   mask overlaps an older one's of the same command at IoU >= 0.7 is merged into it
-  (`tracks_merged_duplicate`);
+  (`tracks_merged_duplicate`); LOST tracks (kept `tracker.max_lost_s`) are deleted, the longest
+  unseen first, when a new object needs their room (`tracks_evicted_lost`); a returning object
+  that looks like more than one LOST track gets a new id (`reid_ambiguous`);
 - a frame with the same stamp as the newest one is a duplicate and dropped
   (`frames_rejected_duplicate_stamp`);
 - a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks
@@ -203,9 +205,9 @@ class PerceptionPipeline:
         self.config = config
         self._stage.tracker.config = config.tracker  # one reference swap: the tracking worker sees old or new
 
-    def problem(self, key: str, message: str, count: int = 1) -> None:
-        """Count a problem (`count` of them: points of one answer) under `key` and report it (naming the camera)."""
-        self.counters.add(key, count)
+    def problem(self, key: str, message: str, amount: int = 1) -> None:
+        """Count `amount` problems (points of one answer, DDS losses) under `key`; report it naming the camera."""
+        self.counters.add(key, amount)
         self.sink.problem(key, f"camera {self.camera}: {message}" if self.camera else message)
 
     def submit_frame(self, image: np.ndarray, stamp_ns: int, frame_id: str) -> None:

@@ -7,7 +7,8 @@ while it is briefly out of sight. States follow stated rules:
 - TENTATIVE: new, until its mask is seen in `confirm_frames` consecutive frames; deleted if
   unseen for more than `confirm_frames` frames first (a false detection);
 - TRACKED: its mask is seen in the current frame;
-- LOST: not seen in the current frame; deleted after `max_lost_frames` frames unseen.
+- LOST: not seen in the current frame; keeps its last box, position and appearance; deleted
+  `max_lost_s` seconds of source time after it was last seen.
 
 A mask counts as seen when it has `min_mask_pixels` pixels and its confidence is at least
 `min_mask_score`: a propagator unsure of the object reports it LOST, not TRACKED somewhere wrong.
@@ -22,13 +23,18 @@ learnt after the fact count too: the point a track was prompted with, and where 
 it on frames it was not yet published on (a grounding of such a frame must not start a second
 track on the same object, whose mask would hide the first one's).
 
+An object that comes back takes its LOST track's id by appearance, never by position alone
+(re-attachment: the rules are in appearance.py).
+
 Bounded whatever the thresholds (any peer can set them at run time):
 
 - caps: a grounding starts at most as many tracks as `max_objects_per_command` (tracks of its
   command) and `max_tracks` (tracks of all commands on this camera: one propagator) leave room
   for; existing tracks are matched first, so re-grounding known objects is never refused; the
   new objects beyond are dropped, the best scored kept (a pointer that scores points) else the
-  first in the answer;
+  first in the answer; when the caps are full, LOST tracks make room, the longest unseen first
+  (of the command for its cap, of any command for the camera's; `evicted`): a new object in view
+  is worth more than one out of it;
 - no duplicates: an unmatched point inside the current mask of one of its command's tracks is
   that object again, not a new one (whatever `match_distance` is); and when two tracks of one
   command have masks overlapping at IoU >= DUPLICATE_IOU on a frame, the younger is deleted
@@ -39,14 +45,15 @@ import bisect
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from videomolmo_ros.io.mask_geometry import Box, box_crop, interior_point, mask_box
+from videomolmo_ros.pipeline.appearance import AppearanceDescriptor, ColourTextureDescriptor, Gallery
+from videomolmo_ros.pipeline.reattachment import assignment, distances, learn, reattach
 
 DUPLICATE_IOU = 0.7  # two tracks of one command whose masks overlap this much on a frame are one object
 
@@ -62,11 +69,13 @@ class TrackState(IntEnum):
 @dataclass(frozen=True)
 class TrackerConfig:
     confirm_frames: int = 3
-    max_lost_frames: int = 90
+    max_lost_s: float = 60.0  # source time a LOST track is kept after it was last seen
     match_distance: float = 0.15
     min_mask_pixels: int = 4
     min_mask_score: float = 0.0  # weaker masks count as not seen
     min_point_score: float = 0.0  # weaker grounded points (of a pointer that scores them) are dropped
+    reid_min_similarity: float = 0.6  # a returning object's least appearance similarity to take a LOST id
+    reid_min_margin: float = 0.1  # ... and by how much it must beat the next candidate
 
 
 @dataclass
@@ -77,6 +86,7 @@ class Track:
     x: float
     y: float
     created_ns: int
+    last_seen_ns: int = 0  # source stamp of the last frame (or grounding) the object was seen on
     state: TrackState = TrackState.TENTATIVE
     box: Box | None = None
     score: float = 1.0
@@ -85,6 +95,9 @@ class Track:
     mask: np.ndarray | None = field(default=None, repr=False)
     pixels: int = 0  # of the current mask
     sightings: deque[tuple[int, float, float, Box | None]] = field(default_factory=deque, repr=False)  # stamp, x, y
+    gallery: Gallery | None = field(default=None, repr=False)  # its appearance, once seen cleanly
+    learnt_ns: int | None = None  # source stamp of the last view the gallery learnt
+    radius: float = 0.0  # of a disc the size of its last clean mask, px
 
     def seen_at(self, stamp_ns: int) -> tuple[float, float, Box | None] | None:
         """Where the track was on the frame stamped `stamp_ns` (its last sighting by then), if known."""
@@ -99,6 +112,9 @@ class Association:
     ids: list[int | None]
     same_object: int = 0  # inside the mask of a track another point of the grounding took: that object again
     over_cap: int = 0  # new objects past max_objects_per_command or max_tracks
+    reattached: int = 0  # LOST tracks found again by appearance
+    ambiguous: int = 0  # points that looked like more than one LOST track (or alike another point): new ids
+    evicted: tuple[int, ...] = ()  # LOST tracks deleted to make room for new objects
 
 
 _INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track's mask
@@ -118,6 +134,7 @@ class TrackManager:
         sightings_s: float = 5.0,
         max_objects_per_command: int = 8,
         max_tracks: int = 32,
+        descriptor: AppearanceDescriptor | None = None,
     ):
         self.config = config or TrackerConfig()
         self.max_objects_per_command = max_objects_per_command
@@ -126,6 +143,7 @@ class TrackManager:
         self._tracks: dict[int, Track] = {}
         self._ids = ids if ids is not None else itertools.count(1)
         self._sightings_ns = round(sightings_s * 1e9)
+        self._descriptor = descriptor or ColourTextureDescriptor()
 
     def tracks(self, command_id: str) -> list[Track]:
         return [t for t in self._tracks.values() if t.command_id == command_id]
@@ -137,31 +155,68 @@ class TrackManager:
         image_size: tuple[int, int],
         stamp_ns: int,
         scores: Sequence[float | None] | None = None,
+        image_of: Callable[[int], np.ndarray] | None = None,
     ) -> Association:
         """The track of each (x, y, label) point on the frame stamped `stamp_ns`.
 
-        Points are matched to the command's tracks first; an unmatched point inside one of their
-        current masks is dropped (that object again); the others start tracks while the caps
-        leave room, the best `scores` first (None: unscored, ranks as 1), else in answer order.
+        Points are matched to the command's tracks by position first, then the rest to its LOST
+        tracks by appearance (`image_of(i)`: the RGB frame point i is on); an unmatched point inside
+        one of the current masks is dropped (that object again); the others start tracks while the
+        caps leave room (LOST tracks evicted for it), the best `scores` first (None: unscored, ranks
+        as 1), else in answer order.
         """
         candidates = self.tracks(command_id)
+        returning = [t for t in candidates if image_of is not None and self._returning(t, stamp_ns)]
+        placed = [t for t in candidates if t not in returning]
         xy = np.asarray([(x, y) for x, y, _ in points], float).reshape(-1, 2)
-        cost, inside = self._costs(xy, candidates, math.hypot(image_size[1], image_size[0]), stamp_ns)
+        diagonal = math.hypot(image_size[1], image_size[0])
+        cost, inside = self._costs(xy, placed, diagonal, stamp_ns)
         ids: list[int | None] = [None] * len(points)
-        for i, j in _assignment(cost):
-            ids[i] = candidates[j].id
+        for i, j in assignment(cost):
+            ids[i] = placed[j].id
         unmatched = [i for i, track_id in enumerate(ids) if track_id is None]
         fresh = [i for i in unmatched if not inside[i].any()]
+        looked_at = [(i, xy[i], image_of(i)) for i in fresh] if returning else []
+        reattached, ambiguous = reattach(looked_at, returning, diagonal, self._descriptor, self.config)
+        for i, track_id in reattached.items():
+            ids[i] = track_id
+        fresh = [i for i in fresh if i not in reattached]
         if scores is not None:
             fresh.sort(key=lambda i: -(1.0 if scores[i] is None else scores[i]))  # stable: ties keep answer order
-        room = min(self.max_objects_per_command - len(candidates), self.max_tracks - len(self._tracks))
-        started = sorted(fresh[: max(0, room)])
+        evicted = self._make_room(command_id, len(fresh), keep=set(reattached.values()))
+        started = sorted(fresh[: max(0, self._room(command_id))])
         for i in started:
             x, y, label = points[i]
-            track = Track(next(self._ids), command_id, label, x, y, created_ns=stamp_ns)
+            track = Track(next(self._ids), command_id, label, x, y, created_ns=stamp_ns, last_seen_ns=stamp_ns)
             self._tracks[track.id] = track
             ids[i] = track.id
-        return Association(ids, len(unmatched) - len(fresh), len(fresh) - len(started))
+        same_object = len(unmatched) - len(fresh) - len(reattached)
+        return Association(ids, same_object, len(fresh) - len(started), len(reattached), ambiguous, tuple(evicted))
+
+    def _returning(self, track: Track, stamp_ns: int) -> bool:
+        """A LOST track with an appearance, grounded on a frame after it was last seen: matched by appearance."""
+        return track.state is TrackState.LOST and track.gallery is not None and stamp_ns > track.last_seen_ns
+
+    def _room(self, command_id: str) -> int:
+        """New tracks the caps leave room for on the command."""
+        return min(self.max_objects_per_command - len(self.tracks(command_id)), self.max_tracks - len(self._tracks))
+
+    def _make_room(self, command_id: str, wanted: int, keep: set[int]) -> list[int]:
+        """Delete LOST tracks (not in `keep`), the longest unseen first, until `wanted` new tracks fit; their ids."""
+        evicted = []
+        while self._room(command_id) < wanted:
+            short_on_command = self.max_objects_per_command - len(self.tracks(command_id)) < wanted
+            pool = [
+                t
+                for t in (self.tracks(command_id) if short_on_command else self._tracks.values())
+                if t.state is TrackState.LOST and t.id not in keep
+            ]
+            if not pool:
+                break
+            oldest = min(pool, key=lambda t: (t.last_seen_ns, t.id))
+            del self._tracks[oldest.id]
+            evicted.append(oldest.id)
+        return evicted
 
     def _costs(
         self, xy: np.ndarray, tracks: list[Track], diagonal: float, stamp_ns: int
@@ -173,12 +228,12 @@ class TrackManager:
         if not tracks:
             return np.zeros((len(xy), 0)), np.zeros((len(xy), 0), bool)
         inside = np.stack([_inside_mask(t.mask, xy) for t in tracks], axis=1)
-        cost = self._cost(_distances(xy, [(t.x, t.y) for t in tracks]) / diagonal, inside)
+        cost = self._cost(distances(xy, [(t.x, t.y) for t in tracks]) / diagonal, inside)
         then = [(j, seen) for j, t in enumerate(tracks) if (seen := t.seen_at(stamp_ns)) is not None]
         if then:
             columns = [j for j, _ in then]
             in_box = np.stack([_inside_box(seen[2], xy) for _, seen in then], axis=1)
-            earlier = self._cost(_distances(xy, [seen[:2] for _, seen in then]) / diagonal, in_box)
+            earlier = self._cost(distances(xy, [seen[:2] for _, seen in then]) / diagonal, in_box)
             cost[:, columns] = np.minimum(cost[:, columns], earlier)
         return cost, inside
 
@@ -197,25 +252,30 @@ class TrackManager:
             if track.id in positions:
                 track.x, track.y = positions[track.id]
                 self._seen(track, stamp_ns)
-            elif self._unseen(track):
+            elif self._unseen(track, stamp_ns):
                 deleted.append(track.id)
         for track_id in deleted:
             del self._tracks[track_id]
         return deleted
 
     def update_from_masks(
-        self, command_id: str, masks: dict[int, tuple[np.ndarray, float]], stamp_ns: int | None = None
+        self,
+        command_id: str,
+        masks: dict[int, tuple[np.ndarray, float]],
+        stamp_ns: int | None = None,
+        image: np.ndarray | None = None,
     ) -> list[int]:
         """Update a command's tracks from one frame's masks; return the ids deleted (lost too long, or duplicates).
 
-        With `stamp_ns` (the frame's), each sighting is kept for late groundings' matching.
+        With `stamp_ns` (the frame's), each sighting is kept for late groundings' matching, and LOST
+        tracks expire; with the RGB `image`, tracks seen cleanly learn what they look like.
         """
         deleted = []
         for track in self.tracks(command_id):
             mask, score = masks.get(track.id, (None, 0.0))
             seen = self._seen_box(mask, score)
             if seen is None:
-                if self._unseen(track):
+                if self._unseen(track, stamp_ns):
                     deleted.append(track.id)
                 continue
             track.mask, (track.box, track.pixels), track.score = mask, seen, score
@@ -227,19 +287,24 @@ class TrackManager:
         for track_id in duplicates:
             del self._tracks[track_id]
         self.merged += len(duplicates)
+        if image is not None:
+            shown = [t for t in self._tracks.values() if t.mask is not None]
+            tracked = [t for t in self.tracks(command_id) if t.state is TrackState.TRACKED]
+            learn(tracked, shown, image, stamp_ns, self._descriptor, self.config.min_mask_score)
         return deleted + duplicates
 
-    def _unseen(self, track: Track) -> bool:
-        """A frame (or grounding) without the track; whether it is now to be deleted."""
+    def _unseen(self, track: Track, stamp_ns: int | None) -> bool:
+        """A frame (or grounding) without the track; whether it is now to be deleted.
+
+        TENTATIVE: after more than `confirm_frames` such frames; LOST: `max_lost_s` after it was last seen.
+        """
         track.mask = None
         track.streak = 0
         track.unseen += 1
-        limit = self.config.max_lost_frames
         if track.state is TrackState.TENTATIVE:
-            limit = self.config.confirm_frames
-        else:
-            track.state = TrackState.LOST
-        return track.unseen > limit
+            return track.unseen > self.config.confirm_frames
+        track.state = TrackState.LOST
+        return stamp_ns is not None and stamp_ns - track.last_seen_ns > self.config.max_lost_s * 1e9
 
     def _duplicates(self, command_id: str) -> list[int]:
         """The command's tracks whose mask overlaps an older track's at IoU >= DUPLICATE_IOU (the older one stays)."""
@@ -282,6 +347,7 @@ class TrackManager:
         track.streak += 1
         track.unseen = 0
         if stamp_ns is not None:
+            track.last_seen_ns = stamp_ns
             self._remember(track, (stamp_ns, track.x, track.y, track.box))
         if track.state is not TrackState.TENTATIVE or track.streak >= self.config.confirm_frames:
             track.state = TrackState.TRACKED
@@ -294,21 +360,6 @@ class TrackManager:
 
     def clear(self) -> None:
         self._tracks.clear()
-
-
-def _assignment(cost: np.ndarray) -> list[tuple[int, int]]:
-    """The cheapest (point, track) pairs of finite cost (Hungarian), among the points that can match at all."""
-    rows = np.flatnonzero(np.isfinite(cost).any(axis=1))
-    if rows.size == 0:
-        return []
-    candidates = cost[rows]
-    chosen = linear_sum_assignment(np.where(np.isinf(candidates), 1e9, candidates))
-    return [(int(rows[i]), int(j)) for i, j in zip(*chosen, strict=True) if np.isfinite(candidates[i, j])]
-
-
-def _distances(xy: np.ndarray, positions: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Points x positions: the distances between them, in pixels."""
-    return np.hypot(*(xy[:, None, :] - np.asarray(positions, float)[None, :, :]).transpose(2, 0, 1))
 
 
 def _inside_box(box: Box | None, xy: np.ndarray) -> np.ndarray:

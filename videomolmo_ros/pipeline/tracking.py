@@ -170,8 +170,13 @@ class TrackingStage:
         last = window.metas[max((p.frame_index for p in sightings), default=len(window) - 1)]
         observed = [(p.x, p.y, p.label or command.query) for p in sightings]
         size = tuple(window.images.shape[1:3])
-        association = self.tracker.associate(command.id, observed, size, last.stamp_ns, [p.score for p in sightings])
+        image = functools.cache(lambda index: window.images[index].cpu().numpy())  # only the frames looked at
+        scores = [p.score for p in sightings]
+        association = self.tracker.associate(
+            command.id, observed, size, last.stamp_ns, scores, lambda i: image(sightings[i].frame_index)
+        )
         self._report_dropped(association, command.query)
+        self._remove(list(association.evicted))
         kept = [(i, p) for i, p in zip(association.ids, sightings, strict=True) if i is not None]
         if not kept:
             self._sink.publish_targets(TargetsOutput(window.metas[-1], command.id, command.query, ()))
@@ -193,15 +198,24 @@ class TrackingStage:
             self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
 
     def _report_dropped(self, association: Association, query: str) -> None:
-        """Count and report the points that started no track: over a cap, or on an object already taken."""
+        """Count and report the points that started no track (over a cap, or on an object already taken), the
+        LOST tracks evicted for room, and the returning objects found again or too alike to tell apart."""
         per_command, per_camera = self.tracker.max_objects_per_command, self.tracker.max_tracks
         caps = f"{per_command} per command (max_objects_per_command) and {per_camera} per camera (max_tracks)"
-        for key, count, why in (
-            ("points_dropped_over_cap", association.over_cap, f"over the caps of {caps}"),
-            ("points_dropped_same_object", association.same_object, "inside the mask of a track another point took"),
+        dropped = f"point(s) for {query!r} dropped:"
+        for key, count, what in (
+            ("points_dropped_over_cap", association.over_cap, f"{dropped} over the caps of {caps}"),
+            (
+                "points_dropped_same_object",
+                association.same_object,
+                f"{dropped} inside the mask of a track another point took",
+            ),
+            ("tracks_evicted_lost", len(association.evicted), f"LOST track(s) deleted to make room under {caps}"),
         ):
             if count:
-                self._problem(key, f"{count} point(s) for {query!r} dropped: {why}", count)
+                self._problem(key, f"{count} {what}", count)
+        self._counters.add("tracks_reattached", association.reattached)
+        self._counters.add("reid_ambiguous", association.ambiguous)
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
@@ -322,10 +336,11 @@ class TrackingStage:
     ) -> None:
         """Update the commands' tracks (every running one by default) from one frame's masks and publish them."""
         shape = (frame.height, frame.width)
+        image = frame.image.cpu().numpy()  # the tracks learn what they look like from it
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
             merged = self.tracker.merged
-            self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns))
+            self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns, image))
             if self.tracker.merged > merged:
                 self._problem(
                     "tracks_merged_duplicate",
@@ -340,7 +355,9 @@ class TrackingStage:
 
     def _publish_tracks(self, command: Command, meta: FrameMeta) -> None:
         snapshots = tuple(
-            TrackSnapshot(t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns, t.mask)
+            TrackSnapshot(
+                t.id, t.label, t.state, t.score, t.x, t.y, t.box, meta.stamp_ns - t.created_ns, t.mask, t.last_seen_ns
+            )
             for t in self.tracker.tracks(command.id)
         )
         self._sink.publish_tracks(TracksOutput(meta, command.id, command.query, snapshots))

@@ -9,18 +9,26 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from videomolmo_ros.backends import registry as backend_registry
 from videomolmo_ros.contracts.interfaces import BackendError, MaskPropagator, Pointer
-from videomolmo_ros.evaluation.dataset_evaluation import EvalError, evaluate
+from videomolmo_ros.evaluation.dataset_evaluation import (
+    EvalError,
+    ExpressionEvaluator,
+    LocalWorkers,
+    evaluate,
+    pass_config,
+)
 from videomolmo_ros.evaluation.eval_report import Report, markdown_table
 from videomolmo_ros.evaluation.lockstep_run import EvalConfig
+from videomolmo_ros.evaluation.results_file import ResultsError, ResultsWriter
 from videomolmo_ros.evaluation.video_dataset import VideoDataset
 from videomolmo_ros.pipeline.device import resolve_device
 from videomolmo_ros.pipeline.pipeline import PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
-from videomolmo_ros.tools.tool_main import run_tool
+from videomolmo_ros.tools.tool_main import EXIT_ERROR, run_tool
 
 # Pipeline settings a run may change with --param (what VideoMolmo needs: 5 frames at camera rate).
 PIPELINE_PARAMS = ("context_frames", "context_fps")
@@ -101,9 +109,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=10.0, help="rate to stamp the frames at, Hz")
     parser.add_argument("--frame-timeout", type=float, default=300.0, help="seconds to wait for one frame's outputs")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the pass in --output: skip the expressions results.jsonl has"
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="spread the videos over Ray workers: a cluster's address (ray://host:10001, auto), "
+        "or none for a local Ray on this machine's cores and GPUs",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="with --ray: how many (0: as many as fit)")
+    parser.add_argument("--cpus-per-worker", type=float, default=1.0, help="with --ray: CPUs each worker holds")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --ray: GPUs each worker holds")
     args = parser.parse_args(argv)
     if args.fps <= 0 or args.frame_timeout <= 0 or args.max_expressions < 0:
         parser.error("--fps and --frame-timeout must be > 0, --max-expressions >= 0")
+    if args.workers < 0 or args.cpus_per_worker < 0 or args.gpus_per_worker < 0:
+        parser.error("--workers, --cpus-per-worker and --gpus-per-worker must be >= 0")
     return args
 
 
@@ -126,20 +150,40 @@ def parse_queries(pairs: Sequence[str], path: str | None) -> dict[str, str]:
     return queries
 
 
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """What a worker needs to load its models, wherever it runs (a Ray actor gets this, not the models)."""
+
+    dataset: str
+    queries: dict[str, str]
+    pointer: str
+    propagator: str
+    values: dict[str, object]
+    device: str
+    config: EvalConfig
+
+    def build(self) -> ExpressionEvaluator:
+        try:
+            device = resolve_device(self.device)
+        except ValueError as error:
+            raise EvalError(str(error)) from error
+        # The propagator first: SAM2 loads in seconds, a grounding model can take minutes.
+        options = backend_options(self.propagator, self.values)
+        propagator = backend_registry.create(self.propagator, MaskPropagator, device, options)
+        pointer = backend_registry.create(self.pointer, Pointer, device, backend_options(self.pointer, self.values))
+        return ExpressionEvaluator(VideoDataset(self.dataset, self.queries), pointer, propagator, device, self.config)
+
+
 def run(args: argparse.Namespace) -> Report:
     """Check the dataset first (cheap), then load the models (slow) and evaluate."""
-    dataset = VideoDataset(args.dataset, parse_queries(args.query, args.queries))
+    queries = parse_queries(args.query, args.queries)
+    dataset = VideoDataset(args.dataset, queries)
     refs = dataset.expressions([v for v in args.videos.split(",") if v], args.max_expressions)
     try:
         device = resolve_device(args.device)
     except ValueError as error:
         raise EvalError(str(error)) from error
     values = parse_params(args.param, settable_parameters({args.pointer: Pointer, args.propagator: MaskPropagator}))
-    # The propagator first: SAM2 loads in seconds, a grounding model can take minutes.
-    propagator = backend_registry.create(
-        args.propagator, MaskPropagator, device, backend_options(args.propagator, values)
-    )
-    pointer = backend_registry.create(args.pointer, Pointer, device, backend_options(args.pointer, values))
     config = EvalConfig(args.fps, args.frame_timeout, pipeline_config(values))
     settings = {
         "dataset": str(dataset.root),
@@ -149,7 +193,15 @@ def run(args: argparse.Namespace) -> Report:
         "params": values,
         "device": str(device),
     }
-    return evaluate(dataset, refs, pointer, propagator, device, config, Path(args.output), settings)
+    ResultsWriter.check(Path(args.output), pass_config(config, settings), args.resume)  # before the models load
+    spec = EvaluatorSpec(str(dataset.root), queries, args.pointer, args.propagator, values, args.device, config)
+    if args.ray is None:
+        workers = LocalWorkers(spec.build())
+        return evaluate(refs, workers, config, Path(args.output), settings, args.resume)
+    from videomolmo_ros.evaluation.ray_workers import RayWorkers  # Ray loads only for --ray
+
+    with RayWorkers(spec.build, args.ray, args.workers, args.cpus_per_worker, args.gpus_per_worker) as workers:
+        return evaluate(refs, workers, config, Path(args.output), settings, args.resume)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,10 +210,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     def evaluation() -> int:
         report = run(args)
         print(markdown_table(report), end="")
-        print(f"report.json, table.md, plots.png and {len(report.sequences)} GIF(s) in {args.output}")
-        return 0
+        print(f"report.json, table.md, plots.png, results.jsonl and {len(report.sequences)} GIF(s) in {args.output}")
+        if not report.failed:
+            return 0
+        first = report.failed[0]
+        print(
+            f"evaluate_dataset: error: {len(report.failed)} video(s) failed (in report.json; --resume tries them "
+            f"again): {first.video}: {first.error}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
-    return run_tool("evaluate_dataset", evaluation, (BackendError, EvalError))
+    return run_tool("evaluate_dataset", evaluation, (BackendError, EvalError, ResultsError))
 
 
 if __name__ == "__main__":

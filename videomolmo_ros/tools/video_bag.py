@@ -11,13 +11,23 @@ video's rate (an image folder's: --fps), stamped from --start. Optionally, besid
 - GroundingCommands (--command "the dog", at --command-at seconds from the start, or before the
   first frame), which replay_bag sends as it plays.
 
+Several cameras: each --camera NAME=VIDEO adds one, its frames on /NAME/image_raw (with
+--compressed /NAME/image_raw/compressed) with frame_id NAME, and with --camera-truth NAME=FOLDER
+its ground truth on /NAME/ground_truth/masks (camera field NAME); every camera's frames are
+written in stamp order, each at its own rate from --start.
+
     video_to_bag ~/data/davis2016/JPEGImages/480p/dog --fps 24 -o dog_bag \\
         --truth ~/data/davis2016/Annotations/480p/dog --command "the dog"
     replay_bag dog_bag -o dog_out --rate 0      # then dog_out/score.json
 """
 
 import argparse
+import heapq
+import re
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +83,27 @@ class TruthFolder:
         return values, [labels == v for v in values]
 
 
-def write_bag(args: argparse.Namespace, source: VideoSource, truth: TruthFolder | None) -> dict[str, int]:
-    """Write the bag; how many messages of each kind went in."""
+@dataclass(frozen=True)
+class Camera:
+    """One camera of the bag: its frames, their ground truth, and the topics and frame_id they go on."""
+
+    name: str  # the ground truth's `camera` field ("" for the one camera of a one-camera bag)
+    video: str
+    source: VideoSource
+    truth: TruthFolder | None
+    image_topic: str
+    truth_topic: str
+    frame_id: str
+
+
+def write_bag(args: argparse.Namespace, cameras: Sequence[Camera]) -> dict[str, int]:
+    """Write the bag, every camera's frames in stamp order; how many messages of each topic went in."""
     typestore = make_typestore()
-    types = {"image": COMPRESSED_TYPE if args.compressed else IMAGE_TYPE, "truth": TRUTH_TYPE, "command": COMMAND_TYPE}
-    topics = {"image": args.image_topic}
-    topics |= {"truth": args.truth_topic} if truth else {}
-    topics |= {"command": args.command_topic} if args.command else {}
+    image_type = COMPRESSED_TYPE if args.compressed else IMAGE_TYPE
+    types = {c.image_topic: image_type for c in cameras} | {c.truth_topic: TRUTH_TYPE for c in cameras if c.truth}
+    topics = {topic: topic for topic in types}
+    if args.command:
+        topics["command"], types["command"] = args.command_topic, COMMAND_TYPE
     header, stamp_type = typestore.types["std_msgs/msg/Header"], typestore.types["builtin_interfaces/msg/Time"]
     start_ns = round(args.start * 1e9)
 
@@ -90,22 +114,39 @@ def write_bag(args: argparse.Namespace, source: VideoSource, truth: TruthFolder 
         for query, at_s in zip(args.command, commands_times(args), strict=True):
             command = {"id": "", "query": query, "mode": MODES[args.mode], "action": ACTION_ADD, "camera": ""}
             writer.write("command", start_ns + round(at_s * 1e9), serialize(COMMAND_TYPE, **command))
-        total = min(filter(None, (source.frame_count, args.max_frames)), default=None)
-        for index, rgb in enumerate(tqdm(source.frames(), total=total, unit="frame", desc="bag", disable=None)):
-            if args.max_frames and index >= args.max_frames:
-                break
-            stamp = start_ns + round(index * 1e9 / source.fps)
-            head = header(stamp=stamp_type(*divmod(stamp, 1_000_000_000)), frame_id=args.frame_id)
-            writer.write("image", stamp, serialize(types["image"], header=head, **_image_fields(rgb, args)))
-            annotated = truth.objects(index, rgb.shape[:2]) if truth else None
+        streams = [_stamped_frames(c, k, start_ns, args.max_frames) for k, c in enumerate(cameras)]
+        totals = [min(filter(None, (c.source.frame_count, args.max_frames)), default=None) for c in cameras]
+        total = None if None in totals else sum(totals)
+        for stamp, k, index, rgb in tqdm(heapq.merge(*streams), total=total, unit="frame", desc="bag", disable=None):
+            camera = cameras[k]
+            head = header(stamp=stamp_type(*divmod(stamp, 1_000_000_000)), frame_id=camera.frame_id)
+            writer.write(camera.image_topic, stamp, serialize(image_type, header=head, **_image_fields(rgb, args)))
+            annotated = camera.truth.objects(index, rgb.shape[:2]) if camera.truth else None
             if annotated is not None:
                 height, width, png = encode_masks(annotated[1], rgb.shape[:2])
                 fields = {"ids": np.array(annotated[0], np.uint32), "height": height, "width": width}
-                fields |= {"format": "png", "data": np.frombuffer(png, np.uint8), "command_id": "", "camera": ""}
-                writer.write("truth", stamp, serialize(TRUTH_TYPE, header=head, **fields))
-        if not writer.counts["image"]:
-            raise ReplayError(f"{args.video}: no frame could be read")
+                fields |= {
+                    "format": "png",
+                    "data": np.frombuffer(png, np.uint8),
+                    "command_id": "",
+                    "camera": camera.name,
+                }
+                writer.write(camera.truth_topic, stamp, serialize(TRUTH_TYPE, header=head, **fields))
+        for camera in cameras:
+            if not writer.counts[camera.image_topic]:
+                raise ReplayError(f"{camera.video}: no frame could be read")
     return dict(writer.counts)
+
+
+def _stamped_frames(
+    camera: Camera, k: int, start_ns: int, max_frames: int
+) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """(stamp, camera number, frame index, RGB) of the camera's frames at its rate: merged by stamp
+    (then camera number) with the others', so the frame itself is never compared."""
+    for index, rgb in enumerate(camera.source.frames()):
+        if max_frames and index >= max_frames:
+            return
+        yield start_ns + round(index * 1e9 / camera.source.fps), k, index, rgb
 
 
 def _image_fields(rgb: np.ndarray, args: argparse.Namespace) -> dict:
@@ -150,7 +191,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--command-topic", default="/command", help="topic of the commands")
     parser.add_argument("--mode", choices=tuple(MODES), default="track", help="mode of the commands")
+    parser.add_argument(
+        "--camera",
+        type=_named,
+        action="append",
+        default=[],
+        metavar="NAME=VIDEO",
+        help="another camera: its frames on /NAME/image_raw, stamped from --start at its own rate (repeat)",
+    )
+    parser.add_argument(
+        "--camera-truth",
+        type=_named,
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="that camera's annotation PNGs, as ObjectMasks on /NAME/ground_truth/masks (camera: NAME)",
+    )
+    parser.add_argument("--camera-name", default="", help="the video's camera name (its ground truth's camera field)")
     args = parser.parse_args(argv)
+    names = [name for name, _ in args.camera]
+    if len(set(names)) < len(names) or args.camera_name in names:
+        parser.error("each --camera needs a name of its own")
+    if unknown := sorted({name for name, _ in args.camera_truth} - set(names)):
+        parser.error(f"--camera-truth for no --camera: {', '.join(unknown)}")
     if len(args.command_at) > len(args.command):
         parser.error("more --command-at than --command")
     if args.fps < 0 or args.max_frames < 0 or not 1 <= args.jpeg_quality <= 100:
@@ -159,14 +222,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    with VideoSource(args.video, args.fps) as source:
-        truth = TruthFolder(Path(args.truth), source.frame_names) if args.truth else None
-        counts = write_bag(args, source, truth)
+    with ExitStack() as stack:
+
+        def opened(video: str, truth: str | None) -> tuple[VideoSource, TruthFolder | None]:
+            source = stack.enter_context(VideoSource(video, args.fps))
+            return source, TruthFolder(Path(truth), source.frame_names) if truth else None
+
+        first = opened(args.video, args.truth)
+        cameras = [Camera(args.camera_name, args.video, *first, args.image_topic, args.truth_topic, args.frame_id)]
+        truths = dict(args.camera_truth)
+        for name, video in args.camera:  # /NAME/image_raw[/compressed], /NAME/ground_truth/masks, frame_id NAME
+            image_topic = f"/{name}/image_raw" + ("/compressed" if args.compressed else "")
+            truth_topic = f"/{name}{DEFAULT_TRUTH_TOPIC}"
+            cameras.append(Camera(name, video, *opened(video, truths.get(name)), image_topic, truth_topic, name))
+        topics = [t for c in cameras for t in (c.image_topic, c.truth_topic)]
+        if len(set(topics)) < len(topics):
+            raise ReplayError(f"two cameras on one topic: {', '.join(sorted(topics))}; rename a --camera")
+        counts = write_bag(args, cameras)
     print(
-        f"{counts.get('image', 0)} frames at {source.fps:g} Hz, {counts.get('truth', 0)} ground-truth masks, "
-        f"{counts.get('command', 0)} commands -> {args.output}"
+        "; ".join(
+            f"{c.name + ': ' if len(cameras) > 1 else ''}{counts.get(c.image_topic, 0)} frames at {c.source.fps:g} Hz, "
+            f"{counts.get(c.truth_topic, 0) if c.truth else 0} ground-truth masks"
+            for c in cameras
+        )
+        + f", {counts.get('command', 0)} commands -> {args.output}"
     )
     return 0
+
+
+def _named(text: str) -> tuple[str, str]:
+    """NAME=VALUE of --camera and --camera-truth; NAME a ROS name token (it becomes a topic)."""
+    name, sep, value = text.partition("=")
+    if not sep or not value or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=PATH, NAME letters, digits and _")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
