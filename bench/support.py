@@ -21,6 +21,8 @@ try:
         LocalPropagatorDouble,
         OracleOptions,
     )
+    from rgbd_scene import Box
+    from rgbd_scene import render as render_rgbd
     from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, activate, image_msg, installed_params_file
     from sink_double import ListSinkDouble
     from synthetic_video import MovingDisc, default_scene, fast_scene, render
@@ -41,6 +43,7 @@ __all__ = [
     "FPS",
     "MOLMO_TOKENS",
     "START_S",
+    "Box",
     "ColorOraclePointerDouble",
     "ColorOraclePropagatorDouble",
     "ListSinkDouble",
@@ -63,6 +66,7 @@ __all__ = [
     "random_state",
     "real_clips",
     "render",
+    "render_rgbd",
     "tiny_options",
     "write_checkpoint",
     "write_tiny_molmo2",

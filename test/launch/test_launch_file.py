@@ -34,6 +34,7 @@ RVIZ_FILE = SHARE / "config" / "perception.rviz"
 RVIZ_TYPES = {
     "rviz_default_plugins/Image": "sensor_msgs/msg/Image",
     "rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray",
+    "rviz_default_plugins/PointCloud2": "sensor_msgs/msg/PointCloud2",
 }
 
 

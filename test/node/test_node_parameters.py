@@ -110,6 +110,7 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
         ({"context_fps": "fast"}, "context_fps", ["'fast'", "a double"]),
         ({"stream_frames": 100_000}, "stream_frames", ["100000", "[1, 256]"]),
         ({**DOUBLES, "ColorOraclePointerDouble.delay_s": "slow"}, "ColorOraclePointerDouble.delay_s", ["a double"]),
+        ({"static_transforms": "base_link camera 0 0 1"}, "static_transforms", ["'base_link camera 0 0 1' is not"]),
     ]
     # Config overrides are code to hydra: only numbers and booleans of the config may change.
     evil = {"propagator_backend": "sam2", "sam2.config_overrides": "++model._target_=builtins.print"}

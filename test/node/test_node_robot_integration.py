@@ -1,6 +1,7 @@
 """What a manipulation stack relies on: 3D positions from depth, diagnostics, debug views, runtime tuning."""
 
 import importlib.util
+import math
 
 import pytest
 import yaml
@@ -39,6 +40,26 @@ def test_targets_and_tracks_get_3d_positions_from_aligned_depth(shared_node, pla
             assert track.position.y == pytest.approx((track.y - CY) / FY * track.position.z, abs=0.01)
     located = [t for m in planner.get("targets") for t in m.targets if t.has_position]
     assert located and all(t.position.z == pytest.approx(0.8, abs=0.01) for t in located)
+
+
+def test_tracks_get_an_oriented_box_and_a_velocity_from_their_points(shared_node, planner):
+    """The red disc is flat at 0.8 m, 48 px (13 cm) across, circling at 25 px/s (6.7 cm/s) in the image plane."""
+    process = shared_node(planner, DEPTH_NODE)
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    tracks = lambda: [t for m in planner.get("tracks") for t in m.tracks]  # noqa: E731
+    assert wait_for(lambda: any(t.has_velocity for t in tracks()), 10), process.log()
+    boxed = [t for t in tracks() if t.has_box]
+    assert boxed and all(t.has_position for t in boxed)
+    for track in boxed:
+        size = sorted((track.box_size.x, track.box_size.y, track.box_size.z))
+        assert size[0] < 0.01 and size[2] == pytest.approx(48 / FX * DISC_DEPTH_MM / 1000, abs=0.02)
+        assert track.box_pose.position.z == pytest.approx(DISC_DEPTH_MM / 1000, abs=0.01)
+    moving = [t for t in tracks() if t.has_velocity]
+    assert all(abs(t.velocity.z) < 0.02 for t in moving), "the disc keeps its depth"
+    speed = 2 * math.pi * 32 / 8 / FX * DISC_DEPTH_MM / 1000  # orbit 32 px, period 8 s
+    assert all(math.hypot(t.velocity.x, t.velocity.y) == pytest.approx(speed, abs=0.02) for t in moving)
 
 
 def test_diagnostics_report_rates_drops_and_a_failing_model_as_diagnostic_updater_does(shared_node, planner):
@@ -103,6 +124,9 @@ def test_debug_views_are_published_only_to_subscribers(shared_node, planner):
     assert (image.height, image.width, image.encoding) == (240, 320, "rgb8")
     assert stamp_ns(image.header) >= round(START_S * 1e9) and image.header.frame_id == "test_camera"
     assert all(m.pose.position.z == pytest.approx(0.8, abs=0.01) for m in spheres())
+    cubes = [m for array in list(markers) for m in array.markers if m.type == m.CUBE]
+    assert cubes, "each track's oriented box as a cube"
+    assert all(c.pose.position.z == pytest.approx(0.8, abs=0.01) and min(c.scale.x, c.scale.y) > 0.05 for c in cubes)
 
 
 def test_thresholds_change_at_run_time_and_bad_values_are_refused(shared_node, planner):
@@ -162,6 +186,31 @@ def test_with_a_target_frame_positions_are_moved_into_it_by_tf2(node, planner):
             assert track.position.z == pytest.approx(z + offset[2], abs=0.01)
             assert track.position.x == pytest.approx((track.x - CX) / FX * z + offset[0], abs=0.01)
             assert track.position.y == pytest.approx((track.y - CY) / FY * z + offset[1], abs=0.01)
+
+
+def test_with_static_transforms_positions_and_upright_boxes_are_in_the_target_frame(node, planner):
+    """The camera 1 m above base_link looking straight down: the disc (0.8 m away) is flat, 0.2 m up."""
+    down = "base_link test_camera 0.1 0 1.0 1 0 0 0"  # half a turn about x: optical z is base -z
+    process = node({**DEPTH_NODE, "target_frame": "base_link", "static_transforms": down})
+    markers = subscribe(planner, MarkerArray, "debug_markers")
+    planner.wait_connected()
+    planner.send_command("the red ball", id="r")
+    play_with_depth(planner, 3.0)
+    boxed = lambda: [t for m in planner.get("tracks") for t in m.tracks if t.has_box]  # noqa: E731
+    assert wait_for(lambda: boxed(), 10), process.log()
+    assert {m.position_frame_id for m in planner.get("tracks") if any(t.has_position for t in m.tracks)} == {
+        "base_link"
+    }
+    diameter = 48 / FX * DISC_DEPTH_MM / 1000
+    for track in boxed():
+        assert track.position.z == pytest.approx(0.2, abs=0.01)
+        pose, size = track.box_pose, track.box_size
+        assert (pose.orientation.x, pose.orientation.y) == pytest.approx((0.0, 0.0), abs=1e-6), "upright"
+        assert pose.position.z == pytest.approx(0.2, abs=0.01), "floating 1.2 m above the floor: not stood on it"
+        assert size.z < 0.01 and size.x == pytest.approx(diameter, abs=0.02)
+    assert "tf2_ros is not installed" not in process.log(), "the static transform serves"
+    assert wait_for(lambda: any(array.markers for array in markers), 10)
+    assert {m.header.frame_id for array in markers for m in array.markers} == {"base_link"}, "RViz draws them there"
 
 
 @pytest.mark.skipif(HAVE_TF2, reason="tf2_ros is installed: the transform is tested above")

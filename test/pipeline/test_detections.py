@@ -6,6 +6,7 @@ import pytest
 from videomolmo_ros.contracts.frames import FrameMeta
 from videomolmo_ros.io.mask_geometry import mask_box
 from videomolmo_ros.pipeline.detections import detections_2d, detections_3d
+from videomolmo_ros.pipeline.oriented_box import OrientedBox
 from videomolmo_ros.pipeline.outputs import TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackState
 
@@ -47,3 +48,10 @@ def test_3d_detections_are_the_tracked_tracks_with_a_position():
     tracks = (_snapshot(5, TrackState.TRACKED, (0, 0, 1, 1)), _snapshot(6, TrackState.TRACKED, (2, 2, 3, 3)))
     [detection] = detections_3d(TracksOutput(META, "c", "q", tracks), [None, (0.1, -0.2, 0.8)])
     assert (detection.id, detection.position, detection.score) == ("6", (0.1, -0.2, 0.8), 0.8)
+
+
+def test_a_3d_detection_carries_the_tracks_oriented_box():
+    tracks = (_snapshot(7, TrackState.TRACKED, (0, 0, 1, 1)), _snapshot(8, TrackState.TRACKED, (2, 2, 3, 3)))
+    box = OrientedBox((0.6, 0.0, 0.06), (0.0, 0.0, 0.2588, 0.9659), (0.08, 0.05, 0.12))
+    found = detections_3d(TracksOutput(META, "c", "q", tracks), [(0.6, 0.0, 0.1), (0.1, 0.1, 0.5)], [box, None])
+    assert [d.box for d in found] == [box, None]

@@ -2,6 +2,7 @@
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Quaternion, Vector3
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -18,6 +19,8 @@ from videomolmo_ros.msg import (
     PointedTargets,
 )
 from videomolmo_ros.pipeline.commands import CommandEvent, CommandRequest
+from videomolmo_ros.pipeline.object_geometry import ObjectGeometry
+from videomolmo_ros.pipeline.oriented_box import OrientedBox
 from videomolmo_ros.pipeline.outputs import MasksOutput, TargetsOutput, TracksOutput
 
 
@@ -63,6 +66,28 @@ def targets_msg(output: TargetsOutput) -> PointedTargets:
         camera=output.meta.camera,
         targets=[PointedTarget(object_id=t.object_id, label=t.label, x=t.x, y=t.y) for t in output.targets],
     )
+
+
+def set_geometry(item, geometry: ObjectGeometry) -> None:
+    """An ObjectTrack's or PointedTarget's 3D fields from the geometry stage (a target, having no mask, has no box)."""
+    x, y, z = geometry.position
+    item.position, item.has_position = Point(x=x, y=y, z=z), True
+    box = geometry.box
+    if box is None:
+        return
+    item.box_pose.position = Point(x=box.centre[0], y=box.centre[1], z=box.centre[2])
+    qx, qy, qz, qw = box.rotation_xyzw
+    item.box_pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+    item.box_size = Vector3(x=box.size[0], y=box.size[1], z=box.size[2])
+    item.has_box = True
+
+
+def oriented_box(track: ObjectTrack) -> OrientedBox | None:
+    """A track message's box as the pipeline's value (None without one)."""
+    if not track.has_box:
+        return None
+    p, q, s = track.box_pose.position, track.box_pose.orientation, track.box_size
+    return OrientedBox((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), (s.x, s.y, s.z))
 
 
 def tracks_msg(output: TracksOutput) -> ObjectTracks:

@@ -24,7 +24,10 @@ from videomolmo_ros.contracts.interfaces import MaskPropagator, Pointer
 from videomolmo_ros.node.params_files import last_given, where_given
 from videomolmo_ros.pipeline.cameras import CameraConfig, check_cameras
 from videomolmo_ros.pipeline.device import resolve_device
+from videomolmo_ros.pipeline.object_geometry import GeometryConfig
+from videomolmo_ros.pipeline.object_points import PointsConfig
 from videomolmo_ros.pipeline.pipeline import PipelineConfig, with_changes
+from videomolmo_ros.pipeline.static_transforms import StaticTransforms
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
 # What `ros2 run` without a params file gets: config/perception.yaml's backends.
@@ -69,6 +72,9 @@ class NodeSettings:
     depth_unit_divisor: float
     depth_sync_tolerance_s: float
     target_frame: str
+    static_transforms: StaticTransforms
+    tf_timeout_s: float
+    geometry: GeometryConfig
     debug_views: bool
     buffer_memory_limit_mb: float
     vision_msgs: bool
@@ -140,7 +146,16 @@ class Parameters:
                 "depth_unit_divisor", 0.0, "raw depth per metre (0: 1000 for 16UC1, 1 for 32FC1)", (0.0, 1e9)
             ),
             depth_sync_tolerance_s=p("depth_sync_tolerance_s", 0.02, "depth-colour stamp gap", (0.0, 1.0)),
-            target_frame=p("target_frame", "", "frame to express positions in (needs tf2)"),
+            target_frame=p("target_frame", "", "frame to express positions in (tf2 or static_transforms)"),
+            static_transforms=self._static_transforms(),
+            tf_timeout_s=p("tf_timeout_s", 0.05, "wait for a transform at the image's time at most", (0.0, 5.0)),
+            geometry=GeometryConfig(
+                points=PointsConfig(
+                    voxel_m=p("points.voxel_m", 0.0, "object points: voxel size, m (0: every point)", (0.0, 1.0)),
+                    max_points=p("points.max_points", 4000, "object points kept per object at most", (10, 1_000_000)),
+                ),
+                boxes=p("points.enabled", True, "object points and oriented boxes (false: positions only)"),
+            ),
             debug_views=p("debug_views", True, "offer debug_image and debug_markers"),
             buffer_memory_limit_mb=p(
                 "buffer_memory_limit_mb", 0.0, "lowers the frame buffers' limit from the machine (0: not)", (0.0, 1e7)
@@ -149,6 +164,13 @@ class Parameters:
             max_concurrent_goals=p("max_concurrent_goals", 8, "Ground goals in flight; more are rejected", (1, 1024)),
             pointer_process=p("pointer_process", False, "run the pointer in a process of its own (frames shared)"),
         )
+
+    def _static_transforms(self) -> StaticTransforms:
+        text = self.declare("static_transforms", "", "'parent child x y z qx qy qz qw; ...' (fixed, used before tf2)")
+        try:
+            return StaticTransforms(text)
+        except ValueError as error:
+            raise ConfigError(f"parameter static_transforms {where_given('static_transforms')}: {error}") from None
 
     def _pipeline_config(self) -> PipelineConfig:
         p = self.declare

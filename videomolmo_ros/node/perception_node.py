@@ -53,12 +53,12 @@ from videomolmo_ros.io.depth_projection import DepthSync
 from videomolmo_ros.msg import CommandStatus
 from videomolmo_ros.node.camera_inputs import CameraInputs, NodeCamera
 from videomolmo_ros.node.diagnostics import Diagnostics
+from videomolmo_ros.node.grasp_topics import camera_topic
 from videomolmo_ros.node.outputs import Outputs
 from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters, runtime_change
 from videomolmo_ros.node.planner_api import STATUS_QOS, PlannerApi
 from videomolmo_ros.pipeline.cameras import (
     BufferBudget,
-    CameraConfig,
     MemoryLimit,
     available_memory,
     buffer_budget,
@@ -126,10 +126,6 @@ def _logs_errors(transition):
     return logged
 
 
-def _debug_topic(camera: CameraConfig, cameras: tuple[CameraConfig, ...]) -> str:
-    return "debug_image" if camera is cameras[0] else f"{camera.name}/debug_image"
-
-
 class PerceptionNode(LifecycleNode):
     def __init__(self) -> None:
         # LifecycleNode.__init__ is Node.__init__, then LifecycleNodeMixin.__init__: run apart, so that
@@ -183,7 +179,7 @@ class PerceptionNode(LifecycleNode):
         self._cameras = {
             c.name: NodeCamera(
                 c,
-                self.create_lifecycle_publisher(Image, _debug_topic(c, settings.cameras), 2),
+                self.create_lifecycle_publisher(Image, camera_topic(c, settings.cameras, "debug_image"), 2),
                 DepthSync(settings.depth_sync_tolerance_s),
                 self.problem,
             )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from rclpy.node import Node
 
 from videomolmo_ros.msg import ObjectTracks
+from videomolmo_ros.node import messages
 from videomolmo_ros.pipeline.detections import Detection2D, Detection3D, detections_2d, detections_3d
 from videomolmo_ros.pipeline.outputs import TracksOutput
 
@@ -41,7 +42,7 @@ class VisionOutputs:
             detections_pub, detections_3d_pub = self._publishers
             detections_pub.publish(detection2d_array(msg.header, detections_2d(output)))
             positions = [(t.position.x, t.position.y, t.position.z) if t.has_position else None for t in msg.tracks]
-            located = detections_3d(output, positions)
+            located = detections_3d(output, positions, [messages.oriented_box(t) for t in msg.tracks])
             if located:
                 header = type(msg.header)(stamp=msg.header.stamp, frame_id=msg.position_frame_id)
                 detections_3d_pub.publish(detection3d_array(header, located))
@@ -72,9 +73,14 @@ def detection3d_array(header, detections: list[Detection3D]):
     array = Detection3DArray(header=header)
     for d in detections:
         msg = Detection3DMsg(header=header, id=d.id)
-        position = msg.bbox.center.position
-        position.x, position.y, position.z = d.position
-        msg.bbox.center.orientation.w = 1.0
+        centre, orientation = msg.bbox.center.position, msg.bbox.center.orientation
+        if d.box is None:
+            centre.x, centre.y, centre.z = d.position
+            orientation.w = 1.0
+        else:
+            centre.x, centre.y, centre.z = d.box.centre
+            orientation.x, orientation.y, orientation.z, orientation.w = d.box.rotation_xyzw
+            msg.bbox.size.x, msg.bbox.size.y, msg.bbox.size.z = d.box.size
         hypothesis = ObjectHypothesisWithPose()
         hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = d.class_id, d.score
         hypothesis.pose.pose = msg.bbox.center

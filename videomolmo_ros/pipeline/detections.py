@@ -14,6 +14,7 @@ is a 0 x 0 box at its point.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from videomolmo_ros.pipeline.oriented_box import OrientedBox
 from videomolmo_ros.pipeline.outputs import TrackSnapshot, TracksOutput
 from videomolmo_ros.pipeline.track_manager import TrackState
 
@@ -31,12 +32,16 @@ class Detection2D:
 
 @dataclass(frozen=True)
 class Detection3D:
-    """A track's 3D position (metres, in the frame the tracks' positions are in); the box size is unknown (0)."""
+    """A track's 3D position (metres, in the frame the tracks' positions are in) and its oriented box if known.
+
+    vision_msgs' BoundingBox3D is centred on the box; without a box it is a 0-size box at the position.
+    """
 
     id: str
     class_id: str
     score: float
     position: tuple[float, float, float]
+    box: OrientedBox | None = None
 
 
 def _detected(track: TrackSnapshot) -> bool:
@@ -56,10 +61,15 @@ def detections_2d(output: TracksOutput) -> list[Detection2D]:
     return detections
 
 
-def detections_3d(output: TracksOutput, positions: Sequence[tuple[float, float, float] | None]) -> list[Detection3D]:
-    """The TRACKED tracks that have a 3D position (`positions` in the order of `output.tracks`, None where missing)."""
+def detections_3d(
+    output: TracksOutput,
+    positions: Sequence[tuple[float, float, float] | None],
+    boxes: Sequence[OrientedBox | None] | None = None,
+) -> list[Detection3D]:
+    """The TRACKED tracks with a 3D position (`positions`, `boxes` in `output.tracks` order, None where missing)."""
+    boxes = boxes if boxes is not None else [None] * len(positions)
     return [
-        Detection3D(str(track.id), track.label, track.score, position)
-        for track, position in zip(output.tracks, positions, strict=True)
+        Detection3D(str(track.id), track.label, track.score, position, box)
+        for track, position, box in zip(output.tracks, positions, boxes, strict=True)
         if _detected(track) and position is not None
     ]
