@@ -3,12 +3,18 @@
 Closing shuts the executor down AND joins its spin thread before the context goes: an executor
 thread still alive at interpreter exit is a joinable C++ std::thread destroyed, which aborts the
 process ("terminate called without an active exception", exit code 134) after a complete run.
+
+Signals stay Python's (rclpy installs none): Ctrl-C is a KeyboardInterrupt in the main thread
+(tools/tool_main.py), the context still valid, so the tool can stop what it started in the node and
+close in order. rclpy's handler shut the context down under the spin thread instead; a replay then
+hung in close() now and then, and the stop commands it sends on the way out could not be published.
 """
 
 import threading
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from videomolmo_ros.io.dds_profile import use_large_data_profile
 
@@ -19,7 +25,7 @@ class SpunNode:
     def __init__(self, name: str, namespace: str | None = None, args: list[str] | None = None):
         use_large_data_profile()  # before the context creates this process's DDS participant
         self.context = rclpy.Context()
-        rclpy.init(args=args, context=self.context)
+        rclpy.init(args=args, context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         try:
             self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
         except Exception:
