@@ -45,7 +45,7 @@ def test_raw_720p_and_1080p_at_30_hz_all_arrive_with_the_profile(node, reliable_
     assert "never arrived" not in process.log()
 
 
-def test_without_the_profile_lost_frames_are_suspected_and_warned_about(node, planner, tmp_path):
+def test_without_the_profile_lost_frames_are_counted_and_warned_about(node, planner, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     for k in range(10):
@@ -66,9 +66,14 @@ def test_without_the_profile_lost_frames_are_suspected_and_warned_about(node, pl
     ]
     result = subprocess.run(publisher, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert process.wait_for_log("frame(s) never arrived", 30), process.log()
+    # Two witnesses, either may speak first: Fast DDS reports the frames it lost (frames_lost), and the
+    # gaps in the stamps of the frames that arrived show frames that never did (a few arrivals, as on a
+    # loaded machine, are too few to measure the camera's period from).
+    warned = lambda: "lost before they reached the node" in process.log() or "never arrived" in process.log()  # noqa: E731
+    assert wait_for(warned, 30), process.log()
     assert "see docs/large-images.md" in process.log()
+    lost = lambda: int(diagnostics.values("main: drops").get("frames_lost", 0))  # noqa: E731
     missing = lambda: int(diagnostics.values("main: camera input").get("frames_missing_suspected", 0))  # noqa: E731
-    assert wait_for(lambda: missing() > 0, 10)
+    assert wait_for(lambda: lost() + missing() > 0, 10)
     received = int(diagnostics.values("main: camera input")["frames_received"])
-    assert received + missing() <= 150, "never more suspected than were sent"
+    assert received + lost() <= 150, "never more counted lost than were sent"

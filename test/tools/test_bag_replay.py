@@ -315,7 +315,13 @@ def test_an_interrupted_replay_stops_its_command_and_leaves_no_output(perception
     # At 0.01 of the bag's speed its 1.3 s last over two minutes: the signal comes mid-replay however
     # late the accepted line shows on a loaded machine (at 0.2 the replay once ended first, exit 0).
     args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0.01", "--command", "the red ball"]
-    process = subprocess.Popen([str(installed_executable("replay_bag")), *args], stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a suite started in the background (CI, nohup) ignores SIGINT, and a child
+    # inherits "ignored" (a tool keeps it, as a background job should); a handler is reset at exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([str(installed_executable("replay_bag")), *args], stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert perception_node.wait_for_log("accepted: 'the red ball'"), perception_node.log()
         [command_id] = re.findall(r"command (replay_bag-[0-9a-f]+) accepted", perception_node.log())

@@ -49,7 +49,7 @@ READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_inf
 # frame rings' budget against the machine (pipeline.cameras.check_budget).
 SIZING_PARAMETERS = frozenset(
     {"stream_frames", "context_frames", "catch_up_s", "fusion_max_lag_frames", "publish_queue"}
-    | {"buffer_memory_limit_mb", "max_objects_per_command", "max_tracks"}
+    | {"buffer_memory_limit_mb", "max_objects_per_command", "max_tracks", "points.max_points"}
 )
 SIZING_CAMERA_SETTINGS = frozenset({"max_width", "max_height", "queue_depth"})
 _TYPE_NAMES = {bool: "a bool", int: "an integer", float: "a double", str: "a string", list: "a list"}
