@@ -5,9 +5,9 @@ thread still alive at interpreter exit is a joinable C++ std::thread destroyed, 
 process ("terminate called without an active exception", exit code 134) after a complete run.
 
 Signals stay Python's (rclpy installs none): Ctrl-C is a KeyboardInterrupt in the main thread
-(tools/tool_main.py), the context still valid, so the tool can stop what it started in the node and
-close in order. rclpy's handler shut the context down under the spin thread instead; a replay then
-hung in close() now and then, and the stop commands it sends on the way out could not be published.
+(tools/tool_main.py) while the context is still valid, so the tool stops what it started in the
+node and closes in order; rclpy's own handler would shut the context down from under that way out.
+A tool started with SIGINT ignored (a background job) keeps ignoring it; SIGTERM still stops it.
 """
 
 import threading
