@@ -55,7 +55,8 @@ class NodeProcess:
 
     `params_file=False` starts it without the installed file (as `ros2 run` does: the code's
     defaults); `env` adds to or, with None values, removes from the environment; `ros_args` go
-    after the params files (`-p name:=value`).
+    after the params files (`-p name:=value`). `namespace` puts the node in one (its own topics,
+    services and diagnostics names), with both files keyed by its full name, as the launch file does.
     """
 
     def __init__(
@@ -65,13 +66,22 @@ class NodeProcess:
         params_file: bool = True,
         env: dict[str, str | None] | None = None,
         ros_args: tuple[str, ...] = (),
+        namespace: str = "",
     ):
         # Overrides go in a second params file, as a user's would: YAML quoting, no shell quoting.
+        key = f"{namespace}/perception_node" if namespace else "perception_node"
         override_file = log_path.with_suffix(".params.yaml")
-        override_file.write_text(yaml.safe_dump({"perception_node": {"ros__parameters": overrides or {}}}))
+        override_file.write_text(yaml.safe_dump({key: {"ros__parameters": overrides or {}}}))
         args = [str(node_executable()), "--ros-args"]
-        args += ["--params-file", str(installed_params_file())] if params_file else []
+        if params_file and namespace:
+            shipped = yaml.safe_load(installed_params_file().read_text())["perception_node"]
+            shipped_file = log_path.with_suffix(".installed.yaml")
+            shipped_file.write_text(yaml.safe_dump({key: shipped}))
+            args += ["--params-file", str(shipped_file)]
+        elif params_file:
+            args += ["--params-file", str(installed_params_file())]
         args += ["--params-file", str(override_file), *ros_args]
+        args += ["-r", f"__ns:={namespace}"] if namespace else []
         env = {
             **{k: v for k, v in os.environ.items() if k not in (env or {})},
             **{k: v for k, v in (env or {}).items() if v is not None},

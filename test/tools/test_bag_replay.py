@@ -125,12 +125,16 @@ def test_lockstep_replay_records_outputs_stamped_with_the_bag_frames(perception_
 
 
 def test_a_compressed_camera_bag_plays_into_a_compressed_camera(tmp_path, capsys):
-    node = NodeProcess(tmp_path / "node.log", {**DOUBLES, "cameras.main.transport": "compressed"})
+    # A namespace of its own: the module's node may still run in this DDS domain, and it would answer
+    # the bag's command too and report diagnostics for a camera of the same name.
+    overrides = {**DOUBLES, "cameras.main.transport": "compressed"}
+    node = NodeProcess(tmp_path / "node.log", overrides, namespace="/compressed")
     try:
         assert node.wait_for_log("main <- image (compressed)", 60), node.log()
         stamps = write_bag(tmp_path / "bag", StoragePlugin.MCAP, START_S, "the red ball", as_png=True)
         out = tmp_path / "out"
-        assert main([str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--drain", "0.3"]) == 0, node.log()
+        args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--drain", "0.3", "--namespace", "/compressed"]
+        assert main(args) == 0, node.log()
         check_outputs(out, stamps, lockstep=True)
         assert f"frames sent: {FRAMES};" in capsys.readouterr().out
     finally:
