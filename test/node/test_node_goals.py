@@ -4,7 +4,7 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import GetState
 from polling import wait_for
 from rclpy.action import ActionClient
-from ros_harness import DOUBLES, call, change_state, send_goal
+from ros_harness import DOUBLES, DiagnosticsRecorder, call, change_state, send_goal
 from test_node_planner_api import goal, play_in_background
 from videomolmo_ros.action import Ground
 from videomolmo_ros.msg import GroundingCommand
@@ -17,6 +17,7 @@ GOAL_NODE = {**DOUBLES, "max_concurrent_goals": 8}  # the node these tests share
 
 def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_a_result(shared_node, planner):
     process = shared_node(planner, GOAL_NODE)
+    diagnostics = DiagnosticsRecorder(planner.node)
     planner.wait_connected()
     client = ActionClient(planner.node, Ground, "ground")
     assert client.wait_for_server(timeout_sec=30)
@@ -27,6 +28,8 @@ def test_goals_that_never_finish_leave_the_node_serving_and_every_one_ends_with_
     assert all(h.accepted for h in handles)
     one_more = send_goal(planner, client, goal(NEVER))
     assert wait_for(one_more.done, 20) and not one_more.result().accepted, "a 9th goal is over max_concurrent_goals"
+    rejected = lambda: int(diagnostics.values("main: drops").get("goals_rejected", 0))  # noqa: E731
+    assert wait_for(lambda: rejected() >= 1, 30), f"the rejected goal is counted: {diagnostics.values('main: drops')}"
     results = [h.get_result_async() for h in handles]
 
     playing = play_in_background(planner, 4.0)

@@ -245,7 +245,7 @@ class PlannerApi:
                 self._reserved += 1
                 return GoalResponse.ACCEPT
         reason = NOT_ACTIVE if self.commands is None else f"{running} goals run (max_concurrent_goals)"
-        self._problem("goals_rejected", f"Ground goal {clip(goal.query)!r} rejected: {reason}")
+        self._counted("goals_rejected", f"Ground goal {clip(goal.query)!r} rejected: {reason}")
         return GoalResponse.REJECT
 
     def _on_goal_accepted(self, handle) -> None:

@@ -29,6 +29,8 @@ DROP_COUNTERS = (
     "commands_rejected",
     "camera_info_rejected",
     "points_dropped_low_score",
+    "points_dropped_over_cap",
+    "goals_rejected",
     "internal_errors",
     "frames_lost",  # the middleware's count of messages lost before they reached the node
     "depth_lost",
@@ -39,13 +41,14 @@ DROP_COUNTERS = (
 )
 # Of those, the ones worth a warning when they grow: lost data, refused requests, bugs. Skipped
 # frames (tracking slower than the camera, catch-up over its bound), frames released unfused,
-# points below the configured score and debug images not drawn are the designed degradation,
-# reported but not warned about.
+# points below the configured score or over the object caps and debug images not drawn are the
+# designed degradation, reported but not warned about.
 WARN_COUNTERS = (
     "frames_rejected_",
     "groundings_dropped_",
     "outputs_dropped_",
     "commands_rejected",
+    "goals_rejected",
     "camera_info_rejected",
     "internal_errors",
     "frames_lost",
