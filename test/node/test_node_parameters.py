@@ -28,6 +28,7 @@ def selects_code_files_or_endpoints(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return (
         name in ("device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names")
+        or name == "tracker.descriptor"
         or (name.startswith("cameras.") and leaf in ("image_topic", "depth_topic", "camera_info_topic", "transport"))
         or ("." in name and not name.startswith("cameras.") and leaf in SELECTING_OPTIONS)
     )
@@ -54,6 +55,7 @@ def test_every_code_file_or_endpoint_selecting_parameter_is_read_only(node, plan
         ("pointer_backend", "os:system"),
         ("molmo2.trust_remote_code", True),
         ("pointer_process", True),
+        ("tracker.descriptor", "propagator_features"),
     ]:
         result = set_parameter(planner, name, value)
         assert not result.successful, (name, process.log()[-2000:])
