@@ -127,6 +127,12 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
             assert word in line, (word, line)
 
 
+def test_propagator_features_from_a_propagator_that_exposes_none_is_refused_at_configure(node):
+    [line] = fatal_lines(node({**DOUBLES, "tracker.descriptor": "propagator_features"}))
+    assert "cannot configure: tracker.descriptor propagator_features needs a propagator" in line, line
+    assert "ColorOraclePropagatorDouble has none: use colour_texture" in line, line
+
+
 def test_an_integer_for_a_double_parameter_is_taken_as_that_double(node, planner):
     process = node({**DOUBLES, "context_fps": 2, "max_result_age_s": 4})
     assert process.wait_for_log("ready on"), process.log()
