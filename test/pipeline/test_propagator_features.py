@@ -9,12 +9,14 @@ same pixels are recognised; ColourFeaturesPropagatorDouble gives features that d
 import numpy as np
 import pytest
 import torch
-from oracle_doubles import ColourFeaturesPropagatorDouble, LocalOptions, LocalPropagatorDouble
+from oracle_doubles import ColourFeaturesPropagatorDouble, LocalOptions, LocalPropagatorDouble, ScriptedPointerDouble
+from polling import wait_for
 from sink_double import ListSinkDouble
 from tiny_sam2 import FEATURES, tiny_options, write_tiny_sam2
 
 from videomolmo_ros.backends import registry
 from videomolmo_ros.contracts.frames import Frame, FrameMeta
+from videomolmo_ros.contracts.grounding import GroundingMode, GroundingResult
 from videomolmo_ros.contracts.interfaces import MaskPropagator
 from videomolmo_ros.pipeline.appearance import (
     ColourTextureDescriptor,
@@ -22,6 +24,7 @@ from videomolmo_ros.pipeline.appearance import (
     PropagatorFeatureDescriptor,
     descriptor_for,
 )
+from videomolmo_ros.pipeline.commands import CommandRequest
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager, TrackState
 
@@ -145,3 +148,25 @@ def test_the_descriptor_is_chosen_by_name_and_a_propagator_without_features_is_r
     for propagator in (LocalPropagatorDouble(LocalOptions(), CPU), None):
         with pytest.raises(ValueError, match=r"exposes its image features.*use colour_texture"):
             PerceptionPipeline(config, CPU, None, propagator, ListSinkDouble())
+
+
+def test_frames_with_nothing_tracked_cost_no_encoder_pass_for_appearance(sam2):
+    """Free means free: a command whose object is not in view steps no object, so no frame is encoded to learn from."""
+    propagator = sam2.for_another_camera()
+    encoded = []
+    forward_image = propagator.model.forward_image
+    propagator.model.forward_image = lambda image: encoded.append(1) or forward_image(image)
+    config = PipelineConfig(tracker=TrackerConfig(descriptor="propagator_features"))
+    pipeline = PerceptionPipeline(config, CPU, ScriptedPointerDouble(GroundingResult(())), propagator, ListSinkDouble())
+    tracked = lambda: pipeline.counters.snapshot().get("frames_tracked", 0)  # noqa: E731
+    pipeline.start()
+    try:
+        pipeline.submit_command(CommandRequest("", "the red cup", GroundingMode.TRACK))
+        for k in range(5):
+            frame, _ = disc_frame(SECOND + k * SECOND // 10, (80, 120, 20, RED))
+            pipeline.submit_frame(frame.image.numpy(), frame.meta.stamp_ns, "cam")
+            assert wait_for(lambda k=k: tracked() > k, 30), "each frame tracked (stepped, with no object)"
+    finally:
+        pipeline.close()
+        propagator.model.forward_image = forward_image
+    assert encoded == []

@@ -268,7 +268,7 @@ class TrackingStage:
         if count:
             self._problem(
                 "reid_views_undescribed",
-                f"{count} appearance view(s) described nothing (no pixels, or features not finite): not learnt, "
+                f"{count} appearance view(s) described nothing (too few pixels, or features not finite): not learnt, "
                 "and a returning point so described takes no LOST track's id",
                 count,
             )
@@ -357,7 +357,7 @@ class TrackingStage:
     ) -> None:
         """Update the commands' tracks (every running one by default) from one frame's masks and publish them."""
         shape = (frame.height, frame.width)
-        image = self._look(frame)  # the tracks learn what they look like from it
+        image = self._look(frame) if masks else None  # tracks with masks learn from it (no mask: nothing to encode)
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
             merged, undescribed = self.tracker.merged, self.tracker.undescribed
