@@ -67,6 +67,9 @@ def test_sam2s_features_are_averaged_under_the_mask_per_feature_cell_and_l2_norm
     np.testing.assert_allclose(view, expected / np.linalg.norm(expected), atol=1e-5)
     assert descriptor.similarity(view, view) == pytest.approx(1.0, abs=1e-6)
     assert descriptor.similarity(view, -view) == pytest.approx(0.0, abs=1e-6)
+    across, along = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert descriptor.similarity(across, along) == pytest.approx(0.5), "cosine -1..1 mapped to 0..1"
+    assert descriptor.similarity(2 * across, across) == pytest.approx(1.0), "a gallery's mean views need not be unit"
 
 
 def test_a_zero_pixel_mask_or_features_that_are_not_finite_describe_nothing(sam2):
