@@ -26,7 +26,7 @@ Drop policy (every drop is counted in `counters` under the name given here):
   (`tracks_merged_duplicate`); LOST tracks (kept `tracker.max_lost_s`) are deleted, the longest
   unseen first, when a new object needs their room (`tracks_evicted_lost`); a returning object
   that looks like more than one LOST track gets a new id (`reid_ambiguous`); an appearance view
-  that describes nothing (no pixels under it, features that are not finite) is not learnt and
+  that describes nothing (too few pixels under it, features that are not finite) is not learnt and
   takes no LOST id (`reid_views_undescribed`);
 - a frame with the same stamp as the newest one is a duplicate and dropped
   (`frames_rejected_duplicate_stamp`);
