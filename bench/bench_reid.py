@@ -1,6 +1,6 @@
 """Re-identification by appearance on real footage: does a returning object look most like its own LOST track?
 
-    ./bench/run bench_reid
+    ./bench/run bench_reid [--sam2-checkpoint PATH] [--sam2-config tiny]
 
 On the DAVIS 2016 sequences of ../shared/data (one object each, a ground-truth mask on every
 frame): each object's gallery is learnt as the tracker learns it (the descriptor under its true
@@ -13,20 +13,39 @@ and its video's background regions. Printed per sequence: how often its own gall
 (top-1), and what the tracker would do at the default thresholds (reid_min_similarity 0.6,
 reid_min_margin 0.1): re-attach to the right track, call it ambiguous (a new id), or take a wrong
 id. Then the costs: learning one view per object per frame at 640x480, and one re-attachment
-decision (a point against 8 LOST tracks). Propagator features (SAM2's pooled memory) are not a
-source yet: the colour-texture descriptor is the only one measured.
+decision (a point against 8 LOST tracks).
+
+Each source is a row block: colour_texture (needs nothing), and propagator_features (SAM2's image
+embedding pooled under the same discs: tracker.descriptor) when a real sam2.1 checkpoint is on
+this machine (the propagator finds it as loading.py does: a local .pt, or the hub id's file in the
+Hugging Face cache); without one its block says what to download. Random weights say nothing
+about appearance, so no figure is ever printed from them.
 """
 
+import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
+from videomolmo_ros.backends.sam2.loading import Sam2Options, checkpoint_path
+from videomolmo_ros.backends.sam2.propagator import Sam2Propagator
+from videomolmo_ros.contracts.frames import Frame, FrameMeta
+from videomolmo_ros.contracts.interfaces import BackendError
 from videomolmo_ros.io.mask_geometry import interior_point, mask_box
-from videomolmo_ros.pipeline.appearance import ColourTextureDescriptor, Gallery, point_view
+from videomolmo_ros.pipeline.appearance import (
+    AppearanceDescriptor,
+    ColourTextureDescriptor,
+    Gallery,
+    PropagatorFeatureDescriptor,
+    point_view,
+)
 from videomolmo_ros.pipeline.track_manager import TrackerConfig
 
 DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis2016"
@@ -54,41 +73,56 @@ def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> 
     return (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius**2
 
 
-def learn(frames: list[tuple[np.ndarray, np.ndarray]], region=None) -> Gallery:
-    """A gallery learnt from every 3rd frame of the first third: of the object, or of `region(mask)`."""
-    gallery = Gallery(DESCRIPTOR)
-    for image, truth in frames[: len(frames) // 3 : 3]:
-        mask = truth if region is None else region(truth)
-        box = mask_box(mask)
-        if box is None:
-            continue
-        view = point_view(DESCRIPTOR, image, interior_point(mask, box), max(2.0, radius_of(mask) / 2), mask)
-        if view is not None:
-            gallery.add(view)
-    return gallery
+def learn(
+    frames: list[tuple[np.ndarray, np.ndarray]], descriptor: AppearanceDescriptor, look: Callable, regions: list
+) -> list[Gallery]:
+    """Galleries from every 3rd frame of the first third, one per region(true mask); each frame looked at once."""
+    galleries = [Gallery(descriptor) for _ in regions]
+    for k in range(0, len(frames) // 3, 3):
+        image, truth = frames[k]
+        picture = look(k, image)
+        for gallery, region in zip(galleries, regions, strict=True):
+            mask = region(truth)
+            box = mask_box(mask)
+            if box is None:
+                continue
+            view = point_view(descriptor, picture, interior_point(mask, box), max(2.0, radius_of(mask) / 2), mask)
+            if view is not None:
+                gallery.add(view)
+    return galleries
 
 
-def background(frames: list[tuple[np.ndarray, np.ndarray]]) -> list[Gallery]:
-    """Galleries of 4 background regions (corner discs of the object's size, minus the object)."""
+def corners(frames: list[tuple[np.ndarray, np.ndarray]]) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """4 background regions: corner discs of the object's size, minus the object."""
     height, width = frames[0][1].shape
     size = min(radius_of(frames[0][1]), height / 4)
-    corners = [(size, size), (width - size, size), (size, height - size), (width - size, height - size)]
-    return [learn(frames, lambda truth, c=c: disc(truth.shape, c, size) & ~truth) for c in corners]
+    centres = [(size, size), (width - size, size), (size, height - size), (width - size, height - size)]
+    return [lambda truth, c=c: disc(truth.shape, c, size) & ~truth for c in centres]
 
 
-def rank(sequences: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+def rank(
+    sequences: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    descriptor: AppearanceDescriptor,
+    look: Callable[[str], Callable[[int, np.ndarray], Any]],
+) -> None:
+    """The ranking table of one descriptor; look(sequence)(k, image): what it reads of that sequence's frame k."""
     config = TrackerConfig()
-    objects = {name: learn(frames) for name, frames in sequences.items()}
+    galleries = {
+        name: learn(frames, descriptor, look(name), [lambda t: t, *corners(frames)])
+        for name, frames in sequences.items()
+    }
+    objects = {name: g[0] for name, g in galleries.items()}
     totals = np.zeros(5, int)
     print(f"{'sequence':<12} {'queries':>7} {'top-1':>6} {'right':>6} {'ambiguous':>9} {'new id':>6} {'wrong':>6}")
     for name, frames in sequences.items():
-        candidates = [objects[name], *(g for other, g in objects.items() if other != name), *background(frames)]
+        candidates = [objects[name], *(g for other, g in objects.items() if other != name), *galleries[name][1:]]
         counts = np.zeros(5, int)  # queries, top-1, re-attached right, ambiguous, wrong; a new id: the rest
-        for image, truth in frames[2 * len(frames) // 3 :]:
+        for k in range(2 * len(frames) // 3, len(frames)):
+            image, truth = frames[k]
             if np.count_nonzero(truth) < 100:
                 continue
             point = interior_point(truth, mask_box(truth))
-            view = point_view(DESCRIPTOR, image, point, max(2.0, radius_of(truth) / 2))
+            view = point_view(descriptor, look(name)(k, image), point, max(2.0, radius_of(truth) / 2))
             if view is None:
                 continue
             similar = np.array([g.similarity(view) for g in candidates])
@@ -100,6 +134,24 @@ def rank(sequences: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
         totals += counts
         print(_row(name, counts))
     print(_row("all", totals))
+
+
+def sam2_features(checkpoint: str, config: str) -> tuple[PropagatorFeatureDescriptor, Callable] | str:
+    """The feature descriptor on the real sam2.1 checkpoint, and its look per sequence; or why it cannot run."""
+    options = Sam2Options(config=config, checkpoint=checkpoint)
+    try:
+        checkpoint_path(options)  # before loading: a missing checkpoint says what to download
+        propagator = Sam2Propagator(options, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    except BackendError as error:
+        return str(error)
+    descriptor = PropagatorFeatureDescriptor(propagator)
+    stamps: dict[str, int] = {}
+
+    def look(sequence: str) -> Callable[[int, np.ndarray], Any]:
+        first = stamps.setdefault(sequence, len(stamps) * 10**12)  # one stamp per frame of every sequence
+        return lambda k, image: descriptor.look(Frame(FrameMeta(k, first + k, sequence), torch.from_numpy(image)))
+
+    return descriptor, look
 
 
 def _row(name: str, counts: np.ndarray) -> str:
@@ -137,10 +189,25 @@ def costs() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sam2-checkpoint", default=Sam2Options.checkpoint, help="a .pt or a hub id (cached)")
+    parser.add_argument("--sam2-config", default=Sam2Options.config, help="tiny, small, base_plus, large")
+    args = parser.parse_args()
     if not all((DAVIS / "JPEGImages" / "480p" / s).is_dir() for s in SEQUENCES):
         print(f"(no DAVIS 2016 sequences in {DAVIS}: the ranking is left out)", file=sys.stderr)
     else:
-        rank({name: load(name) for name in SEQUENCES})
+        sequences = {name: load(name) for name in SEQUENCES}
+        print("descriptor colour_texture")
+        rank(sequences, DESCRIPTOR, lambda _: lambda k, image: image)
+        features = sam2_features(args.sam2_checkpoint, args.sam2_config)
+        if isinstance(features, str):
+            print(
+                "descriptor propagator_features: needs the real sam2.1 checkpoint (no row from random weights). "
+                + features
+            )
+        else:
+            print(f"descriptor propagator_features (sam2 {args.sam2_config}, {args.sam2_checkpoint})")
+            rank(sequences, *features)
     costs()
 
 

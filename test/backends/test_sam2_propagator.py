@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from synthetic_video import default_scene, render
-from tiny_sam2 import OVERRIDES, write_tiny_sam2
+from tiny_sam2 import FEATURES, OVERRIDES, write_tiny_sam2
 from tiny_sam2 import tiny_options as options_for
 
 from videomolmo_ros.backends import registry as backend_registry
@@ -206,6 +206,24 @@ def test_image_features_computed_once_per_frame(checkpoint):
     propagator.add_prompts(frame(1), {3: [RED]})  # late prompt on a recently stepped frame
     propagator.step(frame(2))
     assert len(calls) == 3, "frames 0, 1, 2 each encoded once, whatever the objects and prompts"
+
+
+def test_image_features_are_the_encoders_embedding_shared_with_the_steps(checkpoint):
+    """What tracker.descriptor propagator_features pools: sam2's own image embedding (forward_image's
+    vision_features, C x h x w), encoded once per frame whether the step or the pipeline asks first."""
+    propagator = load(checkpoint)
+    calls = []
+    forward_image = propagator.model.forward_image
+    propagator.model.forward_image = lambda image: calls.append(1) or forward_image(image)
+    features = propagator.image_features(frame(0))
+    propagator.add_prompts(frame(0), {1: [RED]})
+    propagator.step(frame(0))
+    assert torch.equal(propagator.image_features(frame(0)), features) and len(calls) == 1
+    with torch.inference_mode():
+        embedding = forward_image(propagator._model_image(frame(0).image))["vision_features"][0]
+    assert features.shape == embedding.shape == (propagator.model.hidden_dim, FEATURES, FEATURES)
+    torch.testing.assert_close(features, embedding)
+    assert not torch.allclose(propagator.image_features(frame(5)), features), "another frame, other features"
 
 
 def test_prompt_on_an_older_stepped_frame_is_keyed_to_that_frame(checkpoint):

@@ -28,6 +28,7 @@ def selects_code_files_or_endpoints(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return (
         name in ("device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names")
+        or name == "tracker.descriptor"
         or (name.startswith("cameras.") and leaf in ("image_topic", "depth_topic", "camera_info_topic", "transport"))
         or ("." in name and not name.startswith("cameras.") and leaf in SELECTING_OPTIONS)
     )
@@ -54,6 +55,7 @@ def test_every_code_file_or_endpoint_selecting_parameter_is_read_only(node, plan
         ("pointer_backend", "os:system"),
         ("molmo2.trust_remote_code", True),
         ("pointer_process", True),
+        ("tracker.descriptor", "propagator_features"),
     ]:
         result = set_parameter(planner, name, value)
         assert not result.successful, (name, process.log()[-2000:])
@@ -123,6 +125,12 @@ def test_a_bad_params_file_is_one_fatal_line_naming_parameter_value_expectation_
         assert process.process.returncode == 1
         for word in [f"parameter {name}", *words, str(process.log_path.with_suffix(".params.yaml"))]:
             assert word in line, (word, line)
+
+
+def test_propagator_features_from_a_propagator_that_exposes_none_is_refused_at_configure(node):
+    [line] = fatal_lines(node({**DOUBLES, "tracker.descriptor": "propagator_features"}))
+    assert "cannot configure: tracker.descriptor propagator_features needs a propagator" in line, line
+    assert "ColorOraclePropagatorDouble has none: use colour_texture" in line, line
 
 
 def test_an_integer_for_a_double_parameter_is_taken_as_that_double(node, planner):

@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import torch
-from oracle_doubles import ColorOraclePointerDouble, LocalOptions, LocalPropagatorDouble, OracleOptions
+from oracle_doubles import ColorOraclePointerDouble, ColourFeaturesPropagatorDouble, LocalOptions, OracleOptions
 from polling import wait_for
 from sink_double import ListSinkDouble
 from synthetic_video import PlacedDisc, render
@@ -103,15 +103,18 @@ def test_a_camera_pan_out_and_back_keeps_every_id():
     assert len({ids[0] for ids in given.values()}) == 3
 
 
-def test_through_the_pipeline_two_objects_back_in_each_others_places_are_prompted_again_under_their_own_ids():
+@pytest.mark.parametrize("descriptor", ["colour_texture", "propagator_features"])
+def test_through_the_pipeline_two_objects_back_in_each_others_places_are_prompted_again_under_their_own_ids(
+    descriptor,
+):
     """The pipeline's wiring: frames reach the galleries, grounded frames the re-attachment, and the propagator
-    (which does not find the discs where they come back) is prompted under the old ids."""
+    (which does not find the discs where they come back) is prompted under the old ids; with either appearance
+    source (propagator_features: the propagator's own image features of those frames)."""
     cpu = torch.device("cpu")
-    propagator = LocalPropagatorDouble(LocalOptions(search_radius=25.0), cpu)
+    propagator = ColourFeaturesPropagatorDouble(LocalOptions(search_radius=25.0), cpu)
     sink = ListSinkDouble()
-    pipeline = PerceptionPipeline(
-        PipelineConfig(), cpu, ColorOraclePointerDouble(OracleOptions(), cpu), propagator, sink
-    )
+    config = PipelineConfig(tracker=TrackerConfig(descriptor=descriptor))
+    pipeline = PerceptionPipeline(config, cpu, ColorOraclePointerDouble(OracleOptions(), cpu), propagator, sink)
     red = PlacedDisc("red", "red", 18, ((0, 80, 120), (2, OUT, 0), (5, 240, 120)))
     blue = PlacedDisc("blue", "blue", 18, ((0, 240, 120), (2, OUT, 0), (5, 80, 120)))
     truth = {}
@@ -142,6 +145,7 @@ def test_through_the_pipeline_two_objects_back_in_each_others_places_are_prompte
     assert all(len(ids) == 1 for ids in before.values()), before
     assert ids_on("red", 5.0) == before["red"] and ids_on("blue", 5.0) == before["blue"], dict(before)
     assert pipeline.counters.snapshot().get("tracks_reattached", 0) >= 2
+    assert "reid_views_undescribed" not in pipeline.counters.snapshot(), sink.problems
 
 
 # ----------------------------------------------------------------- the gallery

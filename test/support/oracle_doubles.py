@@ -134,6 +134,15 @@ class LocalPropagatorDouble(ColorOraclePropagatorDouble):
         self.search_radius = options.search_radius
 
 
+class ColourFeaturesPropagatorDouble(LocalPropagatorDouble):
+    """The local tracker exposing image features as SAM2 does (MaskPropagator.image_features): here each 8 x 8
+    cell's mean colour, centred on grey, so objects of unlike colours have unlike features."""
+
+    def image_features(self, frame: Frame) -> torch.Tensor:
+        centred = frame.image.permute(2, 0, 1).float() - 128.0
+        return torch.nn.functional.avg_pool2d(centred[None], 8, ceil_mode=True)[0]
+
+
 @dataclass(frozen=True)
 class SlowOptions:
     step_s: float = 0.0  # each step takes this long (a large model at high resolution)

@@ -124,6 +124,16 @@ class MaskPropagator(Backend, ABC):
         so catch-up costs the per-object step only.
         """
 
+    def image_features(self, frame: Frame) -> torch.Tensor | None:
+        """The propagator's own image features of `frame`, C x h x w over the whole frame; optional.
+
+        Tracks can tell objects apart by them (tracker.descriptor: propagator_features) at no cost
+        when the propagator computes them anyway, once per frame, for its steps and prompts (SAM2's
+        image encoder): the pipeline asks for the frames it tracked and the frames grounded points
+        are on (prompted next). The default exposes none.
+        """
+        return None
+
     def for_another_camera(self) -> "MaskPropagator":
         """A propagator for one more camera, with its own temporal state.
 

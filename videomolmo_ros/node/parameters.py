@@ -39,9 +39,10 @@ RUNTIME_PARAMETERS = frozenset(
 )
 # Parameters that select code, files or endpoints: read-only (params file or launch only). Backend
 # options mark their own (contracts.startup_only); each camera's topics are READ_ONLY_CAMERA_SETTINGS.
-# `autostart` decides whether the lifecycle services exist.
+# `autostart` decides whether the lifecycle services exist; `tracker.descriptor` which appearance code runs.
 READ_ONLY_PARAMETERS = frozenset(
     {"device", "pointer_backend", "propagator_backend", "pointer_process", "cameras.names", "autostart"}
+    | {"tracker.descriptor"}
 )
 READ_ONLY_CAMERA_SETTINGS = frozenset({"image_topic", "depth_topic", "camera_info_topic", "transport"})
 # Parameters that size what the node holds (frame rings, queues, objects with their masks and
@@ -222,6 +223,11 @@ class Parameters:
                 ),
                 reid_min_margin=p(
                     "tracker.reid_min_margin", 0.1, "... and its lead over the next candidate (else new id)", (0.0, 1.0)
+                ),
+                descriptor=p(
+                    "tracker.descriptor",
+                    "colour_texture",
+                    "appearance source: colour_texture or propagator_features (the propagator's image features)",
                 ),
             ),
         )

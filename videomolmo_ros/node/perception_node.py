@@ -57,6 +57,7 @@ from videomolmo_ros.node.grasp_topics import camera_topic
 from videomolmo_ros.node.outputs import Outputs
 from videomolmo_ros.node.parameters import ConfigError, NodeSettings, Parameters, runtime_change
 from videomolmo_ros.node.planner_api import STATUS_QOS, PlannerApi
+from videomolmo_ros.pipeline.appearance import descriptor_for
 from videomolmo_ros.pipeline.cameras import (
     BufferBudget,
     MemoryLimit,
@@ -156,6 +157,7 @@ class PerceptionNode(LifecycleNode):
             pointer, config = self._backends[0], settings.pipeline
             notes = pointer.check_context(config.context_frames, config.context_fps) if pointer else []
             memory = check_buffer_memory(settings, pointer)
+            descriptor_for(config.tracker.descriptor, self._backends[1])  # refused now, not at activate
         except (ConfigError, BackendError, ValueError) as error:
             self.get_logger().fatal(f"cannot configure: {error}")
             self._close_backends()

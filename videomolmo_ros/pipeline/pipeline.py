@@ -25,7 +25,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
   mask overlaps an older one's of the same command at IoU >= 0.7 is merged into it
   (`tracks_merged_duplicate`); LOST tracks (kept `tracker.max_lost_s`) are deleted, the longest
   unseen first, when a new object needs their room (`tracks_evicted_lost`); a returning object
-  that looks like more than one LOST track gets a new id (`reid_ambiguous`);
+  that looks like more than one LOST track gets a new id (`reid_ambiguous`); an appearance view
+  that describes nothing (too few pixels under it, features that are not finite) is not learnt and
+  takes no LOST id (`reid_views_undescribed`);
 - a frame with the same stamp as the newest one is a duplicate and dropped
   (`frames_rejected_duplicate_stamp`);
 - a frame older than the newest one (a looping or restarted bag) resets the buffers, tracks

@@ -15,7 +15,7 @@ GALLERY_EVERY_S of source time.
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -35,13 +35,14 @@ POSITION_WEIGHT = 0.05  # per image diagonal, beside 1 - appearance similarity: 
 def learn(
     tracked: "list[Track]",
     shown: "list[Track]",
-    image: np.ndarray,
+    image: Any,
     stamp_ns: int | None,
     descriptor: AppearanceDescriptor,
     min_mask_score: float,
-) -> None:
+) -> int:
     """Add the current view (its core: appearance.point_view) of the TRACKED tracks seen cleanly (none of the
-    `shown` ones' boxes over theirs) to their galleries."""
+    `shown` ones' boxes over theirs) to their galleries; how many views described nothing (no pixels, not finite)."""
+    unusable = 0
     every_ns = round(GALLERY_EVERY_S * 1e9)
     min_score = max(min_mask_score, GALLERY_MIN_SCORE)
     for track in tracked:
@@ -53,24 +54,29 @@ def learn(
         radius = math.sqrt(track.pixels / math.pi)
         view = point_view(descriptor, image, (track.x, track.y), max(2.0, radius / 2), track.mask)
         if view is None or not np.isfinite(view).all():
+            unusable += 1
             continue
         track.gallery = track.gallery or Gallery(descriptor)
         track.gallery.add(view)
         track.learnt_ns, track.radius = stamp_ns, radius
+    return unusable
 
 
 def reattach(
-    points: list[tuple[int, np.ndarray, np.ndarray]],
+    points: list[tuple[int, np.ndarray, Any]],
     returning: "list[Track]",
     diagonal: float,
     descriptor: AppearanceDescriptor,
     config: "TrackerConfig",
-) -> tuple[dict[int, int], int]:
-    """Points (index, xy, the RGB frame it is on) that are `returning` tracks come back -> their track ids; and
-    how many pairs were ambiguous. Similarity decides, position (a small weight) breaks ties."""
+) -> tuple[dict[int, int], int, int]:
+    """Points (index, xy, what the descriptor looked at on its frame: None for nothing) that are `returning` tracks
+    come back -> their track ids; how many pairs were ambiguous; how many points described nothing (they take no
+    id). Similarity decides, position (a small weight) breaks ties."""
     if not points or not returning:
-        return {}, 0
+        return {}, 0, 0
     similar = np.array([[_looks_like(descriptor, t, xy, image) for t in returning] for _, xy, image in points])
+    unusable = int(np.isnan(similar).all(axis=1).sum())
+    similar = np.nan_to_num(similar, nan=0.0)
     distance = distances(np.array([xy for _, xy, _ in points]), [(t.x, t.y) for t in returning]) / diagonal
     cost = np.where(similar >= config.reid_min_similarity, 1.0 - similar + POSITION_WEIGHT * distance, np.inf)
     reattached, ambiguous = {}, 0
@@ -80,13 +86,15 @@ def reattach(
             ambiguous += 1
             continue
         reattached[points[row][0]] = returning[column].id
-    return reattached, ambiguous
+    return reattached, ambiguous, unusable
 
 
-def _looks_like(descriptor: AppearanceDescriptor, track: "Track", point: np.ndarray, image: np.ndarray) -> float:
-    """How much the disc around `point` (half the track's radius) looks like the track (0: nothing to compare)."""
+def _looks_like(descriptor: AppearanceDescriptor, track: "Track", point: np.ndarray, image: Any) -> float:
+    """How much the disc around `point` (half the track's radius) looks like the track (NaN: nothing to compare)."""
+    if image is None:
+        return math.nan
     view = point_view(descriptor, image, (float(point[0]), float(point[1])), max(2.0, track.radius / 2))
-    return 0.0 if view is None else track.gallery.similarity(view)
+    return math.nan if view is None or not np.isfinite(view).all() else track.gallery.similarity(view)
 
 
 def assignment(cost: np.ndarray) -> list[tuple[int, int]]:

@@ -76,6 +76,7 @@ class TrackerConfig:
     min_point_score: float = 0.0  # weaker grounded points (of a pointer that scores them) are dropped
     reid_min_similarity: float = 0.6  # a returning object's least appearance similarity to take a LOST id
     reid_min_margin: float = 0.1  # ... and by how much it must beat the next candidate
+    descriptor: str = "colour_texture"  # the appearance source (appearance.DESCRIPTORS)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Association:
     reattached: int = 0  # LOST tracks found again by appearance
     ambiguous: int = 0  # points that looked like more than one LOST track (or alike another point): new ids
     evicted: tuple[int, ...] = ()  # LOST tracks deleted to make room for new objects
+    undescribed: int = 0  # points compared with LOST tracks whose view described nothing: they take no LOST id
 
 
 _INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track's mask
@@ -124,7 +126,8 @@ class TrackManager:
     """Tracks of every command of one camera; ids are unique across commands for the node's lifetime.
 
     Managers of several cameras share one `ids` counter, so ids are unique across cameras too.
-    `merged` counts the tracks deleted as duplicates of an older one.
+    `merged` counts the tracks deleted as duplicates of an older one, `undescribed` the clean views
+    whose descriptor described nothing (no pixels, not finite): not learnt.
     """
 
     def __init__(
@@ -140,10 +143,11 @@ class TrackManager:
         self.max_objects_per_command = max_objects_per_command
         self.max_tracks = max_tracks
         self.merged = 0
+        self.undescribed = 0
         self._tracks: dict[int, Track] = {}
         self._ids = ids if ids is not None else itertools.count(1)
         self._sightings_ns = round(sightings_s * 1e9)
-        self._descriptor = descriptor or ColourTextureDescriptor()
+        self.descriptor = descriptor or ColourTextureDescriptor()
 
     def tracks(self, command_id: str) -> list[Track]:
         return [t for t in self._tracks.values() if t.command_id == command_id]
@@ -155,15 +159,15 @@ class TrackManager:
         image_size: tuple[int, int],
         stamp_ns: int,
         scores: Sequence[float | None] | None = None,
-        image_of: Callable[[int], np.ndarray] | None = None,
+        image_of: Callable[[int], object | None] | None = None,
     ) -> Association:
         """The track of each (x, y, label) point on the frame stamped `stamp_ns`.
 
         Points are matched to the command's tracks by position first, then the rest to its LOST
-        tracks by appearance (`image_of(i)`: the RGB frame point i is on); an unmatched point inside
-        one of the current masks is dropped (that object again); the others start tracks while the
-        caps leave room (LOST tracks evicted for it), the best `scores` first (None: unscored, ranks
-        as 1), else in answer order.
+        tracks by appearance (`image_of(i)`: what the descriptor looked at on point i's frame, None
+        for nothing); an unmatched point inside one of the current masks is dropped (that object
+        again); the others start tracks while the caps leave room (LOST tracks evicted for it), the
+        best `scores` first (None: unscored, ranks as 1), else in answer order.
         """
         candidates = self.tracks(command_id)
         returning = [t for t in candidates if image_of is not None and self._returning(t, stamp_ns)]
@@ -177,7 +181,7 @@ class TrackManager:
         unmatched = [i for i, track_id in enumerate(ids) if track_id is None]
         fresh = [i for i in unmatched if not inside[i].any()]
         looked_at = [(i, xy[i], image_of(i)) for i in fresh] if returning else []
-        reattached, ambiguous = reattach(looked_at, returning, diagonal, self._descriptor, self.config)
+        reattached, ambiguous, undescribed = reattach(looked_at, returning, diagonal, self.descriptor, self.config)
         for i, track_id in reattached.items():
             ids[i] = track_id
         fresh = [i for i in fresh if i not in reattached]
@@ -191,7 +195,8 @@ class TrackManager:
             self._tracks[track.id] = track
             ids[i] = track.id
         same_object = len(unmatched) - len(fresh) - len(reattached)
-        return Association(ids, same_object, len(fresh) - len(started), len(reattached), ambiguous, tuple(evicted))
+        over_cap = len(fresh) - len(started)
+        return Association(ids, same_object, over_cap, len(reattached), ambiguous, tuple(evicted), undescribed)
 
     def _returning(self, track: Track, stamp_ns: int) -> bool:
         """A LOST track with an appearance, grounded on a frame after it was last seen: matched by appearance."""
@@ -263,12 +268,13 @@ class TrackManager:
         command_id: str,
         masks: dict[int, tuple[np.ndarray, float]],
         stamp_ns: int | None = None,
-        image: np.ndarray | None = None,
+        image: object | None = None,
     ) -> list[int]:
         """Update a command's tracks from one frame's masks; return the ids deleted (lost too long, or duplicates).
 
         With `stamp_ns` (the frame's), each sighting is kept for late groundings' matching, and LOST
-        tracks expire; with the RGB `image`, tracks seen cleanly learn what they look like.
+        tracks expire; with the frame's `image` (what the descriptor looked at), tracks seen cleanly learn what
+        they look like.
         """
         deleted = []
         for track in self.tracks(command_id):
@@ -290,7 +296,7 @@ class TrackManager:
         if image is not None:
             shown = [t for t in self._tracks.values() if t.mask is not None]
             tracked = [t for t in self.tracks(command_id) if t.state is TrackState.TRACKED]
-            learn(tracked, shown, image, stamp_ns, self._descriptor, self.config.min_mask_score)
+            self.undescribed += learn(tracked, shown, image, stamp_ns, self.descriptor, self.config.min_mask_score)
         return deleted + duplicates
 
     def _unseen(self, track: Track, stamp_ns: int | None) -> bool:

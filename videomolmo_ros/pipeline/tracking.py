@@ -16,6 +16,7 @@ import torch
 from videomolmo_ros.contracts.frames import Frame, FrameMeta, FrameWindow
 from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingResult, ObjectMask
 from videomolmo_ros.contracts.interfaces import MaskPropagator
+from videomolmo_ros.pipeline.appearance import descriptor_for
 from videomolmo_ros.pipeline.catch_up import CatchUp, history_frames
 from videomolmo_ros.pipeline.commands import Command, CommandBook
 from videomolmo_ros.pipeline.counters import Counters
@@ -170,7 +171,7 @@ class TrackingStage:
         last = window.metas[max((p.frame_index for p in sightings), default=len(window) - 1)]
         observed = [(p.x, p.y, p.label or command.query) for p in sightings]
         size = tuple(window.images.shape[1:3])
-        image = functools.cache(lambda index: window.images[index].cpu().numpy())  # only the frames looked at
+        image = functools.cache(lambda index: self._look(window.frame(index)))  # only the frames looked at
         scores = [p.score for p in sightings]
         association = self.tracker.associate(
             command.id, observed, size, last.stamp_ns, scores, lambda i: image(sightings[i].frame_index)
@@ -216,6 +217,7 @@ class TrackingStage:
                 self._problem(key, f"{count} {what}", count)
         self._counters.add("tracks_reattached", association.reattached)
         self._counters.add("reid_ambiguous", association.ambiguous)
+        self._count_undescribed(association.undescribed)
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
@@ -251,6 +253,25 @@ class TrackingStage:
             if self._fuser is not None:
                 self._amend_held(frame, masks)
         self._counters.add("catch_up_skipped", skipped)
+
+    def _look(self, frame: Frame) -> object | None:
+        """What the tracks' appearance descriptor reads of `frame` (None when it has nothing: they learn nothing).
+
+        Not judged by `health`: a frame encoded while the steps fail must not make the propagator look well."""
+        try:
+            return self.tracker.descriptor.look(frame)
+        except Exception as error:
+            self._problem("propagation_failures", f"reading the frame's appearance failed: {error!r}")
+            return None
+
+    def _count_undescribed(self, count: int) -> None:
+        if count:
+            self._problem(
+                "reid_views_undescribed",
+                f"{count} appearance view(s) described nothing (too few pixels, or features not finite): not learnt, "
+                "and a returning point so described takes no LOST track's id",
+                count,
+            )
 
     def _call(self, what: str, call: Callable[[], T]) -> T | None:
         """A propagator call, judged by `health`; its failure is counted and reported, and gives None."""
@@ -336,11 +357,12 @@ class TrackingStage:
     ) -> None:
         """Update the commands' tracks (every running one by default) from one frame's masks and publish them."""
         shape = (frame.height, frame.width)
-        image = frame.image.cpu().numpy()  # the tracks learn what they look like from it
+        image = self._look(frame) if masks else None  # tracks with masks learn from it (no mask: nothing to encode)
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
-            merged = self.tracker.merged
+            merged, undescribed = self.tracker.merged, self.tracker.undescribed
             self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns, image))
+            self._count_undescribed(self.tracker.undescribed - undescribed)
             if self.tracker.merged > merged:
                 self._problem(
                     "tracks_merged_duplicate",
@@ -382,9 +404,10 @@ def tracking_stage(
     if propagator is not None:
         propagator.retain_frames(history_frames(config.catch_up_s))
     caps = (config.max_objects_per_command, config.max_tracks)
+    descriptor = descriptor_for(config.tracker.descriptor, propagator)
     return TrackingStage(
         config.camera,
-        TrackManager(config.tracker, track_ids, config.max_result_age_s, *caps),
+        TrackManager(config.tracker, track_ids, config.max_result_age_s, *caps, descriptor),
         make_fuser(config.fusion, *lag),
         propagator,
         pipeline.commands,

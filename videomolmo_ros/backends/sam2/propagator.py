@@ -123,6 +123,13 @@ class Sam2Propagator(MaskPropagator):
         with self._cache_lock:
             self._cache: OrderedDict[int, Features] = OrderedDict()
 
+    def image_features(self, frame: Frame) -> torch.Tensor:
+        """The image encoder's embedding of `frame` (the stride-16 map the memory attention reads: 256 x 64 x 64
+        for the 1024 px models), from the cache the steps fill: a step or prompt on the frame reuses it."""
+        with self._inference():
+            vision_feats, _, sizes = self._features(frame)
+        return vision_feats[-1][:, 0].permute(1, 0).unflatten(1, sizes[-1])  # (h w) x 1 x C -> C x h x w
+
     def for_another_camera(self) -> "Sam2Propagator":
         """Shares the model (and its read-only caches); reset gives the twin its own streaming state."""
         twin = copy.copy(self)
