@@ -265,13 +265,10 @@ class TrackingStage:
             return None
 
     def _count_undescribed(self, count: int) -> None:
-        if count:
-            self._problem(
-                "reid_views_undescribed",
-                f"{count} appearance view(s) described nothing (too few pixels, or features not finite): not learnt, "
-                "and a returning point so described takes no LOST track's id",
-                count,
-            )
+        """Appearance views that described nothing (too few pixels, or features not finite): not learnt, and a
+        returning point so described takes no LOST track's id. Counted, not logged: a small or distant object
+        gives such views on every frame while it is tracked well."""
+        self._counters.add("reid_views_undescribed", count)
 
     def _call(self, what: str, call: Callable[[], T]) -> T | None:
         """A propagator call, judged by `health`; its failure is counted and reported, and gives None."""
