@@ -18,8 +18,9 @@ object (score >= 0.5, a mask of >= 1% of the object's size): a track kept TRACKE
 
 It needs Meta's SAM 2.1 checkpoint (sam2.checkpoint's default: the hub's facebook/sam2.1-hiera-tiny).
 Without it, it says what to download and where, and prints no figures: the random-weight models
-the tests use give meaningless recovery rates. On a CPU a 1024 px frame takes seconds; use
---image-size 512 or a GPU (--device cuda).
+the tests use give meaningless recovery rates. About 2000 frames are stepped in all: on a GPU a
+minute or two; on a CPU a 1024 px hiera-t frame takes seconds (hours in all), so there use
+--image-size 512 and expect most of an hour.
 """
 
 import argparse
@@ -79,7 +80,7 @@ def recovery(propagator: Sam2Propagator, frames: list, absence_s: float) -> tupl
         result = propagator.step(frame)[OBJECT]
         mask = result.mask.cpu().numpy()
         if hidden:
-            reported += result.score >= 0.5 and np.count_nonzero(mask) >= 0.01 * np.count_nonzero(truth)
+            reported += int(result.score >= 0.5 and np.count_nonzero(mask) >= 0.01 * np.count_nonzero(truth))
         elif k >= before + away and iou(mask, truth) >= 0.5:
             return k - before - away, away, reported
     return None, away, reported
@@ -113,7 +114,10 @@ def main() -> None:
             totals[absence][0] += 1
             totals[absence][1] += took is not None
             took_text = "-" if took is None else str(took)
-            print(f"{name:<12} {absence:>6.1f} {took is not None!s:>5} {took_text:>14} {reported:>10} of {away:<5}")
+            print(
+                f"{name:<12} {absence:>6.1f} {took is not None!s:>5} {took_text:>14} {reported:>10} of {away:<5}",
+                flush=True,
+            )
     for absence, (returns, back) in totals.items():
         print(
             f"away {absence:4.1f} s: back under its id (no grounding) {back} of {returns} ({100 * back / returns:.0f}%)"
