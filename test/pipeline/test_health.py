@@ -33,7 +33,7 @@ def test_levels_match_diagnostic_msgs():
 
 def test_every_status_is_reported_in_order():
     names = [s.name for s in HealthMonitor().report(T0, {}, (0, 4), None)]
-    assert names == ["camera input", "outputs", "grounding", "drops", "time", "buffers"]
+    assert names == ["camera input", "outputs", "grounding", "drops", "time", "identities", "buffers"]
 
 
 # ----------------------------------------------------------------- camera input
@@ -186,6 +186,15 @@ def test_time_jump_warns_naming_the_event_then_clears():
     assert jumped.level == Level.WARN
     assert "went backwards" in jumped.message and "reset" in jumped.message
     assert report(monitor, T0 + 2, {"time_jump_resets": 1})["time"].level == Level.OK
+
+
+def test_what_became_of_ids_is_reported_totals_and_since_the_last_report_never_as_a_warning():
+    monitor = HealthMonitor()
+    assert report(monitor, T0, {"tracks_reattached": 2})["identities"].values["tracks_reattached_new"] == "2"
+    status = report(monitor, T0 + 1, {"tracks_reattached": 2, "reid_ambiguous": 3})["identities"]
+    assert status.level == Level.OK and "3 reid_ambiguous" in status.message and "reattached" not in status.message
+    assert status.values["reid_ambiguous"] == "3" and status.values["tracks_reattached"] == "2"
+    assert status.values["tracks_reattached_new"] == "0"
 
 
 def test_a_bug_is_a_drop_worth_a_warning():

@@ -11,16 +11,25 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import torch
-from oracle_doubles import ColorOraclePointerDouble, ColourFeaturesPropagatorDouble, LocalOptions, OracleOptions
+from oracle_doubles import (
+    ColorOraclePointerDouble,
+    ColorOraclePropagatorDouble,
+    ColourFeaturesPropagatorDouble,
+    LocalOptions,
+    OracleOptions,
+)
 from polling import wait_for
 from sink_double import ListSinkDouble
 from synthetic_video import PlacedDisc, render
 
-from videomolmo_ros.contracts.grounding import GroundingMode
+from videomolmo_ros.contracts.frames import Frame, FrameMeta, FrameWindow
+from videomolmo_ros.contracts.grounding import GroundedPoint, GroundingMode, GroundingResult
 from videomolmo_ros.pipeline.appearance import ColourTextureDescriptor, Gallery
-from videomolmo_ros.pipeline.commands import CommandRequest
+from videomolmo_ros.pipeline.commands import CommandBook, CommandRequest
+from videomolmo_ros.pipeline.counters import Counters
 from videomolmo_ros.pipeline.pipeline import PerceptionPipeline, PipelineConfig
 from videomolmo_ros.pipeline.track_manager import TrackerConfig, TrackManager, TrackState
+from videomolmo_ros.pipeline.tracking import Grounded, TrackingStage
 
 FPS = 10
 SECOND = 10**9
@@ -146,6 +155,44 @@ def test_through_the_pipeline_two_objects_back_in_each_others_places_are_prompte
     assert ids_on("red", 5.0) == before["red"] and ids_on("blue", 5.0) == before["blue"], dict(before)
     assert pipeline.counters.snapshot().get("tracks_reattached", 0) >= 2
     assert "reid_views_undescribed" not in pipeline.counters.snapshot(), sink.problems
+
+
+# ----------------------------------------------------------------- the propagator's own recovery
+
+
+def test_a_lost_object_stays_in_the_propagator_and_its_mask_coming_back_is_its_track_again_without_a_grounding():
+    """The cheap path (what SAM2 can do itself): a LOST track's object is kept in the propagator and stepped on
+    every frame, so when the propagator finds it again (the double: its colour anywhere) the track is TRACKED
+    under its id, with no grounding. Once the track is deleted (max_lost_s), the object leaves the propagator."""
+    cup = PlacedDisc("cup", "red", 18, ((0, 80, 120), (1, OUT, 0), (3, 200, 100)))  # away 2 s: 20 frames
+    for max_lost_s, comes_back in ((5.0, True), (1.0, False)):
+        propagator = ColorOraclePropagatorDouble(None, torch.device("cpu"))
+        commands, sink = CommandBook(), ListSinkDouble()
+        commands.apply(CommandRequest("c", "the red cup"))
+        [command] = commands.running()
+        tracker = TrackManager(TrackerConfig(confirm_frames=1, max_lost_s=max_lost_s))
+        stage = TrackingStage("", tracker, None, propagator, commands, sink, Counters(), lambda *_: None)
+        frames = [
+            Frame(FrameMeta(k, k * SECOND // FPS, "cam"), torch.from_numpy(render([cup], k / FPS)[0]))
+            for k in range(40)
+        ]
+        grounding = GroundingResult((GroundedPoint(0, 80.0, 120.0, "cup"),))
+        stage.apply_grounding(
+            Grounded(command, FrameWindow((frames[0].meta,), frames[0].image[None], ({},)), grounding, 0)
+        )
+        for frame in frames:  # the only grounding was on frame 0
+            stage.track(frame)
+        states = [[(t.id, t.state) for t in output.tracks] for output in sink.tracks]
+        [track_id] = {i for tracks in states for i, _ in tracks}
+        assert states[:10] == [[(track_id, TrackState.TRACKED)]] * 10
+        stepped = [k for k, (_, ids) in enumerate(propagator.steps) if track_id in ids]
+        if comes_back:
+            assert states[10:30] == [[(track_id, TrackState.LOST)]] * 20, "LOST while away, kept"
+            assert states[30:] == [[(track_id, TrackState.TRACKED)]] * 10, "its mask back: TRACKED, its id"
+            assert stepped == list(range(40)), "stepped on every frame, while LOST too"
+        else:
+            assert [] in states[10:30] and all(s in ([], [(track_id, TrackState.LOST)]) for s in states[10:]), states
+            assert stepped == list(range(stepped[-1] + 1)) and stepped[-1] < 30, "removed when deleted"
 
 
 # ----------------------------------------------------------------- the gallery

@@ -261,6 +261,7 @@ class HealthMonitor:
                 _grounding(counters, new, grounding_latency_s),
                 _drops(counters, new),
                 _time(counters, new),
+                _identities(counters, new),
                 _buffers(buffer_fill, buffer_memory),
             ]
 
@@ -356,6 +357,22 @@ def _time(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
         message = f"image stamps jumped forward {gaps} time(s) since the last report: the grounding context restarted"
         return HealthStatus("time", Level.WARN, message, values)
     return HealthStatus("time", Level.OK, "stamps moving forward", values)
+
+
+# Counters (see pipeline.py) of what became of ids: objects found again, too alike to tell apart,
+# duplicates merged, LOST tracks evicted for room. The designed behaviour, so never a warning.
+IDENTITY_COUNTERS = ("tracks_reattached", "reid_ambiguous", "tracks_merged_duplicate", "tracks_evicted_lost")
+
+
+def _identities(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
+    """What happened to track ids: a planner holding an id sees here why an object came back under a new one."""
+    values = {}
+    for name in IDENTITY_COUNTERS:
+        values[name] = str(counters.get(name, 0))
+        values[f"{name}_new"] = str(new.get(name, 0))
+    recent = [f"{new[n]} {n}" for n in IDENTITY_COUNTERS if new.get(n)]
+    message = "since the last report: " + ", ".join(recent) if recent else "no id changes since the last report"
+    return HealthStatus("identities", Level.OK, message, values)
 
 
 def _buffers(fill: tuple[int, int], memory: tuple[int, int] | None) -> HealthStatus:
