@@ -13,7 +13,7 @@ from rgbd_scene import COLOUR, Box, Cylinder, render
 from videomolmo_ros.io.depth_projection import DepthImage, Localizer, transform_point
 from videomolmo_ros.pipeline.object_geometry import GeometryConfig, ObjectGeometry, object_geometry
 from videomolmo_ros.pipeline.object_points import PointsConfig
-from videomolmo_ros.pipeline.oriented_box import matrix_from_quaternion
+from videomolmo_ros.pipeline.oriented_box import gravity_box, matrix_from_quaternion
 
 TABLE_Z_M = 0.003  # a point this close to the table (z = 0) is the table's
 
@@ -52,6 +52,18 @@ def test_an_upright_cylinder_comes_out_within_1_cm(x):
     assert found.rotation_xyzw[:2] == pytest.approx((0.0, 0.0))
     assert np.abs(np.subtract(found.centre, can.centre)).max() < 0.01
     assert np.abs(np.subtract(found.size, can.size)).max() < 0.01
+
+
+def test_one_stray_point_does_not_turn_a_gravity_box():
+    """The yaw is exact on the points seen from above, their outer hull peeled off: the smallest rectangle
+    around every point would turn about 3 degrees towards a point 3 cm past the box's end."""
+    rng = np.random.default_rng(0)
+    local = np.vstack((rng.uniform((-0.04, -0.025, 0), (0.04, 0.025, 0.12), (2000, 3)), [(0.07, 0.03, 0.05)]))
+    yaw = math.radians(30)
+    turn = np.array([[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]])
+    found = gravity_box(local @ turn.T + (0.6, 0.1, 0))
+    assert _yaw_error_deg(found.rotation_xyzw, yaw) < 0.5
+    assert found.size == pytest.approx((0.08, 0.05, 0.12), abs=0.002)
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
