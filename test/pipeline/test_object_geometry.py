@@ -43,15 +43,27 @@ def test_an_upright_box_comes_out_within_5_mm_and_3_degrees(encoding, x, seed):
     assert _yaw_error_deg(found.rotation_xyzw, box.yaw) < 3.0
 
 
-@pytest.mark.parametrize("x", [0.35, 0.85])
-def test_an_upright_cylinder_comes_out_within_1_cm(x):
-    """Round objects lose more at their edges: grazing pixels at the silhouette fail the edge rule and
-    trimmed extents cut a disc's sparse rim (about 6-8 mm under at 1 m; the box's 5 mm is not met)."""
+@pytest.mark.parametrize("depth_scale", [1, 2])
+@pytest.mark.parametrize("x", [0.35, 0.6, 0.85])
+def test_an_upright_cylinder_comes_out_within_5_mm(x, depth_scale):
+    """Round objects: the camera sees a can's wall from the front only, grazing pixels at its silhouette fail the
+    edge rule and trimmed extents cut its top's sparse back rim (about 6 mm under and 6 mm towards the camera at
+    1 m with a box's extents); the circle fitted to its wall puts the centre behind the visible surface."""
     can = Cylinder((x, 0.02))
-    found = _geometry(render(can, seed=4)).box
+    found = _geometry(render(can, seed=4, depth_scale=depth_scale)).box
     assert found.rotation_xyzw[:2] == pytest.approx((0.0, 0.0))
-    assert np.abs(np.subtract(found.centre, can.centre)).max() < 0.01
-    assert np.abs(np.subtract(found.size, can.size)).max() < 0.01
+    assert np.abs(np.subtract(found.centre, can.centre)).max() < 0.005
+    assert np.abs(np.subtract(found.size, can.size)).max() < 0.005
+
+
+@pytest.mark.parametrize(("x", "yaw_deg"), [(0.6, 20), (0.85, 45)])
+def test_a_square_box_is_not_taken_for_a_round_object(x, yaw_deg):
+    box = Box((x, 0.0), size=(0.06, 0.06, 0.12), yaw=math.radians(yaw_deg))
+    found = _geometry(render(box, seed=3)).box
+    assert np.abs(np.subtract(found.centre, box.centre)).max() < 0.005
+    assert np.abs(np.subtract(found.size, box.size)).max() < 0.005
+    yaw = 2 * math.atan2(found.rotation_xyzw[2], found.rotation_xyzw[3])
+    assert abs((math.degrees(yaw - box.yaw) + 45) % 90 - 45) < 3.0, "a square's sides, a quarter turn apart"
 
 
 def test_one_stray_point_does_not_turn_a_gravity_box():

@@ -138,14 +138,16 @@ def _support_plane(
     """The plane under most of a ring around the mask (n towards the camera, n.p + d = 0), or None."""
     outside = cv2.distanceTransform((~inside).view(np.uint8), cv2.DIST_L1, 3)  # 4-connected steps to the mask
     ring = (outside > _RING_INNER_PX) & (outside <= _RING_OUTER_PX) & np.isfinite(depth)
-    points = _back_project(depth, ring, camera, origin)
-    if len(points) < 30:
+    count = np.count_nonzero(ring)
+    if count < 30:
         return None
-    points = points[:: -(-len(points) // _PLANE_POINTS)]  # evenly strided: a plane needs few points
+    ring[ring] = np.arange(count) % -(-count // _PLANE_POINTS) == 0  # every k-th: a plane needs few points
+    points = _back_project(depth, ring, camera, origin)
     chosen = np.ones(len(points), bool)
     for _ in range(3):  # least squares, then refit on the inliers twice
-        centre = points[chosen].mean(axis=0)
-        offsets = points[chosen] - centre
+        inliers = points[chosen]
+        centre = inliers.mean(axis=0)
+        offsets = inliers - centre
         normal = np.linalg.eigh(offsets.T @ offsets)[1][:, 0]  # the direction of least spread
         distance = np.abs((points - centre) @ normal)
         chosen = distance <= _PLANE_INLIER_M

@@ -3,9 +3,12 @@
 Two kinds, as a planner needs them:
 
 - Gravity-aligned (`gravity_box`), for a frame whose z axis points up (a robot base): the box
-  stands upright and turns only about z (yaw), what a top-down grasp needs. The yaw is the
-  minimum-area rectangle of the points seen from above (their outermost hull layer peeled off);
-  the height runs from the lowest point, or down to the support surface the object stands on
+  stands upright and turns only about z (yaw), what a top-down grasp needs. Seen from above
+  (the points' outermost hull layer peeled off), a round footprint (its smallest enclosing
+  circle under 1.3 times its area) gets the square around the circle fitted to its wall (yaw
+  0): the camera sees only a can's front, and trimmed extents would cut its top's sparse back
+  rim; any other footprint the minimum-area rectangle's yaw, with trimmed extents along it.
+  The height runs from the lowest point, or down to the support surface the object stands on
   when the caller knows it (`floor_z`), to the top.
 - PCA (`pca_box`), in any frame: axes along the points' principal directions.
 
@@ -20,6 +23,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# A footprint whose smallest enclosing circle has less than this times its area is round (a disc: 1, a
+# rectangle: pi/2 or more; seen: cans 1.04-1.2, boxes 1.4-1.85 under noise, their back rims thinned).
+_ROUND_AREA_RATIO = 1.3
+# A round object's wall: its points this far below its top (the top's rim is thinned at the back, where
+# it meets the background); at least this many of them for a circle fit, else the enclosing circle.
+_WALL_BELOW_TOP_M = 0.01
+_MIN_WALL_POINTS = 20
+
 
 @dataclass(frozen=True)
 class OrientedBox:
@@ -32,8 +43,18 @@ class OrientedBox:
 
 def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: float = 0.5) -> OrientedBox:
     """An upright box with yaw around points of a z-up frame; `floor_z` (support height) extends it down."""
+    (z_lo,), (z_hi,) = _extents(xyz[:, 2:3].astype(np.float64), trim_percent)
+    if floor_z is not None and floor_z < z_lo:
+        z_lo = floor_z
     ground = xyz[:, :2].astype(np.float64)
-    yaw = _min_area_yaw(ground - ground.mean(axis=0))
+    mean = ground.mean(axis=0)
+    footprint = _peeled_hull(ground - mean)
+    circle = cv2.minEnclosingCircle(footprint)
+    if math.pi * circle[1] ** 2 < _ROUND_AREA_RATIO * cv2.contourArea(footprint):
+        (cx, cy), radius = _circle_fit(ground[xyz[:, 2] < z_hi - _WALL_BELOW_TOP_M] - mean) or circle
+        centre = (cx + mean[0], cy + mean[1], (z_lo + z_hi) / 2)
+        return OrientedBox(centre, (0.0, 0.0, 0.0, 1.0), (2 * radius, 2 * radius, z_hi - z_lo))
+    yaw = math.radians(cv2.minAreaRect(footprint)[2]) % (math.pi / 2)
     axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
     (u_lo, v_lo), (u_hi, v_hi) = _extents(ground @ axes.T, trim_percent)
     if v_hi - v_lo > u_hi - u_lo:  # x along the longer side
@@ -42,9 +63,6 @@ def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: flo
     if yaw > math.pi / 2:
         yaw -= math.pi
         (u_lo, v_lo, u_hi, v_hi) = (-u_hi, -v_hi, -u_lo, -v_lo)
-    (z_lo,), (z_hi,) = _extents(xyz[:, 2:3].astype(np.float64), trim_percent)
-    if floor_z is not None and floor_z < z_lo:
-        z_lo = floor_z
     u, v = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
     cx, cy = u * math.cos(yaw) - v * math.sin(yaw), u * math.sin(yaw) + v * math.cos(yaw)
     rotation = (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
@@ -63,21 +81,32 @@ def pca_box(xyz: np.ndarray, trim_percent: float = 0.5) -> OrientedBox:
     return OrientedBox(tuple(centre), quaternion_from_matrix(axes.T), tuple(high - low))
 
 
-def _min_area_yaw(ground: np.ndarray) -> float:
-    """The yaw in [0, 90) degrees of the smallest rectangle around 2D points, their outer hull peeled off.
+def _peeled_hull(ground: np.ndarray) -> np.ndarray:
+    """The convex hull (float32 vertices) of 2D points once their own outermost hull layer is dropped.
 
-    Exact (rotating calipers, `cv2.minAreaRect`) on the points left once the outermost convex-hull
-    layer is dropped, so no single stray point, in any direction, turns the rectangle: what the
-    trimmed extents do for the box's size, at the cost of two hulls. Points sorted by x make the
-    hulls' own sort cheap.
+    No single stray point, in any direction, reaches it: what the trimmed extents do for a box's
+    size, for the exact rectangle (rotating calipers, `cv2.minAreaRect`) and circle around it.
+    Points sorted by x make the hulls' own sort cheap.
     """
-    points = ground[np.argsort(ground[:, 0])].astype(np.float32)
+    points = ground.astype(np.float32)
+    points = points[np.argsort(points[:, 0])]
     inner = np.ones(len(points), bool)
     inner[cv2.convexHull(points, returnPoints=False).ravel()] = False
-    if inner.sum() >= 3:
-        points = points[inner]
-    angle = cv2.minAreaRect(cv2.convexHull(points))[2]
-    return math.radians(angle) % (math.pi / 2)
+    return cv2.convexHull(points[inner] if inner.sum() >= 3 else points)
+
+
+def _circle_fit(points: np.ndarray) -> tuple[tuple[float, float], float] | None:
+    """The least-squares circle (centre, radius) through 2D points (Kasa's linear fit); None if too few, degenerate.
+
+    The camera sees a round object's wall from one side only; its points, seen from above, lie on
+    an arc of the circle, which fixes the centre behind them and the radius.
+    """
+    if len(points) < _MIN_WALL_POINTS:
+        return None
+    design = np.column_stack((2 * points, np.ones(len(points))))
+    (cx, cy, c), *_ = np.linalg.lstsq(design, (points**2).sum(axis=1), rcond=None)
+    squared = c + cx * cx + cy * cy
+    return ((float(cx), float(cy)), math.sqrt(squared)) if squared > 0 else None
 
 
 def _extents(coordinates: np.ndarray, trim_percent: float) -> tuple[np.ndarray, np.ndarray]:
