@@ -21,7 +21,7 @@ try:
         LocalPropagatorDouble,
         OracleOptions,
     )
-    from rgbd_scene import Box
+    from rgbd_scene import Box, Cylinder
     from rgbd_scene import render as render_rgbd
     from ros_harness import DOUBLES, FPS, START_S, NodeProcess, Planner, activate, image_msg, installed_params_file
     from sink_double import ListSinkDouble
@@ -46,6 +46,7 @@ __all__ = [
     "Box",
     "ColorOraclePointerDouble",
     "ColorOraclePropagatorDouble",
+    "Cylinder",
     "ListSinkDouble",
     "LocalOptions",
     "LocalPropagatorDouble",

@@ -20,8 +20,8 @@ evenly strided), so a cloud's size is bounded whatever the object's size in the 
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from videomolmo_ros.io.depth_projection import MAD_TO_SIGMA, CameraIntrinsics, mask_to_depth_resolution
 
@@ -29,6 +29,8 @@ from videomolmo_ros.io.depth_projection import MAD_TO_SIGMA, CameraIntrinsics, m
 _RING_INNER_PX, _RING_OUTER_PX = 2, 6
 _PLANE_INLIER_M = 0.006  # ring points this close to the fitted plane are the plane's
 _PLANE_MIN_INLIERS = 0.6  # of the ring's points, for the ring to be a support surface
+_PLANE_POINTS = 500  # the plane is fitted to at most this many of the ring's points
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 @dataclass(frozen=True)
@@ -90,20 +92,14 @@ def object_points(
 
 
 def _depth_edges(depth: np.ndarray, ratio: float) -> np.ndarray:
-    """Pixels on the far side of a depth step over ratio x depth to a 4-neighbour (flying pixels, background).
+    """Pixels farther than a 4-neighbour by over ratio x the neighbour's depth (flying pixels, background).
 
-    The near side of a step is the object's true outline and is kept.
+    The near side of a step is the object's true outline and is kept. One erosion (the nearest
+    4-neighbour, invalid depth never nearest) instead of a pass per axis.
     """
-    edges = np.zeros(depth.shape, bool)
+    nearest = cv2.erode(np.where(np.isnan(depth), np.float32(np.inf), depth), _CROSS, borderType=cv2.BORDER_REPLICATE)
     with np.errstate(invalid="ignore"):
-        for axis in (0, 1):
-            step = np.diff(depth, axis=axis)  # next minus this
-            jump = ratio * np.fmin(np.delete(depth, -1, axis=axis), np.delete(depth, 0, axis=axis))
-            this, after = [slice(None)] * 2, [slice(None)] * 2
-            this[axis], after[axis] = slice(None, -1), slice(1, None)
-            edges[tuple(this)] |= -step > jump  # this pixel is farther than the next
-            edges[tuple(after)] |= step > jump
-    return edges
+        return depth > (1 + ratio) * nearest
 
 
 def _within_mad(depth: np.ndarray, keep: np.ndarray, config: PointsConfig) -> np.ndarray:
@@ -118,12 +114,11 @@ def _within_mad(depth: np.ndarray, keep: np.ndarray, config: PointsConfig) -> np
 
 
 def _largest_piece(keep: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(keep)
-    if count <= 1:
+    """The largest 4-connected piece of `keep` (the first in scan order on a tie)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(keep.view(np.uint8), connectivity=4)
+    if count <= 2:  # background and at most one piece
         return keep
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == np.argmax(sizes)
+    return labels == 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])
 
 
 def _back_project(depth: np.ndarray, keep: np.ndarray, camera: CameraIntrinsics, origin: tuple[int, int]) -> np.ndarray:
@@ -141,15 +136,18 @@ def _support_plane(
     depth: np.ndarray, inside: np.ndarray, camera: CameraIntrinsics, origin: tuple[int, int]
 ) -> tuple[np.ndarray, float] | None:
     """The plane under most of a ring around the mask (n towards the camera, n.p + d = 0), or None."""
-    ring = ndimage.binary_dilation(inside, iterations=_RING_OUTER_PX)
-    ring &= ~ndimage.binary_dilation(inside, iterations=_RING_INNER_PX) & np.isfinite(depth)
-    points = _back_project(depth, ring, camera, origin)
-    if len(points) < 30:
+    outside = cv2.distanceTransform((~inside).view(np.uint8), cv2.DIST_L1, 3)  # 4-connected steps to the mask
+    ring = (outside > _RING_INNER_PX) & (outside <= _RING_OUTER_PX) & np.isfinite(depth)
+    count = np.count_nonzero(ring)
+    if count < 30:
         return None
+    ring[ring] = np.arange(count) % -(-count // _PLANE_POINTS) == 0  # every k-th: a plane needs few points
+    points = _back_project(depth, ring, camera, origin)
     chosen = np.ones(len(points), bool)
     for _ in range(3):  # least squares, then refit on the inliers twice
-        centre = points[chosen].mean(axis=0)
-        offsets = points[chosen] - centre
+        inliers = points[chosen]
+        centre = inliers.mean(axis=0)
+        offsets = inliers - centre
         normal = np.linalg.eigh(offsets.T @ offsets)[1][:, 0]  # the direction of least spread
         distance = np.abs((points - centre) @ normal)
         chosen = distance <= _PLANE_INLIER_M

@@ -3,27 +3,33 @@
 Two kinds, as a planner needs them:
 
 - Gravity-aligned (`gravity_box`), for a frame whose z axis points up (a robot base): the box
-  stands upright and turns only about z (yaw), what a top-down grasp needs. The yaw is the
-  minimum-area rectangle of the points seen from above; the height runs from the lowest point,
-  or down to the support surface the object stands on when the caller knows it (`floor_z`), to
-  the top.
+  stands upright and turns only about z (yaw), what a top-down grasp needs. Seen from above
+  (the points' outermost hull layer peeled off), a round footprint (its smallest enclosing
+  circle under 1.3 times its area) gets the square around the circle fitted to its wall (yaw
+  0): the camera sees only a can's front, and trimmed extents would cut its top's sparse back
+  rim; any other footprint the minimum-area rectangle's yaw, with trimmed extents along it.
+  The height runs from the lowest point, or down to the support surface the object stands on
+  when the caller knows it (`floor_z`), to the top.
 - PCA (`pca_box`), in any frame: axes along the points' principal directions.
 
 Extents are order statistics of the points along each axis (`trim_percent` in from each end),
-not min/max, so one stray point does not inflate a box; the yaw search compares such extents
-too. The box's x axis is its longer horizontal (gravity) or major (PCA) axis; a gravity box's
-yaw is in (-90, 90] degrees.
+not min/max, so one stray point does not inflate a box. The box's x axis is its longer
+horizontal (gravity) or major (PCA) axis; a gravity box's yaw is in (-90, 90] degrees.
 """
 
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-# The yaw search: 2-degree steps over a quarter turn on a few points (evenly strided), then 0.1-degree
-# steps around the best on more: within 2 degrees under depth noise, in under 1 ms.
-_COARSE_STEPS, _COARSE_POINTS = 45, 300
-_FINE_STEPS, _FINE_POINTS = 41, 400
+# A footprint whose smallest enclosing circle has less than this times its area is round (a disc: 1, a
+# rectangle: pi/2 or more; seen: cans 1.04-1.2, boxes 1.4-1.85 under noise, their back rims thinned).
+_ROUND_AREA_RATIO = 1.3
+# A round object's wall: its points this far below its top (the top's rim is thinned at the back, where
+# it meets the background); at least this many of them for a circle fit, else the enclosing circle.
+_WALL_BELOW_TOP_M = 0.01
+_MIN_WALL_POINTS = 20
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,18 @@ class OrientedBox:
 
 def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: float = 0.5) -> OrientedBox:
     """An upright box with yaw around points of a z-up frame; `floor_z` (support height) extends it down."""
+    (z_lo,), (z_hi,) = _extents(xyz[:, 2:3].astype(np.float64), trim_percent)
+    if floor_z is not None and floor_z < z_lo:
+        z_lo = floor_z
     ground = xyz[:, :2].astype(np.float64)
-    yaw = _min_area_yaw(ground - ground.mean(axis=0), trim_percent)
+    mean = ground.mean(axis=0)
+    footprint = _peeled_hull(ground - mean)
+    circle = cv2.minEnclosingCircle(footprint)
+    if math.pi * circle[1] ** 2 < _ROUND_AREA_RATIO * cv2.contourArea(footprint):
+        (cx, cy), radius = _circle_fit(ground[xyz[:, 2] < z_hi - _WALL_BELOW_TOP_M] - mean) or circle
+        centre = (cx + mean[0], cy + mean[1], (z_lo + z_hi) / 2)
+        return OrientedBox(centre, (0.0, 0.0, 0.0, 1.0), (2 * radius, 2 * radius, z_hi - z_lo))
+    yaw = math.radians(cv2.minAreaRect(footprint)[2]) % (math.pi / 2)
     axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
     (u_lo, v_lo), (u_hi, v_hi) = _extents(ground @ axes.T, trim_percent)
     if v_hi - v_lo > u_hi - u_lo:  # x along the longer side
@@ -47,9 +63,6 @@ def gravity_box(xyz: np.ndarray, floor_z: float | None = None, trim_percent: flo
     if yaw > math.pi / 2:
         yaw -= math.pi
         (u_lo, v_lo, u_hi, v_hi) = (-u_hi, -v_hi, -u_lo, -v_lo)
-    (z_lo,), (z_hi,) = _extents(xyz[:, 2:3].astype(np.float64), trim_percent)
-    if floor_z is not None and floor_z < z_lo:
-        z_lo = floor_z
     u, v = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
     cx, cy = u * math.cos(yaw) - v * math.sin(yaw), u * math.sin(yaw) + v * math.cos(yaw)
     rotation = (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
@@ -68,34 +81,40 @@ def pca_box(xyz: np.ndarray, trim_percent: float = 0.5) -> OrientedBox:
     return OrientedBox(tuple(centre), quaternion_from_matrix(axes.T), tuple(high - low))
 
 
-def _min_area_yaw(ground: np.ndarray, trim_percent: float) -> float:
-    """The yaw in [0, 90) degrees of the smallest rectangle around 2D points (coarse grid, then refined)."""
-    angles = np.linspace(0, math.pi / 2, _COARSE_STEPS, endpoint=False)
-    best = angles[np.argmin(_areas(_strided(ground, _COARSE_POINTS), angles, trim_percent))]
-    step = angles[1] - angles[0]
-    fine = np.linspace(best - step, best + step, _FINE_STEPS)
-    return float(fine[np.argmin(_areas(_strided(ground, _FINE_POINTS), fine, trim_percent))]) % (math.pi / 2)
+def _peeled_hull(ground: np.ndarray) -> np.ndarray:
+    """The convex hull (float32 vertices) of 2D points once their own outermost hull layer is dropped.
+
+    No single stray point, in any direction, reaches it: what the trimmed extents do for a box's
+    size, for the exact rectangle (rotating calipers, `cv2.minAreaRect`) and circle around it.
+    Points sorted by x make the hulls' own sort cheap.
+    """
+    points = ground.astype(np.float32)
+    points = points[np.argsort(points[:, 0])]
+    inner = np.ones(len(points), bool)
+    inner[cv2.convexHull(points, returnPoints=False).ravel()] = False
+    return cv2.convexHull(points[inner] if inner.sum() >= 3 else points)
 
 
-def _strided(points: np.ndarray, at_most: int) -> np.ndarray:
-    return points[:: max(len(points) // at_most, 1)]
+def _circle_fit(points: np.ndarray) -> tuple[tuple[float, float], float] | None:
+    """The least-squares circle (centre, radius) through 2D points (Kasa's linear fit); None if too few, degenerate.
+
+    The camera sees a round object's wall from one side only; its points, seen from above, lie on
+    an arc of the circle, which fixes the centre behind them and the radius.
+    """
+    if len(points) < _MIN_WALL_POINTS:
+        return None
+    design = np.column_stack((2 * points, np.ones(len(points))))
+    (cx, cy, c), *_ = np.linalg.lstsq(design, (points**2).sum(axis=1), rcond=None)
+    squared = c + cx * cx + cy * cy
+    return ((float(cx), float(cy)), math.sqrt(squared)) if squared > 0 else None
 
 
-def _areas(ground: np.ndarray, angles: np.ndarray, trim_percent: float) -> np.ndarray:
-    """Rectangle areas at each angle, from trimmed extents (depth noise makes min/max favour wrong angles)."""
-    cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
-    x, y = ground[:, 0], ground[:, 1]
-    along = np.stack((cos * x + sin * y, cos * y - sin * x))  # 2 x angles x points: partitioned along points
-    low, high = _extents(along, trim_percent, axis=-1)
-    return (high[0] - low[0]) * (high[1] - low[1])
-
-
-def _extents(coordinates: np.ndarray, trim_percent: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The order statistics `trim_percent` in from each end along `axis` (one partition: 3x a percentile's speed)."""
-    count = coordinates.shape[axis]
+def _extents(coordinates: np.ndarray, trim_percent: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the order statistics `trim_percent` in from each end (one partition: 3x a percentile's speed)."""
+    count = len(coordinates)
     low = int(trim_percent / 100 * (count - 1))
-    ends = np.partition(coordinates, (low, count - 1 - low), axis=axis)
-    return np.take(ends, low, axis=axis), np.take(ends, count - 1 - low, axis=axis)
+    ends = np.partition(coordinates, (low, count - 1 - low), axis=0)
+    return ends[low], ends[count - 1 - low]
 
 
 def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
