@@ -82,6 +82,11 @@ def test_thousand_point_groundings_track_no_more_than_the_caps_and_keep_the_real
     dropped = counters_once(process, lambda counts: counts.get("points_dropped_over_cap", 0) >= 2 * 994)
     assert dropped.get("points_dropped_over_cap", 0) >= 2 * 994, dropped
     assert "dropped: over the caps of 6 per command (max_objects_per_command)" in process.log()
+    # A grid point on the background starts a track whose mask is the background: refused as a region.
+    regions = counters_once(process, lambda counts: counts.get("tracks_rejected_region", 0) >= 1)
+    assert regions.get("tracks_rejected_region", 0) >= 1, regions
+    final = [m for m in planner.get("tracks") if m.command_id == "one"][-1]
+    assert len(final.tracks) == 4, f"the 4 discs and no background: {[(t.id, t.x, t.y) for t in final.tracks]}"
     assert process.process.poll() is None
 
 

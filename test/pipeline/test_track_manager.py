@@ -476,3 +476,45 @@ def test_the_camera_cap_evicts_lost_tracks_of_other_commands():
     association = manager.associate("cups", [(250, 50, "cup")], SIZE, 2 * SECOND)
     assert association.evicted == (old,) and association.ids[0] not in (None, old, seen)
     assert manager.tracks("mugs") == []
+
+
+# ----------------------------------------------------------------- regions between objects
+
+
+def test_a_new_track_whose_first_mask_holds_most_answer_points_is_a_region_not_an_object():
+    """'all the grains of rice' with a stray point on the table: the table's mask holds the other grains' points."""
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.01), max_objects_per_command=3)
+    grains = [(40.0, 40.0, "grain"), (120.0, 40.0, "grain"), *grid(40)[20:]]  # two grains, then a grid on the table
+    ids = manager.associate("rice", grains, SIZE, 0).ids
+    grain_ids, stray = ids[:2], ids[2]
+    table = np.ones(SIZE, bool) & ~disc((40, 40), 6) & ~disc((120, 40), 6)
+    masks = {grain_ids[0]: (disc((40, 40), 6), 1.0), grain_ids[1]: (disc((120, 40), 6), 1.0), stray: (table, 1.0)}
+    assert manager.update_from_masks("rice", masks, stamp_ns=SECOND // 15) == [stray]
+    assert manager.regions == 1 and {t.id for t in manager.tracks("rice")} == set(grain_ids)
+
+    again = manager.associate("rice", grains, SIZE, SECOND)
+    assert again.ids[:2] == grain_ids and again.ids[2:] == [None] * 20, "the grains keep their tracks, the table none"
+    assert again.in_region == 20 and again.over_cap == 0
+    assert None not in manager.associate("mugs", grains[:3], SIZE, SECOND).ids, "another command is not held back"
+    later = manager.associate("rice", grains, SIZE, 7 * SECOND)
+    assert later.in_region == 0 and later.ids[2] is not None, "the region is forgotten after REGION_KEPT_S"
+
+
+def test_a_mask_holding_a_few_answer_points_stays_an_object():
+    """Two cups touching: SAM2's mask of one may cover the other's point too; and a real object under a dense
+    answer holds several of its points (but not most): neither is a region."""
+    manager = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.01), max_objects_per_command=3)
+    cups = [(100.0, 100.0, "cup"), (112.0, 100.0, "cup"), (200.0, 100.0, "cup")]
+    ids = manager.associate("cups", cups, SIZE, 0).ids
+    both = disc((106, 100), 14)
+    masks = {ids[0]: (both, 1.0), ids[1]: (disc((112, 100), 5), 1.0), ids[2]: (disc((200, 100), 6), 1.0)}
+    manager.update_from_masks("cups", masks, stamp_ns=SECOND // 15)
+    assert manager.regions == 0 and ids[0] in {t.id for t in manager.tracks("cups")}
+
+    dense = TrackManager(TrackerConfig(confirm_frames=1, match_distance=0.01), max_objects_per_command=3)
+    answer = [(100.0, 100.0, "grain"), *grid(500)]  # a grid 12 px apart over the whole frame
+    [big, *_] = dense.associate("rice", answer, SIZE, 0).ids
+    held = np.count_nonzero(disc((100, 100), 40)[[round(y) for _, y, _ in answer], [round(x) for x, _, _ in answer]])
+    assert 3 < held < len(answer) / 2
+    dense.update_from_masks("rice", {big: (disc((100, 100), 40), 1.0)}, stamp_ns=SECOND // 15)
+    assert dense.regions == 0 and big in {t.id for t in dense.tracks("rice")}, f"holds {held} of the points: an object"

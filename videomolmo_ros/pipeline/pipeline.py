@@ -21,7 +21,9 @@ Drop policy (every drop is counted in `counters` under the name given here):
 - a grounding's points that would start more tracks than `max_objects_per_command` (of its
   command) and `max_tracks` (of all commands on the camera) allow are dropped, the lowest scored
   first, else the last in the answer (`points_dropped_over_cap`); a point inside the mask of a
-  track another point took is that object again (`points_dropped_same_object`); a track whose
+  track another point took is that object again (`points_dropped_same_object`); a new track whose
+  first mask holds most of the answer's points is a region between objects, deleted
+  (`tracks_rejected_region`), and new points there are dropped for 5 s (`points_dropped_in_region`); a track whose
   mask overlaps an older one's of the same command at IoU >= 0.7 is merged into it
   (`tracks_merged_duplicate`); LOST tracks (kept `tracker.max_lost_s`) are deleted, the longest
   unseen first, when a new object needs their room (`tracks_evicted_lost`); a returning object

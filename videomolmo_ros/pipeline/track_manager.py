@@ -38,7 +38,13 @@ Bounded whatever the thresholds (any peer can set them at run time):
 - no duplicates: an unmatched point inside the current mask of one of its command's tracks is
   that object again, not a new one (whatever `match_distance` is); and when two tracks of one
   command have masks overlapping at IoU >= DUPLICATE_IOU on a frame, the younger is deleted
-  (merged into the older): two prompts on one object make one track.
+  (merged into the older): two prompts on one object make one track;
+- no regions between objects: a new track whose first mask holds most of its grounding's points,
+  and more than `max_objects_per_command`, is not one object but what lies between those the
+  model named (a stray point's background, as SAM2 segments the table under it; a real object
+  holds its own point, or the few of a dense answer that fall on it). It is deleted (`regions`)
+  and its region remembered for REGION_KEPT_S of source time: a later point of its command there
+  starts nothing (`in_region`), so an answer of 1000 points never makes a background a "disc".
 """
 
 import bisect
@@ -56,6 +62,8 @@ from videomolmo_ros.pipeline.appearance import AppearanceDescriptor, ColourTextu
 from videomolmo_ros.pipeline.reattachment import assignment, distances, learn, reattach
 
 DUPLICATE_IOU = 0.7  # two tracks of one command whose masks overlap this much on a frame are one object
+REGION_KEPT_S = 5.0  # source time a refused region holds back its command's new points
+REGIONS_KEPT = 4  # refused regions remembered per command at most (each a mask crop)
 
 
 class TrackState(IntEnum):
@@ -99,6 +107,7 @@ class Track:
     gallery: Gallery | None = field(default=None, repr=False)  # its appearance, once seen cleanly
     learnt_ns: int | None = None  # source stamp of the last view the gallery learnt
     radius: float = 0.0  # of a disc the size of its last clean mask, px
+    answer: np.ndarray | None = field(default=None, repr=False)  # its grounding's points, until its first mask
 
     def seen_at(self, stamp_ns: int) -> tuple[float, float, Box | None] | None:
         """Where the track was on the frame stamped `stamp_ns` (its last sighting by then), if known."""
@@ -117,6 +126,7 @@ class Association:
     ambiguous: int = 0  # points that looked like more than one LOST track (or alike another point): new ids
     evicted: tuple[int, ...] = ()  # LOST tracks deleted to make room for new objects
     undescribed: int = 0  # points compared with LOST tracks whose view described nothing: they take no LOST id
+    in_region: int = 0  # new objects in a region refused as no one object (between the objects named)
 
 
 _INSIDE_COST = 1e-3  # scales the distance of a point that falls inside a track's mask
@@ -127,7 +137,8 @@ class TrackManager:
 
     Managers of several cameras share one `ids` counter, so ids are unique across cameras too.
     `merged` counts the tracks deleted as duplicates of an older one, `undescribed` the clean views
-    whose descriptor described nothing (no pixels, not finite): not learnt.
+    whose descriptor described nothing (no pixels, not finite): not learnt, `regions` the new tracks
+    deleted as a region between objects.
     """
 
     def __init__(
@@ -144,7 +155,9 @@ class TrackManager:
         self.max_tracks = max_tracks
         self.merged = 0
         self.undescribed = 0
+        self.regions = 0
         self._tracks: dict[int, Track] = {}
+        self._regions: dict[str, deque[tuple[int, Box, np.ndarray]]] = {}  # command -> (stamp, box, mask crop)
         self._ids = ids if ids is not None else itertools.count(1)
         self._sightings_ns = round(sightings_s * 1e9)
         self.descriptor = descriptor or ColourTextureDescriptor()
@@ -185,6 +198,8 @@ class TrackManager:
         for i, track_id in reattached.items():
             ids[i] = track_id
         fresh = [i for i in fresh if i not in reattached]
+        in_region = self._in_refused_region(command_id, xy, fresh, stamp_ns)
+        fresh = [i for i in fresh if i not in in_region]
         if scores is not None:
             fresh.sort(key=lambda i: -(1.0 if scores[i] is None else scores[i]))  # stable: ties keep answer order
         evicted = self._make_room(command_id, len(fresh), keep=set(reattached.values()))
@@ -192,11 +207,35 @@ class TrackManager:
         for i in started:
             x, y, label = points[i]
             track = Track(next(self._ids), command_id, label, x, y, created_ns=stamp_ns, last_seen_ns=stamp_ns)
+            track.answer = xy
             self._tracks[track.id] = track
             ids[i] = track.id
-        same_object = len(unmatched) - len(fresh) - len(reattached)
+        same_object = len(unmatched) - len(fresh) - len(reattached) - len(in_region)
         over_cap = len(fresh) - len(started)
-        return Association(ids, same_object, over_cap, len(reattached), ambiguous, tuple(evicted), undescribed)
+        return Association(
+            ids, same_object, over_cap, len(reattached), ambiguous, tuple(evicted), undescribed, len(in_region)
+        )
+
+    def _in_refused_region(self, command_id: str, xy: np.ndarray, fresh: list[int], stamp_ns: int) -> set[int]:
+        """The `fresh` points inside a region of the command refused within REGION_KEPT_S of `stamp_ns`."""
+        inside: set[int] = set()
+        for refused_ns, box, crop in self._regions.get(command_id, ()):
+            if abs(stamp_ns - refused_ns) <= REGION_KEPT_S * 1e9:
+                shifted = xy[fresh] - (int(box[0]), int(box[1]))
+                inside |= {i for i, hit in zip(fresh, _inside_mask(crop, shifted), strict=True) if hit}
+        return inside
+
+    def _a_region(self, track: Track, stamp_ns: int | None) -> bool:
+        """On a new track's first mask: whether it holds most of its grounding's points, and more than a command may
+        track objects (then it is remembered as a region of its command, not an object)."""
+        answer, track.answer = track.answer, None
+        held = 0 if answer is None else np.count_nonzero(_inside_mask(track.mask, answer))
+        if held <= max(self.max_objects_per_command, len(answer if answer is not None else ()) / 2):
+            return False
+        regions = self._regions.setdefault(track.command_id, deque(maxlen=REGIONS_KEPT))
+        crop = np.array(box_crop(track.mask, track.box))  # a copy: the frame's mask is not kept
+        regions.append((track.last_seen_ns if stamp_ns is None else stamp_ns, track.box, crop))
+        return True
 
     def _returning(self, track: Track, stamp_ns: int) -> bool:
         """A LOST track with an appearance, grounded on a frame after it was last seen: matched by appearance."""
@@ -285,6 +324,10 @@ class TrackManager:
                     deleted.append(track.id)
                 continue
             track.mask, (track.box, track.pixels), track.score = mask, seen, score
+            if self._a_region(track, stamp_ns):
+                deleted.append(track.id)
+                self.regions += 1
+                continue
             track.x, track.y = interior_point(mask, track.box)
             self._seen(track, stamp_ns)
         for track_id in deleted:
@@ -362,10 +405,12 @@ class TrackManager:
         ids = [t.id for t in self.tracks(command_id)]
         for track_id in ids:
             del self._tracks[track_id]
+        self._regions.pop(command_id, None)
         return ids
 
     def clear(self) -> None:
         self._tracks.clear()
+        self._regions.clear()
 
 
 def _inside_box(box: Box | None, xy: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
-from videomolmo_ros.pipeline.track_manager import DUPLICATE_IOU, Association, TrackManager
+from videomolmo_ros.pipeline.track_manager import DUPLICATE_IOU, REGION_KEPT_S, Association, TrackManager
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 
 if TYPE_CHECKING:
@@ -211,6 +211,12 @@ class TrackingStage:
                 association.same_object,
                 f"{dropped} inside the mask of a track another point took",
             ),
+            (
+                "points_dropped_in_region",
+                association.in_region,
+                f"{dropped} inside a region refused as no one object (between the objects named) in the last "
+                f"{REGION_KEPT_S:g} s",
+            ),
             ("tracks_evicted_lost", len(association.evicted), f"LOST track(s) deleted to make room under {caps}"),
         ):
             if count:
@@ -357,9 +363,18 @@ class TrackingStage:
         image = self._look(frame) if masks else None  # tracks with masks learn from it (no mask: nothing to encode)
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
-            merged, undescribed = self.tracker.merged, self.tracker.undescribed
+            merged, undescribed, regions = self.tracker.merged, self.tracker.undescribed, self.tracker.regions
             self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns, image))
             self._count_undescribed(self.tracker.undescribed - undescribed)
+            if self.tracker.regions > regions:
+                self._problem(
+                    "tracks_rejected_region",
+                    f"{self.tracker.regions - regions} new track(s) of {command.query!r} deleted: the first mask held "
+                    "most of the answer's points, more than max_objects_per_command "
+                    f"({self.tracker.max_objects_per_command}): a region between the objects named (a background), "
+                    "not one object",
+                    self.tracker.regions - regions,
+                )
             if self.tracker.merged > merged:
                 self._problem(
                     "tracks_merged_duplicate",
