@@ -448,16 +448,25 @@ def test_two_cameras_play_in_stamp_order_each_answered_and_scored_on_its_own(two
     assert not (out / "score.json").exists()
 
 
-def test_two_cameras_timed_each_answered_with_its_own_frames(two_camera_node, tmp_path, capsys):
+def test_two_cameras_timed_each_answered_with_its_own_frames_and_losses_counted_per_camera(
+    two_camera_node, tmp_path, capsys
+):
     stamps = write_two_camera_bag(tmp_path / "bag", START_S + 100)
     out = tmp_path / "out"
-    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "2", "--drain", "0.3", "--namespace", "/cams"]
-    assert main([*args, *TWO_CAMERAS, "--command", "the red ball"]) == 0, two_camera_node.log()
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "1", "--drain", "0.3", "--namespace", "/cams"]
+    # At camera rate a loaded machine may lose frames in transit (best-effort cameras): counted, exit 3.
+    status = main([*args, *TWO_CAMERAS, "--command", "the red ball"])
     outputs, printed = read_outputs(out), capsys.readouterr().out
+    lost = 0
     for camera, sent in stamps.items():
         answered = {stamp_ns(m.header) for m in by_camera(outputs["tracks"], camera)}
-        assert answered <= set(sent) and sent[-1] in answered, "its own frames, up to its last"
-        assert f"camera {camera}: node: received {len(sent)} of {len(sent)} frames" in printed, printed
+        assert answered and answered <= set(sent), "its own frames"
+        line = re.search(rf"camera {camera}: node: received (\d+) of {len(sent)} frames; .*", printed)
+        assert line, printed
+        reported = re.search(r"LOST (\d+) frame", line[0])
+        assert (int(reported[1]) if reported else 0) >= len(sent) - int(line[1]), line[0]
+        lost += int(reported[1]) if reported else 0
+    assert status == (3 if lost else 0), two_camera_node.log()
 
 
 @pytest.mark.parametrize(
