@@ -496,6 +496,27 @@ def test_a_camera_topic_not_in_the_bag_exits_non_zero_listing_the_bag_topics(tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_camera_given_another_cameras_ground_truth_exits_non_zero(tmp_path, capsys):
+    write_two_camera_bag(tmp_path / "bag", START_S, frames=(1, 1))
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), *TWO_CAMERAS]
+    assert main([*args, "--camera-truth", f"head=/wrist{TRUTH_TOPIC}"]) == 1
+    error = capsys.readouterr().err
+    assert f"the ground truth on /wrist{TRUTH_TOPIC} is camera wrist's, not head's" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_first_camera_the_node_names_otherwise_exits_non_zero_before_any_command(two_camera_node, tmp_path, capsys):
+    write_two_camera_bag(tmp_path / "bag", START_S + 200, frames=(2, 2))
+    two_camera_node.forget_log()
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--namespace", "/cams", "--command", "red"]
+    cameras = ["--camera", "main=/head/image_raw", "--camera", "wrist=/wrist/image_raw/compressed"]
+    assert main([*args, *cameras]) == 1
+    error = capsys.readouterr().err
+    assert "--camera main: the node's camera on /cams/image is head: give --camera in the order" in error, error
+    assert "accepted" not in two_camera_node.log()
+    assert not (tmp_path / "out").exists()
+
+
 def test_each_camera_plays_the_depth_and_camera_info_beside_its_images_or_those_named(tmp_path):
     typestore = make_typestore()
     topics = {
