@@ -199,15 +199,14 @@ def select_streams(reader: Reader, args: TopicChoice) -> list[Stream]:
     into NAME/image, NAME/depth, NAME/camera_info (the node's defaults for its cameras.names in that order)."""
     in_bag = {c.topic: c.msgtype for c in reader.connections}
     streams = []
+    first = (args.node_image, args.node_depth, args.node_camera_info)
     if not args.camera:
         bag = (args.image_topic, args.depth_topic, args.camera_info_topic)
-        defaults = ("/camera/image_raw", *sibling_topics("/camera/image_raw"))
-        streams += _camera_streams(in_bag, "", bag, defaults, (args.node_image, args.node_depth, args.node_camera_info))
+        streams += _camera_streams(in_bag, "", bag, ("/camera/image_raw", *sibling_topics("/camera/image_raw")), first)
     depths, infos = dict(args.camera_depth), dict(args.camera_info)
     for index, (name, image_topic) in enumerate(args.camera):
         bag = (image_topic, depths.get(name, ""), infos.get(name, ""))
-        node = (args.node_image, args.node_depth, args.node_camera_info) if index == 0 else ()
-        node = node or tuple(f"{name}/{leaf}" for leaf in ("image", "depth", "camera_info"))
+        node = first if index == 0 else tuple(f"{name}/{leaf}" for leaf in ("image", "depth", "camera_info"))
         streams += _camera_streams(in_bag, name, bag, (image_topic, *sibling_topics(image_topic)), node)
     if args.command_topic:
         checked_type(args.command_topic, _in_bag(args.command_topic, in_bag), COMMAND_TYPE)

@@ -1,7 +1,7 @@
 """The planner side of a replay over ROS: publishers into perception_node, raw subscriptions to its outputs.
 
 Shared by replay_bag (a recorded bag) and videomolmo_demo (a live video); what it records is
-written and scored without ROS (videomolmo_ros.evaluation.bag_files).
+written and scored without ROS (videomolmo_ros.evaluation.bag_files, bag_scoring).
 """
 
 import queue
