@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "videomolmo_ros"
 ROS_MODULES = (
     "videomolmo_ros.node",
     "videomolmo_ros.tools.bag_replay",
+    "videomolmo_ros.tools.bag_player",
     "videomolmo_ros.tools.video_publisher",
     "videomolmo_ros.tools.demo",
     "videomolmo_ros.tools.frame_publisher",

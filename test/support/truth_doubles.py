@@ -7,7 +7,7 @@ sequences' JPEGs), so they work the same behind evaluate_dataset's stamps, a bag
 JPEG transport. They never ship as backends.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -102,8 +102,8 @@ class TruthPropagatorDouble(MaskPropagator):
     def add_prompts(self, frame: Frame, prompts: Mapping[int, Sequence[tuple[float, float]]]) -> None:
         self._ids |= set(prompts)
 
-    def step(self, frame: Frame) -> dict[int, ObjectMask]:
-        return self._masks(frame, self._ids)
+    def step(self, frame: Frame, object_ids: Collection[int] | None = None) -> dict[int, ObjectMask]:
+        return self._masks(frame, self._ids if object_ids is None else self._ids & set(object_ids))
 
     def propagate(
         self, frames: Sequence[Frame], prompts: Mapping[int, Sequence[tuple[float, float]]], reverse: bool

@@ -5,22 +5,35 @@ import json
 import re
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PilImage
 from ros_harness import DOUBLES, START_S, NodeProcess, installed_executable
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
-from videomolmo_ros.evaluation.bag_files import COMMAND_TYPE, COMPRESSED_TYPE, TRUTH_TYPE, make_typestore, read_outputs
+from videomolmo_ros.evaluation.bag_files import (
+    CAMERA_INFO_TYPE,
+    COMMAND_TYPE,
+    COMPRESSED_TYPE,
+    TRUTH_TYPE,
+    ReplayError,
+    Stream,
+    TopicChoice,
+    make_typestore,
+    read_outputs,
+    select_streams,
+)
 from videomolmo_ros.io.mask_codec import decode_masks, encode_masks
 from videomolmo_ros.tools.bag_replay import main
 
 FPS = 15.0
 FRAMES = 20
 IMAGE_TOPIC = "/camera/image_raw"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
 TRUTH_TOPIC = "/ground_truth/masks"
 
 
@@ -50,13 +63,11 @@ def write_bag(
     `odd_frames` {k: Image fields}: frame k (raw) declares these instead."""
     typestore = make_typestore()
     image_type = typestore.types["sensor_msgs/msg/Image"]
-    compressed_type = typestore.types[COMPRESSED_TYPE]
-    header_type, time_type = typestore.types["std_msgs/msg/Header"], typestore.types["builtin_interfaces/msg/Time"]
-    command_type, masks_type = typestore.types[COMMAND_TYPE], typestore.types[TRUTH_TYPE]
+    command_type = typestore.types[COMMAND_TYPE]
     stamps = [round((start_s + k / FPS) * 1e9) for k in range(frames)]
     with Writer(path, version=9, storage_plugin=storage) as writer:
-        frame_type = compressed_type if as_png else image_type
-        images = writer.add_connection(IMAGE_TOPIC, frame_type.__msgtype__, typestore=typestore)
+        frame_type = COMPRESSED_TYPE if as_png else image_type.__msgtype__
+        images = writer.add_connection(IMAGE_TOPIC, frame_type, typestore=typestore)
         depths = writer.add_connection("/camera/depth/image_raw", image_type.__msgtype__, typestore=typestore)
         truths = writer.add_connection(TRUTH_TOPIC, TRUTH_TYPE, typestore=typestore) if truth else None
         if query is not None:
@@ -65,24 +76,41 @@ def write_bag(
             writer.write(commands, stamps[0] - 1, typestore.serialize_cdr(command, COMMAND_TYPE))
         for k, stamp in enumerate(stamps):
             image, discs = render(default_scene(), k / FPS)
-            header = header_type(stamp=time_type(*divmod(stamp, 1_000_000_000)), frame_id="bag_camera")
-            if as_png:
-                encoded = io.BytesIO()
-                PilImage.fromarray(image).save(encoded, "PNG")
-                msg = compressed_type(header, "png", np.frombuffer(encoded.getvalue(), np.uint8))
-            else:
-                fields = {"height": 240, "width": 320, "encoding": "rgb8", "step": 960, "data": image.reshape(-1)}
-                msg = image_type(header=header, is_bigendian=0, **{**fields, **(odd_frames or {}).get(k, {})})
-            writer.write(images, stamp, typestore.serialize_cdr(msg, frame_type.__msgtype__))
+            header = bag_header(typestore, stamp, "bag_camera")
+            odd = (odd_frames or {}).get(k, {})
+            writer.write(images, stamp, frame_message(typestore, header, image, as_png, odd))
             if depth:
                 far = image_type(header, 240, 320, "16UC1", 0, 640, np.full(240 * 640, 7, np.uint8))
                 writer.write(depths, stamp, typestore.serialize_cdr(far, image_type.__msgtype__))
             if truths:
-                height, width, png = encode_masks([discs["red"], discs["blue"]])
-                ids, data = np.array([1, 2], np.uint32), np.frombuffer(png, np.uint8)
-                gt = masks_type(header, "", "", ids, height, width, "png", data)
-                writer.write(truths, stamp, typestore.serialize_cdr(gt, TRUTH_TYPE))
+                writer.write(truths, stamp, truth_message(typestore, header, discs, ""))
     return stamps
+
+
+def bag_header(typestore, stamp: int, frame_id: str):
+    time = typestore.types["builtin_interfaces/msg/Time"](*divmod(stamp, 1_000_000_000))
+    return typestore.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
+
+
+def frame_message(typestore, header, image: np.ndarray, as_png: bool, odd: dict | None = None) -> bytes:
+    """A serialized Image (rgb8, declaring `odd`'s fields instead where given) or PNG CompressedImage."""
+    if as_png:
+        encoded = io.BytesIO()
+        PilImage.fromarray(image).save(encoded, "PNG")
+        msg = typestore.types[COMPRESSED_TYPE](header, "png", np.frombuffer(encoded.getvalue(), np.uint8))
+        return typestore.serialize_cdr(msg, COMPRESSED_TYPE)
+    height, width = image.shape[:2]
+    fields = {"height": height, "width": width, "encoding": "rgb8", "step": 3 * width, "data": image.reshape(-1)}
+    msg = typestore.types["sensor_msgs/msg/Image"](header=header, is_bigendian=0, **{**fields, **(odd or {})})
+    return typestore.serialize_cdr(msg, "sensor_msgs/msg/Image")
+
+
+def truth_message(typestore, header, discs: dict[str, np.ndarray], camera: str) -> bytes:
+    """The discs as ground truth: red = 1, blue = 2."""
+    height, width, png = encode_masks([discs["red"], discs["blue"]])
+    ids, data = np.array([1, 2], np.uint32), np.frombuffer(png, np.uint8)
+    gt = typestore.types[TRUTH_TYPE](header, "", camera, ids, height, width, "png", data)
+    return typestore.serialize_cdr(gt, TRUTH_TYPE)
 
 
 def stamp_ns(header) -> int:
@@ -341,3 +369,189 @@ def test_an_interrupted_replay_stops_its_command_and_leaves_no_output(perception
     ]
     assert perception_node.wait_for_log(f"command {command_id} stopped", 30), perception_node.log()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"], "no output bag, no partial one"
+
+
+# ---------------------------------------------------------------- several cameras in one bag
+
+# name: (image topic, frames a second, first stamp after the bag's start, (width, height), PNG CompressedImage)
+CAMERAS = {
+    "head": ("/head/image_raw", 15.0, 0.0, (320, 240), False),
+    "wrist": ("/wrist/image_raw/compressed", 10.0, 0.02, (256, 192), True),  # its outputs told apart by size too
+}
+TWO_CAMERAS = [arg for name, (topic, *_) in CAMERAS.items() for arg in ("--camera", f"{name}={topic}")]
+
+
+def write_two_camera_bag(path: Path, start_s: float, frames: tuple[int, int] = (9, 6)) -> dict[str, list[int]]:
+    """The CAMERAS' frames of the discs, their stamps interleaved, each with the discs as ground truth on
+    /NAME/ground_truth/masks (camera NAME) and frame_id NAME_optical. The stamps of each camera's frames."""
+    typestore = make_typestore()
+    stamps, events = {}, []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for (name, (topic, fps, offset, _, as_png)), count in zip(CAMERAS.items(), frames, strict=True):
+            images = writer.add_connection(topic, COMPRESSED_TYPE if as_png else IMAGE_TYPE, typestore=typestore)
+            truths = writer.add_connection(f"/{name}{TRUTH_TOPIC}", TRUTH_TYPE, typestore=typestore)
+            stamps[name] = [round((start_s + offset + k / fps) * 1e9) for k in range(count)]
+            events += [(stamp, k, name, images, truths) for k, stamp in enumerate(stamps[name])]
+        for stamp, k, name, images, truths in sorted(events, key=lambda event: event[:3]):
+            _, fps, _, size, as_png = CAMERAS[name]
+            image, discs = render(default_scene(*size), k / fps, *size)
+            header = bag_header(typestore, stamp, f"{name}_optical")
+            writer.write(images, stamp, frame_message(typestore, header, image, as_png))
+            writer.write(truths, stamp, truth_message(typestore, header, discs, name))
+    return stamps
+
+
+@pytest.fixture(scope="module")
+def two_camera_node(tmp_path_factory):
+    """A node with cameras head (raw) and wrist (compressed), in a namespace of its own: the module's
+    node in this DDS domain answers commands on /command and reports a camera on /image."""
+    overrides = {**DOUBLES, "cameras.names": ["head", "wrist"], "cameras.wrist.transport": "compressed"}
+    process = NodeProcess(tmp_path_factory.mktemp("cams") / "node.log", overrides, namespace="/cams")
+    assert process.wait_for_log("wrist <- wrist/image (compressed)", 60), process.log()
+    yield process
+    process.stop()
+
+
+def by_camera(outputs: list, camera: str) -> list:
+    return [o.msg for o in outputs if o.msg.camera == camera]
+
+
+def test_two_cameras_play_in_stamp_order_each_answered_and_scored_on_its_own(two_camera_node, tmp_path, capsys):
+    stamps = write_two_camera_bag(tmp_path / "bag", START_S)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "0", "--drain", "0.3", "--namespace", "/cams"]
+    assert main([*args, *TWO_CAMERAS, "--command", "the red ball"]) == 0, two_camera_node.log()
+    outputs = read_outputs(out)
+    [accepted, *_] = outputs["command_status"]
+    assert accepted.msg.camera == "head,wrist", "a --command runs on every --camera"
+    for camera, (_, _, _, (width, height), _) in CAMERAS.items():
+        tracks, masks = by_camera(outputs["tracks"], camera), by_camera(outputs["masks"], camera)
+        assert sorted({stamp_ns(m.header) for m in tracks}) == stamps[camera], "lockstep: each of its frames"
+        assert {m.header.frame_id for m in tracks + masks} == {f"{camera}_optical"}
+        assert {(m.width, m.height) for m in masks} == {(width, height)}
+    # Lockstep in stamp order across cameras: each frame's tracks came before the next frame was sent.
+    answered = list(dict.fromkeys((m.msg.camera, stamp_ns(m.msg.header)) for m in outputs["tracks"]))
+    assert answered == sorted(((c, s) for c, ss in stamps.items() for s in ss), key=lambda frame: frame[1])
+    printed = capsys.readouterr().out
+    for camera, sent in stamps.items():
+        assert f"camera {camera}: frames sent: {len(sent)}; commands sent: 1" in printed, printed
+        assert f"camera {camera}: node: received {len(sent)} of {len(sent)} frames; " in printed, printed
+        count = len(by_camera(outputs["tracks"], camera))
+        assert re.search(rf"camera {camera}: outputs recorded: targets \d+, tracks {count}, masks \d+", printed)
+        report = json.loads((out / f"score_{camera}.json").read_text())
+        assert (report["camera"], report["truth_topic"]) == (camera, f"/{camera}{TRUTH_TOPIC}")
+        assert report["frames_annotated"] == len(sent)
+        [command] = report["commands"]
+        assert (command["frames_scored"], command["frames_without_masks"]) == (len(sent), [])
+        assert command["objects"]["1"]["j"] > 0, "the red disc of that camera's frames"
+        assert f"score of camera {camera} against /{camera}{TRUTH_TOPIC} -> {out / f'score_{camera}.json'}" in printed
+    assert not (out / "score.json").exists()
+
+
+def test_two_cameras_timed_each_answered_with_its_own_frames_and_losses_counted_per_camera(
+    two_camera_node, tmp_path, capsys
+):
+    stamps = write_two_camera_bag(tmp_path / "bag", START_S + 100)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "bag"), "-o", str(out), "--rate", "1", "--drain", "0.3", "--namespace", "/cams"]
+    # At camera rate a loaded machine may lose frames in transit (best-effort cameras): counted, exit 3.
+    status = main([*args, *TWO_CAMERAS, "--command", "the red ball"])
+    outputs, printed = read_outputs(out), capsys.readouterr().out
+    lost = 0
+    for camera, sent in stamps.items():
+        answered = {stamp_ns(m.header) for m in by_camera(outputs["tracks"], camera)}
+        assert answered and answered <= set(sent), "its own frames"
+        line = re.search(rf"camera {camera}: node: received (\d+) of {len(sent)} frames; .*", printed)
+        assert line, printed
+        reported = re.search(r"LOST (\d+) frame", line[0])
+        assert (int(reported[1]) if reported else 0) >= len(sent) - int(line[1]), line[0]
+        lost += int(reported[1]) if reported else 0
+    assert status == (3 if lost else 0), two_camera_node.log()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--camera", "head=/a", "--camera", "head=/b"], "each --camera needs a name of its own: head, head"),
+        (["--camera", "head=/a", "--camera", "wrist=/a"], "two --camera play one topic: /a, /a"),
+        (["--camera", "head=/a", "--camera-truth", "wrist=/t"], "--camera-truth for no --camera: wrist"),
+        (["--camera", "head=/a", "--image-topic", "/b"], "--image-topic plays one camera"),
+        (["--camera", "two words=/a"], "use NAME=TOPIC"),
+    ],
+)
+def test_camera_options_that_cannot_make_a_replay_are_refused(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "bag"), "-o", str(tmp_path / "out"), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_camera_topic_not_in_the_bag_exits_non_zero_listing_the_bag_topics(tmp_path, capsys):
+    write_two_camera_bag(tmp_path / "bag", START_S, frames=(1, 1))
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--camera", "head=/head/image_raw"]
+    assert main([*args, "--camera", "wrist=/wrist/image_raw"]) == 1
+    error = capsys.readouterr().err
+    assert "replay_bag: error: topic /wrist/image_raw is not in the bag; its topics: " in error
+    assert "/wrist/image_raw/compressed (sensor_msgs/msg/CompressedImage)" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_camera_given_another_cameras_ground_truth_exits_non_zero(tmp_path, capsys):
+    write_two_camera_bag(tmp_path / "bag", START_S, frames=(1, 1))
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), *TWO_CAMERAS]
+    assert main([*args, "--camera-truth", f"head=/wrist{TRUTH_TOPIC}"]) == 1
+    error = capsys.readouterr().err
+    assert f"the ground truth on /wrist{TRUTH_TOPIC} is camera wrist's, not head's" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_first_camera_the_node_names_otherwise_exits_non_zero_before_any_command(two_camera_node, tmp_path, capsys):
+    write_two_camera_bag(tmp_path / "bag", START_S + 200, frames=(2, 2))
+    two_camera_node.forget_log()
+    args = [str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--namespace", "/cams", "--command", "red"]
+    cameras = ["--camera", "main=/head/image_raw", "--camera", "wrist=/wrist/image_raw/compressed"]
+    assert main([*args, *cameras]) == 1
+    error = capsys.readouterr().err
+    assert "--camera main: the node's camera on /cams/image is head: give --camera in the order" in error, error
+    assert not re.search(r"command \S+ accepted", two_camera_node.log()), "stopped before sending its command"
+    assert not (tmp_path / "out").exists()
+
+
+def test_each_camera_plays_the_depth_and_camera_info_beside_its_images_or_those_named(tmp_path):
+    typestore = make_typestore()
+    topics = {
+        "/head/color/image_raw": IMAGE_TYPE,
+        "/head/color/camera_info": CAMERA_INFO_TYPE,
+        "/head/aligned_depth_to_color/image_raw": IMAGE_TYPE,
+        "/wrist/image_raw/compressed": COMPRESSED_TYPE,
+        "/wrist/depth/image_raw": IMAGE_TYPE,
+        "/wrist/camera_info": CAMERA_INFO_TYPE,
+        "/other/camera_info": CAMERA_INFO_TYPE,
+    }
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, msgtype in topics.items():
+            writer.add_connection(topic, msgtype, typestore=typestore)
+    cameras = [("head", "/head/color/image_raw"), ("wrist", "/wrist/image_raw/compressed")]
+    choice = TopicChoice("image", "depth", "camera_info", "command", camera=cameras)
+    with Reader(tmp_path / "bag") as reader:
+        plain = select_streams(reader, choice)
+        named = select_streams(
+            reader,
+            replace(
+                choice,
+                camera_depth=[("head", "/head/aligned_depth_to_color/image_raw")],
+                camera_info=[("wrist", "/other/camera_info")],
+            ),
+        )
+        with pytest.raises(ReplayError, match="topic /head/depth is not in the bag"):
+            select_streams(reader, replace(choice, camera_depth=[("head", "/head/depth")]))
+    # The first camera into the node's image / depth / camera_info, the other into wrist/...
+    head = Stream("/head/color/image_raw", "image", IMAGE_TYPE, "head")
+    head_depth = Stream("/head/aligned_depth_to_color/image_raw", "depth", IMAGE_TYPE, "head")
+    head_info = Stream("/head/color/camera_info", "camera_info", CAMERA_INFO_TYPE, "head")
+    wrist = Stream("/wrist/image_raw/compressed", "wrist/image", COMPRESSED_TYPE, "wrist")
+    wrist_depth = Stream("/wrist/depth/image_raw", "wrist/depth", IMAGE_TYPE, "wrist")
+    wrist_info = Stream("/wrist/camera_info", "wrist/camera_info", CAMERA_INFO_TYPE, "wrist")
+    other_info = Stream("/other/camera_info", "wrist/camera_info", CAMERA_INFO_TYPE, "wrist")
+    assert plain == [head, head_info, wrist, wrist_depth, wrist_info], "depth and camera_info beside the images"
+    assert named == [head, head_depth, head_info, wrist, wrist_depth, other_info]

@@ -181,16 +181,18 @@ def test_a_file_that_is_no_video_is_named_and_leaves_no_bag(tmp_path, capsys):
 # ---------------------------------------------------------------- DAVIS dog: bag -> replay_bag -> score.json
 
 
-def truth_node(tmp_path: Path, box: bool) -> NodeProcess:
+def truth_node(tmp_path: Path, box: bool, sequences: str = "dog", cameras: tuple[str, ...] = ()) -> NodeProcess:
+    """A node whose doubles answer with the truth of the DAVIS `sequences` (on `cameras`, default one)."""
     root = str(davis_root())
     overrides = {
         "pointer_backend": "truth_doubles:TruthPointerDouble",
         "propagator_backend": "truth_doubles:TruthPropagatorDouble",
         "TruthPointerDouble.davis_root": root,
-        "TruthPointerDouble.sequences": "dog",
+        "TruthPointerDouble.sequences": sequences,
         "TruthPropagatorDouble.davis_root": root,
-        "TruthPropagatorDouble.sequences": "dog",
+        "TruthPropagatorDouble.sequences": sequences,
         "TruthPropagatorDouble.box": box,
+        **({"cameras.names": list(cameras)} if cameras else {}),
     }
     node = NodeProcess(tmp_path / f"node_box_{box}.log", overrides)
     assert node.wait_for_log("ready on", 60), node.log()
@@ -243,3 +245,60 @@ def test_replaying_davis_dog_with_the_true_masks_scores_one_on_every_answered_fr
     assert command["masks"]["jf"] == pytest.approx((60 - first) / 60)
     outputs = read_outputs(tmp_path / "out")
     assert all(m.msg.header.frame_id == "camera" for m in outputs["masks"])
+
+
+# ---------------------------------------------------------------- two DAVIS sequences as two cameras, scored per camera
+
+TWO_CAMERA_FRAMES = 12
+SEQUENCES = {"head": "dog", "wrist": "blackswan"}  # camera: the DAVIS sequence it films
+
+
+def davis_bag(out: Path, sequence: str, start_s: float, *extra: str) -> None:
+    frames, truth = davis_sequence(sequence)
+    args = [str(frames), "-o", str(out), "--fps", "24", "--max-frames", str(TWO_CAMERA_FRAMES), "--truth", str(truth)]
+    assert main([*args, "--start", str(start_s), *extra]) == 0
+
+
+def test_a_two_camera_davis_bag_scores_each_camera_as_a_replay_of_its_sequence_alone(tmp_path):
+    frames, truth = davis_sequence("blackswan")
+    davis_bag(
+        tmp_path / "two",
+        "dog",
+        50,
+        "--camera-name",
+        "head",
+        "--camera",
+        f"wrist={frames}",
+        "--camera-truth",
+        f"wrist={truth}",
+    )
+    for start, sequence in enumerate(SEQUENCES.values(), 2):  # each alone, stamped after the two-camera bag
+        davis_bag(tmp_path / sequence, sequence, 50 * start)
+    node = truth_node(tmp_path, box=True, sequences=",".join(SEQUENCES.values()), cameras=tuple(SEQUENCES))
+    replay = ["--rate", "0", "--drain", "0.3", "--timeout", "30", "--command", "the animal"]
+    # The bag's first camera (video_to_bag's /camera/image_raw, its truth on /ground_truth/masks) is head.
+    cameras = ["--camera", "head=/camera/image_raw", "--camera", "wrist=/wrist/image_raw"]
+    try:
+        assert replay_main([str(tmp_path / "two"), "-o", str(tmp_path / "two_out"), *replay, *cameras]) == 0
+        for sequence in SEQUENCES.values():  # each alone, into the node's first camera
+            assert replay_main([str(tmp_path / sequence), "-o", str(tmp_path / f"{sequence}_out"), *replay]) == 0
+    finally:
+        assert node.stop() == 0, node.log()
+    for camera, sequence in SEQUENCES.items():
+        report = json.loads((tmp_path / "two_out" / f"score_{camera}.json").read_text())
+        truth_topic = "/ground_truth/masks" if camera == "head" else "/wrist/ground_truth/masks"
+        assert (report["camera"], report["truth_topic"]) == (camera, truth_topic)
+        assert report["frames_annotated"] == TWO_CAMERA_FRAMES
+        [both] = report["commands"]
+        [alone] = json.loads((tmp_path / f"{sequence}_out" / "score.json").read_text())["commands"]
+        scores = [[s[k] for k in sorted(s, key=int)] for s in (both["union_frames"], alone["union_frames"])]
+        assert [len(s) for s in scores] == [TWO_CAMERA_FRAMES] * 2, "lockstep: every frame answered"
+        # Frames tracked before the first grounding returned have no masks (J 0); every frame after it
+        # is scored as in the replay of its sequence alone: the box of its own frame's true mask.
+        segmented = [k for k in range(TWO_CAMERA_FRAMES) if scores[0][k]["j"] > 0 and scores[1][k]["j"] > 0]
+        assert len(segmented) >= TWO_CAMERA_FRAMES // 3, (camera, scores)
+        assert [scores[0][k] for k in segmented] == [pytest.approx(scores[1][k], abs=1e-9) for k in segmented]
+        annotations = sorted(davis_sequence(sequence)[1].glob("*.png"))[:TWO_CAMERA_FRAMES]
+        masks = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0 for path in annotations]
+        hand = [m.sum() / box_of(m).sum() for m in masks]  # the true mask inside its box: IoU = area ratio
+        assert [scores[0][k]["j"] for k in segmented] == pytest.approx([hand[k] for k in segmented], abs=1e-9)

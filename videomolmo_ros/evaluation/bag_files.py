@@ -1,34 +1,31 @@
-"""Rosbag2 files without ROS (the `rosbags` library): this package's message types, bags to play, output
-bags, ground truth and scoring of a replay.
+"""Rosbag2 files without ROS (the `rosbags` library): this package's message types, bags to play and
+which of their topics go where, output bags.
 
-The ROS side of the replay (publishing into the node, recording its answers) is bag_replay.py.
+The ROS side of the replay (publishing into the node, recording its answers) is tools/bag_player.py;
+its ground truth and scoring, bag_scoring.py.
 """
 
 import io
-import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image as PilImage
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from videomolmo_ros.evaluation.output_files import output_path, write_text
-from videomolmo_ros.evaluation.scoring import MasksAnswer, OutputScores, TargetsAnswer, score_outputs
-from videomolmo_ros.io.image_files import MAX_IMAGE_SIDE
-from videomolmo_ros.io.mask_codec import decode_label_image, decode_masks
+from videomolmo_ros.evaluation.output_files import output_path
 from videomolmo_ros.io.package_share import PACKAGE, share_path
 
 COMMAND_TYPE = f"{PACKAGE}/msg/GroundingCommand"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # played into a node camera with transport: compressed
 FRAME_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 # The node's outputs (node-relative names) and their types.
 OUTPUTS = {
     "targets": f"{PACKAGE}/msg/PointedTargets",
@@ -49,11 +46,12 @@ class ReplayError(Exception):
 
 @dataclass(frozen=True)
 class Stream:
-    """One bag topic played into one node topic."""
+    """One bag topic played into one node topic (of the node's camera `camera`; "" for the one camera)."""
 
     bag_topic: str
     node_topic: str
     msgtype: str
+    camera: str = ""
 
 
 @dataclass
@@ -70,8 +68,10 @@ class ReplaySummary:
     frames_refused: Counter = field(default_factory=Counter)  # bag frames not played, by reason
     refused_example: str = ""  # the first one's reason, in words
     node_counts: dict[str, int] | None = None  # the node's counters that grew during the replay; None: unread
+    camera: str = ""  # the node's camera these frames went to (--camera); "" for the one camera of a replay
 
     def text(self) -> str:
+        """The summary; with several cameras, each line names the camera it is about."""
         recorded = ", ".join(f"{topic} {self.outputs[topic]}" for topic in OUTPUTS)
         late = f" ({self.frames_timed_out} without tracks in time)" if self.frames_timed_out else ""
         lines = [
@@ -81,7 +81,8 @@ class ReplaySummary:
         if self.frames_refused:
             refused = ", ".join(f"{count} {reason}" for reason, count in sorted(self.frames_refused.items()))
             lines.append(f"frames of the bag NOT sent: {refused} (the first: {self.refused_example})")
-        return "\n".join([*lines, self._node_text()])
+        prefix = f"camera {self.camera}: " if self.camera else ""
+        return "\n".join(prefix + line for line in [*lines, self._node_text()])
 
     def _node_text(self) -> str:
         if self.node_counts is None:
@@ -162,6 +163,8 @@ class TopicChoice:
     """Which bag topics are played into which node topics (replay_bag's topic options).
 
     An empty bag topic means its default name, which may be absent from the bag; a named one must be there.
+    `camera` ((NAME, bag image topic) per --camera) plays several cameras, each with its depth and
+    camera_info (`camera_depth`, `camera_info`: (NAME, bag topic) overrides; else sibling_topics).
     """
 
     node_image: str
@@ -173,34 +176,79 @@ class TopicChoice:
     camera_info_topic: str = ""
     command_topic: str = ""
     ignore_bag_commands: bool = False
+    camera: Sequence[tuple[str, str]] = ()
+    camera_depth: Sequence[tuple[str, str]] = ()
+    camera_info: Sequence[tuple[str, str]] = ()
+
+
+def sibling_topics(image_topic: str) -> tuple[str, str]:
+    """(depth, camera_info) bag topics beside a camera's image topic, as a driver names them:
+    /NAME/image_raw[/compressed] -> /NAME/depth/image_raw, /NAME/camera_info."""
+    parent = image_topic.removesuffix("/compressed").rsplit("/", 1)[0]
+    return f"{parent}/depth/image_raw", f"{parent}/camera_info"
+
+
+def camera_truth_topic(camera: str) -> str:
+    """Camera NAME's ground-truth topic, where video_to_bag writes it and replay_bag looks for it."""
+    return f"/{camera}{DEFAULT_TRUTH_TOPIC}"
 
 
 def select_streams(reader: Reader, args: TopicChoice) -> list[Stream]:
-    """The bag topics to play: the image always, depth / camera_info / commands when present."""
+    """The bag topics to play: each camera's image (first among its streams), its depth / camera_info and
+    the commands when present. The first camera plays into the node's node_* topics, another camera NAME
+    into NAME/image, NAME/depth, NAME/camera_info (the node's defaults for its cameras.names in that order)."""
     in_bag = {c.topic: c.msgtype for c in reader.connections}
-    listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
     streams = []
-    for option, node_topic, default, msgtype in [
-        ("image_topic", args.node_image, "/camera/image_raw", FRAME_TYPES),
-        ("depth_topic", args.node_depth, "/camera/depth/image_raw", IMAGE_TYPE),
-        ("camera_info_topic", args.node_camera_info, "/camera/camera_info", "sensor_msgs/msg/CameraInfo"),
-    ]:
-        topic = getattr(args, option) or default
-        if topic in in_bag:
-            streams.append(Stream(topic, node_topic, _checked_type(topic, in_bag[topic], msgtype)))
-        elif getattr(args, option) or option == "image_topic":
-            raise ReplayError(f"topic {topic} is not in the bag; its topics: {listing}")
+    first = (args.node_image, args.node_depth, args.node_camera_info)
+    if not args.camera:
+        bag = (args.image_topic, args.depth_topic, args.camera_info_topic)
+        streams += _camera_streams(in_bag, "", bag, ("/camera/image_raw", *sibling_topics("/camera/image_raw")), first)
+    depths, infos = dict(args.camera_depth), dict(args.camera_info)
+    for index, (name, image_topic) in enumerate(args.camera):
+        bag = (image_topic, depths.get(name, ""), infos.get(name, ""))
+        node = first if index == 0 else tuple(f"{name}/{leaf}" for leaf in ("image", "depth", "camera_info"))
+        streams += _camera_streams(in_bag, name, bag, (image_topic, *sibling_topics(image_topic)), node)
     if args.command_topic:
-        if args.command_topic not in in_bag:
-            raise ReplayError(f"topic {args.command_topic} is not in the bag; its topics: {listing}")
-        _checked_type(args.command_topic, in_bag[args.command_topic], COMMAND_TYPE)
+        checked_type(args.command_topic, _in_bag(args.command_topic, in_bag), COMMAND_TYPE)
     if not args.ignore_bag_commands:
         wanted = [args.command_topic] if args.command_topic else [t for t, m in in_bag.items() if m == COMMAND_TYPE]
         streams += [Stream(t, args.node_command, COMMAND_TYPE) for t in wanted]
     return streams
 
 
-def _checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> str:
+def _camera_streams(
+    in_bag: Mapping[str, str], camera: str, named: Sequence[str], defaults: Sequence[str], node: Sequence[str]
+) -> list[Stream]:
+    """One camera's (image, depth, camera_info) streams: each the bag topic `named` (which must be in the bag)
+    or its default (the image's must be there, depth's and camera_info's may be absent)."""
+    streams = []
+    for option, default, node_topic, msgtype in zip(
+        named, defaults, node, (FRAME_TYPES, IMAGE_TYPE, CAMERA_INFO_TYPE), strict=True
+    ):
+        topic = option or default
+        if topic in in_bag or option or msgtype is FRAME_TYPES:
+            streams.append(Stream(topic, node_topic, checked_type(topic, _in_bag(topic, in_bag), msgtype), camera))
+    return streams
+
+
+def camera_images(streams: Sequence[Stream]) -> dict[str, Stream]:
+    """Each camera's image stream (select_streams puts it first among the camera's streams), by camera."""
+    images: dict[str, Stream] = {}
+    for stream in streams:
+        if stream.msgtype != COMMAND_TYPE:
+            images.setdefault(stream.camera, stream)
+    return images
+
+
+def _in_bag(topic: str, in_bag: Mapping[str, str]) -> str:
+    """The message type of `topic` in the bag; a ReplayError listing the bag's topics if it is not there."""
+    if topic not in in_bag:
+        listing = ", ".join(f"{t} ({m})" for t, m in sorted(in_bag.items())) or "none"
+        raise ReplayError(f"topic {topic} is not in the bag; its topics: {listing}")
+    return in_bag[topic]
+
+
+def checked_type(topic: str, found: str, expected: str | tuple[str, ...]) -> str:
     allowed = (expected,) if isinstance(expected, str) else expected
     if found not in allowed:
         raise ReplayError(f"topic {topic} holds {found}, not {' or '.join(allowed)}")
@@ -308,96 +356,6 @@ def decode_message(typestore: Typestore, data: bytes | memoryview, msgtype: str,
         return typestore.deserialize_cdr(data, msgtype)
     except Exception as error:  # rosbags' SerdeError, or what a damaged message makes its generated code raise
         raise ReplayError(f"{where}: a {msgtype} that does not deserialize: {error}") from None
-
-
-# ---------------------------------------------------------------------------- ground truth and scoring
-
-
-class LabelMasks(Mapping[int, np.ndarray]):
-    """An ObjectMasks message's masks by id, decoded from its PNG when read: a long bag's stay PNG-sized."""
-
-    def __init__(self, msg) -> None:
-        self._ids = [int(i) for i in msg.ids]
-        self._png, self._height, self._width = bytes(msg.data), msg.height, msg.width
-
-    def __getitem__(self, object_id: int) -> np.ndarray:
-        if object_id not in self._ids:
-            raise KeyError(object_id)
-        return decode_label_image(self._png, self._height, self._width) == self._ids.index(object_id) + 1
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
-def read_truth(path: Path, topic: str | None) -> dict[int, LabelMasks] | None:
-    """The bag's ground truth by frame stamp, checked before any frame is played; None when it has none.
-
-    A topic named with --truth-topic must be in the bag; the default one may be absent.
-    """
-    typestore = make_typestore()
-    reader = open_bag(path)
-    try:
-        connections = [c for c in reader.connections if c.topic == (topic or DEFAULT_TRUTH_TOPIC)]
-        if not connections:  # (rosbags reads every topic when given no connections)
-            if topic:
-                raise ReplayError(f"ground-truth topic {topic} is not in the bag")
-            return None
-        for connection in connections:
-            _checked_type(connection.topic, connection.msgtype, TRUTH_TYPE)
-        truth: dict[int, LabelMasks] = {}
-        for connection, _, data in bag_messages(reader, connections):
-            msg = decode_message(typestore, data, TRUTH_TYPE, f"{path} on {connection.topic}")
-            stamp = stamp_ns(msg.header)
-            if stamp in truth:
-                raise ReplayError(f"{path}: two ground-truth messages for the frame stamped {stamp}: merge them")
-            truth[stamp] = _checked_truth(msg, f"{path}: ground truth of the frame stamped {stamp}")
-        return truth
-    finally:
-        reader.close()
-
-
-def _checked_truth(msg, where: str) -> LabelMasks:
-    """A ground-truth message that decodes (its PNG's header checked first), with an id per object."""
-    if len(set(msg.ids)) < len(msg.ids):
-        raise ReplayError(f"{where} repeats ids: {list(msg.ids)}")
-    if problem := frame_problem(msg, MAX_IMAGE_SIDE, MAX_IMAGE_SIDE):
-        raise ReplayError(f"{where}: {problem[1]}")
-    try:
-        decode_masks(bytes(msg.data), msg.height, msg.width, len(msg.ids))
-    except ValueError as error:
-        raise ReplayError(f"{where} does not decode: {error}") from error
-    return LabelMasks(msg)
-
-
-def score(summary: ReplaySummary, truth: Mapping[int, LabelMasks]) -> OutputScores:
-    """Score the outputs recorded in the summary's bag against the ground truth."""
-    outputs = read_outputs(summary.output_bag)
-    masks = [
-        MasksAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, LabelMasks(o.msg)) for o in outputs["masks"]
-    ]
-    targets = [
-        TargetsAnswer(o.msg.command_id, stamp_ns(o.msg.header), o.receive_ns, [(t.x, t.y) for t in o.msg.targets])
-        for o in outputs["targets"]
-    ]
-    queries = {o.msg.id: o.msg.query for o in outputs["command_status"] if o.msg.state == STATUS_ACCEPTED}
-    sent_ns = dict(zip(summary.frame_stamps, summary.frame_sent_ns, strict=True))
-    try:
-        return score_outputs(truth, masks, targets, sent_ns, queries)
-    except ValueError as error:
-        raise ReplayError(f"cannot score the replay (its outputs are in {summary.output_bag}): {error}") from error
-
-
-def write_report(
-    path: Path, bag: str, truth_topic: str, summary: ReplaySummary, truth: Mapping[int, LabelMasks]
-) -> None:
-    """Score the replay, write the JSON report to `path` and print the table."""
-    result = score(summary, truth)
-    topic = truth_topic or DEFAULT_TRUTH_TOPIC
-    write_text(path, json.dumps({"bag": bag, "truth_topic": topic, **result.report()}, indent=2) + "\n")
-    print(f"score against {topic} -> {path}\n{result.table()}")
 
 
 def stamp_ns(header) -> int:

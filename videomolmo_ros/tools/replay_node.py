@@ -1,26 +1,28 @@
 """The planner side of a replay over ROS: publishers into perception_node, raw subscriptions to its outputs.
 
 Shared by replay_bag (a recorded bag) and videomolmo_demo (a live video); what it records is
-written and scored without ROS (videomolmo_ros.evaluation.bag_files).
+written and scored without ROS (videomolmo_ros.evaluation.bag_files, bag_scoring).
 """
 
 import queue
 import threading
 import time
+from collections import Counter, defaultdict
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.typesys.store import Typestore
 
 from videomolmo_ros.evaluation.bag_files import (
+    CAMERA_INFO_TYPE,
     COMMAND_TYPE,
     COMPRESSED_TYPE,
-    FRAME_TYPES,
     IMAGE_TYPE,
     OUTPUTS,
     STATUS_ACCEPTED,
     STATUS_STOPPED,
     BagWriter,
     Stream,
+    camera_images,
     stamp_ns,
 )
 from videomolmo_ros.pipeline.health import DROP_COUNTERS
@@ -34,7 +36,8 @@ class ReplayNode:
     """The rclpy side: publishers into the node, raw subscriptions to its outputs.
 
     Callbacks run on the node's spin thread and only queue what they receive (the bag writer is
-    not thread-safe) and note what lockstep waits for: track stamps, command answers.
+    not thread-safe) and note what lockstep waits for: track stamps, command answers. With several
+    cameras (streams of named cameras), the same by the camera the node says an output is from.
     """
 
     def __init__(self, spun: SpunNode, streams: list[Stream], typestore: Typestore, clock: bool):
@@ -49,7 +52,7 @@ class ReplayNode:
         ros_types = {
             IMAGE_TYPE: Image,
             COMPRESSED_TYPE: CompressedImage,
-            "sensor_msgs/msg/CameraInfo": CameraInfo,
+            CAMERA_INFO_TYPE: CameraInfo,
             COMMAND_TYPE: GroundingCommand,
             **dict(zip(OUTPUTS.values(), [PointedTargets, ObjectTracks, ObjectMasks, CommandStatus], strict=True)),
         }
@@ -62,17 +65,20 @@ class ReplayNode:
         self.received: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Condition()
         self.track_stamps: list[int] = []
+        self.camera_tracks: defaultdict[str, list[int]] = defaultdict(list)  # track stamps by the outputs' camera
+        self.camera_outputs: defaultdict[str, Counter] = defaultdict(Counter)  # targets, tracks, masks by camera
         self.statuses: list = []
         self.running: set[str] = set()
+        self._command_cameras: dict[str, set[str]] = {}  # the cameras each accepted command runs on
         for name, msgtype in OUTPUTS.items():
             self.node.create_subscription(
                 ros_types[msgtype], name, lambda data, n=name: self._on_output(n, data), RELIABLE, raw=True
             )
-        # The counters of the node's camera that our frames go to: its statuses name the image topic.
-        cameras = [self.node.resolve_topic_name(s.node_topic) for s in streams if s.msgtype in FRAME_TYPES]
-        self.camera_counts: list[dict[str, int]] = []  # every /diagnostics report of that camera, in order
-        if cameras:
-            self._camera_topic = cameras[0]
+        # The counters of the node's cameras that our frames go to: their statuses name the image topic.
+        self._camera_topics = {self.node.resolve_topic_name(s.node_topic): c for c, s in camera_images(streams).items()}
+        self.camera_counts: dict[str, list[dict[str, int]]] = {c: [] for c in self._camera_topics.values()}
+        self.reported_names: dict[str, str] = {}  # the name the node reports each camera under
+        if self._camera_topics:
             self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def output_topics(self) -> dict[str, str]:
@@ -81,36 +87,50 @@ class ReplayNode:
 
     def _on_output(self, name: str, data: bytes) -> None:
         self.received.put((name, self.node.get_clock().now().nanoseconds, data))
-        if name not in ("tracks", "command_status"):
-            return
         msg = self.typestore.deserialize_cdr(data, OUTPUTS[name])
         with self.lock:
+            if name == "command_status":
+                self._on_status(msg)
+            else:
+                self.camera_outputs[msg.camera][name] += 1
             if name == "tracks":
                 self.track_stamps.append(stamp_ns(msg.header))
-            else:
-                self._on_status(msg)
+                self.camera_tracks[msg.camera].append(self.track_stamps[-1])
             self.lock.notify_all()
 
     def _on_status(self, msg) -> None:
         self.statuses.append(msg)
         if msg.state == STATUS_ACCEPTED:
             self.running.add(msg.id)
+            self._command_cameras[msg.id] = set(msg.camera.split(","))
         elif msg.state == STATUS_STOPPED:
             self.running.discard(msg.id)
 
+    def tracks_of(self, camera: str) -> list[int]:
+        """The stamps of the tracks from `camera` ("": from any), in arrival order (under the lock)."""
+        return self.camera_tracks[camera] if camera else self.track_stamps
+
+    def running_on(self, camera: str) -> bool:
+        """Whether a command runs on `camera` ("": on any), so its frames get tracks (under the lock)."""
+        return any(not camera or camera in self._command_cameras.get(i, ()) for i in self.running)
+
     def _on_diagnostics(self, msg) -> None:
-        """The camera's frames_received and drop counters (pipeline.health) as its statuses report them."""
-        counts = {
-            kv.key: int(kv.value)
-            for status in msg.status
-            if status.hardware_id == self._camera_topic and status.name.endswith((": camera input", ": drops"))
-            for kv in status.values
-            if _is_counter(kv.key) and kv.value.isdigit()
-        }
-        if "frames_received" in counts:
-            with self.lock:
-                self.camera_counts.append(counts)
-                self.lock.notify_all()
+        """Each camera's frames_received and drop counters (pipeline.health) as its statuses report them."""
+        counts: dict[str, dict[str, int]] = {}
+        names: dict[str, str] = {}
+        for status in msg.status:
+            camera = self._camera_topics.get(status.hardware_id)
+            if camera is None or not status.name.endswith((": camera input", ": drops")):
+                continue
+            names[camera] = status.name.split(": ")[-2]  # "<node>: <camera>: camera input"
+            counters = {kv.key: int(kv.value) for kv in status.values if _is_counter(kv.key) and kv.value.isdigit()}
+            counts.setdefault(camera, {}).update(counters)
+        with self.lock:
+            self.reported_names.update(names)
+            for camera, counters in counts.items():
+                if "frames_received" in counters:
+                    self.camera_counts[camera].append(counters)
+            self.lock.notify_all()
 
     def record(self, bag: BagWriter) -> None:
         """Write the outputs received so far into `bag` (from the one thread that writes it)."""

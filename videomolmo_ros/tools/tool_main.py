@@ -1,4 +1,5 @@
-"""How every tool ends: one line on stderr for bad input or an interruption, never a traceback.
+"""How every tool ends: one line on stderr for bad input or an interruption, never a traceback; and the
+NAME=VALUE options they share.
 
 `run_tool` runs a tool's body and turns the errors that describe its input or environment (a bad
 file, a bag that is damaged, a node that never answered, a full disk) into `<tool>: error:
@@ -7,6 +8,8 @@ error collected on its way out (outputs removed, commands stopped) follow on the
 traceback is left for what is a bug of the tool itself.
 """
 
+import argparse
+import re
 import signal
 import sys
 import threading
@@ -52,3 +55,16 @@ def run_tool(prog: str, body: Callable[[], int], errors: tuple[type[Exception], 
 
 def _with_notes(text: str, error: BaseException) -> str:
     return "; ".join([text, *getattr(error, "__notes__", ())])
+
+
+def named(value: str) -> Callable[[str], tuple[str, str]]:
+    """The argparse type of a camera's NAME=`value` option (--camera): NAME a ROS name token (topics
+    are named after it)."""
+
+    def parse(text: str) -> tuple[str, str]:
+        name, sep, given = text.partition("=")
+        if not sep or not given or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise argparse.ArgumentTypeError(f"{text!r}: use NAME={value}, NAME letters, digits and _")
+        return name, given
+
+    return parse

@@ -23,7 +23,6 @@ written in stamp order, each at its own rate from --start.
 
 import argparse
 import heapq
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -42,6 +41,7 @@ from videomolmo_ros.evaluation.bag_files import (
     MODES,
     TRUTH_TYPE,
     ReplayError,
+    camera_truth_topic,
     make_typestore,
     new_bag,
 )
@@ -49,7 +49,7 @@ from videomolmo_ros.io.image_codec import JPEG_FORMAT, encode_jpeg
 from videomolmo_ros.io.image_files import image_file
 from videomolmo_ros.io.mask_codec import encode_masks
 from videomolmo_ros.io.video_source import VideoSource
-from videomolmo_ros.tools.tool_main import run_tool
+from videomolmo_ros.tools.tool_main import named, run_tool
 
 
 class TruthFolder:
@@ -193,7 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=tuple(MODES), default="track", help="mode of the commands")
     parser.add_argument(
         "--camera",
-        type=_named,
+        type=named("PATH"),
         action="append",
         default=[],
         metavar="NAME=VIDEO",
@@ -201,7 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--camera-truth",
-        type=_named,
+        type=named("PATH"),
         action="append",
         default=[],
         metavar="NAME=FOLDER",
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         truths = dict(args.camera_truth)
         for name, video in args.camera:  # /NAME/image_raw[/compressed], /NAME/ground_truth/masks, frame_id NAME
             image_topic = f"/{name}/image_raw" + ("/compressed" if args.compressed else "")
-            truth_topic = f"/{name}{DEFAULT_TRUTH_TOPIC}"
+            truth_topic = camera_truth_topic(name)
             cameras.append(Camera(name, video, *opened(video, truths.get(name)), image_topic, truth_topic, name))
         topics = [t for c in cameras for t in (c.image_topic, c.truth_topic)]
         if len(set(topics)) < len(topics):
@@ -248,14 +248,6 @@ def run(args: argparse.Namespace) -> int:
         + f", {counts.get('command', 0)} commands -> {args.output}"
     )
     return 0
-
-
-def _named(text: str) -> tuple[str, str]:
-    """NAME=VALUE of --camera and --camera-truth; NAME a ROS name token (it becomes a topic)."""
-    name, sep, value = text.partition("=")
-    if not sep or not value or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=PATH, NAME letters, digits and _")
-    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
