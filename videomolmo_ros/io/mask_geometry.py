@@ -36,3 +36,14 @@ def interior_point(mask: np.ndarray, box: Box) -> tuple[float, float]:
     distance = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
     y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return float(x0 + x - 1), float(y0 + y - 1)
+
+
+def points_in_mask(mask: np.ndarray | None, xy: np.ndarray) -> np.ndarray:
+    """Which (x, y) points fall on a pixel of `mask` (rounded to the nearest pixel, as a point's pixel)."""
+    inside = np.zeros(len(xy), bool)
+    if mask is None:
+        return inside
+    cols, rows = np.rint(xy).astype(np.int64).T
+    within = (rows >= 0) & (rows < mask.shape[0]) & (cols >= 0) & (cols < mask.shape[1])
+    inside[within] = mask[rows[within], cols[within]]
+    return inside

@@ -43,7 +43,7 @@ Bounded whatever the thresholds (any peer can set them at run time):
   and more than `max_objects_per_command`, is not one object but what lies between those the
   model named (a stray point's background, as SAM2 segments the table under it; a real object
   holds its own point, or the few of a dense answer that fall on it). It is deleted (`regions`)
-  and its region remembered for REGION_KEPT_S of source time: a later point of its command there
+  and its region remembered for a while (refused_regions.py): a later point of its command there
   starts nothing (`in_region`), so an answer of 1000 points never makes a background a "disc".
 """
 
@@ -57,13 +57,12 @@ from enum import IntEnum
 
 import numpy as np
 
-from videomolmo_ros.io.mask_geometry import Box, box_crop, interior_point, mask_box
+from videomolmo_ros.io.mask_geometry import Box, box_crop, interior_point, mask_box, points_in_mask
 from videomolmo_ros.pipeline.appearance import AppearanceDescriptor, ColourTextureDescriptor, Gallery
 from videomolmo_ros.pipeline.reattachment import assignment, distances, learn, reattach
+from videomolmo_ros.pipeline.refused_regions import RefusedRegions, holds_most
 
 DUPLICATE_IOU = 0.7  # two tracks of one command whose masks overlap this much on a frame are one object
-REGION_KEPT_S = 5.0  # source time a refused region holds back its command's new points
-REGIONS_KEPT = 4  # refused regions remembered per command at most (each a mask crop)
 
 
 class TrackState(IntEnum):
@@ -157,7 +156,7 @@ class TrackManager:
         self.undescribed = 0
         self.regions = 0
         self._tracks: dict[int, Track] = {}
-        self._regions: dict[str, deque[tuple[int, Box, np.ndarray]]] = {}  # command -> (stamp, box, mask crop)
+        self._regions = RefusedRegions()
         self._ids = ids if ids is not None else itertools.count(1)
         self._sightings_ns = round(sightings_s * 1e9)
         self.descriptor = descriptor or ColourTextureDescriptor()
@@ -198,7 +197,7 @@ class TrackManager:
         for i, track_id in reattached.items():
             ids[i] = track_id
         fresh = [i for i in fresh if i not in reattached]
-        in_region = self._in_refused_region(command_id, xy, fresh, stamp_ns)
+        in_region = self._regions.holding(command_id, xy, fresh, stamp_ns)
         fresh = [i for i in fresh if i not in in_region]
         if scores is not None:
             fresh.sort(key=lambda i: -(1.0 if scores[i] is None else scores[i]))  # stable: ties keep answer order
@@ -215,27 +214,6 @@ class TrackManager:
         return Association(
             ids, same_object, over_cap, len(reattached), ambiguous, tuple(evicted), undescribed, len(in_region)
         )
-
-    def _in_refused_region(self, command_id: str, xy: np.ndarray, fresh: list[int], stamp_ns: int) -> set[int]:
-        """The `fresh` points inside a region of the command refused within REGION_KEPT_S of `stamp_ns`."""
-        inside: set[int] = set()
-        for refused_ns, box, crop in self._regions.get(command_id, ()):
-            if abs(stamp_ns - refused_ns) <= REGION_KEPT_S * 1e9:
-                shifted = xy[fresh] - (int(box[0]), int(box[1]))
-                inside |= {i for i, hit in zip(fresh, _inside_mask(crop, shifted), strict=True) if hit}
-        return inside
-
-    def _a_region(self, track: Track, stamp_ns: int | None) -> bool:
-        """On a new track's first mask: whether it holds most of its grounding's points, and more than a command may
-        track objects (then it is remembered as a region of its command, not an object)."""
-        answer, track.answer = track.answer, None
-        held = 0 if answer is None else np.count_nonzero(_inside_mask(track.mask, answer))
-        if held <= max(self.max_objects_per_command, len(answer if answer is not None else ()) / 2):
-            return False
-        regions = self._regions.setdefault(track.command_id, deque(maxlen=REGIONS_KEPT))
-        crop = np.array(box_crop(track.mask, track.box))  # a copy: the frame's mask is not kept
-        regions.append((track.last_seen_ns if stamp_ns is None else stamp_ns, track.box, crop))
-        return True
 
     def _returning(self, track: Track, stamp_ns: int) -> bool:
         """A LOST track with an appearance, grounded on a frame after it was last seen: matched by appearance."""
@@ -271,7 +249,7 @@ class TrackManager:
         """
         if not tracks:
             return np.zeros((len(xy), 0)), np.zeros((len(xy), 0), bool)
-        inside = np.stack([_inside_mask(t.mask, xy) for t in tracks], axis=1)
+        inside = np.stack([points_in_mask(t.mask, xy) for t in tracks], axis=1)
         cost = self._cost(distances(xy, [(t.x, t.y) for t in tracks]) / diagonal, inside)
         then = [(j, seen) for j, t in enumerate(tracks) if (seen := t.seen_at(stamp_ns)) is not None]
         if then:
@@ -324,7 +302,9 @@ class TrackManager:
                     deleted.append(track.id)
                 continue
             track.mask, (track.box, track.pixels), track.score = mask, seen, score
-            if self._a_region(track, stamp_ns):
+            answer, track.answer = track.answer, None  # judged on its first mask only
+            if answer is not None and holds_most(mask, answer, self.max_objects_per_command):
+                self._regions.add(command_id, stamp_ns if stamp_ns is not None else track.last_seen_ns, track.box, mask)
                 deleted.append(track.id)
                 self.regions += 1
                 continue
@@ -405,7 +385,7 @@ class TrackManager:
         ids = [t.id for t in self.tracks(command_id)]
         for track_id in ids:
             del self._tracks[track_id]
-        self._regions.pop(command_id, None)
+        self._regions.forget(command_id)
         return ids
 
     def clear(self) -> None:
@@ -418,17 +398,6 @@ def _inside_box(box: Box | None, xy: np.ndarray) -> np.ndarray:
         return np.zeros(len(xy), bool)
     x, y = xy.T
     return (box[0] <= x) & (x <= box[2]) & (box[1] <= y) & (y <= box[3])
-
-
-def _inside_mask(mask: np.ndarray | None, xy: np.ndarray) -> np.ndarray:
-    """Which points fall on a pixel of `mask` (rounded to the nearest pixel, as a point's pixel)."""
-    inside = np.zeros(len(xy), bool)
-    if mask is None:
-        return inside
-    cols, rows = np.rint(xy).astype(np.int64).T
-    within = (rows >= 0) & (rows < mask.shape[0]) & (cols >= 0) & (cols < mask.shape[1])
-    inside[within] = mask[rows[within], cols[within]]
-    return inside
 
 
 def _iou(a: Track, b: Track) -> float:

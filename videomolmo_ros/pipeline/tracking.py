@@ -24,7 +24,8 @@ from videomolmo_ros.pipeline.frame_buffer import FrameBuffer
 from videomolmo_ros.pipeline.mask_fusion import FixedLagFuser, ReleasedFrame
 from videomolmo_ros.pipeline.model_health import ModelHealth
 from videomolmo_ros.pipeline.outputs import MasksOutput, OutputSink, Target, TargetsOutput, TrackSnapshot, TracksOutput
-from videomolmo_ros.pipeline.track_manager import DUPLICATE_IOU, REGION_KEPT_S, Association, TrackManager
+from videomolmo_ros.pipeline.track_manager import TrackManager
+from videomolmo_ros.pipeline.track_reports import TrackReports
 from videomolmo_ros.pipeline.tracked_frames import TrackedFrames
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ class TrackingStage:
         self._sink = sink
         self._counters = counters
         self._problem = problem
+        self._reports = TrackReports(tracker, counters, problem)
         self._catch_up = catch_up or CatchUp(0.0, 1)
         self.frames = frames or TrackedFrames(2)  # the tracker's own copies of the frames it tracks
         self.health = ModelHealth("propagator", "propagation step")
@@ -176,7 +178,7 @@ class TrackingStage:
         association = self.tracker.associate(
             command.id, observed, size, last.stamp_ns, scores, lambda i: image(sightings[i].frame_index)
         )
-        self._report_dropped(association, command.query)
+        self._reports.association(association, command.query)
         self._remove(list(association.evicted))
         kept = [(i, p) for i, p in zip(association.ids, sightings, strict=True) if i is not None]
         if not kept:
@@ -197,33 +199,6 @@ class TrackingStage:
             self._publish_tracks(command, last)
         elif self._fuser is not None and kept:
             self._fuse_keyframe(frame, prompts)  # the newest frame with sightings is the keyframe
-
-    def _report_dropped(self, association: Association, query: str) -> None:
-        """Count and report the points that started no track (over a cap, or on an object already taken), the
-        LOST tracks evicted for room, and the returning objects found again or too alike to tell apart."""
-        per_command, per_camera = self.tracker.max_objects_per_command, self.tracker.max_tracks
-        caps = f"{per_command} per command (max_objects_per_command) and {per_camera} per camera (max_tracks)"
-        dropped = f"point(s) for {query!r} dropped:"
-        for key, count, what in (
-            ("points_dropped_over_cap", association.over_cap, f"{dropped} over the caps of {caps}"),
-            (
-                "points_dropped_same_object",
-                association.same_object,
-                f"{dropped} inside the mask of a track another point took",
-            ),
-            (
-                "points_dropped_in_region",
-                association.in_region,
-                f"{dropped} inside a region refused as no one object (between the objects named) in the last "
-                f"{REGION_KEPT_S:g} s",
-            ),
-            ("tracks_evicted_lost", len(association.evicted), f"LOST track(s) deleted to make room under {caps}"),
-        ):
-            if count:
-                self._problem(key, f"{count} {what}", count)
-        self._counters.add("tracks_reattached", association.reattached)
-        self._counters.add("reid_ambiguous", association.ambiguous)
-        self._count_undescribed(association.undescribed)
 
     def _valid_points(self, window: FrameWindow, points: tuple[GroundedPoint, ...], query: str) -> list[GroundedPoint]:
         height, width = window.images.shape[1:3]
@@ -269,12 +244,6 @@ class TrackingStage:
         except Exception as error:
             self._problem("propagation_failures", f"reading the frame's appearance failed: {error!r}")
             return None
-
-    def _count_undescribed(self, count: int) -> None:
-        """Appearance views that described nothing (too few pixels, or features not finite): not learnt, and a
-        returning point so described takes no LOST track's id. Counted, not logged: a small or distant object
-        gives such views on every frame while it is tracked well."""
-        self._counters.add("reid_views_undescribed", count)
 
     def _call(self, what: str, call: Callable[[], T]) -> T | None:
         """A propagator call, judged by `health`; its failure is counted and reported, and gives None."""
@@ -363,25 +332,9 @@ class TrackingStage:
         image = self._look(frame) if masks else None  # tracks with masks learn from it (no mask: nothing to encode)
         for command in self._commands.running(self.camera) if commands is None else commands:
             self._published[command.id] = command
-            merged, undescribed, regions = self.tracker.merged, self.tracker.undescribed, self.tracker.regions
+            before = self._reports.counts()
             self._remove(self.tracker.update_from_masks(command.id, masks, frame.meta.stamp_ns, image))
-            self._count_undescribed(self.tracker.undescribed - undescribed)
-            if self.tracker.regions > regions:
-                self._problem(
-                    "tracks_rejected_region",
-                    f"{self.tracker.regions - regions} new track(s) of {command.query!r} deleted: the first mask held "
-                    "most of the answer's points, more than max_objects_per_command "
-                    f"({self.tracker.max_objects_per_command}): a region between the objects named (a background), "
-                    "not one object",
-                    self.tracker.regions - regions,
-                )
-            if self.tracker.merged > merged:
-                self._problem(
-                    "tracks_merged_duplicate",
-                    f"{self.tracker.merged - merged} track(s) of {command.query!r} merged into an older track of the "
-                    f"command: their masks overlap at IoU >= {DUPLICATE_IOU} (the same object twice)",
-                    self.tracker.merged - merged,
-                )
+            self._reports.update(command.query, before)
             self._publish_tracks(command, frame.meta)
             seen = [t for t in self.tracker.tracks(command.id) if t.mask is not None]
             ids, seen_masks = tuple(t.id for t in seen), tuple(t.mask for t in seen)
