@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PilImage
-from ros_harness import DOUBLES, START_S, NodeProcess, installed_executable
+from ros_harness import DOUBLES, RELIABLE_CAMERA, START_S, NodeProcess, installed_executable
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from synthetic_video import default_scene, render
 
@@ -39,8 +39,10 @@ TRUTH_TOPIC = "/ground_truth/masks"
 
 @pytest.fixture(scope="module")
 def perception_node(tmp_path_factory):
-    """One node for the module: starting one costs seconds; each replay stops its commands at the end."""
-    process = NodeProcess(tmp_path_factory.mktemp("node") / "node.log", DOUBLES)
+    """One node for the module: starting one costs seconds; each replay stops its commands at the end.
+    Its camera is reliable with a deep queue: a timed replay on a busy machine loses no frame to DDS (a
+    best-effort camera would, and replay_bag would rightly exit 3)."""
+    process = NodeProcess(tmp_path_factory.mktemp("node") / "node.log", {**DOUBLES, **RELIABLE_CAMERA})
     assert process.wait_for_log("ready on", 60), process.log()
     yield process
     process.stop()
