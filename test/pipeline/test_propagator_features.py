@@ -12,6 +12,7 @@ import torch
 from oracle_doubles import ColourFeaturesPropagatorDouble, LocalOptions, LocalPropagatorDouble, ScriptedPointerDouble
 from polling import wait_for
 from sink_double import ListSinkDouble
+from test_reid import disc_frame as disc_image
 from tiny_sam2 import FEATURES, tiny_options, write_tiny_sam2
 
 from videomolmo_ros.backends import registry
@@ -43,13 +44,7 @@ def sam2(tmp_path_factory):
 
 def disc_frame(stamp_ns: int, *discs) -> tuple[Frame, list[np.ndarray]]:
     """A frame with discs (x, y, r, rgb) on grey, and their masks."""
-    image = np.full((*SIZE, 3), 60, np.uint8)
-    rows, cols = np.ogrid[: SIZE[0], : SIZE[1]]
-    masks = []
-    for x, y, r, rgb in discs:
-        mask = (cols - x) ** 2 + (rows - y) ** 2 <= r**2
-        image[mask] = rgb
-        masks.append(mask)
+    image, masks = disc_image(*discs, size=SIZE)
     return Frame(FrameMeta(stamp_ns // SECOND, stamp_ns, "cam"), torch.from_numpy(image)), masks
 
 
