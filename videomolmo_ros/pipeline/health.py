@@ -12,7 +12,7 @@ last `window_s` seconds holding at most `max_events` events.
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -328,9 +328,7 @@ def _drops(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
     """Totals since start and since the last report, per reason; "<name>_new" is since the last report."""
     names = sorted(name for name in counters if name.startswith(DROP_COUNTERS))
     values = {"total": str(sum(counters[n] for n in names)), "total_new": str(sum(new[n] for n in names))}
-    for name in names:
-        values[name] = str(counters[name])
-        values[f"{name}_new"] = str(new[name])
+    values |= _counter_values(names, counters, new)
     warned = [f"{new[n]} {n}" for n in names if new[n] and n.startswith(WARN_COUNTERS)]
     if warned:
         return HealthStatus("drops", Level.WARN, "since the last report: " + ", ".join(warned), values)
@@ -341,12 +339,7 @@ def _drops(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
 
 def _time(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
     jumps, gaps = new.get("time_jump_resets", 0), new.get("time_gap_context_restarts", 0)
-    values = {
-        "time_jump_resets": str(counters.get("time_jump_resets", 0)),
-        "time_jump_resets_new": str(jumps),
-        "time_gap_context_restarts": str(counters.get("time_gap_context_restarts", 0)),
-        "time_gap_context_restarts_new": str(gaps),
-    }
+    values = _counter_values(("time_jump_resets", "time_gap_context_restarts"), counters, new)
     if jumps:
         message = (
             f"image stamps went backwards {jumps} time(s) since the last report (a looping or restarted bag?): "
@@ -366,13 +359,18 @@ IDENTITY_COUNTERS = ("tracks_reattached", "reid_ambiguous", "tracks_merged_dupli
 
 def _identities(counters: Mapping[str, int], new: Mapping[str, int]) -> HealthStatus:
     """What happened to track ids: a planner holding an id sees here why an object came back under a new one."""
-    values = {}
-    for name in IDENTITY_COUNTERS:
-        values[name] = str(counters.get(name, 0))
-        values[f"{name}_new"] = str(new.get(name, 0))
+    values = _counter_values(IDENTITY_COUNTERS, counters, new)
     recent = [f"{new[n]} {n}" for n in IDENTITY_COUNTERS if new.get(n)]
     message = "since the last report: " + ", ".join(recent) if recent else "no id changes since the last report"
     return HealthStatus("identities", Level.OK, message, values)
+
+
+def _counter_values(names: Iterable[str], counters: Mapping[str, int], new: Mapping[str, int]) -> dict[str, str]:
+    """Each counter's total since start ("<name>") and since the last report ("<name>_new"), as diagnostics values."""
+    values = {}
+    for name in names:
+        values[name], values[f"{name}_new"] = str(counters.get(name, 0)), str(new.get(name, 0))
+    return values
 
 
 def _buffers(fill: tuple[int, int], memory: tuple[int, int] | None) -> HealthStatus:
