@@ -78,6 +78,7 @@ class ReplayNode:
         self._camera_topics = {self.node.resolve_topic_name(s.node_topic): c for c, s in camera_images(streams).items()}
         self.camera_counts: dict[str, list[dict[str, int]]] = {c: [] for c in self._camera_topics.values()}
         self.reported_names: dict[str, str] = {}  # the name the node reports each camera under
+        self._by_camera = any(self._camera_topics.values())  # named cameras: their outputs are counted apart
         if self._camera_topics:
             self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -87,6 +88,8 @@ class ReplayNode:
 
     def _on_output(self, name: str, data: bytes) -> None:
         self.received.put((name, self.node.get_clock().now().nanoseconds, data))
+        if name not in ("tracks", "command_status") and not self._by_camera:
+            return  # one camera: its targets and masks are only recorded (the output bag counts them)
         msg = self.typestore.deserialize_cdr(data, OUTPUTS[name])
         with self.lock:
             if name == "command_status":
